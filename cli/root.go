@@ -1,0 +1,147 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+)
+
+// Version is set at build time with -ldflags "-X github.com/edgeproxy/edge/cli.Version=…".
+var Version = "dev"
+
+// usageError marks errors that exit with status 2.
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+func usagef(format string, args ...any) error { return usageError{fmt.Errorf(format, args...)} }
+
+// globals are the flags every command shares.
+type globals struct {
+	servers   string
+	token     string
+	tokenFile string
+	output    string
+	timeout   time.Duration
+	local     bool
+	insecure  bool
+	caFile    string
+
+	stdout, stderr io.Writer
+	getenv         func(string) string
+}
+
+// Execute runs edgectl with args and returns the process exit code.
+func Execute(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
+	g := &globals{stdout: stdout, stderr: stderr, getenv: getenv}
+	root := newRoot(g)
+	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return 0
+	}
+	fmt.Fprintln(stderr, "edgectl: "+oneLine(err.Error()))
+	var ue usageError
+	if errors.As(err, &ue) {
+		return 2
+	}
+	return 1
+}
+
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(s), " ")
+}
+
+func newRoot(g *globals) *cobra.Command {
+	root := &cobra.Command{
+		Use:           "edgectl",
+		Short:         "Manage an Edge cluster: tenants, certificates, cache and members",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			switch g.output {
+			case "table", "json", "yaml":
+			default:
+				return usagef("-o %q: must be table, json or yaml", g.output)
+			}
+			if g.timeout <= 0 {
+				return usagef("--timeout must be positive")
+			}
+			return nil
+		},
+	}
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	pf := root.PersistentFlags()
+	pf.StringVar(&g.servers, "server", envOr(g.getenv, "EDGECTL_SERVER", "127.0.0.1:7001"), "admin addresses, comma-separated; the next is tried when one is unavailable (EDGECTL_SERVER)")
+	pf.StringVar(&g.token, "token", g.getenv("EDGECTL_TOKEN"), "admin token (EDGECTL_TOKEN)")
+	pf.StringVar(&g.tokenFile, "token-file", g.getenv("EDGECTL_TOKEN_FILE"), "file holding the admin token (EDGECTL_TOKEN_FILE)")
+	pf.StringVarP(&g.output, "output", "o", "table", "output format: table, json or yaml")
+	pf.DurationVar(&g.timeout, "timeout", 15*time.Second, "overall time limit for the command")
+	pf.BoolVar(&g.local, "local", false, "reads: answer from the contacted node's own state instead of a leader-confirmed read")
+	pf.StringVar(&g.caFile, "tls-ca", g.getenv("EDGECTL_TLS_CA"), "use TLS to the admin API, trusting this CA bundle (EDGECTL_TLS_CA)")
+	root.AddCommand(newTenantCmd(g), newClusterCmd(g), newVersionCmd(g))
+	root.CompletionOptions.DisableDefaultCmd = false
+	return root
+}
+
+func envOr(getenv func(string) string, key, def string) string {
+	if v := getenv(key); v != "" {
+		return v
+	}
+	return def
+}
+
+func (g *globals) resolveToken() (string, error) {
+	if g.token != "" {
+		return g.token, nil
+	}
+	if g.tokenFile != "" {
+		b, err := os.ReadFile(g.tokenFile)
+		if err != nil {
+			return "", fmt.Errorf("--token-file: %w", err)
+		}
+		return strings.TrimSpace(string(b)), nil
+	}
+	return "", nil
+}
+
+// exactArgs is cobra.ExactArgs with a usage error.
+func exactArgs(n int, names string) cobra.PositionalArgs {
+	return func(_ *cobra.Command, args []string) error {
+		if len(args) != n {
+			return usagef("expected %s, got %d argument(s)", names, len(args))
+		}
+		return nil
+	}
+}
+
+func rangeArgs(min, max int, names string) cobra.PositionalArgs {
+	return func(_ *cobra.Command, args []string) error {
+		if len(args) < min || len(args) > max {
+			return usagef("expected %s, got %d argument(s)", names, len(args))
+		}
+		return nil
+	}
+}
+
+func newVersionCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print edgectl's version",
+		Args:  exactArgs(0, "no arguments"),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return g.print(map[string]any{"version": Version}, func(w io.Writer) {
+				fmt.Fprintln(w, "edgectl", Version)
+			})
+		},
+	}
+}

@@ -1,0 +1,25 @@
+package deps
+
+import (
+	_ "github.com/hashicorp/raft"
+	_ "github.com/hashicorp/raft-boltdb/v2"
+	_ "github.com/hashicorp/go-hclog"
+	_ "github.com/spf13/cobra"
+	_ "google.golang.org/grpc"
+	_ "google.golang.org/protobuf/proto"
+	_ "golang.org/x/net/idna"
+	_ "golang.org/x/net/html"
+	_ "golang.org/x/net/http2"
+	_ "golang.org/x/crypto/acme/autocert"
+	_ "golang.org/x/sync/singleflight"
+	_ "github.com/klauspost/compress/zstd"
+	_ "github.com/klauspost/compress/gzip"
+	_ "github.com/andybalholm/brotli"
+	_ "github.com/maypok86/otter/v2"
+	_ "github.com/redis/go-redis/v9"
+	_ "github.com/prometheus/client_golang/prometheus"
+	_ "go.yaml.in/yaml/v3"
+	_ "github.com/aws/aws-sdk-go-v2/service/s3"
+	_ "github.com/aws/aws-sdk-go-v2/config"
+	_ "github.com/aws/aws-sdk-go-v2/credentials"
+)

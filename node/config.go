@@ -1,0 +1,133 @@
+package node
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/edgeproxy/edge/raftstore"
+)
+
+// Config is everything one node needs. Flags and EDGE_* environment
+// variables map onto it in flags.go; tests fill it directly.
+type Config struct {
+	ID       string
+	DataDir  string
+	RaftAddr string
+	// RaftAdvertise is the raft address peers dial (may be a DNS name).
+	RaftAdvertise string
+	AdminAddr     string
+	// AdminAdvertise is the admin address other nodes use to reach this
+	// one (may be a DNS name).
+	AdminAdvertise string
+	HTTPAddr       string
+	HTTPSAddr      string
+	MetricsAddr    string
+
+	Join            []string
+	BootstrapExpect int
+	Voters          int
+
+	AdminToken     string
+	AdminTLSCert   string
+	AdminTLSKey    string
+	AdminClientCA  string
+	Dev            bool
+	RaftTimings    raftstore.Timings
+	RaftLogLevel   string
+	ShutdownGrace  time.Duration
+	JoinRetry      time.Duration
+	ProxyOptions   ProxyOptions
+	Logger         *slog.Logger
+	forwardTimeout time.Duration
+}
+
+// ProxyOptions are the data plane's tunables.
+type ProxyOptions struct {
+	MaxIdleConnsPerHost int
+	IdleConnTimeout     time.Duration
+	MaxConns            int
+	RedisAddr           string
+	S3Bucket            string
+	S3Endpoint          string
+	S3PathStyle         bool
+	CacheSize           int64
+}
+
+func (c *Config) setDefaults() {
+	if c.Voters == 0 {
+		c.Voters = 3
+	}
+	if c.RaftTimings == (raftstore.Timings{}) {
+		c.RaftTimings = raftstore.DefaultTimings()
+	}
+	if c.ShutdownGrace == 0 {
+		c.ShutdownGrace = 10 * time.Second
+	}
+	if c.JoinRetry == 0 {
+		c.JoinRetry = 250 * time.Millisecond
+	}
+	if c.forwardTimeout == 0 {
+		c.forwardTimeout = 10 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.RaftAdvertise == "" {
+		c.RaftAdvertise = c.RaftAddr
+	}
+	if c.AdminAdvertise == "" {
+		c.AdminAdvertise = c.AdminAddr
+	}
+}
+
+func (c *Config) validate() error {
+	var errs []error
+	if c.ID == "" {
+		errs = append(errs, errors.New("--id is required"))
+	}
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("--data-dir is required"))
+	}
+	if c.RaftAddr == "" {
+		errs = append(errs, errors.New("--raft-addr is required"))
+	}
+	if c.AdminAddr == "" {
+		errs = append(errs, errors.New("--admin-addr is required"))
+	}
+	if c.BootstrapExpect < 0 {
+		errs = append(errs, errors.New("--bootstrap-expect must not be negative"))
+	}
+	if c.BootstrapExpect > 1 && len(c.Join) == 0 {
+		errs = append(errs, fmt.Errorf("--bootstrap-expect %d needs --join with the other nodes' admin addresses", c.BootstrapExpect))
+	}
+	if c.Voters < 1 {
+		errs = append(errs, errors.New("--voters must be at least 1"))
+	}
+	if (c.AdminTLSCert == "") != (c.AdminTLSKey == "") {
+		errs = append(errs, errors.New("--admin-tls-cert and --admin-tls-key go together"))
+	}
+	if c.AdminToken == "" && c.AdminClientCA == "" {
+		if !c.Dev {
+			errs = append(errs, errors.New("the admin API needs a token (--admin-token-file or EDGE_ADMIN_TOKEN) or mTLS (--admin-client-ca); only --dev may run without one"))
+		} else if !isLoopback(c.AdminAddr) {
+			errs = append(errs, fmt.Errorf("--dev without an admin token only listens on loopback, not %s", c.AdminAddr))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}

@@ -1,0 +1,116 @@
+package node
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// ParseFlags turns edged's command line and environment into a Config.
+// Every flag --foo-bar also reads EDGE_FOO_BAR when it is not given on the
+// command line; the admin token itself may come from EDGE_ADMIN_TOKEN.
+func ParseFlags(args []string, getenv func(string) string, stderr io.Writer) (Config, error) {
+	var c Config
+	fs := flag.NewFlagSet("edged", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var join, tokenFile string
+	fs.StringVar(&c.ID, "id", "", "stable node ID (default: the host name)")
+	fs.StringVar(&c.DataDir, "data-dir", "", "directory for raft state and snapshots")
+	fs.StringVar(&c.RaftAddr, "raft-addr", "127.0.0.1:7000", "raft TCP listen address")
+	fs.StringVar(&c.RaftAdvertise, "raft-advertise", "", "raft address peers dial, may be a DNS name (default: --raft-addr)")
+	fs.StringVar(&c.AdminAddr, "admin-addr", "127.0.0.1:7001", "admin gRPC listen address")
+	fs.StringVar(&c.AdminAdvertise, "admin-advertise", "", "admin address other nodes dial, may be a DNS name (default: --admin-addr)")
+	fs.StringVar(&c.HTTPAddr, "http-addr", "127.0.0.1:8080", "plain HTTP listen address (empty disables)")
+	fs.StringVar(&c.HTTPSAddr, "https-addr", "", "HTTPS listen address (empty disables)")
+	fs.StringVar(&c.MetricsAddr, "metrics-addr", "", "metrics and health listen address (empty disables)")
+	fs.StringVar(&join, "join", "", "comma-separated admin addresses of other nodes")
+	fs.IntVar(&c.BootstrapExpect, "bootstrap-expect", 0, "bootstrap a new cluster once this many nodes are found (1: alone)")
+	fs.IntVar(&c.Voters, "voters", 3, "voting members; nodes beyond join as non-voters")
+	fs.StringVar(&tokenFile, "admin-token-file", "", "file holding the admin API bearer token")
+	fs.StringVar(&c.AdminTLSCert, "admin-tls-cert", "", "PEM certificate for the admin listener")
+	fs.StringVar(&c.AdminTLSKey, "admin-tls-key", "", "PEM key for the admin listener")
+	fs.StringVar(&c.AdminClientCA, "admin-client-ca", "", "PEM CA bundle; clients presenting a certificate it signed need no token (mTLS)")
+	fs.BoolVar(&c.Dev, "dev", false, "throwaway single node: temporary data dir, bootstrap alone, token optional on loopback")
+	fs.DurationVar(&c.RaftTimings.HeartbeatTimeout, "raft-heartbeat-timeout", 0, "raft heartbeat timeout (default 250ms)")
+	fs.DurationVar(&c.RaftTimings.ElectionTimeout, "raft-election-timeout", 0, "raft election timeout (default 250ms)")
+	fs.DurationVar(&c.RaftTimings.LeaderLeaseTimeout, "raft-leader-lease-timeout", 0, "raft leader lease timeout (default 125ms)")
+	fs.DurationVar(&c.RaftTimings.CommitTimeout, "raft-commit-timeout", 0, "raft commit timeout (default 5ms)")
+	fs.StringVar(&c.RaftLogLevel, "raft-log-level", "warn", "raft library log level (trace, debug, info, warn, error)")
+	fs.DurationVar(&c.ShutdownGrace, "shutdown-grace", 0, "how long SIGTERM waits for in-flight work (default 10s)")
+	fs.IntVar(&c.ProxyOptions.MaxIdleConnsPerHost, "upstream-max-idle", 50, "idle keep-alive connections kept per origin")
+	fs.DurationVar(&c.ProxyOptions.IdleConnTimeout, "upstream-idle-timeout", 0, "how long an idle origin connection is kept (default 60s)")
+	fs.IntVar(&c.ProxyOptions.MaxConns, "max-conns", 0, "cap on concurrent client connections per listener (0: none)")
+	fs.StringVar(&c.ProxyOptions.RedisAddr, "redis-addr", "", "Redis address for the shared L2 cache (optional)")
+	fs.StringVar(&c.ProxyOptions.S3Bucket, "s3-bucket", "", "S3 bucket for the L3 cache, certificates and backups (optional)")
+	fs.StringVar(&c.ProxyOptions.S3Endpoint, "s3-endpoint", "", "S3 endpoint URL for S3-compatible servers")
+	fs.BoolVar(&c.ProxyOptions.S3PathStyle, "s3-path-style", false, "use path-style S3 addressing")
+	fs.Int64Var(&c.ProxyOptions.CacheSize, "cache-size", 256<<20, "L1 cache size in bytes")
+
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	var envErr error
+	fs.VisitAll(func(f *flag.Flag) {
+		if set[f.Name] {
+			return
+		}
+		key := "EDGE_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v := getenv(key); v != "" {
+			if err := fs.Set(f.Name, v); err != nil {
+				envErr = errors.Join(envErr, fmt.Errorf("%s=%q: %w", key, v, err))
+			}
+		}
+	})
+	if envErr != nil {
+		return c, envErr
+	}
+	for _, a := range strings.Split(join, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			c.Join = append(c.Join, a)
+		}
+	}
+	if tokenFile != "" {
+		b, err := os.ReadFile(tokenFile)
+		if err != nil {
+			return c, fmt.Errorf("--admin-token-file: %w", err)
+		}
+		c.AdminToken = strings.TrimSpace(string(b))
+		if c.AdminToken == "" {
+			return c, fmt.Errorf("--admin-token-file %s is empty", tokenFile)
+		}
+	} else if t := getenv("EDGE_ADMIN_TOKEN"); t != "" {
+		c.AdminToken = strings.TrimSpace(t)
+	}
+	if c.ID == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			return c, fmt.Errorf("--id not given and no host name: %w", err)
+		}
+		c.ID = h
+	}
+	if c.Dev {
+		if c.DataDir == "" {
+			d, err := os.MkdirTemp("", "edged-dev-")
+			if err != nil {
+				return c, err
+			}
+			c.DataDir = d
+		}
+		if c.BootstrapExpect == 0 && len(c.Join) == 0 {
+			c.BootstrapExpect = 1
+		}
+	}
+	if c.DataDir != "" {
+		c.DataDir = filepath.Clean(c.DataDir)
+	}
+	return c, nil
+}

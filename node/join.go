@@ -1,0 +1,186 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	edgev1 "github.com/edgeproxy/edge/api/edgev1"
+	"github.com/edgeproxy/edge/raftstore"
+)
+
+// joinLoop gets a node without raft state into a cluster:
+//
+//   - --bootstrap-expect 1 with no --join: bootstrap alone.
+//   - otherwise ask every --join address for its Info. If one of them
+//     already knows a leader, ask it to add us (it forwards to the leader).
+//   - with --bootstrap-expect N, once N nodes without state are visible
+//     (us included), the one with the lowest ID bootstraps a configuration
+//     holding all N; the others wait to be contacted by the new leader.
+//     Exactly one node bootstraps, even when all start at once, because
+//     they all see the same set and pick the same lowest ID.
+//
+// A node restarted with its data dir already has state and skips all this.
+func (n *Node) joinLoop(ctx context.Context) {
+	if n.store.HasState() {
+		n.logger.Info("existing raft state found; rejoining without bootstrap")
+		return
+	}
+	self := raft.Server{ID: raft.ServerID(n.cfg.ID), Address: raft.ServerAddress(n.store.Addr()), Suffrage: raft.Voter}
+	if n.cfg.BootstrapExpect == 1 && len(n.cfg.Join) == 0 {
+		if err := n.store.Bootstrap([]raft.Server{self}); err != nil {
+			n.logger.Error("bootstrap failed", "err", err)
+			return
+		}
+		n.logger.Info("bootstrapped a single-node cluster")
+		return
+	}
+	t := time.NewTicker(n.cfg.JoinRetry)
+	defer t.Stop()
+	lastLog := time.Time{}
+	for {
+		done, err := n.tryJoin(ctx, self)
+		if done {
+			return
+		}
+		if err != nil && time.Since(lastLog) > 5*time.Second {
+			n.logger.Info("waiting to join a cluster", "reason", err)
+			lastLog = time.Now()
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (n *Node) tryJoin(ctx context.Context, self raft.Server) (bool, error) {
+	// Someone may have added us meanwhile.
+	if _, id := n.store.Leader(); id != "" {
+		return true, nil
+	}
+	type found struct {
+		addr string
+		info *edgev1.InfoResponse
+	}
+	var peers []found
+	var errs []error
+	for _, addr := range n.cfg.Join {
+		if addr == n.cfg.AdminAdvertise || addr == n.AdminAddr() {
+			continue
+		}
+		c, err := n.peers.internal(addr)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", addr, err))
+			continue
+		}
+		ictx, cancel := context.WithTimeout(ctx, time.Second)
+		info, err := c.Info(ictx, &edgev1.InfoRequest{})
+		cancel()
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", addr, err))
+			continue
+		}
+		if info.GetId() == n.cfg.ID {
+			continue
+		}
+		peers = append(peers, found{addr, info})
+	}
+	for _, p := range peers {
+		if p.info.GetLeaderId() == "" {
+			continue
+		}
+		cc, err := n.peers.cluster(p.addr)
+		if err != nil {
+			continue
+		}
+		jctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		resp, err := cc.Join(jctx, &edgev1.JoinRequest{Id: n.cfg.ID, RaftAddress: n.store.Addr(), AdminAddress: n.cfg.AdminAdvertise})
+		cancel()
+		if err != nil {
+			errs = append(errs, fmt.Errorf("join via %s: %w", p.addr, err))
+			continue
+		}
+		n.logger.Info("joined cluster", "via", p.addr, "suffrage", resp.GetSuffrage())
+		return true, nil
+	}
+	if n.cfg.BootstrapExpect == 0 {
+		return false, errors.Join(append(errs, errors.New("no reachable node knows a leader"))...)
+	}
+	cands := []raft.Server{self}
+	for _, p := range peers {
+		if p.info.GetHasState() {
+			continue
+		}
+		cands = append(cands, raft.Server{ID: raft.ServerID(p.info.GetId()), Address: raft.ServerAddress(p.info.GetRaftAddress()), Suffrage: raft.Voter})
+	}
+	if len(cands) < n.cfg.BootstrapExpect {
+		return false, fmt.Errorf("found %d of %d nodes for bootstrap", len(cands), n.cfg.BootstrapExpect)
+	}
+	sort.Slice(cands, func(i, j int) bool { return cands[i].ID < cands[j].ID })
+	cands = cands[:n.cfg.BootstrapExpect]
+	if cands[0].ID != self.ID {
+		return false, fmt.Errorf("waiting for %s to bootstrap", cands[0].ID)
+	}
+	if err := n.store.Bootstrap(cands); err != nil {
+		return false, fmt.Errorf("bootstrap: %w", err)
+	}
+	n.logger.Info("bootstrapped cluster", "voters", len(cands))
+	return true, nil
+}
+
+// registerLoop keeps this node's admin address in the replicated member
+// table (so others can forward to it), and, on the leader, applies one
+// command at the start of every term: until the leader has applied an
+// entry of its own term it cannot serve linearizable reads (see
+// leaderReadIndex).
+func (n *Node) registerLoop(ctx context.Context) {
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if _, id := n.store.Leader(); id == "" {
+			continue
+		}
+		me := raftstore.Member{ID: n.cfg.ID, RaftAddr: n.store.Addr(), AdminAddr: n.cfg.AdminAdvertise}
+		term := currentTerm(n.store.Raft())
+		leaderNewTerm := n.store.IsLeader() && n.readyTerm.Load() != term
+		cur, ok := n.store.View().Member(n.cfg.ID)
+		if !leaderNewTerm && ok && cur == me {
+			continue
+		}
+		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := n.putMember(actx, me)
+		cancel()
+		if err != nil {
+			n.logger.Debug("registering member", "err", err)
+			continue
+		}
+		if leaderNewTerm && currentTerm(n.store.Raft()) == term {
+			n.readyTerm.Store(term)
+		}
+	}
+}
+
+// leaderReadIndex confirms leadership and returns the commit index that a
+// linearizable read must wait for. It refuses until the leader has applied
+// an entry of its current term, because only then does its commit index
+// cover every write acknowledged by earlier leaders.
+func (n *Node) leaderReadIndex() (uint64, error) {
+	if !n.store.IsLeader() {
+		return 0, raftstore.ErrNotLeader
+	}
+	if n.readyTerm.Load() != currentTerm(n.store.Raft()) {
+		return 0, fmt.Errorf("%w: leader has not applied an entry of its term yet", raftstore.ErrNotLeader)
+	}
+	return n.store.ReadIndex()
+}

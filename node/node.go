@@ -1,0 +1,337 @@
+package node
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	edgev1 "github.com/edgeproxy/edge/api/edgev1"
+	"github.com/edgeproxy/edge/raftstore"
+)
+
+// Node is one running Edge node.
+type Node struct {
+	cfg     Config
+	logger  *slog.Logger
+	store   *raftstore.Store
+	adminLn net.Listener
+	admin   *grpc.Server
+	peers   *peers
+
+	started   time.Time
+	readyTerm atomic.Uint64 // term in which this leader applied its first entry
+	wg        sync.WaitGroup
+	stopOnce sync.Once
+}
+
+// New opens the node's store and binds its listeners. Nothing is served
+// until Run.
+func New(cfg Config) (*Node, error) {
+	cfg.setDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	n := &Node{cfg: cfg, logger: cfg.Logger.With("node", cfg.ID), started: time.Now()}
+
+	ln, err := net.Listen("tcp", cfg.AdminAddr)
+	if err != nil {
+		return nil, fmt.Errorf("admin listener: %w", err)
+	}
+	n.adminLn = ln
+	if n.cfg.AdminAdvertise == "" || hasZeroPort(n.cfg.AdminAdvertise) {
+		n.cfg.AdminAdvertise = ln.Addr().String()
+	}
+
+	adv := cfg.RaftAdvertise
+	if hasZeroPort(adv) {
+		adv = ""
+	}
+	st, err := raftstore.Open(raftstore.Config{
+		ID:           cfg.ID,
+		DataDir:      cfg.DataDir,
+		BindAddr:     cfg.RaftAddr,
+		Advertise:    adv,
+		Timings:      cfg.RaftTimings,
+		Logger:       n.logger,
+		RaftLogLevel: cfg.RaftLogLevel,
+	})
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
+	n.store = st
+
+	creds, err := serverCreds(&n.cfg)
+	if err != nil {
+		st.Close()
+		ln.Close()
+		return nil, err
+	}
+	auth := &authenticator{token: []byte(cfg.AdminToken), mtls: cfg.AdminClientCA != ""}
+	if cfg.AdminToken == "" && cfg.AdminClientCA == "" && cfg.Dev {
+		auth.open = true
+		n.logger.Warn("admin API runs WITHOUT authentication (--dev on loopback)", "addr", ln.Addr().String())
+	}
+	n.admin = grpc.NewServer(grpc.Creds(creds),
+		grpc.ChainUnaryInterceptor(auth.unary),
+		grpc.ChainStreamInterceptor(auth.stream))
+	edgev1.RegisterTenantServiceServer(n.admin, &tenantService{n: n})
+	edgev1.RegisterClusterServiceServer(n.admin, &clusterService{n: n})
+	edgev1.RegisterInternalServiceServer(n.admin, &internalService{n: n})
+
+	pc, err := peerCreds(&n.cfg)
+	if err != nil {
+		st.Close()
+		ln.Close()
+		return nil, err
+	}
+	n.peers = newPeers(grpc.WithTransportCredentials(pc),
+		grpc.WithPerRPCCredentials(tokenCreds{token: cfg.AdminToken, secure: cfg.AdminTLSCert != ""}))
+	return n, nil
+}
+
+func hasZeroPort(addr string) bool {
+	_, p, err := net.SplitHostPort(addr)
+	return err == nil && (p == "0" || p == "")
+}
+
+// ID is the node's server ID.
+func (n *Node) ID() string { return n.cfg.ID }
+
+// AdminAddr is the bound admin (gRPC) address.
+func (n *Node) AdminAddr() string { return n.adminLn.Addr().String() }
+
+// RaftAddr is the raft address peers use.
+func (n *Node) RaftAddr() string { return n.store.Addr() }
+
+// Store exposes the replicated store (for the proxy wiring and tests).
+func (n *Node) Store() *raftstore.Store { return n.store }
+
+// Run serves until ctx is cancelled, then shuts down gracefully: leadership
+// is handed over first if this node leads, and in-flight work drains.
+func (n *Node) Run(ctx context.Context) error {
+	serveErr := make(chan error, 1)
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		if err := n.admin.Serve(n.adminLn); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+			serveErr <- fmt.Errorf("admin server: %w", err)
+		}
+	}()
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	n.wg.Add(2)
+	go func() { defer n.wg.Done(); n.joinLoop(runCtx) }()
+	go func() { defer n.wg.Done(); n.registerLoop(runCtx) }()
+	n.logger.Info("edged started", "admin", n.AdminAddr(), "raft", n.RaftAddr(), "data_dir", n.cfg.DataDir)
+
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-serveErr:
+	}
+	cancel()
+	n.shutdown()
+	return err
+}
+
+// shutdown leaves politely: a leader hands over leadership, then every
+// listener drains within ShutdownGrace.
+func (n *Node) shutdown() {
+	n.stopOnce.Do(func() {
+		r := n.store.Raft()
+		if n.store.IsLeader() && n.voterCount() > 1 {
+			start := time.Now()
+			if err := r.LeadershipTransfer().Error(); err != nil {
+				n.logger.Warn("leadership transfer before shutdown failed", "err", err)
+			} else {
+				n.logger.Info("leadership transferred before shutdown", "took", time.Since(start))
+			}
+		}
+		done := make(chan struct{})
+		go func() { n.admin.GracefulStop(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(n.cfg.ShutdownGrace):
+			n.admin.Stop()
+		}
+		n.wg.Wait()
+		if err := n.store.Close(); err != nil {
+			n.logger.Warn("closing raft store", "err", err)
+		}
+		n.peers.close()
+		n.logger.Info("edged stopped")
+	})
+}
+
+func (n *Node) voterCount() int {
+	f := n.store.Raft().GetConfiguration()
+	if f.Error() != nil {
+		return 0
+	}
+	c := 0
+	for _, s := range f.Configuration().Servers {
+		if s.Suffrage == raft.Voter {
+			c++
+		}
+	}
+	return c
+}
+
+// requestID returns the caller's idempotency key, or a new one. edgectl
+// sends the same key on every retry of one logical operation.
+func requestID(ctx context.Context) string {
+	if md, ok := metadata.FromIncomingContext(ctx); ok {
+		if v := md.Get("x-edge-request-id"); len(v) > 0 && len(v[0]) <= 128 && v[0] != "" {
+			return v[0]
+		}
+	}
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// apply proposes cmd through the leader, wherever it is, and returns once
+// the leader has applied it. Retries are safe: the command's request ID
+// makes the state machine apply it at most once.
+func (n *Node) apply(ctx context.Context, cmd *raftstore.Command) (*raftstore.Result, error) {
+	b, err := cmd.Encode()
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, n.cfg.forwardTimeout)
+	defer cancel()
+	var lastErr error = errNoLeader
+	for {
+		r, err := n.applyOnce(ctx, b)
+		if err == nil {
+			if r.Err != nil {
+				return r, r.Err
+			}
+			return r, nil
+		}
+		if !retryable(err) {
+			return nil, err
+		}
+		lastErr = err
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w: %v", errNoLeader, lastErr)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+func (n *Node) applyOnce(ctx context.Context, b []byte) (*raftstore.Result, error) {
+	if n.store.IsLeader() {
+		return n.store.ApplyEncoded(ctx, b)
+	}
+	addr, err := n.leaderAdmin()
+	if err != nil {
+		return nil, err
+	}
+	c, err := n.peers.internal(addr)
+	if err != nil {
+		return nil, err
+	}
+	actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	resp, err := c.Apply(actx, &edgev1.ApplyRequest{Command: b})
+	if err != nil {
+		return nil, err
+	}
+	return raftstore.DecodeResult(resp.GetResult())
+}
+
+// retryable reports whether a failed proposal may be retried: the leader
+// moved, was unreachable, or lost leadership mid-apply (outcome unknown,
+// made safe by request IDs).
+func retryable(err error) bool {
+	if errors.Is(err, raftstore.ErrNotLeader) || errors.Is(err, errNoLeader) ||
+		errors.Is(err, raft.ErrLeadershipLost) || errors.Is(err, raft.ErrNotLeader) ||
+		errors.Is(err, raft.ErrEnqueueTimeout) || errors.Is(err, raft.ErrLeadershipTransferInProgress) {
+		return true
+	}
+	if s, ok := status.FromError(err); ok {
+		switch s.Code() {
+		case codes.Unavailable, codes.FailedPrecondition, codes.DeadlineExceeded, codes.Aborted:
+			return true
+		}
+	}
+	return false
+}
+
+// leaderAdmin returns the leader's admin address.
+func (n *Node) leaderAdmin() (string, error) {
+	_, id := n.store.Leader()
+	if id == "" {
+		return "", errNoLeader
+	}
+	if id == n.cfg.ID {
+		return n.cfg.AdminAdvertise, nil
+	}
+	m, ok := n.store.View().Member(id)
+	if !ok || m.AdminAddr == "" {
+		return "", fmt.Errorf("%w: leader %s has not registered its admin address yet", errNoLeader, id)
+	}
+	return m.AdminAddr, nil
+}
+
+// readBarrier makes a read linearizable: the leader confirms it still
+// leads, and this node waits until it has applied the leader's commit
+// index. local skips it.
+func (n *Node) readBarrier(ctx context.Context, c edgev1.Consistency) error {
+	if c == edgev1.Consistency_CONSISTENCY_LOCAL {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, n.cfg.forwardTimeout)
+	defer cancel()
+	for {
+		idx, err := n.readIndex(ctx)
+		if err == nil {
+			return n.store.WaitApplied(ctx, idx)
+		}
+		if !retryable(err) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w: %v", errNoLeader, err)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+func (n *Node) readIndex(ctx context.Context) (uint64, error) {
+	if n.store.IsLeader() {
+		return n.leaderReadIndex()
+	}
+	addr, err := n.leaderAdmin()
+	if err != nil {
+		return 0, err
+	}
+	c, err := n.peers.internal(addr)
+	if err != nil {
+		return 0, err
+	}
+	rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	r, err := c.ReadIndex(rctx, &edgev1.ReadIndexRequest{})
+	if err != nil {
+		return 0, err
+	}
+	return r.GetIndex(), nil
+}

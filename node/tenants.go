@@ -1,0 +1,152 @@
+package node
+
+import (
+	"context"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	edgev1 "github.com/edgeproxy/edge/api/edgev1"
+	"github.com/edgeproxy/edge/raftstore"
+)
+
+// tenantService implements edgev1.TenantService. Writes are validated
+// here, before they are proposed, so a bad request never enters the log.
+type tenantService struct {
+	edgev1.UnimplementedTenantServiceServer
+	n *Node
+}
+
+func (s *tenantService) write(ctx context.Context, t raftstore.CommandType, payload any) (*raftstore.Result, error) {
+	cmd, err := raftstore.NewCommand(t, requestID(ctx), time.Now(), payload)
+	if err != nil {
+		return nil, grpcError(err)
+	}
+	r, err := s.n.apply(ctx, cmd)
+	if err != nil {
+		return nil, grpcError(err)
+	}
+	return r, nil
+}
+
+func (s *tenantService) Add(ctx context.Context, req *edgev1.AddTenantRequest) (*edgev1.TenantResponse, error) {
+	if req.GetTenant() == nil {
+		return nil, status.Error(codes.InvalidArgument, "tenant: required")
+	}
+	t := tenantFromProto(req.GetTenant())
+	if err := raftstore.ValidateTenant(t); err != nil {
+		return nil, grpcError(err)
+	}
+	r, err := s.write(ctx, raftstore.CmdTenantAdd, t)
+	if err != nil {
+		return nil, err
+	}
+	return &edgev1.TenantResponse{Tenant: tenantToProto(r.Tenant, time.Now())}, nil
+}
+
+// domainArg normalises a domain given by a client the same way stored
+// domains are normalised, so `tenant get SHOP.example.` finds shop.example.
+func domainArg(d string) (string, error) {
+	n, err := raftstore.NormalizeDomain("domain", d)
+	if err != nil {
+		return "", grpcError(err)
+	}
+	return n, nil
+}
+
+func (s *tenantService) Get(ctx context.Context, req *edgev1.GetTenantRequest) (*edgev1.TenantResponse, error) {
+	d, err := domainArg(req.GetDomain())
+	if err != nil {
+		return nil, err
+	}
+	if err := s.n.readBarrier(ctx, req.GetConsistency()); err != nil {
+		return nil, grpcError(err)
+	}
+	t := s.n.store.View().Tenant(d)
+	if t == nil {
+		return nil, status.Errorf(codes.NotFound, "tenant %s not found", d)
+	}
+	return &edgev1.TenantResponse{Tenant: tenantToProto(t, time.Now())}, nil
+}
+
+func (s *tenantService) List(ctx context.Context, req *edgev1.ListTenantsRequest) (*edgev1.ListTenantsResponse, error) {
+	if req.GetLimit() < 0 {
+		return nil, status.Error(codes.InvalidArgument, "limit: must not be negative")
+	}
+	if err := s.n.readBarrier(ctx, req.GetConsistency()); err != nil {
+		return nil, grpcError(err)
+	}
+	v := s.n.store.View()
+	limit := int(req.GetLimit())
+	ts := v.Tenants(req.GetPageToken(), limit+boolInt(limit > 0))
+	resp := &edgev1.ListTenantsResponse{Index: v.Index()}
+	if limit > 0 && len(ts) > limit {
+		ts = ts[:limit]
+		resp.NextPageToken = ts[len(ts)-1].Domain
+	}
+	now := time.Now()
+	for _, t := range ts {
+		resp.Tenants = append(resp.Tenants, tenantToProto(t, now))
+	}
+	return resp, nil
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func (s *tenantService) Update(ctx context.Context, req *edgev1.UpdateTenantRequest) (*edgev1.TenantResponse, error) {
+	d, err := domainArg(req.GetDomain())
+	if err != nil {
+		return nil, err
+	}
+	p := patchFromProto(req.GetPatch())
+	// Validate the patch against the local copy first; the state machine
+	// validates again against the state it applies to.
+	if cur := s.n.store.View().Tenant(d); cur != nil && cur.Domain == d {
+		if err := raftstore.ValidateTenant(raftstore.ApplyPatch(cur, &p)); err != nil {
+			return nil, grpcError(err)
+		}
+	}
+	r, err := s.write(ctx, raftstore.CmdTenantUpdate, raftstore.TenantUpdate{Domain: d, ExpectIndex: req.GetExpectIndex(), Patch: p})
+	if err != nil {
+		return nil, err
+	}
+	return &edgev1.TenantResponse{Tenant: tenantToProto(r.Tenant, time.Now())}, nil
+}
+
+func (s *tenantService) setSuspended(ctx context.Context, domain string, suspended bool) (*edgev1.TenantResponse, error) {
+	d, err := domainArg(domain)
+	if err != nil {
+		return nil, err
+	}
+	r, err := s.write(ctx, raftstore.CmdTenantUpdate, raftstore.TenantUpdate{Domain: d, Patch: raftstore.Patch{Suspended: &suspended}})
+	if err != nil {
+		return nil, err
+	}
+	return &edgev1.TenantResponse{Tenant: tenantToProto(r.Tenant, time.Now())}, nil
+}
+
+func (s *tenantService) Suspend(ctx context.Context, req *edgev1.TenantRef) (*edgev1.TenantResponse, error) {
+	return s.setSuspended(ctx, req.GetDomain(), true)
+}
+
+func (s *tenantService) Resume(ctx context.Context, req *edgev1.TenantRef) (*edgev1.TenantResponse, error) {
+	return s.setSuspended(ctx, req.GetDomain(), false)
+}
+
+func (s *tenantService) Remove(ctx context.Context, req *edgev1.TenantRef) (*edgev1.RemoveTenantResponse, error) {
+	d, err := domainArg(req.GetDomain())
+	if err != nil {
+		return nil, err
+	}
+	r, err := s.write(ctx, raftstore.CmdTenantRemove, raftstore.DomainRef{Domain: d})
+	if err != nil {
+		return nil, err
+	}
+	return &edgev1.RemoveTenantResponse{Domain: d, Index: r.Index}, nil
+}

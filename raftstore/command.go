@@ -1,0 +1,186 @@
+package raftstore
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// CommandType identifies a command. The list is append-only: a value, once
+// released, keeps its meaning forever because old log entries carry it.
+type CommandType uint16
+
+// Command types. Append new ones at the end; see docs/raftstore.md for the
+// checklist to follow when adding one.
+const (
+	CmdTenantAdd    CommandType = 1
+	CmdTenantUpdate CommandType = 2
+	CmdTenantRemove CommandType = 3
+	CmdMemberPut    CommandType = 4
+	CmdMemberRemove CommandType = 5
+)
+
+func (c CommandType) String() string {
+	switch c {
+	case CmdTenantAdd:
+		return "tenant.add"
+	case CmdTenantUpdate:
+		return "tenant.update"
+	case CmdTenantRemove:
+		return "tenant.remove"
+	case CmdMemberPut:
+		return "member.put"
+	case CmdMemberRemove:
+		return "member.remove"
+	}
+	return fmt.Sprintf("command(%d)", uint16(c))
+}
+
+// envelopeVersion is the version of the Command encoding itself.
+const envelopeVersion = 1
+
+// Command is the versioned envelope of every raft log entry. Time is stamped
+// by the node that proposes the command, so every replica records the same
+// created/updated times. RequestID makes a retried command idempotent: the
+// state machine remembers recent IDs and answers a repeat with the first
+// outcome instead of applying it twice.
+type Command struct {
+	Version   int             `json:"v"`
+	Type      CommandType     `json:"t"`
+	RequestID string          `json:"rid,omitempty"`
+	Time      time.Time       `json:"ts"`
+	Payload   json.RawMessage `json:"p"`
+}
+
+// TenantUpdate is the payload of CmdTenantUpdate. Only non-nil fields change.
+type TenantUpdate struct {
+	Domain      string `json:"domain"`
+	ExpectIndex uint64 `json:"expect_index,omitempty"`
+	Patch       Patch  `json:"patch"`
+}
+
+// Patch lists optional changes to a tenant.
+type Patch struct {
+	OriginURL                *string    `json:"origin_url,omitempty"`
+	Aliases                  *[]string  `json:"aliases,omitempty"`
+	Plan                     *string    `json:"plan,omitempty"`
+	ExpiresAt                *time.Time `json:"expires_at,omitempty"`
+	ClearExpires             bool       `json:"clear_expires,omitempty"`
+	OriginHost               *string    `json:"origin_host,omitempty"`
+	OriginServerName         *string    `json:"origin_server_name,omitempty"`
+	OriginCAPEM              *string    `json:"origin_ca_pem,omitempty"`
+	OriginClientCertPEM      *string    `json:"origin_client_cert_pem,omitempty"`
+	OriginClientKeyPEM       *string    `json:"origin_client_key_pem,omitempty"`
+	OriginInsecureSkipVerify *bool      `json:"origin_insecure_skip_verify,omitempty"`
+	Suspended                *bool      `json:"suspended,omitempty"`
+	HTTPSRedirect            *bool      `json:"https_redirect,omitempty"`
+	CacheDefaultTTL          *int64     `json:"cache_default_ttl_s,omitempty"`
+	CacheOverrideTTL         *bool      `json:"cache_override_ttl,omitempty"`
+	CacheCookies             *bool      `json:"cache_cookies,omitempty"`
+	CacheAuthorized          *bool      `json:"cache_authorized,omitempty"`
+	Transform                *string    `json:"transform,omitempty"`
+}
+
+// DomainRef is the payload of commands that name one tenant.
+type DomainRef struct {
+	Domain string `json:"domain"`
+}
+
+// MemberRef is the payload of CmdMemberRemove.
+type MemberRef struct {
+	ID string `json:"id"`
+}
+
+// Result is what applying a command returns to its proposer. Err carries an
+// operation error (not found, conflict, …); the command still occupies its
+// log index but changed nothing.
+type Result struct {
+	Index  uint64  `json:"index"`
+	Tenant *Tenant `json:"tenant,omitempty"`
+	Err    *Error  `json:"err,omitempty"`
+}
+
+// Error is an operation error that survives encoding, so a follower that
+// forwarded a command can map it to the same gRPC code as the leader.
+type Error struct {
+	Kind    string `json:"kind"`
+	Message string `json:"message"`
+}
+
+func (e *Error) Error() string { return e.Message }
+
+// Unwrap lets errors.Is match the sentinel of the error's kind.
+func (e *Error) Unwrap() error {
+	switch e.Kind {
+	case kindNotFound:
+		return ErrNotFound
+	case kindExists:
+		return ErrAlreadyExists
+	case kindConflict:
+		return ErrConflict
+	case kindInvalid:
+		return ErrInvalid
+	case kindStale:
+		return ErrStaleIndex
+	}
+	return nil
+}
+
+const (
+	kindNotFound = "not_found"
+	kindExists   = "already_exists"
+	kindConflict = "conflict"
+	kindInvalid  = "invalid"
+	kindStale    = "stale_index"
+)
+
+// Sentinel errors, matched with errors.Is.
+var (
+	ErrNotFound      = errors.New("not found")
+	ErrAlreadyExists = errors.New("already exists")
+	ErrConflict      = errors.New("owned by another tenant")
+	ErrInvalid       = errors.New("invalid")
+	ErrStaleIndex    = errors.New("index does not match")
+	ErrNotLeader     = errors.New("not the leader")
+)
+
+func opErr(kind, format string, args ...any) *Error {
+	return &Error{Kind: kind, Message: fmt.Sprintf(format, args...)}
+}
+
+// NewCommand builds an envelope around payload.
+func NewCommand(t CommandType, requestID string, now time.Time, payload any) (*Command, error) {
+	p, err := json.Marshal(payload)
+	if err != nil {
+		return nil, fmt.Errorf("encode %s payload: %w", t, err)
+	}
+	return &Command{Version: envelopeVersion, Type: t, RequestID: requestID, Time: now.UTC(), Payload: p}, nil
+}
+
+// Encode serialises the command for the raft log.
+func (c *Command) Encode() ([]byte, error) { return json.Marshal(c) }
+
+// DecodeCommand parses a log entry.
+func DecodeCommand(b []byte) (*Command, error) {
+	var c Command
+	if err := json.Unmarshal(b, &c); err != nil {
+		return nil, fmt.Errorf("decode command: %w", err)
+	}
+	if c.Version != envelopeVersion {
+		return nil, fmt.Errorf("decode command: unsupported envelope version %d", c.Version)
+	}
+	return &c, nil
+}
+
+// EncodeResult and DecodeResult carry a Result between nodes.
+func EncodeResult(r *Result) ([]byte, error) { return json.Marshal(r) }
+
+// DecodeResult is the inverse of EncodeResult.
+func DecodeResult(b []byte) (*Result, error) {
+	var r Result
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, fmt.Errorf("decode result: %w", err)
+	}
+	return &r, nil
+}

@@ -1,0 +1,194 @@
+package raftstore
+
+import (
+	"fmt"
+	"hash/maphash"
+	"io"
+	"log/slog"
+	"sync/atomic"
+
+	"github.com/hashicorp/raft"
+)
+
+// fsm is the raft state machine. It stays thin: decode the envelope,
+// dispatch to an applier, publish the new View once per batch.
+type fsm struct {
+	view    atomic.Pointer[View]
+	seed    maphash.Seed
+	dedupe  *dedupe
+	logger  *slog.Logger
+	onApply func(*View) // called after every published batch; may be nil
+}
+
+var (
+	_ raft.FSM         = (*fsm)(nil)
+	_ raft.BatchingFSM = (*fsm)(nil)
+)
+
+func newFSM(logger *slog.Logger, onApply func(*View)) *fsm {
+	f := &fsm{seed: maphash.MakeSeed(), dedupe: newDedupe(dedupeSize), logger: logger, onApply: onApply}
+	f.view.Store(&View{hosts: newTable(f.seed), members: map[string]Member{}})
+	return f
+}
+
+// Apply applies a single log entry.
+func (f *fsm) Apply(l *raft.Log) any {
+	return f.ApplyBatch([]*raft.Log{l})[0]
+}
+
+// ApplyBatch applies committed entries in order and publishes one View.
+func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
+	tx := f.begin()
+	out := make([]any, len(logs))
+	for i, l := range logs {
+		tx.v.index = l.Index
+		if l.Type != raft.LogCommand {
+			continue
+		}
+		cmd, err := DecodeCommand(l.Data)
+		if err != nil {
+			// Every replica would fail the same way; continuing would let
+			// state diverge from what the proposer intended.
+			panic(fmt.Sprintf("raftstore: log entry %d: %v", l.Index, err))
+		}
+		out[i] = f.applyOne(tx, cmd, l.Index)
+	}
+	f.publish(tx.v)
+	return out
+}
+
+func (f *fsm) applyOne(tx *txn, cmd *Command, index uint64) *Result {
+	if r, ok := f.dedupe.get(cmd.RequestID); ok {
+		return r
+	}
+	var r *Result
+	switch cmd.Type {
+	case CmdTenantAdd:
+		r = applyTenantAdd(tx, cmd, index)
+	case CmdTenantUpdate:
+		r = applyTenantUpdate(tx, cmd, index)
+	case CmdTenantRemove:
+		r = applyTenantRemove(tx, cmd, index)
+	case CmdMemberPut:
+		r = applyMemberPut(tx, cmd, index)
+	case CmdMemberRemove:
+		r = applyMemberRemove(tx, cmd, index)
+	default:
+		panic(fmt.Sprintf("raftstore: log entry %d: unknown command type %d (is this node older than the leader?)", index, cmd.Type))
+	}
+	r.Index = index
+	f.dedupe.put(cmd.RequestID, r)
+	return r
+}
+
+func (f *fsm) publish(v *View) {
+	f.view.Store(v)
+	if f.onApply != nil {
+		f.onApply(v)
+	}
+}
+
+// Snapshot captures the current View; raft persists it concurrently with
+// further applies, which is safe because Views are immutable.
+func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
+	return &fsmSnapshot{view: f.view.Load(), requests: f.dedupe.entries()}, nil
+}
+
+// Restore replaces the whole state with the snapshot's, atomically.
+func (f *fsm) Restore(rc io.ReadCloser) error {
+	defer rc.Close()
+	v, reqs, err := readSnapshot(rc, f.seed)
+	if err != nil {
+		return fmt.Errorf("restore snapshot: %w", err)
+	}
+	d := newDedupe(dedupeSize)
+	for _, e := range reqs {
+		d.put(e.ID, e.Result)
+	}
+	f.dedupe = d
+	f.publish(v)
+	return nil
+}
+
+// txn is one batch of changes on top of the published View.
+type txn struct {
+	v       *View
+	hosts   tableTxn
+	members bool // members map already copied
+}
+
+func (f *fsm) begin() *txn {
+	cur := f.view.Load()
+	nv := *cur
+	nt := *cur.hosts
+	nv.hosts = &nt
+	return &txn{v: &nv, hosts: tableTxn{t: &nt}}
+}
+
+func (tx *txn) ownMembers() map[string]Member {
+	if !tx.members {
+		m := make(map[string]Member, len(tx.v.members)+1)
+		for k, v := range tx.v.members {
+			m[k] = v
+		}
+		tx.v.members = m
+		tx.members = true
+	}
+	return tx.v.members
+}
+
+// dedupeSize bounds how many recent request IDs the state machine
+// remembers. A client retry arrives within seconds; 16k covers that at
+// thousands of writes per second.
+const dedupeSize = 16384
+
+type dedupeEntry struct {
+	ID     string  `json:"id"`
+	Result *Result `json:"result"`
+}
+
+// dedupe is a FIFO-bounded map of request ID → first result. It is part of
+// the replicated state (it is in snapshots), so every replica answers a
+// retried command the same way.
+type dedupe struct {
+	m    map[string]*Result
+	ring []string
+	next int
+}
+
+func newDedupe(n int) *dedupe { return &dedupe{m: map[string]*Result{}, ring: make([]string, n)} }
+
+func (d *dedupe) get(id string) (*Result, bool) {
+	if id == "" {
+		return nil, false
+	}
+	r, ok := d.m[id]
+	return r, ok
+}
+
+func (d *dedupe) put(id string, r *Result) {
+	if id == "" {
+		return
+	}
+	if _, ok := d.m[id]; ok {
+		return
+	}
+	if old := d.ring[d.next]; old != "" {
+		delete(d.m, old)
+	}
+	d.ring[d.next] = id
+	d.m[id] = r
+	d.next = (d.next + 1) % len(d.ring)
+}
+
+func (d *dedupe) entries() []dedupeEntry {
+	out := make([]dedupeEntry, 0, len(d.m))
+	n := len(d.ring)
+	for i := 0; i < n; i++ {
+		id := d.ring[(d.next+i)%n]
+		if id != "" {
+			out = append(out, dedupeEntry{ID: id, Result: d.m[id]})
+		}
+	}
+	return out
+}

@@ -1,0 +1,276 @@
+package raftstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+)
+
+// Timings are raft's timeouts. The library defaults suit WAN links; on a
+// LAN or loopback they make failover take seconds and follower visibility
+// ~50 ms, so Edge uses shorter ones (see docs/raftstore.md for why).
+type Timings struct {
+	HeartbeatTimeout   time.Duration
+	ElectionTimeout    time.Duration
+	LeaderLeaseTimeout time.Duration
+	CommitTimeout      time.Duration
+}
+
+// DefaultTimings suit nodes on one LAN: failover well under a second.
+func DefaultTimings() Timings {
+	return Timings{
+		HeartbeatTimeout:   250 * time.Millisecond,
+		ElectionTimeout:    250 * time.Millisecond,
+		LeaderLeaseTimeout: 125 * time.Millisecond,
+		CommitTimeout:      5 * time.Millisecond,
+	}
+}
+
+// Config configures a Store.
+type Config struct {
+	// ID is the node's stable raft server ID.
+	ID string
+	// DataDir holds raft.db (log + stable store) and snapshots/.
+	DataDir string
+	// BindAddr is the TCP address raft listens on.
+	BindAddr string
+	// Advertise is the address peers dial; it may be a DNS name. Defaults
+	// to the bound address.
+	Advertise string
+	Timings   Timings
+	// SnapshotThreshold is how many log entries trigger a snapshot.
+	SnapshotThreshold uint64
+	// SnapshotInterval is how often raft checks the threshold.
+	SnapshotInterval time.Duration
+	Logger           *slog.Logger
+	// RaftLogLevel is hclog's level for raft's own logs (default "info").
+	RaftLogLevel string
+	// OnApply is called after each published View (from raft's FSM
+	// goroutine); keep it quick.
+	OnApply func(*View)
+}
+
+// Store is one node's replica of the control state.
+type Store struct {
+	cfg       Config
+	raft      *raft.Raft
+	fsm       *fsm
+	bolt      *raftboltdb.BoltStore
+	transport *raft.NetworkTransport
+	logger    *slog.Logger
+}
+
+// Open opens (or creates) the node's raft state under cfg.DataDir and
+// starts raft. A node with existing state rejoins its cluster by itself;
+// a new one waits for Bootstrap or to be added by a leader.
+func Open(cfg Config) (*Store, error) {
+	if cfg.ID == "" || cfg.DataDir == "" || cfg.BindAddr == "" {
+		return nil, errors.New("raftstore: ID, DataDir and BindAddr are required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if cfg.Timings == (Timings{}) {
+		cfg.Timings = DefaultTimings()
+	}
+	if cfg.SnapshotThreshold == 0 {
+		cfg.SnapshotThreshold = 8192
+	}
+	if cfg.SnapshotInterval == 0 {
+		cfg.SnapshotInterval = 30 * time.Second
+	}
+	if cfg.RaftLogLevel == "" {
+		cfg.RaftLogLevel = "info"
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("raftstore: data dir: %w", err)
+	}
+	hl := newHCLogger(cfg.Logger, cfg.RaftLogLevel)
+
+	bolt, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(cfg.DataDir, "raft.db")})
+	if err != nil {
+		return nil, fmt.Errorf("raftstore: open raft.db: %w", err)
+	}
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, 3, hl)
+	if err != nil {
+		bolt.Close()
+		return nil, fmt.Errorf("raftstore: snapshot store: %w", err)
+	}
+	ln, err := net.Listen("tcp", cfg.BindAddr)
+	if err != nil {
+		bolt.Close()
+		return nil, fmt.Errorf("raftstore: listen on %s: %w", cfg.BindAddr, err)
+	}
+	adv := cfg.Advertise
+	if adv == "" {
+		adv = ln.Addr().String()
+	}
+	transport := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream:  &streamLayer{Listener: ln, advertise: adv},
+		MaxPool: 4,
+		Timeout: 5 * time.Second,
+		Logger:  hl,
+	})
+
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(cfg.ID)
+	rc.Logger = hl
+	rc.HeartbeatTimeout = cfg.Timings.HeartbeatTimeout
+	rc.ElectionTimeout = cfg.Timings.ElectionTimeout
+	rc.LeaderLeaseTimeout = cfg.Timings.LeaderLeaseTimeout
+	rc.CommitTimeout = cfg.Timings.CommitTimeout
+	rc.SnapshotThreshold = cfg.SnapshotThreshold
+	rc.SnapshotInterval = cfg.SnapshotInterval
+	rc.TrailingLogs = 10240
+	rc.BatchApplyCh = true
+	rc.MaxAppendEntries = 256
+	rc.NoLegacyTelemetry = true
+
+	f := newFSM(cfg.Logger, cfg.OnApply)
+	logs, err := raft.NewLogCache(1024, bolt)
+	if err != nil {
+		transport.Close()
+		bolt.Close()
+		return nil, err
+	}
+	r, err := raft.NewRaft(rc, f, logs, bolt, snaps, transport)
+	if err != nil {
+		transport.Close()
+		bolt.Close()
+		return nil, fmt.Errorf("raftstore: start raft: %w", err)
+	}
+	return &Store{cfg: cfg, raft: r, fsm: f, bolt: bolt, transport: transport, logger: cfg.Logger}, nil
+}
+
+// ID is this node's server ID.
+func (s *Store) ID() string { return s.cfg.ID }
+
+// Addr is the raft address peers use for this node.
+func (s *Store) Addr() string { return string(s.transport.LocalAddr()) }
+
+// Raft exposes the raft instance for membership and status calls.
+func (s *Store) Raft() *raft.Raft { return s.raft }
+
+// View returns the current immutable state.
+func (s *Store) View() *View { return s.fsm.view.Load() }
+
+// Lookup is View().Lookup(host): lock-free and allocation-free.
+func (s *Store) Lookup(host string) *Tenant { return s.fsm.view.Load().Lookup(host) }
+
+// AppliedIndex is the index of the last entry applied to the local state.
+func (s *Store) AppliedIndex() uint64 { return s.fsm.view.Load().index }
+
+// HasState reports whether this node already belongs to a cluster (it has a
+// raft configuration or log), so it must not be bootstrapped again.
+func (s *Store) HasState() bool {
+	if s.raft.LastIndex() > 0 {
+		return true
+	}
+	f := s.raft.GetConfiguration()
+	return f.Error() == nil && len(f.Configuration().Servers) > 0
+}
+
+// Bootstrap creates a new cluster whose initial voters are servers.
+func (s *Store) Bootstrap(servers []raft.Server) error {
+	return s.raft.BootstrapCluster(raft.Configuration{Servers: servers}).Error()
+}
+
+// IsLeader reports whether this node is the leader.
+func (s *Store) IsLeader() bool { return s.raft.State() == raft.Leader }
+
+// Leader returns the leader's raft address and ID, empty when unknown.
+func (s *Store) Leader() (addr, id string) {
+	a, i := s.raft.LeaderWithID()
+	return string(a), string(i)
+}
+
+// Apply proposes cmd and waits until this node (the leader) has applied
+// it. Only the leader may apply; others get ErrNotLeader. An
+// ErrLeadershipLost from raft means the outcome is unknown: retry with
+// the same RequestID, the state machine will not apply it twice.
+func (s *Store) Apply(ctx context.Context, cmd *Command) (*Result, error) {
+	b, err := cmd.Encode()
+	if err != nil {
+		return nil, err
+	}
+	return s.ApplyEncoded(ctx, b)
+}
+
+// ApplyEncoded is Apply for an already encoded command (forwarded by a
+// follower).
+func (s *Store) ApplyEncoded(ctx context.Context, b []byte) (*Result, error) {
+	if s.raft.State() != raft.Leader {
+		return nil, ErrNotLeader
+	}
+	if _, err := DecodeCommand(b); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	timeout := 10 * time.Second
+	if d, ok := ctx.Deadline(); ok {
+		timeout = time.Until(d)
+	}
+	f := s.raft.Apply(b, timeout)
+	if err := f.Error(); err != nil {
+		if errors.Is(err, raft.ErrNotLeader) {
+			return nil, ErrNotLeader
+		}
+		return nil, fmt.Errorf("raft apply: %w", err)
+	}
+	r, ok := f.Response().(*Result)
+	if !ok {
+		return nil, fmt.Errorf("raft apply: unexpected response %T", f.Response())
+	}
+	return r, nil
+}
+
+// ReadIndex confirms this node still leads and returns the index a
+// linearizable read must wait for.
+func (s *Store) ReadIndex() (uint64, error) {
+	if s.raft.State() != raft.Leader {
+		return 0, ErrNotLeader
+	}
+	idx := s.raft.CommitIndex()
+	if err := s.raft.VerifyLeader().Error(); err != nil {
+		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
+			return 0, ErrNotLeader
+		}
+		return 0, err
+	}
+	return idx, nil
+}
+
+// WaitApplied blocks until the local state has applied index.
+func (s *Store) WaitApplied(ctx context.Context, index uint64) error {
+	t := time.NewTicker(time.Millisecond)
+	defer t.Stop()
+	for s.AppliedIndex() < index {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("wait for index %d (at %d): %w", index, s.AppliedIndex(), ctx.Err())
+		case <-t.C:
+		}
+	}
+	return nil
+}
+
+// Close stops raft and closes the stores. It does not transfer leadership;
+// the node does that first when shutting down gracefully.
+func (s *Store) Close() error {
+	err := s.raft.Shutdown().Error()
+	if cerr := s.transport.Close(); err == nil {
+		err = cerr
+	}
+	if cerr := s.bolt.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}

@@ -1,0 +1,91 @@
+package raftstore
+
+import (
+	"time"
+)
+
+// LicenseStatus is the commercial state of a tenant's license.
+type LicenseStatus string
+
+// License states. A license past its ExpiresAt counts as expired whatever
+// its status says.
+const (
+	LicenseActive    LicenseStatus = "active"
+	LicenseSuspended LicenseStatus = "suspended"
+)
+
+// License is what the proxy checks before serving a tenant's domain.
+type License struct {
+	Status    LicenseStatus `json:"status"`
+	Plan      string        `json:"plan,omitempty"`
+	ExpiresAt time.Time     `json:"expires_at,omitzero"`
+}
+
+// Active reports whether the license allows serving traffic at now.
+func (l License) Active(now time.Time) bool {
+	return l.Status == LicenseActive && !l.Expired(now)
+}
+
+// Expired reports whether the license has an expiry and it is past.
+func (l License) Expired(now time.Time) bool {
+	return !l.ExpiresAt.IsZero() && !now.Before(l.ExpiresAt)
+}
+
+// OriginTLS holds the upstream TLS settings of a tenant's origin.
+type OriginTLS struct {
+	ServerName         string `json:"server_name,omitempty"`
+	CAPEM              string `json:"ca_pem,omitempty"`
+	ClientCertPEM      string `json:"client_cert_pem,omitempty"`
+	ClientKeyPEM       string `json:"client_key_pem,omitempty"`
+	InsecureSkipVerify bool   `json:"insecure_skip_verify,omitempty"`
+}
+
+// Origin is where a tenant's traffic goes.
+type Origin struct {
+	// URL is the origin's base URL: scheme http or https, host and optional port.
+	URL string `json:"url"`
+	// HostHeader, when set, replaces the Host header sent to the origin.
+	HostHeader string    `json:"host_header,omitempty"`
+	TLS        OriginTLS `json:"tls,omitzero"`
+}
+
+// CachePolicy is a tenant's cache configuration.
+type CachePolicy struct {
+	// DefaultTTL applies to cacheable responses without explicit freshness.
+	DefaultTTL time.Duration `json:"default_ttl,omitempty"`
+	// OverrideTTL, when true, uses DefaultTTL even when the origin says otherwise.
+	OverrideTTL bool `json:"override_ttl,omitempty"`
+	// CacheCookies allows storing responses that carry Set-Cookie.
+	CacheCookies bool `json:"cache_cookies,omitempty"`
+	// CacheAuthorized allows storing responses to requests with Authorization.
+	CacheAuthorized bool `json:"cache_authorized,omitempty"`
+}
+
+// Tenant is one customer: a primary domain, its aliases, its license and its
+// origin. Tenants are immutable once published in a View: every change
+// builds a new value.
+type Tenant struct {
+	Domain        string      `json:"domain"`
+	Aliases       []string    `json:"aliases,omitempty"`
+	License       License     `json:"license"`
+	Origin        Origin      `json:"origin"`
+	HTTPSRedirect bool        `json:"https_redirect,omitempty"`
+	Cache         CachePolicy `json:"cache,omitzero"`
+	// Transform holds the tenant's HTML transform rules in their canonical
+	// encoding (see proxy/transform); empty means no transformation.
+	Transform string `json:"transform,omitempty"`
+
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
+	// Index is the raft log index of the tenant's last change.
+	Index uint64 `json:"index"`
+}
+
+// Hosts returns the primary domain followed by the aliases.
+func (t *Tenant) Hosts() []string {
+	return append([]string{t.Domain}, t.Aliases...)
+}
+
+var timeZero time.Time
+
+func secondsToDuration(s int64) time.Duration { return time.Duration(s) * time.Second }
