@@ -34,7 +34,7 @@ type Node struct {
 	started   time.Time
 	readyTerm atomic.Uint64 // term in which this leader applied its first entry
 	wg        sync.WaitGroup
-	stopOnce sync.Once
+	stopOnce  sync.Once
 }
 
 // New opens the node's store and binds its listeners. Nothing is served

@@ -32,7 +32,7 @@ type fsmSnapshot struct {
 }
 
 func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
-	if err := writeSnapshot(sink, s.view, s.requests); err != nil {
+	if err := s.writeTo(sink); err != nil {
 		_ = sink.Cancel()
 		return err
 	}
@@ -40,6 +40,8 @@ func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
 }
 
 func (s *fsmSnapshot) Release() {}
+
+func (s *fsmSnapshot) writeTo(w io.Writer) error { return writeSnapshot(w, s.view, s.requests) }
 
 func writeSnapshot(w io.Writer, v *View, reqs []dedupeEntry) error {
 	bw := bufio.NewWriterSize(w, 64<<10)

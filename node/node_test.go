@@ -1,0 +1,381 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	edgev1 "github.com/edgeproxy/edge/api/edgev1"
+	"github.com/edgeproxy/edge/raftstore"
+)
+
+const testToken = "test-token-0123456789"
+
+var testTimings = raftstore.Timings{
+	HeartbeatTimeout:   100 * time.Millisecond,
+	ElectionTimeout:    100 * time.Millisecond,
+	LeaderLeaseTimeout: 50 * time.Millisecond,
+	CommitTimeout:      5 * time.Millisecond,
+}
+
+// freeAddr reserves a loopback port; nodes need to know each other's
+// admin addresses before they start.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+type testNode struct {
+	*Node
+	cfg      Config
+	cancel   context.CancelFunc
+	done     chan error
+	stopOnce sync.Once
+}
+
+// stop cancels the node and waits for Run to return; safe to call twice.
+func (tn *testNode) stop() {
+	tn.stopOnce.Do(func() {
+		tn.cancel()
+		<-tn.done
+	})
+}
+
+func testConfig(t *testing.T, id string) Config {
+	return Config{
+		ID:          id,
+		DataDir:     t.TempDir(),
+		RaftAddr:    freeAddr(t),
+		AdminAddr:   freeAddr(t),
+		AdminToken:  testToken,
+		RaftTimings: testTimings,
+		Voters:      3,
+		Logger:      slog.New(slog.NewTextHandler(io.Discard, nil)),
+		JoinRetry:   50 * time.Millisecond,
+	}
+}
+
+func startNode(t *testing.T, cfg Config) *testNode {
+	t.Helper()
+	n, err := New(cfg)
+	if err != nil {
+		t.Fatalf("node %s: %v", cfg.ID, err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	tn := &testNode{Node: n, cfg: cfg, cancel: cancel, done: make(chan error, 1)}
+	go func() { tn.done <- n.Run(ctx) }()
+	t.Cleanup(tn.stop)
+	return tn
+}
+
+// startCluster starts n nodes at the same moment, all with
+// --bootstrap-expect n and the full --join list.
+func startCluster(t *testing.T, n int) []*testNode {
+	t.Helper()
+	cfgs := make([]Config, n)
+	var join []string
+	for i := range cfgs {
+		cfgs[i] = testConfig(t, fmt.Sprintf("node%d", i))
+		join = append(join, cfgs[i].AdminAddr)
+	}
+	nodes := make([]*testNode, n)
+	var wg sync.WaitGroup
+	for i := range cfgs {
+		cfgs[i].Join = join
+		cfgs[i].BootstrapExpect = n
+		wg.Add(1)
+		go func() { defer wg.Done(); nodes[i] = startNode(t, cfgs[i]) }()
+	}
+	wg.Wait()
+	waitFor(t, 10*time.Second, "all nodes to see one leader and register", func() bool {
+		for _, tn := range nodes {
+			_, id := tn.store.Leader()
+			if id == "" || len(tn.store.View().Members()) < n {
+				return false
+			}
+		}
+		return true
+	})
+	return nodes
+}
+
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", d, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func dial(t *testing.T, addr, token string) *grpc.ClientConn {
+	t.Helper()
+	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cc.Close() })
+	return cc
+}
+
+func authCtx(token string) context.Context {
+	ctx := context.Background()
+	if token != "" {
+		ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token)
+	}
+	return ctx
+}
+
+func leaderNode(nodes []*testNode) *testNode {
+	for _, n := range nodes {
+		if n.store.IsLeader() {
+			return n
+		}
+	}
+	return nil
+}
+
+func follower(nodes []*testNode) *testNode {
+	for _, n := range nodes {
+		if !n.store.IsLeader() {
+			return n
+		}
+	}
+	return nil
+}
+
+func TestClusterBootstrapsOnceAndForwardsWrites(t *testing.T) {
+	nodes := startCluster(t, 3)
+	leaders := 0
+	for _, n := range nodes {
+		if n.store.IsLeader() {
+			leaders++
+		}
+	}
+	if leaders != 1 {
+		t.Fatalf("%d leaders, want exactly 1", leaders)
+	}
+
+	f := follower(nodes)
+	ctx := authCtx(testToken)
+	tc := edgev1.NewTenantServiceClient(dial(t, f.AdminAddr(), testToken))
+	resp, err := tc.Add(ctx, &edgev1.AddTenantRequest{Tenant: &edgev1.Tenant{
+		Domain: "Shop.Example", Aliases: []string{"www.shop.example"},
+		Origin: &edgev1.Origin{Url: "https://origin.shop.example"},
+	}})
+	if err != nil {
+		t.Fatalf("add through follower: %v", err)
+	}
+	if resp.GetTenant().GetDomain() != "shop.example" || resp.GetTenant().GetIndex() == 0 {
+		t.Fatalf("add returned %+v", resp.GetTenant())
+	}
+	// A leader-confirmed read on another follower sees the write at once.
+	for _, n := range nodes {
+		c := edgev1.NewTenantServiceClient(dial(t, n.AdminAddr(), testToken))
+		got, err := c.Get(ctx, &edgev1.GetTenantRequest{Domain: "www.shop.example"})
+		if err != nil || got.GetTenant().GetDomain() != "shop.example" {
+			t.Fatalf("%s: consistent get = %v, %v", n.ID(), got, err)
+		}
+	}
+	// Every node's own view gets it too.
+	for _, n := range nodes {
+		waitFor(t, 2*time.Second, n.ID()+" local view", func() bool { return n.store.Lookup("shop.example") != nil })
+	}
+
+	st, err := edgev1.NewClusterServiceClient(dial(t, f.AdminAddr(), testToken)).Status(ctx, &edgev1.StatusRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.GetLeader() == "" || len(st.GetMembers()) != 3 {
+		t.Fatalf("status = %v", st)
+	}
+	for _, m := range st.GetMembers() {
+		if m.GetSuffrage() != "voter" || m.GetState() == "unreachable" || m.GetAppliedIndex() == 0 {
+			t.Errorf("member %+v", m)
+		}
+	}
+}
+
+func TestAdminAPIRequiresToken(t *testing.T) {
+	cfg := testConfig(t, "solo")
+	cfg.BootstrapExpect = 1
+	n := startNode(t, cfg)
+	c := edgev1.NewTenantServiceClient(dial(t, n.AdminAddr(), ""))
+	for _, tok := range []string{"", "wrong-token"} {
+		_, err := c.List(authCtx(tok), &edgev1.ListTenantsRequest{})
+		if status.Code(err) != codes.Unauthenticated {
+			t.Errorf("token %q: err = %v, want Unauthenticated", tok, err)
+		}
+	}
+	waitFor(t, 5*time.Second, "leader", func() bool { return n.store.IsLeader() })
+	if _, err := c.List(authCtx(testToken), &edgev1.ListTenantsRequest{}); err != nil {
+		t.Fatalf("valid token: %v", err)
+	}
+}
+
+func TestDevModeRefusesNonLoopbackWithoutToken(t *testing.T) {
+	cfg := testConfig(t, "dev")
+	cfg.AdminToken = ""
+	cfg.Dev = true
+	cfg.AdminAddr = "0.0.0.0:0"
+	if _, err := New(cfg); err == nil {
+		t.Fatal("--dev without token on 0.0.0.0 was accepted")
+	}
+	cfg.Dev = false
+	cfg.AdminAddr = "127.0.0.1:0"
+	if _, err := New(cfg); err == nil {
+		t.Fatal("a node without token and without --dev was accepted")
+	}
+}
+
+func TestBadInputWritesNothing(t *testing.T) {
+	cfg := testConfig(t, "solo")
+	cfg.BootstrapExpect = 1
+	n := startNode(t, cfg)
+	waitFor(t, 5*time.Second, "leader", func() bool { return n.store.IsLeader() })
+	ctx := authCtx(testToken)
+	c := edgev1.NewTenantServiceClient(dial(t, n.AdminAddr(), testToken))
+	before := n.store.Raft().LastIndex()
+	bad := []struct {
+		tenant *edgev1.Tenant
+		field  string
+	}{
+		{&edgev1.Tenant{Domain: "not a domain", Origin: &edgev1.Origin{Url: "http://o.example"}}, "domain"},
+		{&edgev1.Tenant{Domain: "shop.example", Origin: &edgev1.Origin{Url: "ftp://o.example"}}, "origin.url"},
+		{&edgev1.Tenant{Domain: "shop.example", Origin: &edgev1.Origin{Url: "https://o.example", Tls: &edgev1.OriginTLS{CaPem: "-----BEGIN CERTIFICATE-----\nnope\n-----END CERTIFICATE-----\n"}}}, "origin.tls.ca_pem"},
+	}
+	for _, b := range bad {
+		_, err := c.Add(ctx, &edgev1.AddTenantRequest{Tenant: b.tenant})
+		if status.Code(err) != codes.InvalidArgument || !contains(status.Convert(err).Message(), b.field) {
+			t.Errorf("add %v: err = %v, want InvalidArgument naming %s", b.tenant.GetDomain(), err, b.field)
+		}
+	}
+	if after := n.store.Raft().LastIndex(); after != before {
+		t.Fatalf("invalid requests reached the raft log: index %d → %d", before, after)
+	}
+	_, err := c.Get(ctx, &edgev1.GetTenantRequest{Domain: "unknown.example"})
+	if status.Code(err) != codes.NotFound {
+		t.Fatalf("get unknown: %v, want NotFound", err)
+	}
+	_, err = c.Remove(ctx, &edgev1.TenantRef{Domain: "unknown.example"})
+	if status.Code(err) != codes.NotFound {
+		t.Fatalf("remove unknown: %v, want NotFound", err)
+	}
+	add := func(d string, aliases ...string) error {
+		_, err := c.Add(ctx, &edgev1.AddTenantRequest{Tenant: &edgev1.Tenant{Domain: d, Aliases: aliases, Origin: &edgev1.Origin{Url: "http://o.example"}}})
+		return err
+	}
+	if err := add("shop.example", "www.shop.example"); err != nil {
+		t.Fatal(err)
+	}
+	if err := add("blog.example", "www.shop.example"); status.Code(err) != codes.AlreadyExists {
+		t.Fatalf("alias owned by another tenant: %v, want AlreadyExists", err)
+	}
+}
+
+func contains(s, sub string) bool { return len(sub) == 0 || (len(s) >= len(sub) && (s == sub || indexOf(s, sub) >= 0)) }
+
+func indexOf(s, sub string) int {
+	for i := 0; i+len(sub) <= len(s); i++ {
+		if s[i:i+len(sub)] == sub {
+			return i
+		}
+	}
+	return -1
+}
+
+func TestNodesBeyondVotersJoinAsNonVoters(t *testing.T) {
+	a := testConfig(t, "a")
+	b := testConfig(t, "b")
+	a.Voters, b.Voters = 2, 2
+	a.BootstrapExpect, b.BootstrapExpect = 2, 2
+	a.Join = []string{a.AdminAddr, b.AdminAddr}
+	b.Join = a.Join
+	na, nb := startNode(t, a), startNode(t, b)
+	waitFor(t, 10*time.Second, "leader", func() bool { return na.store.IsLeader() || nb.store.IsLeader() })
+
+	c := testConfig(t, "c")
+	c.Voters = 2
+	c.Join = []string{a.AdminAddr}
+	nc := startNode(t, c)
+	waitFor(t, 10*time.Second, "c to join", func() bool { _, id := nc.store.Leader(); return id != "" })
+	st, err := edgev1.NewClusterServiceClient(dial(t, nc.AdminAddr(), testToken)).Status(authCtx(testToken), &edgev1.StatusRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, m := range st.GetMembers() {
+		got[m.GetId()] = m.GetSuffrage()
+	}
+	if got["a"] != "voter" || got["b"] != "voter" || got["c"] != "nonvoter" {
+		t.Fatalf("suffrage = %v, want a,b voters and c non-voter", got)
+	}
+}
+
+func TestRestartKeepsStateWithoutJoinFlags(t *testing.T) {
+	cfg := testConfig(t, "solo")
+	cfg.BootstrapExpect = 1
+	n := startNode(t, cfg)
+	waitFor(t, 5*time.Second, "leader", func() bool { return n.store.IsLeader() })
+	c := edgev1.NewTenantServiceClient(dial(t, n.AdminAddr(), testToken))
+	if _, err := c.Add(authCtx(testToken), &edgev1.AddTenantRequest{Tenant: &edgev1.Tenant{Domain: "keep.example", Origin: &edgev1.Origin{Url: "http://o.example"}}}); err != nil {
+		t.Fatal(err)
+	}
+	n.stop()
+
+	cfg.BootstrapExpect = 0
+	var n2 *testNode
+	waitFor(t, 5*time.Second, "restart on the same ports", func() bool {
+		nn, err := New(cfg)
+		if err != nil {
+			return false
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		n2 = &testNode{Node: nn, cfg: cfg, cancel: cancel, done: make(chan error, 1)}
+		go func() { n2.done <- nn.Run(ctx) }()
+		return true
+	})
+	t.Cleanup(n2.stop)
+	waitFor(t, 5*time.Second, "leader after restart", func() bool { return n2.store.IsLeader() })
+	got, err := edgev1.NewTenantServiceClient(dial(t, n2.AdminAddr(), testToken)).Get(authCtx(testToken), &edgev1.GetTenantRequest{Domain: "keep.example"})
+	if err != nil || got.GetTenant().GetDomain() != "keep.example" {
+		t.Fatalf("after restart: %v, %v", got, err)
+	}
+}
+
+func TestGracefulLeaderShutdownTransfersLeadership(t *testing.T) {
+	nodes := startCluster(t, 3)
+	l := leaderNode(nodes)
+	start := time.Now()
+	l.stop()
+	var rest []*testNode
+	for _, n := range nodes {
+		if n != l {
+			rest = append(rest, n)
+		}
+	}
+	waitFor(t, 3*time.Second, "new leader", func() bool { return leaderNode(rest) != nil })
+	t.Logf("leader handover on shutdown: %v", time.Since(start))
+	c := edgev1.NewTenantServiceClient(dial(t, rest[0].AdminAddr(), testToken))
+	if _, err := c.Add(authCtx(testToken), &edgev1.AddTenantRequest{Tenant: &edgev1.Tenant{Domain: "after.example", Origin: &edgev1.Origin{Url: "http://o.example"}}}); err != nil {
+		t.Fatalf("write after the leader left: %v", err)
+	}
+}

@@ -1,0 +1,191 @@
+package cache
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+func TestCoalescing(t *testing.T) {
+	release := make(chan struct{})
+	o := newOrigin(t, func(w http.ResponseWriter, r *http.Request, n int64) {
+		<-release
+		w.Header().Set("Cache-Control", "max-age=60")
+		_, _ = io.WriteString(w, "shared")
+	})
+	c := newCache(t, Config{})
+	f := newFront(t, c, o.srv.URL, Request{Tenant: "t1"})
+	const clients = 100
+	var wg sync.WaitGroup
+	results := make(chan response, clients)
+	for range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			results <- f.get(t, "/hot")
+		}()
+	}
+	// Release the origin once every client is either the leader or waiting.
+	eventually(t, 10*time.Second, "clients to queue", func() bool {
+		return o.hits.Load() == 1 && c.Stats().Coalesced == clients-1
+	})
+	close(release)
+	wg.Wait()
+	close(results)
+	statuses := map[string]int{}
+	for r := range results {
+		if r.code != 200 || r.body != "shared" {
+			t.Fatalf("got %d %q", r.code, r.body)
+		}
+		statuses[r.header.Get("Cache-Status")]++
+	}
+	if n := o.hits.Load(); n != 1 {
+		t.Fatalf("origin requests %d, want 1", n)
+	}
+	if statuses["edge; fwd=miss; stored"] != 1 || statuses["edge; fwd=miss; stored; collapsed"] != clients-1 {
+		t.Fatalf("Cache-Status counts %v", statuses)
+	}
+}
+
+func TestCoalescingUncacheableFallsBackToOwnFetch(t *testing.T) {
+	release := make(chan struct{})
+	o := newOrigin(t, func(w http.ResponseWriter, r *http.Request, n int64) {
+		if n == 1 {
+			<-release
+		}
+		w.Header().Set("Cache-Control", "no-store")
+		fmt.Fprintf(w, "n=%d", n)
+	})
+	c := newCache(t, Config{})
+	f := newFront(t, c, o.srv.URL, Request{Tenant: "t1"})
+	var wg sync.WaitGroup
+	bodies := make(chan string, 10)
+	for range 10 {
+		wg.Add(1)
+		go func() { defer wg.Done(); bodies <- f.get(t, "/private").body }()
+	}
+	eventually(t, 10*time.Second, "clients to queue", func() bool { return c.Stats().Coalesced == 9 })
+	close(release)
+	wg.Wait()
+	close(bodies)
+	seen := map[string]bool{}
+	for b := range bodies {
+		if seen[b] {
+			t.Fatalf("two clients shared the uncacheable response %q", b)
+		}
+		seen[b] = true
+	}
+}
+
+func TestStaleIfErrorOriginDown(t *testing.T) {
+	clk := newFakeClock()
+	o := newOrigin(t, func(w http.ResponseWriter, r *http.Request, n int64) {
+		w.Header().Set("Cache-Control", "max-age=10, stale-if-error=300")
+		_, _ = io.WriteString(w, "still here")
+	})
+	c := newCache(t, Config{Now: clk.Now})
+	f := newFront(t, c, o.srv.URL, Request{Tenant: "t1"})
+	wantStatus(t, f.get(t, "/a"), 200, "edge; fwd=miss; stored")
+	wantStatus(t, f.get(t, "/b"), 200, "edge; fwd=miss; stored")
+	o.srv.Close() // the origin is gone: connections are refused
+	clk.Advance(60 * time.Second)
+	r := f.get(t, "/a")
+	wantStatus(t, r, 200, "edge; fwd=stale; detail=stale-if-error")
+	if r.body != "still here" {
+		t.Fatalf("body %q", r.body)
+	}
+	// Never cached: the error reaches the caller, who maps it to 502.
+	if r := f.get(t, "/never"); r.code != http.StatusBadGateway {
+		t.Fatalf("uncached URL with the origin down: %d", r.code)
+	}
+	// Past the stale-if-error window there is nothing to stand in.
+	clk.Advance(300 * time.Second)
+	if r := f.get(t, "/b"); r.code != http.StatusBadGateway {
+		t.Fatalf("after the window: %d %q", r.code, r.header.Get("Cache-Status"))
+	}
+}
+
+func TestRange(t *testing.T) {
+	body := strings.Repeat("0123456789", 100) // compressible text, stored gzipped
+	o := newOrigin(t, func(w http.ResponseWriter, r *http.Request, n int64) {
+		if r.Header.Get("Range") != "" {
+			t.Errorf("Range forwarded to the origin")
+		}
+		w.Header().Set("Cache-Control", "max-age=60")
+		w.Header().Set("Content-Type", "text/plain")
+		w.Header().Set("ETag", `"r1"`)
+		_, _ = io.WriteString(w, body)
+	})
+	c := newCache(t, Config{})
+	f := newFront(t, c, o.srv.URL, Request{Tenant: "t1"})
+	r := f.get(t, "/r", "Range", "bytes=10-19", "Accept-Encoding", "gzip")
+	wantStatus(t, r, http.StatusPartialContent, "edge; fwd=miss; stored")
+	if r.body != "0123456789" || r.header.Get("Content-Range") != "bytes 10-19/1000" {
+		t.Fatalf("range on miss: %q %q", r.body, r.header.Get("Content-Range"))
+	}
+	r = f.get(t, "/r", "Range", "bytes=-5")
+	wantStatus(t, r, http.StatusPartialContent, "edge; hit")
+	if r.body != "56789" || r.header.Get("Content-Encoding") != "" {
+		t.Fatalf("suffix range: %q CE %q", r.body, r.header.Get("Content-Encoding"))
+	}
+	r = f.get(t, "/r", "Range", "bytes=5000-")
+	if r.code != http.StatusRequestedRangeNotSatisfiable {
+		t.Fatalf("unsatisfiable range: %d", r.code)
+	}
+	r = f.get(t, "/r", "Range", "bytes=0-3", "If-Range", `"other"`)
+	if r.code != 200 || len(r.body) != 1000 {
+		t.Fatalf("If-Range mismatch: %d, %d bytes", r.code, len(r.body))
+	}
+	if o.hits.Load() != 1 {
+		t.Fatalf("origin requests %d, want 1", o.hits.Load())
+	}
+}
+
+func TestLargeResponseStreamsUnstored(t *testing.T) {
+	big := strings.Repeat("x", 256<<10)
+	o := newOrigin(t, func(w http.ResponseWriter, r *http.Request, n int64) {
+		w.Header().Set("Cache-Control", "max-age=60")
+		if r.URL.Path == "/chunked" {
+			// No Content-Length: the cache finds out while reading.
+			for i := 0; i < len(big); i += 32 << 10 {
+				_, _ = io.WriteString(w, big[i:i+32<<10])
+				w.(http.Flusher).Flush()
+			}
+			return
+		}
+		_, _ = io.WriteString(w, big)
+	})
+	c := newCache(t, Config{MaxBytes: 4 << 20, MaxObjectBytes: 64 << 10})
+	f := newFront(t, c, o.srv.URL, Request{Tenant: "t1"})
+	for _, p := range []string{"/sized", "/chunked"} {
+		for range 2 {
+			r := f.get(t, p)
+			wantStatus(t, r, 200, "edge; fwd=miss; detail=too-large")
+			if r.body != big {
+				t.Fatalf("%s: body %d bytes, want %d", p, len(r.body), len(big))
+			}
+		}
+	}
+}
+
+func TestL1BoundedInBytes(t *testing.T) {
+	o := newOrigin(t, func(w http.ResponseWriter, r *http.Request, n int64) {
+		w.Header().Set("Cache-Control", "max-age=600")
+		w.Header().Set("Content-Type", "application/octet-stream")
+		_, _ = w.Write(make([]byte, 8<<10))
+	})
+	const limit = 256 << 10
+	c := newCache(t, Config{MaxBytes: limit})
+	f := newFront(t, c, o.srv.URL, Request{Tenant: "t1"})
+	for i := range 200 {
+		f.get(t, fmt.Sprintf("/o%d", i))
+	}
+	eventually(t, 5*time.Second, "evictions", func() bool {
+		st := c.Stats()
+		return st.Bytes <= limit && st.Evictions > 0
+	})
+}

@@ -1,0 +1,463 @@
+package cache
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/textproto"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/klauspost/compress/gzip"
+)
+
+// object is one stored response (or a Vary marker). Objects are immutable
+// once built: a refresh builds a new one, so readers need no lock.
+type object struct {
+	// What the object is, for purge matching.
+	tenant, host, pathQuery string
+	tags                    []string
+	stamp                   uint64 // purge index current when the fetch began
+
+	// vary holds the canonical request header names the response varies on
+	// (Accept-Encoding excluded: the cache negotiates gzip itself).
+	// A marker object holds only vary; varyVals holds the values of the
+	// request that produced a real object, to keep collapsed requests with
+	// other values apart.
+	vary     []string
+	varyVals string
+	marker   bool
+
+	status   int
+	header   http.Header // stored end-to-end headers: no framing, encoding, Age or cookies
+	body     []byte
+	gzipped  bool  // body is gzip; clients without gzip get it decompressed
+	identLen int64 // length of the identity body
+
+	responseTime time.Time
+	initialAge   time.Duration
+	lifetime     time.Duration
+	swr, sie     time.Duration
+	mustReval    bool
+	noCache      bool
+
+	// Derived by finish, not encoded.
+	hdrIdent, hdrGzip http.Header // full response headers per content-coding
+	etag              string
+	etagGzip          string
+	lastModified      time.Time
+	weight            uint32
+}
+
+// keepValidated is how long a stale object with a validator is kept for
+// conditional revalidation beyond its stale windows.
+const keepValidated = 10 * time.Minute
+
+// age is the object's current age (RFC 9111 section 4.2.3).
+func (o *object) age(now time.Time) time.Duration {
+	return o.initialAge + max(now.Sub(o.responseTime), 0)
+}
+
+// usableUntil is when the object is no use even stale: after its stale
+// windows and, with a validator, a keep period for revalidation.
+func (o *object) usableUntil() time.Time {
+	extra := max(o.swr, o.sie)
+	if o.etag != "" || !o.lastModified.IsZero() {
+		extra = max(extra, keepValidated)
+	}
+	return o.responseTime.Add(o.lifetime - o.initialAge + extra)
+}
+
+// hopHeaders are connection-specific headers (RFC 9110 section 7.6.1)
+// plus what the cache recomputes or must not share between clients.
+var hopHeaders = []string{
+	"Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authenticate", "Proxy-Authorization",
+	"Te", "Trailer", "Transfer-Encoding", "Upgrade",
+	"Content-Length", "Age", "Cache-Status", "Set-Cookie", "Surrogate-Key", "Surrogate-Control", "Cache-Tag",
+}
+
+// storedHeader copies the end-to-end headers of an origin response.
+func storedHeader(src http.Header) http.Header {
+	h := make(http.Header, len(src))
+	for k, v := range src {
+		h[k] = slices.Clip(slices.Clone(v))
+	}
+	for _, c := range src.Values("Connection") {
+		for _, name := range strings.Split(c, ",") {
+			h.Del(strings.TrimSpace(name))
+		}
+	}
+	for _, k := range hopHeaders {
+		delete(h, k)
+	}
+	return h
+}
+
+// tagsOf reads surrogate keys from Surrogate-Key (space separated) and
+// Cache-Tag (comma separated) and adds the automatic tenant and host tags.
+func tagsOf(h http.Header, tenant, host string) []string {
+	tags := []string{host}
+	if tenant != "" && tenant != host {
+		tags = append(tags, tenant)
+	}
+	for _, name := range []string{"Surrogate-Key", "Cache-Tag"} {
+		for _, v := range h.Values(name) {
+			tags = append(tags, strings.FieldsFunc(v, func(r rune) bool { return r == ' ' || r == ',' || r == '\t' })...)
+		}
+	}
+	slices.Sort(tags)
+	return slices.Compact(tags)
+}
+
+// varyNames returns the canonical header names of the response's Vary
+// field, sorted, without Accept-Encoding.
+func varyNames(h http.Header) []string {
+	var names []string
+	for _, v := range h.Values("Vary") {
+		for _, n := range strings.Split(v, ",") {
+			n = textproto.CanonicalMIMEHeaderKey(strings.TrimSpace(n))
+			if n != "" && n != "Accept-Encoding" {
+				names = append(names, n)
+			}
+		}
+	}
+	slices.Sort(names)
+	return slices.Compact(names)
+}
+
+// varyValues renders the request's values for the named headers.
+func varyValues(r *http.Request, names []string) string {
+	var b strings.Builder
+	for _, n := range names {
+		b.WriteString(n)
+		b.WriteByte('=')
+		b.WriteString(strings.Join(r.Header.Values(n), ","))
+		b.WriteByte(0)
+	}
+	return b.String()
+}
+
+// compressibleTypes are media types worth gzipping.
+var compressibleTypes = []string{
+	"text/", "application/json", "application/javascript", "application/x-javascript",
+	"application/xml", "application/xhtml+xml", "application/rss+xml", "application/atom+xml",
+	"application/ld+json", "application/manifest+json", "application/wasm", "image/svg+xml",
+	"font/ttf", "font/otf", "application/vnd.ms-fontobject",
+}
+
+// minCompress is the smallest body worth compressing.
+const minCompress = 256
+
+func compressible(h http.Header, n int) bool {
+	if n < minCompress {
+		return false
+	}
+	if strings.Contains(strings.ToLower(strings.Join(h.Values("Cache-Control"), ",")), "no-transform") {
+		return false
+	}
+	ct := strings.ToLower(h.Get("Content-Type"))
+	for _, p := range compressibleTypes {
+		if strings.HasPrefix(ct, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// finish derives the serving headers and the weight of a built object.
+func (o *object) finish() {
+	o.weight = uint32(min(len(o.body)+len(o.pathQuery)+len(o.host)+len(o.tenant)+512, 1<<31))
+	if o.marker {
+		return
+	}
+	o.etag = o.header.Get("Etag")
+	if lm, err := http.ParseTime(o.header.Get("Last-Modified")); err == nil {
+		o.lastModified = lm
+	}
+	for k, v := range o.header {
+		o.weight += uint32(len(k) + 16)
+		for _, s := range v {
+			o.weight += uint32(len(s))
+		}
+	}
+	o.hdrIdent = o.header.Clone()
+	delete(o.hdrIdent, "Content-Encoding")
+	if bodyAllowed(o.status) {
+		o.hdrIdent["Content-Length"] = []string{strconv.FormatInt(o.identLen, 10)}
+	}
+	if !o.gzipped {
+		return
+	}
+	o.hdrIdent["Vary"] = addVary(o.header["Vary"])
+	o.hdrGzip = o.hdrIdent.Clone()
+	o.hdrGzip["Content-Encoding"] = []string{"gzip"}
+	o.hdrGzip["Content-Length"] = []string{strconv.Itoa(len(o.body))}
+	o.etagGzip = o.etag
+	if o.etag != "" && !strings.HasPrefix(o.etag, "W/") {
+		// The gzip representation is not byte-identical to the one the
+		// origin tagged, so its validator is weak (as nginx does).
+		o.etagGzip = "W/" + o.etag
+		o.hdrGzip["Etag"] = []string{o.etagGzip}
+	}
+}
+
+func bodyAllowed(code int) bool {
+	return code >= 200 && code != http.StatusNoContent && code != http.StatusNotModified
+}
+
+// addVary returns the Vary values with Accept-Encoding added once.
+func addVary(v []string) []string {
+	for _, s := range v {
+		if strings.Contains(strings.ToLower(s), "accept-encoding") {
+			return v
+		}
+	}
+	if len(v) == 0 {
+		return []string{"Accept-Encoding"}
+	}
+	return []string{strings.Join(v, ", ") + ", Accept-Encoding"}
+}
+
+// gzipPools hold writers per level and readers.
+type gzipPools struct {
+	level   int
+	writers sync.Pool
+	readers sync.Pool
+}
+
+func (p *gzipPools) compress(b []byte) ([]byte, error) {
+	zw, _ := p.writers.Get().(*gzip.Writer)
+	var buf bytes.Buffer
+	buf.Grow(len(b)/3 + 64)
+	if zw == nil {
+		var err error
+		if zw, err = gzip.NewWriterLevel(&buf, p.level); err != nil {
+			return nil, fmt.Errorf("gzip writer: %w", err)
+		}
+	} else {
+		zw.Reset(&buf)
+	}
+	if _, err := zw.Write(b); err != nil {
+		return nil, fmt.Errorf("gzip: %w", err)
+	}
+	if err := zw.Close(); err != nil {
+		return nil, fmt.Errorf("gzip: %w", err)
+	}
+	p.writers.Put(zw)
+	return slices.Clip(buf.Bytes()), nil
+}
+
+// reader returns a pooled gzip reader over b; release it with putReader.
+func (p *gzipPools) reader(b []byte) (*gzip.Reader, error) {
+	zr, _ := p.readers.Get().(*gzip.Reader)
+	if zr == nil {
+		return gzip.NewReader(bytes.NewReader(b))
+	}
+	if err := zr.Reset(bytes.NewReader(b)); err != nil {
+		return nil, err
+	}
+	return zr, nil
+}
+
+func (p *gzipPools) putReader(zr *gzip.Reader) { p.readers.Put(zr) }
+
+// identity returns the decompressed body of o.
+func (p *gzipPools) identity(o *object) ([]byte, error) {
+	if !o.gzipped {
+		return o.body, nil
+	}
+	zr, err := p.reader(o.body)
+	if err != nil {
+		return nil, fmt.Errorf("gunzip: %w", err)
+	}
+	defer p.putReader(zr)
+	out := make([]byte, 0, max(o.identLen, 0))
+	buf := bytes.NewBuffer(out)
+	if _, err := io.Copy(buf, zr); err != nil {
+		return nil, fmt.Errorf("gunzip: %w", err)
+	}
+	return buf.Bytes(), nil
+}
+
+// gzipLen measures the decompressed length of a gzip body.
+func (p *gzipPools) gzipLen(b []byte) (int64, error) {
+	zr, err := p.reader(b)
+	if err != nil {
+		return 0, err
+	}
+	defer p.putReader(zr)
+	return io.Copy(io.Discard, zr)
+}
+
+// Serialisation for L2/L3. The format is versioned by its first byte; an
+// object in an unknown format is a miss, never an error for the client.
+
+const formatV1 = 1
+
+var errFormat = errors.New("cache: bad object encoding")
+
+type encoder struct{ b []byte }
+
+func (e *encoder) uvarint(v uint64) { e.b = binary.AppendUvarint(e.b, v) }
+func (e *encoder) varint(v int64)   { e.b = binary.AppendVarint(e.b, v) }
+func (e *encoder) str(s string)     { e.uvarint(uint64(len(s))); e.b = append(e.b, s...) }
+func (e *encoder) strs(ss []string) {
+	e.uvarint(uint64(len(ss)))
+	for _, s := range ss {
+		e.str(s)
+	}
+}
+func (e *encoder) flag(b bool) {
+	if b {
+		e.b = append(e.b, 1)
+	} else {
+		e.b = append(e.b, 0)
+	}
+}
+
+// encode serialises o.
+func (o *object) encode() []byte {
+	e := encoder{b: make([]byte, 0, len(o.body)+512)}
+	e.b = append(e.b, formatV1)
+	e.str(o.tenant)
+	e.str(o.host)
+	e.str(o.pathQuery)
+	e.strs(o.tags)
+	e.uvarint(o.stamp)
+	e.strs(o.vary)
+	e.str(o.varyVals)
+	e.flag(o.marker)
+	e.varint(int64(o.status))
+	e.uvarint(uint64(len(o.header)))
+	for k, v := range o.header {
+		e.str(k)
+		e.strs(v)
+	}
+	e.flag(o.gzipped)
+	e.varint(o.identLen)
+	e.varint(o.responseTime.UnixNano())
+	e.varint(int64(o.initialAge))
+	e.varint(int64(o.lifetime))
+	e.varint(int64(o.swr))
+	e.varint(int64(o.sie))
+	e.flag(o.mustReval)
+	e.flag(o.noCache)
+	e.uvarint(uint64(len(o.body)))
+	e.b = append(e.b, o.body...)
+	return e.b
+}
+
+type decoder struct {
+	b   []byte
+	err error
+}
+
+func (d *decoder) uvarint() uint64 {
+	v, n := binary.Uvarint(d.b)
+	if n <= 0 {
+		d.err = errFormat
+		d.b = nil
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) varint() int64 {
+	v, n := binary.Varint(d.b)
+	if n <= 0 {
+		d.err = errFormat
+		d.b = nil
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) bytes() []byte {
+	n := d.uvarint()
+	if n > uint64(len(d.b)) {
+		d.err = errFormat
+		d.b = nil
+		return nil
+	}
+	v := d.b[:n:n]
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) str() string { return string(d.bytes()) }
+
+func (d *decoder) strs() []string {
+	n := d.uvarint()
+	if n > uint64(len(d.b)) {
+		d.err = errFormat
+		return nil
+	}
+	if n == 0 {
+		return nil
+	}
+	ss := make([]string, n)
+	for i := range ss {
+		ss[i] = d.str()
+	}
+	return ss
+}
+
+func (d *decoder) flag() bool {
+	if len(d.b) == 0 {
+		d.err = errFormat
+		return false
+	}
+	v := d.b[0] == 1
+	d.b = d.b[1:]
+	return v
+}
+
+// decodeObject parses an encoded object; b must not be modified afterwards.
+func decodeObject(b []byte) (*object, error) {
+	if len(b) == 0 || b[0] != formatV1 {
+		return nil, errFormat
+	}
+	d := decoder{b: b[1:]}
+	o := &object{}
+	o.tenant = d.str()
+	o.host = d.str()
+	o.pathQuery = d.str()
+	o.tags = d.strs()
+	o.stamp = d.uvarint()
+	o.vary = d.strs()
+	o.varyVals = d.str()
+	o.marker = d.flag()
+	o.status = int(d.varint())
+	nh := d.uvarint()
+	if nh > uint64(len(d.b)) {
+		return nil, errFormat
+	}
+	o.header = make(http.Header, nh)
+	for range nh {
+		k := d.str()
+		o.header[k] = d.strs()
+	}
+	o.gzipped = d.flag()
+	o.identLen = d.varint()
+	o.responseTime = time.Unix(0, d.varint())
+	o.initialAge = time.Duration(d.varint())
+	o.lifetime = time.Duration(d.varint())
+	o.swr = time.Duration(d.varint())
+	o.sie = time.Duration(d.varint())
+	o.mustReval = d.flag()
+	o.noCache = d.flag()
+	o.body = d.bytes()
+	if d.err != nil {
+		return nil, d.err
+	}
+	o.finish()
+	return o, nil
+}

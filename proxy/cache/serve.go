@@ -1,0 +1,577 @@
+package cache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Policy is a tenant's caching policy (edgectl tenant add/update flags).
+type Policy struct {
+	// DefaultTTL is the freshness lifetime of responses without explicit
+	// freshness (max-age, s-maxage, Expires); 0 falls back to the
+	// Last-Modified heuristic of RFC 9111 section 4.2.2.
+	DefaultTTL time.Duration
+	// OverrideTTL makes DefaultTTL replace the origin's lifetime.
+	// no-store, private and no-cache are still honoured.
+	OverrideTTL bool
+	// CacheSetCookie allows storing responses with Set-Cookie. The cookie
+	// itself is never stored or replayed to other clients.
+	CacheSetCookie bool
+	// CacheAuthorized allows caching for requests with Authorization;
+	// without it such requests bypass the cache entirely.
+	CacheAuthorized bool
+	// StaleIfError serves stale content for this long past expiry when the
+	// origin fails, even if the origin sent no stale-if-error.
+	StaleIfError time.Duration
+}
+
+// Request describes what the proxy knows about a request beyond the
+// *http.Request itself.
+type Request struct {
+	Tenant  string // the tenant the host routes to
+	Scheme  string // "http" or "https"; empty: from r.TLS
+	Host    string // lower-case host; empty: r.Host
+	Variant string // transform variant (e.g. "fr" for a translated page), part of the key
+	Policy  Policy
+	// Persist also uses L3 (S3): for expensive variants worth keeping.
+	Persist bool
+	// BeforeWrite, when set, is called right before the response header is
+	// written, with the header map and the outcome so far: the place to add
+	// timing headers such as X-Origin-Time.
+	BeforeWrite func(h http.Header, res *Result)
+}
+
+// Result is the outcome of Serve.
+type Result struct {
+	CacheStatus    string        // the Cache-Status value sent (RFC 9211)
+	Tier           string        // "l1", "l2" or "l3" when served from a tier, else ""
+	StatusCode     int           // status sent to the client
+	Stored         bool          // the response was stored
+	OriginDuration time.Duration // origin round-trip (to response headers) this response waited for
+}
+
+// Fetcher does the origin round-trip. It gets a request prepared by the
+// cache (method GET for cacheable requests, conditional headers for
+// revalidation, Accept-Encoding chosen by the cache; RequestURI is empty)
+// and must bound its own time: the context of a collapsed fetch is
+// detached from the first client so others waiting on it are not failed
+// when that client leaves.
+type Fetcher func(ctx context.Context, r *http.Request) (*http.Response, error)
+
+// ErrOrigin wraps origin failures returned by Serve when nothing was written.
+var ErrOrigin = errors.New("origin fetch failed")
+
+const cacheName = "edge"
+
+// Serve answers r from the cache or through fetch. It returns an error
+// only when nothing was written to w (the origin failed and no stale
+// response could stand in): the caller maps it to a status (502, 504).
+func (c *Cache) Serve(w http.ResponseWriter, r *http.Request, req Request, fetch Fetcher) (Result, error) {
+	if req.Scheme == "" {
+		req.Scheme = "http"
+		if r.TLS != nil {
+			req.Scheme = "https"
+		}
+	}
+	if req.Host == "" {
+		req.Host = strings.ToLower(r.Host)
+	}
+	pq := pathQuery(r)
+	switch r.Method {
+	case http.MethodGet, http.MethodHead:
+	default:
+		res, err := c.pass(w, r, &req, fetch, cacheName+"; fwd=method")
+		if err == nil && res.StatusCode < 400 && unsafeMethod(r.Method) {
+			// RFC 9111 section 4.4: a successful unsafe request invalidates.
+			c.invalidate(cacheKey(req.Tenant, req.Scheme, req.Host, pq, req.Variant))
+		}
+		return res, err
+	}
+	if !req.Policy.CacheAuthorized && r.Header.Get("Authorization") != "" {
+		return c.pass(w, r, &req, fetch, cacheName+"; fwd=bypass; detail=authorization")
+	}
+	base := cacheKey(req.Tenant, req.Scheme, req.Host, pq, req.Variant)
+	o, key, tier, soft := c.lookup(r.Context(), base, r, req.Persist)
+	if o != nil {
+		age := o.age(c.now())
+		if !soft && !o.noCache && age < o.lifetime {
+			return c.serveObject(w, r, &req, o, Result{CacheStatus: statusHit, Tier: tierNames[tier]})
+		}
+		if !o.mustReval && !o.noCache && (soft || age-o.lifetime < o.swr) {
+			c.revalidateAsync(r, req, fetch, base, key, o, pq)
+			c.stats.stale.Add(1)
+			return c.serveObject(w, r, &req, o, Result{CacheStatus: statusHitStale, Tier: tierNames[tier]})
+		}
+	}
+	return c.fill(w, r, &req, fetch, base, key, o, pq)
+}
+
+const (
+	statusHit      = cacheName + "; hit"
+	statusHitStale = cacheName + "; hit; detail=stale"
+)
+
+// cacheKey is the primary key; vary values extend it for varying responses.
+// Only GET is stored (HEAD reads the GET entry), so the method is constant.
+func cacheKey(tenant, scheme, host, pq, variant string) string {
+	return tenant + "\x00GET\x00" + scheme + "\x00" + host + "\x00" + pq + "\x00" + variant
+}
+
+func varyKey(base, vals string) string { return base + "\x01" + vals }
+
+func pathQuery(r *http.Request) string {
+	if u := r.RequestURI; u != "" && u[0] == '/' {
+		return u
+	}
+	return r.URL.RequestURI()
+}
+
+func unsafeMethod(m string) bool {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
+		return false
+	}
+	return true
+}
+
+// lookup finds the object for r: L1, then L2, then (when persist) L3,
+// following a Vary marker to the varied key. It returns the key the object
+// lives under (the flight key for a miss) and whether a soft purge applies.
+func (c *Cache) lookup(ctx context.Context, base string, r *http.Request, persist bool) (o *object, key string, tier int, soft bool) {
+	key = base
+	o, tier, soft = c.get(ctx, base, persist)
+	if o != nil && o.marker {
+		key = varyKey(base, varyValues(r, o.vary))
+		o, tier, soft = c.get(ctx, key, persist)
+	}
+	t := &c.stats.tiers
+	if o == nil {
+		t[tierL1].misses.Add(1)
+		if c.l2 != nil {
+			t[tierL2].misses.Add(1)
+		}
+		if persist && c.l3 != nil {
+			t[tierL3].misses.Add(1)
+		}
+		return nil, key, 0, false
+	}
+	t[tier].hits.Add(1)
+	for i := tierL1; i < tier; i++ {
+		if i == tierL1 || i == tierL2 && c.l2 != nil {
+			t[i].misses.Add(1)
+		}
+	}
+	return o, key, tier, soft
+}
+
+// get reads one key through the tiers, dropping unusable and hard-purged
+// objects, and promotes lower-tier hits into the tiers above.
+func (c *Cache) get(ctx context.Context, key string, persist bool) (*object, int, bool) {
+	if o, ok := c.l1.GetIfPresent(key); ok {
+		if o, soft := c.check(key, o); o != nil {
+			return o, tierL1, soft
+		}
+	}
+	if c.l2 != nil {
+		if o := c.l2.get(ctx, key); o != nil {
+			if o, soft := c.check("", o); o != nil {
+				c.l1.Set(key, o)
+				return o, tierL2, soft
+			}
+		}
+	}
+	if persist && c.l3 != nil {
+		if o := c.l3.get(ctx, key); o != nil {
+			if o, soft := c.check("", o); o != nil {
+				c.l1.Set(key, o)
+				if c.l2 != nil {
+					c.l2.putAsync(key, o, o.usableUntil().Sub(c.now()))
+				}
+				return o, tierL3, soft
+			}
+		}
+	}
+	return nil, 0, false
+}
+
+// check applies expiry and purge records to o; key, when set, is its L1
+// key, from which a dead object is removed.
+func (c *Cache) check(key string, o *object) (*object, bool) {
+	if c.now().After(o.usableUntil()) {
+		if key != "" {
+			c.l1.Invalidate(key)
+		}
+		return nil, false
+	}
+	if o.marker {
+		return o, false
+	}
+	switch c.purges.effect(o) {
+	case purgeHard:
+		if key != "" {
+			c.l1.Invalidate(key)
+		}
+		return nil, false
+	case purgeSoft:
+		return o, true
+	}
+	return o, false
+}
+
+// flight is one origin fetch that concurrent requests for a key share.
+type flight struct {
+	done chan struct{}
+	out  outcome
+}
+
+// outcome is the result of an origin fetch: an object to serve (stored or
+// stale), a response to stream to one client only, or an error.
+type outcome struct {
+	obj    *object
+	resp   *http.Response
+	prefix []byte // body bytes already read from resp
+	status string
+	stored bool
+	err    error
+	dur    time.Duration
+}
+
+func (c *Cache) join(key string) (*flight, bool) {
+	c.flightMu.Lock()
+	defer c.flightMu.Unlock()
+	if f, ok := c.flights[key]; ok {
+		return f, false
+	}
+	f := &flight{done: make(chan struct{})}
+	c.flights[key] = f
+	return f, true
+}
+
+func (c *Cache) land(key string, f *flight, out outcome) {
+	f.out = outcome{obj: out.obj, status: out.status, stored: out.stored, err: out.err, dur: out.dur}
+	c.flightMu.Lock()
+	delete(c.flights, key)
+	c.flightMu.Unlock()
+	close(f.done)
+}
+
+// fill fetches key from the origin once for all concurrent requests.
+func (c *Cache) fill(w http.ResponseWriter, r *http.Request, req *Request, fetch Fetcher, base, key string, stale *object, pq string) (Result, error) {
+	f, leader := c.join(key)
+	if leader {
+		ctx := context.WithoutCancel(r.Context())
+		out := c.fetchOrigin(ctx, r, req, fetch, base, stale, pq)
+		c.land(key, f, out)
+		return c.writeOutcome(w, r, req, out)
+	}
+	c.stats.coalesced.Add(1)
+	select {
+	case <-f.done:
+	case <-r.Context().Done():
+		return Result{}, fmt.Errorf("waiting for a collapsed fetch: %w", context.Cause(r.Context()))
+	}
+	out := f.out
+	switch {
+	case out.err != nil:
+		if stale != nil && c.staleIfError(stale) {
+			c.stats.stale.Add(1)
+			return c.serveObject(w, r, req, stale, Result{CacheStatus: cacheName + "; fwd=stale; collapsed; detail=stale-if-error"})
+		}
+		return Result{OriginDuration: out.dur}, out.err
+	case out.obj != nil && (len(out.obj.vary) == 0 || out.obj.varyVals == varyValues(r, out.obj.vary)):
+		return c.serveObject(w, r, req, out.obj, Result{CacheStatus: out.status + "; collapsed", OriginDuration: out.dur})
+	}
+	// The leader's response was not shareable: fetch for this client.
+	out = c.fetchOrigin(context.WithoutCancel(r.Context()), r, req, fetch, base, stale, pq)
+	return c.writeOutcome(w, r, req, out)
+}
+
+// revalidateAsync refreshes a stale object in the background, at most once
+// per key at a time; r is cloned before Serve returns.
+func (c *Cache) revalidateAsync(r *http.Request, req Request, fetch Fetcher, base, key string, stale *object, pq string) {
+	c.flightMu.Lock()
+	select {
+	case <-c.closed:
+		c.flightMu.Unlock()
+		return
+	default:
+	}
+	if _, busy := c.flights[key]; busy {
+		c.flightMu.Unlock()
+		return
+	}
+	f := &flight{done: make(chan struct{})}
+	c.flights[key] = f
+	c.bg.Add(1)
+	c.flightMu.Unlock()
+
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), c.cfg.RevalidateTimeout)
+	rr := r.Clone(ctx)
+	req.BeforeWrite = nil
+	go func() {
+		defer c.bg.Done()
+		defer cancel()
+		out := c.fetchOrigin(ctx, rr, &req, fetch, base, stale, pq)
+		c.land(key, f, out)
+		if out.resp != nil {
+			_, _ = io.Copy(io.Discard, io.LimitReader(out.resp.Body, 1<<20))
+			out.resp.Body.Close()
+		}
+	}()
+}
+
+// staleIfError reports whether o may stand in for a failed origin.
+func (c *Cache) staleIfError(o *object) bool {
+	if o.mustReval {
+		return false
+	}
+	return o.age(c.now())-o.lifetime < o.sie
+}
+
+// originRequest prepares the request the Fetcher sends for a cacheable
+// request: always GET, no client conditionals or ranges (the cache answers
+// those itself), gzip asked for when the client takes it, and the stored
+// validators when revalidating.
+func originRequest(ctx context.Context, r *http.Request, stale *object) *http.Request {
+	o := r.Clone(ctx)
+	o.Method = http.MethodGet
+	o.RequestURI = ""
+	o.Body = http.NoBody
+	o.ContentLength = 0
+	for _, h := range []string{"Range", "If-Range", "If-None-Match", "If-Modified-Since", "If-Match", "If-Unmodified-Since"} {
+		o.Header.Del(h)
+	}
+	if acceptsGzip(r) {
+		o.Header.Set("Accept-Encoding", "gzip")
+	} else {
+		o.Header.Del("Accept-Encoding")
+	}
+	if stale != nil {
+		if stale.etag != "" {
+			o.Header.Set("If-None-Match", stale.etag)
+		}
+		if lm := stale.header.Get("Last-Modified"); lm != "" {
+			o.Header.Set("If-Modified-Since", lm)
+		}
+	}
+	return o
+}
+
+// fetchOrigin does one origin fetch for a cacheable request and decides
+// what to do with the response.
+func (c *Cache) fetchOrigin(ctx context.Context, r *http.Request, req *Request, fetch Fetcher, base string, stale *object, pq string) outcome {
+	c.stats.originFetch.Add(1)
+	stamp := c.purges.latest.Load()
+	reqTime := c.now()
+	start := time.Now()
+	resp, err := fetch(ctx, originRequest(ctx, r, stale))
+	dur := time.Since(start)
+	respTime := c.now()
+	fwd := "; fwd=miss"
+	if stale != nil {
+		fwd = "; fwd=stale"
+	}
+	if err != nil {
+		if stale != nil && c.staleIfError(stale) {
+			c.stats.stale.Add(1)
+			return outcome{obj: stale, status: cacheName + fwd + "; detail=stale-if-error", dur: dur}
+		}
+		return outcome{err: fmt.Errorf("%w: %w", ErrOrigin, err), dur: dur}
+	}
+	code := resp.StatusCode
+	if stale != nil && code == http.StatusNotModified {
+		resp.Body.Close()
+		status := cacheName + fwd + "; fwd-status=304"
+		if o := c.refresh(stale, resp.Header, req.Policy, reqTime, respTime, stamp); o != nil {
+			c.store(base, o, req.Persist)
+			return outcome{obj: o, status: status + "; stored", stored: true, dur: dur}
+		}
+		return outcome{obj: stale, status: status, dur: dur}
+	}
+	if stale != nil && code >= 500 && c.staleIfError(stale) {
+		resp.Body.Close()
+		c.stats.stale.Add(1)
+		return outcome{obj: stale, status: cacheName + fwd + "; fwd-status=" + strconv.Itoa(code) + "; detail=stale-if-error", dur: dur}
+	}
+	status := cacheName + fwd
+	if code != http.StatusOK {
+		status += "; fwd-status=" + strconv.Itoa(code)
+	}
+	fr := decide(code, resp.Header, req.Policy, r.Header.Get("Authorization") != "", respTime)
+	if fr.storable {
+		switch ce := strings.ToLower(resp.Header.Get("Content-Encoding")); {
+		case ce != "" && ce != "gzip" && ce != "identity":
+			fr.storable, fr.reason = false, "encoding"
+		case resp.ContentLength > c.cfg.MaxObjectBytes:
+			fr.storable, fr.reason = false, "too-large"
+		}
+	}
+	if !fr.storable {
+		return outcome{resp: resp, status: status + "; detail=" + fr.reason, dur: dur}
+	}
+	body, err := readUpTo(resp.Body, c.cfg.MaxObjectBytes, resp.ContentLength)
+	if err != nil {
+		resp.Body.Close()
+		return outcome{err: fmt.Errorf("%w: read body: %w", ErrOrigin, err), dur: dur}
+	}
+	if int64(len(body)) > c.cfg.MaxObjectBytes {
+		return outcome{resp: resp, prefix: body, status: status + "; detail=too-large", dur: dur}
+	}
+	resp.Body.Close()
+	o, err := c.build(r, req, resp, body, fr, stamp, reqTime, respTime, pq)
+	if err != nil {
+		c.log.Warn("cache: not storing an undecodable response", "host", req.Host, "path", pq, "err", err)
+		resp.Body = http.NoBody
+		return outcome{resp: resp, prefix: body, status: status + "; detail=encoding", dur: dur}
+	}
+	c.store(base, o, req.Persist)
+	return outcome{obj: o, status: status + "; stored", stored: true, dur: dur}
+}
+
+// readUpTo reads body until EOF or until it holds more than limit bytes.
+func readUpTo(body io.Reader, limit, hint int64) ([]byte, error) {
+	size := int64(512)
+	if hint > 0 {
+		size = min(hint, limit) + 1
+	}
+	buf := make([]byte, 0, size)
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := body.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if int64(len(buf)) > limit {
+			return buf, nil
+		}
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+}
+
+// build makes an object from an origin response and its body.
+func (c *Cache) build(r *http.Request, req *Request, resp *http.Response, body []byte, fr freshness, stamp uint64, reqTime, respTime time.Time, pq string) (*object, error) {
+	h := storedHeader(resp.Header)
+	o := &object{
+		tenant: req.Tenant, host: req.Host, pathQuery: pq,
+		tags:   tagsOf(resp.Header, req.Tenant, req.Host),
+		stamp:  stamp,
+		vary:   varyNames(resp.Header),
+		status: resp.StatusCode, header: h,
+		responseTime: respTime, initialAge: initialAge(resp.Header, reqTime, respTime),
+		lifetime: fr.lifetime, swr: fr.swr, sie: fr.sie, mustReval: fr.mustRevalidate, noCache: fr.noCache,
+	}
+	if len(o.vary) > 0 {
+		o.varyVals = varyValues(r, o.vary)
+	}
+	switch {
+	case strings.EqualFold(h.Get("Content-Encoding"), "gzip"):
+		n, err := c.gz.gzipLen(body)
+		if err != nil {
+			return nil, fmt.Errorf("origin gzip body: %w", err)
+		}
+		o.body, o.gzipped, o.identLen = body, true, n
+	case compressible(h, len(body)):
+		o.body, o.identLen = body, int64(len(body))
+		if z, err := c.gz.compress(body); err == nil && len(z) < len(body)*9/10 {
+			o.body, o.gzipped = z, true
+		}
+	default:
+		o.body, o.identLen = body, int64(len(body))
+	}
+	delete(h, "Content-Encoding")
+	o.finish()
+	return o, nil
+}
+
+// refresh applies a 304's headers to a stored object (RFC 9111 section
+// 4.3.4) and recomputes its freshness; nil means it is no longer storable.
+func (c *Cache) refresh(old *object, h304 http.Header, p Policy, reqTime, respTime time.Time, stamp uint64) *object {
+	upd := storedHeader(h304)
+	delete(upd, "Content-Encoding")
+	delete(upd, "Content-Type")
+	h := old.header.Clone()
+	for k, v := range upd {
+		h[k] = v
+	}
+	fr := decide(old.status, h, p, false, respTime)
+	if !fr.storable {
+		return nil
+	}
+	o := *old
+	o.header = h
+	o.stamp = stamp
+	o.responseTime = respTime
+	o.initialAge = initialAge(h304, reqTime, respTime)
+	o.lifetime, o.swr, o.sie, o.mustReval, o.noCache = fr.lifetime, fr.swr, fr.sie, fr.mustRevalidate, fr.noCache
+	o.finish()
+	return &o
+}
+
+// store writes o to L1 and queues it for L2 (and L3 when persist); a
+// varying response also gets a marker under the primary key.
+func (c *Cache) store(base string, o *object, persist bool) {
+	key := base
+	if len(o.vary) > 0 {
+		key = varyKey(base, o.varyVals)
+		m := &object{
+			marker: true, vary: o.vary, tenant: o.tenant, host: o.host, pathQuery: o.pathQuery,
+			responseTime: o.responseTime, lifetime: o.usableUntil().Sub(o.responseTime),
+		}
+		m.finish()
+		c.put(base, m, persist)
+	}
+	c.put(key, o, persist)
+}
+
+func (c *Cache) put(key string, o *object, persist bool) {
+	c.l1.Set(key, o)
+	c.stats.tiers[tierL1].stores.Add(1)
+	ttl := o.usableUntil().Sub(c.now())
+	if ttl <= 0 {
+		return
+	}
+	if c.l2 != nil {
+		c.l2.putAsync(key, o, ttl)
+	}
+	if persist && c.l3 != nil {
+		c.l3.putAsync(key, o, ttl)
+	}
+}
+
+// invalidate removes a primary key from every tier.
+func (c *Cache) invalidate(keys ...string) {
+	for _, k := range keys {
+		c.l1.Invalidate(k)
+	}
+	if c.l2 != nil {
+		c.l2.delAsync(keys)
+	}
+	if c.l3 != nil {
+		c.l3.delAsync(keys)
+	}
+}
+
+// pass forwards r unchanged and streams the answer; nothing is stored.
+func (c *Cache) pass(w http.ResponseWriter, r *http.Request, req *Request, fetch Fetcher, status string) (Result, error) {
+	c.stats.originFetch.Add(1)
+	o := r.Clone(r.Context())
+	o.RequestURI = ""
+	start := time.Now()
+	resp, err := fetch(r.Context(), o)
+	dur := time.Since(start)
+	if err != nil {
+		return Result{OriginDuration: dur}, fmt.Errorf("%w: %w", ErrOrigin, err)
+	}
+	return c.writeOutcome(w, r, req, outcome{resp: resp, status: status, dur: dur})
+}

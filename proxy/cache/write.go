@@ -1,0 +1,282 @@
+package cache
+
+import (
+	"bytes"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// hitStatus and friends are shared, never-modified header values, so a hit
+// does not allocate them.
+var (
+	hitStatusValue      = []string{statusHit}
+	hitStaleStatusValue = []string{statusHitStale}
+)
+
+func statusValue(s string) []string {
+	switch s {
+	case statusHit:
+		return hitStatusValue
+	case statusHitStale:
+		return hitStaleStatusValue
+	}
+	return []string{s}
+}
+
+// smallAges holds Age values up to an hour without allocating.
+var smallAges = func() [3600][]string {
+	var a [3600][]string
+	for i := range a {
+		a[i] = []string{strconv.Itoa(i)}
+	}
+	return a
+}()
+
+func ageValue(d time.Duration) []string {
+	s := int64(d / time.Second)
+	if s >= 0 && s < int64(len(smallAges)) {
+		return smallAges[s]
+	}
+	return []string{strconv.FormatInt(max(s, 0), 10)}
+}
+
+// acceptsGzip reports whether the Accept-Encoding of r admits gzip
+// (RFC 9110 section 12.5.3; "*" counts, q=0 excludes).
+func acceptsGzip(r *http.Request) bool {
+	ae := r.Header["Accept-Encoding"]
+	ok := false
+	for _, line := range ae {
+		for line != "" {
+			var part string
+			part, line, _ = strings.Cut(line, ",")
+			coding, params, _ := strings.Cut(part, ";")
+			coding = strings.TrimSpace(coding)
+			if !strings.EqualFold(coding, "gzip") && !strings.EqualFold(coding, "x-gzip") && coding != "*" {
+				continue
+			}
+			q := 1.0
+			for p := range strings.SplitSeq(params, ";") {
+				k, v, _ := strings.Cut(strings.TrimSpace(p), "=")
+				if strings.EqualFold(k, "q") {
+					if f, err := strconv.ParseFloat(v, 64); err == nil {
+						q = f
+					}
+				}
+			}
+			if coding == "*" {
+				ok = ok || q > 0
+				continue
+			}
+			return q > 0
+		}
+	}
+	return ok
+}
+
+// etagMatch is the weak comparison of RFC 9110 section 8.8.3.2 against an
+// If-None-Match list.
+func etagMatch(list, etag string) bool {
+	if etag == "" {
+		return false
+	}
+	if strings.TrimSpace(list) == "*" {
+		return true
+	}
+	want := strings.TrimPrefix(etag, "W/")
+	for part := range strings.SplitSeq(list, ",") {
+		if strings.TrimPrefix(strings.TrimSpace(part), "W/") == want {
+			return true
+		}
+	}
+	return false
+}
+
+// notModified answers a client's conditional GET/HEAD (RFC 9110 section
+// 13.2.2: If-None-Match takes precedence over If-Modified-Since).
+func notModified(r *http.Request, o *object, etag string) bool {
+	if o.status != http.StatusOK {
+		return false
+	}
+	if inm := r.Header.Get("If-None-Match"); inm != "" {
+		return etagMatch(inm, etag)
+	}
+	if ims := r.Header.Get("If-Modified-Since"); ims != "" && !o.lastModified.IsZero() {
+		t, err := http.ParseTime(ims)
+		return err == nil && !o.lastModified.After(t)
+	}
+	return false
+}
+
+// serveObject writes a stored object: 304 for a matching conditional
+// request, a byte range for a Range request, otherwise the whole body in
+// gzip (as stored) or identity.
+func (c *Cache) serveObject(w http.ResponseWriter, r *http.Request, req *Request, o *object, res Result) (Result, error) {
+	h := w.Header()
+	gz := o.gzipped && acceptsGzip(r)
+	src, etag := o.hdrIdent, o.etag
+	if gz {
+		src, etag = o.hdrGzip, o.etagGzip
+	}
+	if r.Header.Get("Range") != "" && o.status == http.StatusOK {
+		return c.serveRange(w, r, req, o, res)
+	}
+	for k, v := range src {
+		h[k] = v
+	}
+	h["Age"] = ageValue(o.age(c.now()))
+	h["Cache-Status"] = statusValue(res.CacheStatus)
+	code := o.status
+	if notModified(r, o, etag) {
+		code = http.StatusNotModified
+		delete(h, "Content-Length")
+	}
+	res.StatusCode = code
+	if req.BeforeWrite != nil {
+		res = callBefore(req.BeforeWrite, h, res)
+	}
+	w.WriteHeader(code)
+	if r.Method == http.MethodHead || !bodyAllowed(code) {
+		return res, nil
+	}
+	if gz || !o.gzipped {
+		_, _ = w.Write(o.body)
+		return res, nil
+	}
+	zr, err := c.gz.reader(o.body)
+	if err != nil {
+		return res, nil // the header is out; nothing better to do
+	}
+	buf := copyBufs.Get().(*[]byte)
+	_, _ = io.CopyBuffer(w, zr, *buf)
+	copyBufs.Put(buf)
+	c.gz.putReader(zr)
+	return res, nil
+}
+
+// serveRange answers a Range request from the identity body with
+// http.ServeContent, which handles If-Range, multiple ranges and 416.
+func (c *Cache) serveRange(w http.ResponseWriter, r *http.Request, req *Request, o *object, res Result) (Result, error) {
+	body, err := c.gz.identity(o)
+	if err != nil {
+		return res, err
+	}
+	h := w.Header()
+	for k, v := range o.hdrIdent {
+		if k != "Content-Length" {
+			h[k] = v
+		}
+	}
+	h["Age"] = ageValue(o.age(c.now()))
+	h["Cache-Status"] = statusValue(res.CacheStatus)
+	if h.Get("Content-Type") == "" {
+		h["Content-Type"] = nil // keep ServeContent from sniffing
+	}
+	sw := &hookWriter{ResponseWriter: w, before: req.BeforeWrite, res: res}
+	http.ServeContent(sw, r, "", o.lastModified, bytes.NewReader(body))
+	return sw.res, nil
+}
+
+// callBefore runs the hook on a copy, so that res itself stays on the
+// stack when there is no hook.
+func callBefore(before func(http.Header, *Result), h http.Header, res Result) Result {
+	r := res
+	before(h, &r)
+	return r
+}
+
+// hookWriter calls BeforeWrite when ServeContent writes the header.
+type hookWriter struct {
+	http.ResponseWriter
+	before func(http.Header, *Result)
+	res    Result
+	wrote  bool
+}
+
+func (w *hookWriter) WriteHeader(code int) {
+	if !w.wrote {
+		w.wrote = true
+		w.res.StatusCode = code
+		if w.before != nil {
+			w.before(w.Header(), &w.res)
+		}
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *hookWriter) Write(b []byte) (int, error) {
+	if !w.wrote {
+		w.WriteHeader(http.StatusOK)
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+// passHeaders are not relayed from an origin response.
+var passHeaders = []string{
+	"Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authenticate", "Te", "Trailer",
+	"Transfer-Encoding", "Upgrade", "Cache-Status", "Surrogate-Key", "Surrogate-Control", "Cache-Tag",
+}
+
+// writeOutcome writes what an origin fetch produced.
+func (c *Cache) writeOutcome(w http.ResponseWriter, r *http.Request, req *Request, out outcome) (Result, error) {
+	res := Result{CacheStatus: out.status, OriginDuration: out.dur, Stored: out.stored}
+	switch {
+	case out.err != nil:
+		return res, out.err
+	case out.obj != nil:
+		return c.serveObject(w, r, req, out.obj, res)
+	}
+	resp := out.resp
+	defer resp.Body.Close()
+	h := w.Header()
+	for k, v := range resp.Header {
+		h[k] = v
+	}
+	for _, c := range resp.Header.Values("Connection") {
+		for name := range strings.SplitSeq(c, ",") {
+			h.Del(strings.TrimSpace(name))
+		}
+	}
+	for _, k := range passHeaders {
+		delete(h, k)
+	}
+	h["Cache-Status"] = []string{out.status}
+	res.StatusCode = resp.StatusCode
+	if req.BeforeWrite != nil {
+		res = callBefore(req.BeforeWrite, h, res)
+	}
+	w.WriteHeader(resp.StatusCode)
+	if r.Method == http.MethodHead {
+		return res, nil
+	}
+	if len(out.prefix) > 0 {
+		if _, err := w.Write(out.prefix); err != nil {
+			return res, nil
+		}
+	}
+	buf := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(buf)
+	if resp.ContentLength >= 0 {
+		_, _ = io.CopyBuffer(w, resp.Body, *buf)
+		return res, nil
+	}
+	// Unknown length: maybe a stream (server-sent events); flush as it comes.
+	rc := http.NewResponseController(w)
+	for {
+		n, err := resp.Body.Read(*buf)
+		if n > 0 {
+			if _, werr := w.Write((*buf)[:n]); werr != nil {
+				return res, nil
+			}
+			_ = rc.Flush()
+		}
+		if err != nil {
+			return res, nil
+		}
+	}
+}

@@ -1,0 +1,25 @@
+// Package proxy is Edge's HTTP data plane: the listeners (Server), the
+// request pipeline (Handler) and the pieces they share.
+//
+// A request goes through Handler.ServeHTTP in this order:
+//
+//  1. the Host (or HTTP/2 :authority) is normalised by NormalizeHost;
+//  2. the tenant is looked up in memory (Routes); unknown domains and
+//     suspended or expired licenses get a 403 without any network call;
+//  3. the request is cleaned (hop-by-hop headers removed, X-Forwarded-*
+//     and Via set) and handed to the fetch chain: optional Stages (cache,
+//     transform) wrapping the origin fetch, which rewrites the URL and Host
+//     for the tenant's origin and round-trips through the tenant's pooled
+//     transport (Upstreams);
+//  4. the response streams back through a pooled 32 KB buffer, flushed
+//     eagerly for event streams and unknown lengths; 101 Switching
+//     Protocols responses are spliced (WebSocket);
+//  5. X-Origin-Time, X-Total-Time and Server-Timing are set on every
+//     response, errors are mapped to 502/504 (499 in logs for clients that
+//     left) in one place, and an access log line and metrics are recorded.
+//
+// The shape follows net/http/httputil.ReverseProxy: documented hooks in a
+// Config, a BufferPool, and one error-to-status mapping (statusForError).
+// Sub-packages hold the parts with their own state: upstream (origin
+// pools and TLS), dnscache, compress, cache and transform.
+package proxy

@@ -1,0 +1,260 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"log/slog"
+	"math/big"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/edgeproxy/edge/raftstore"
+)
+
+// mapRoutes is a Routes over a fixed map (host → tenant).
+type mapRoutes map[string]*raftstore.Tenant
+
+func (m mapRoutes) Lookup(host string) *raftstore.Tenant { return m[host] }
+
+func routesOf(ts ...*raftstore.Tenant) mapRoutes {
+	m := mapRoutes{}
+	for _, t := range ts {
+		for _, h := range t.Hosts() {
+			m[h] = t
+		}
+	}
+	return m
+}
+
+// transportUpstreams gives every tenant a real http.Transport, cached per
+// origin URL, like the upstream package does.
+type transportUpstreams struct {
+	mu        sync.Mutex
+	byURL     map[string]*http.Transport
+	parsed    map[string]*url.URL
+	configure func(*http.Transport)
+}
+
+func newTransportUpstreams(t *testing.T, configure func(*http.Transport)) *transportUpstreams {
+	u := &transportUpstreams{byURL: map[string]*http.Transport{}, parsed: map[string]*url.URL{}, configure: configure}
+	t.Cleanup(func() {
+		u.mu.Lock()
+		defer u.mu.Unlock()
+		for _, tr := range u.byURL {
+			tr.CloseIdleConnections()
+		}
+	})
+	return u
+}
+
+func (u *transportUpstreams) RoundTripper(t *raftstore.Tenant) (http.RoundTripper, *url.URL, error) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if tr, ok := u.byURL[t.Origin.URL]; ok {
+		return tr, u.parsed[t.Origin.URL], nil
+	}
+	target, err := url.Parse(t.Origin.URL)
+	if err != nil {
+		return nil, nil, err
+	}
+	tr := &http.Transport{
+		DialContext:           (&net.Dialer{Timeout: 2 * time.Second}).DialContext,
+		MaxIdleConnsPerHost:   50,
+		IdleConnTimeout:       60 * time.Second,
+		ResponseHeaderTimeout: 5 * time.Second,
+	}
+	if u.configure != nil {
+		u.configure(tr)
+	}
+	u.byURL[t.Origin.URL], u.parsed[t.Origin.URL] = tr, target
+	return tr, target, nil
+}
+
+func tenant(domain, origin string, aliases ...string) *raftstore.Tenant {
+	return &raftstore.Tenant{
+		Domain:  domain,
+		Aliases: aliases,
+		License: raftstore.License{Status: raftstore.LicenseActive},
+		Origin:  raftstore.Origin{URL: origin},
+	}
+}
+
+// syncBuffer collects log output from concurrent writers.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// testProxy is a proxy Server on loopback with its handler's log and
+// metrics registry.
+type testProxy struct {
+	srv    *Server
+	url    string // http://127.0.0.1:port
+	tlsURL string
+	logs   *syncBuffer
+	reg    *prometheus.Registry
+	cert   *x509.Certificate
+}
+
+type proxyOpts struct {
+	cfg       Config       // Routes/Upstreams/Logger/Registerer filled in when empty
+	server    ServerConfig // addresses, handler and certificate filled in
+	transport func(*http.Transport)
+	tls       bool
+}
+
+func startProxy(t *testing.T, routes Routes, o proxyOpts) *testProxy {
+	t.Helper()
+	p := &testProxy{logs: &syncBuffer{}, reg: prometheus.NewRegistry()}
+	log := slog.New(slog.NewJSONHandler(p.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	cfg := o.cfg
+	cfg.Routes = routes
+	if cfg.Upstreams == nil {
+		cfg.Upstreams = newTransportUpstreams(t, o.transport)
+	}
+	cfg.Logger, cfg.Registerer = log, p.reg
+	h, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc := o.server
+	sc.HTTPAddr, sc.Handler, sc.Logger, sc.Registerer = "127.0.0.1:0", h, log, p.reg
+	if o.tls {
+		cert, leaf := selfSigned(t)
+		p.cert = leaf
+		sc.HTTPSAddr = "127.0.0.1:0"
+		sc.GetCertificate = func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return cert, nil }
+	}
+	srv, err := NewServer(sc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.srv = srv
+	p.url = "http://" + srv.HTTPAddr().String()
+	if o.tls {
+		p.tlsURL = "https://" + srv.HTTPSAddr().String()
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve() }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+		select {
+		case err := <-served:
+			if err != nil {
+				t.Errorf("Serve: %v", err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Error("Serve did not return after Shutdown")
+		}
+	})
+	return p
+}
+
+// do sends a request for host through the proxy with a fresh client.
+func (p *testProxy) do(t *testing.T, method, host, path string, body string, hdr http.Header) *http.Response {
+	t.Helper()
+	req, err := http.NewRequest(method, p.url+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, vv := range hdr {
+		req.Header[k] = vv
+	}
+	req.Host = host
+	tr := &http.Transport{}
+	t.Cleanup(tr.CloseIdleConnections)
+	resp, err := (&http.Client{Transport: tr, Timeout: 10 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}).Do(req)
+	if err != nil {
+		t.Fatalf("%s %s%s: %v", method, host, path, err)
+	}
+	return resp
+}
+
+func readAll(t *testing.T, resp *http.Response) string {
+	t.Helper()
+	defer resp.Body.Close()
+	var b bytes.Buffer
+	if _, err := b.ReadFrom(resp.Body); err != nil {
+		t.Fatalf("read body: %v", err)
+	}
+	return b.String()
+}
+
+// selfSigned makes a certificate for shop.example, *.example and 127.0.0.1.
+func selfSigned(t *testing.T) (*tls.Certificate, *x509.Certificate) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "edge test"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(time.Hour),
+		DNSNames:              []string{"shop.example", "*.example"},
+		IPAddresses:           []net.IP{net.ParseIP("127.0.0.1")},
+		KeyUsage:              x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, leaf
+}
+
+// origin starts an httptest origin that is closed with the test.
+func origin(t *testing.T, h http.HandlerFunc) *httptest.Server {
+	t.Helper()
+	s := httptest.NewServer(h)
+	t.Cleanup(s.Close)
+	return s
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", d, what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

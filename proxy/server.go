@@ -1,0 +1,329 @@
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Defaults for ServerConfig.
+const (
+	DefaultReadHeaderTimeout = 10 * time.Second
+	DefaultIdleTimeout       = 120 * time.Second
+	DefaultMaxHeaderBytes    = 64 << 10
+	DefaultMaxConns          = 50_000
+)
+
+// ServerConfig configures the client-facing listeners.
+type ServerConfig struct {
+	// HTTPAddr is the plain HTTP listen address (--http-addr); "" disables it.
+	HTTPAddr string
+	// HTTPSAddr is the TLS listen address (--https-addr); "" disables it.
+	// It serves HTTP/2 (ALPN "h2") and HTTP/1.1.
+	HTTPSAddr string
+	// Handler serves every request, normally a *Handler.
+	Handler http.Handler
+	// GetCertificate picks the certificate for a TLS handshake (by SNI):
+	// the store's certificates now, on-demand ACME later. Required with
+	// HTTPSAddr.
+	GetCertificate func(*tls.ClientHelloInfo) (*tls.Certificate, error)
+
+	// ReadHeaderTimeout bounds the TLS handshake and the reading of the
+	// request headers; a slowloris client is disconnected after it.
+	// 0 → DefaultReadHeaderTimeout.
+	ReadHeaderTimeout time.Duration
+	// IdleTimeout closes keep-alive connections idle this long.
+	// 0 → DefaultIdleTimeout.
+	IdleTimeout time.Duration
+	// MaxHeaderBytes caps the request line and headers; larger requests
+	// get 431. net/http allows 4096 bytes of slack over this value.
+	// 0 → DefaultMaxHeaderBytes.
+	MaxHeaderBytes int
+	// MaxConns caps concurrent client connections across both listeners;
+	// at the cap, new connections wait in the kernel's accept queue.
+	// 0 → DefaultMaxConns, negative → unlimited.
+	MaxConns int
+
+	// Logger receives server errors (TLS handshakes, panics outside the
+	// Handler). nil discards.
+	Logger *slog.Logger
+	// Registerer receives edge_connections_* metrics; nil skips them.
+	Registerer prometheus.Registerer
+}
+
+// Server runs the HTTP and HTTPS listeners of one node.
+type Server struct {
+	srv      *http.Server
+	httpLn   net.Listener
+	httpsLn  net.Listener
+	log      *slog.Logger
+	shutdown chan struct{}
+	once     sync.Once
+}
+
+// NewServer validates cfg and binds the listeners, so that a port 0
+// address is known (HTTPAddr, HTTPSAddr) before Serve.
+func NewServer(cfg ServerConfig) (*Server, error) {
+	if cfg.Handler == nil {
+		return nil, errors.New("proxy: ServerConfig.Handler is required")
+	}
+	if cfg.HTTPAddr == "" && cfg.HTTPSAddr == "" {
+		return nil, errors.New("proxy: no listen address")
+	}
+	if cfg.HTTPSAddr != "" && cfg.GetCertificate == nil {
+		return nil, errors.New("proxy: ServerConfig.GetCertificate is required with HTTPSAddr")
+	}
+	if cfg.ReadHeaderTimeout == 0 {
+		cfg.ReadHeaderTimeout = DefaultReadHeaderTimeout
+	}
+	if cfg.IdleTimeout == 0 {
+		cfg.IdleTimeout = DefaultIdleTimeout
+	}
+	if cfg.MaxHeaderBytes == 0 {
+		cfg.MaxHeaderBytes = DefaultMaxHeaderBytes
+	}
+	if cfg.MaxConns == 0 {
+		cfg.MaxConns = DefaultMaxConns
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+
+	handler := cfg.Handler
+	if _, ok := handler.(*Handler); !ok { // *Handler recovers by itself
+		handler = recoverer{next: handler, log: log}
+	}
+	s := &Server{log: log, shutdown: make(chan struct{})}
+	s.srv = &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+		IdleTimeout:       cfg.IdleTimeout,
+		MaxHeaderBytes:    cfg.MaxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+		TLSConfig: &tls.Config{
+			MinVersion:     tls.VersionTLS12,
+			GetCertificate: cfg.GetCertificate,
+			NextProtos:     []string{"h2", "http/1.1"},
+		},
+	}
+	if cfg.Registerer != nil {
+		cs, err := newConnStats(cfg.Registerer)
+		if err != nil {
+			return nil, err
+		}
+		s.srv.ConnState = cs.track
+	}
+
+	var sem chan struct{}
+	if cfg.MaxConns > 0 {
+		sem = make(chan struct{}, cfg.MaxConns)
+	}
+	listen := func(addr string) (net.Listener, error) {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return nil, fmt.Errorf("listen %s: %w", addr, err)
+		}
+		if sem == nil {
+			return ln, nil
+		}
+		return &limitListener{Listener: ln, sem: sem, done: make(chan struct{})}, nil
+	}
+	var err error
+	if cfg.HTTPAddr != "" {
+		if s.httpLn, err = listen(cfg.HTTPAddr); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.HTTPSAddr != "" {
+		if s.httpsLn, err = listen(cfg.HTTPSAddr); err != nil {
+			if s.httpLn != nil {
+				s.httpLn.Close()
+			}
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// HTTPAddr is the bound plain HTTP address, or nil.
+func (s *Server) HTTPAddr() net.Addr { return addrOf(s.httpLn) }
+
+// HTTPSAddr is the bound TLS address, or nil.
+func (s *Server) HTTPSAddr() net.Addr { return addrOf(s.httpsLn) }
+
+func addrOf(ln net.Listener) net.Addr {
+	if ln == nil {
+		return nil
+	}
+	return ln.Addr()
+}
+
+// Serve serves both listeners until Shutdown. It returns nil after a
+// Shutdown, or the first listener error (after shutting the other down).
+func (s *Server) Serve() error {
+	errc := make(chan error, 2)
+	n := 0
+	if s.httpLn != nil {
+		n++
+		go func() { errc <- s.srv.Serve(s.httpLn) }()
+	}
+	if s.httpsLn != nil {
+		n++
+		go func() { errc <- s.srv.ServeTLS(s.httpsLn, "", "") }()
+	}
+	var first error
+	for range n {
+		err := <-errc
+		if errors.Is(err, http.ErrServerClosed) || first != nil {
+			continue
+		}
+		first = fmt.Errorf("proxy serve: %w", err)
+		s.srv.Close()
+	}
+	if first == nil {
+		<-s.shutdown // let Shutdown finish draining before Serve returns
+	}
+	return first
+}
+
+// Shutdown stops accepting connections, closes idle ones and waits for
+// in-flight requests to finish or ctx to end. Upgraded (WebSocket)
+// connections are not waited for; they end with the process.
+func (s *Server) Shutdown(ctx context.Context) error {
+	err := s.srv.Shutdown(ctx)
+	s.once.Do(func() { close(s.shutdown) })
+	if err != nil {
+		return fmt.Errorf("proxy shutdown: %w", err)
+	}
+	return nil
+}
+
+// limitListener caps accepted-but-not-closed connections with a semaphore
+// shared by every listener of a Server.
+type limitListener struct {
+	net.Listener
+	sem       chan struct{}
+	done      chan struct{}
+	closeOnce sync.Once
+}
+
+func (l *limitListener) Accept() (net.Conn, error) {
+	select {
+	case l.sem <- struct{}{}:
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+	c, err := l.Listener.Accept()
+	if err != nil {
+		<-l.sem
+		return nil, err
+	}
+	return &limitConn{Conn: c, release: func() { <-l.sem }}, nil
+}
+
+func (l *limitListener) Close() error {
+	l.closeOnce.Do(func() { close(l.done) })
+	return l.Listener.Close()
+}
+
+type limitConn struct {
+	net.Conn
+	once    sync.Once
+	release func()
+}
+
+func (c *limitConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(c.release)
+	return err
+}
+
+// connStats tracks client connections for metrics.
+type connStats struct {
+	open     prometheus.Gauge
+	accepted prometheus.Counter
+}
+
+func newConnStats(reg prometheus.Registerer) (*connStats, error) {
+	cs := &connStats{
+		open: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "edge_connections_open", Help: "Open client connections.",
+		}),
+		accepted: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "edge_connections_accepted_total", Help: "Client connections accepted.",
+		}),
+	}
+	for _, c := range []prometheus.Collector{cs.open, cs.accepted} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("register server metrics: %w", err)
+		}
+	}
+	return cs, nil
+}
+
+func (cs *connStats) track(_ net.Conn, st http.ConnState) {
+	switch st {
+	case http.StateNew:
+		cs.open.Inc()
+		cs.accepted.Inc()
+	case http.StateClosed, http.StateHijacked:
+		cs.open.Dec()
+	}
+}
+
+// recoverer turns a panic in a handler other than *Handler into a 500
+// (or, once the response has started, an aborted connection) and a log line.
+type recoverer struct {
+	next http.Handler
+	log  *slog.Logger
+}
+
+func (rc recoverer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	tw := &trackingWriter{ResponseWriter: w}
+	defer func() {
+		p := recover()
+		if p == nil || p == http.ErrAbortHandler { //nolint:errorlint // sentinel panic value
+			if p != nil {
+				panic(p)
+			}
+			return
+		}
+		rc.log.LogAttrs(r.Context(), slog.LevelError, "panic serving request",
+			slog.String("host", r.Host), slog.String("path", r.URL.Path),
+			slog.Any("panic", p), slog.String("stack", string(debug.Stack())))
+		if tw.wrote {
+			panic(http.ErrAbortHandler)
+		}
+		http.Error(w, "edge: internal error", http.StatusInternalServerError)
+	}()
+	rc.next.ServeHTTP(tw, r)
+}
+
+type trackingWriter struct {
+	http.ResponseWriter
+	wrote bool
+}
+
+func (w *trackingWriter) WriteHeader(code int) {
+	if code >= 200 || code == http.StatusSwitchingProtocols {
+		w.wrote = true
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *trackingWriter) Write(b []byte) (int, error) {
+	w.wrote = true
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *trackingWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

@@ -1,0 +1,291 @@
+package transform
+
+import (
+	"bytes"
+
+	"golang.org/x/net/html"
+	"golang.org/x/net/html/atom"
+)
+
+// The tokenizer's accessors (TagName, TagAttr, Text) rewrite its buffer in
+// place, which would corrupt Raw(). So tags are parsed here, from the raw
+// bytes, with the same rules as the tokenizer's readTag, keeping the byte
+// spans so that an edit changes only the bytes it must.
+
+// attr is one attribute's spans in tag.raw.
+type attr struct {
+	k0, k1 int  // key
+	v0, v1 int  // value, without quotes
+	e1     int  // end of the "=value" part (after the closing quote); k1 if there is no value
+	quote  byte // '"', '\'' or 0
+}
+
+type tag struct {
+	raw         []byte
+	end         bool // </name>
+	selfClosing bool
+	name        []byte // lower case
+	a           atom.Atom
+	n1          int // end of the name in raw
+	attrs       []attr
+	scanned     bool
+	nameBuf     []byte
+	unesc       []byte
+}
+
+// parse reads the name of the tag in raw (which starts with "<" or "</").
+func (t *tag) parse(raw []byte, end, selfClosing bool) {
+	t.raw, t.end, t.selfClosing = raw, end, selfClosing
+	t.attrs, t.scanned = t.attrs[:0], false
+	i := 1
+	if end {
+		i = 2
+	}
+	n0 := i
+	for i < len(raw) {
+		c := raw[i]
+		if isSpace(c) || c == '/' || c == '>' {
+			break
+		}
+		i++
+	}
+	t.n1 = i
+	t.nameBuf = t.nameBuf[:0]
+	for _, c := range raw[n0:i] {
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		t.nameBuf = append(t.nameBuf, c)
+	}
+	t.name = t.nameBuf
+	t.a = atom.Lookup(t.name)
+}
+
+// scan finds the attributes (once).
+func (t *tag) scan() {
+	if t.scanned {
+		return
+	}
+	t.scanned = true
+	raw, n := t.raw, len(t.raw)
+	i := t.n1
+	skip := func() {
+		for i < n && isSpace(raw[i]) {
+			i++
+		}
+	}
+	for {
+		skip()
+		if i >= n || raw[i] == '>' {
+			return
+		}
+		a := attr{k0: i}
+		for i < n {
+			c := raw[i]
+			i++
+			if c == '=' && a.k0+1 == i {
+				continue
+			}
+			if c == '=' || isSpace(c) || c == '/' || c == '>' {
+				i--
+				break
+			}
+		}
+		a.k1, a.v0, a.v1, a.e1 = i, i, i, i
+		skip()
+		if i < n {
+			c := raw[i]
+			i++
+			switch {
+			case c == '/':
+			case c != '=':
+				i--
+			default:
+				skip()
+				if i >= n {
+					break
+				}
+				q := raw[i]
+				i++
+				switch q {
+				case '>':
+					i--
+					a.v0, a.v1, a.e1 = i, i, i
+				case '"', '\'':
+					a.quote, a.v0 = q, i
+					if j := bytes.IndexByte(raw[i:], q); j >= 0 {
+						a.v1, i = i+j, i+j+1
+					} else {
+						a.v1, i = n, n
+					}
+					a.e1 = i
+				default:
+					a.v0, a.v1 = i-1, n
+					for i < n {
+						c := raw[i]
+						i++
+						if isSpace(c) {
+							a.v1 = i - 1
+							break
+						}
+						if c == '>' {
+							i--
+							a.v1 = i
+							break
+						}
+					}
+					a.e1 = a.v1
+				}
+			}
+		}
+		if a.k1 > a.k0 {
+			t.attrs = append(t.attrs, a)
+		}
+	}
+}
+
+// keyIs reports whether attribute i is named name (lower case).
+func (t *tag) keyIs(i int, name string) bool {
+	k := t.raw[t.attrs[i].k0:t.attrs[i].k1]
+	if len(k) != len(name) {
+		return false
+	}
+	for j := range k {
+		c := k[j]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != name[j] {
+			return false
+		}
+	}
+	return true
+}
+
+// find returns the index of the first attribute named name, or -1.
+func (t *tag) find(name string) int {
+	t.scan()
+	for i := range t.attrs {
+		if t.keyIs(i, name) {
+			return i
+		}
+	}
+	return -1
+}
+
+// rawValue is attribute i's value as written.
+func (t *tag) rawValue(i int) []byte { return t.raw[t.attrs[i].v0:t.attrs[i].v1] }
+
+// value returns the unescaped value of the first attribute named name. The
+// result is valid until the next call.
+func (t *tag) value(name string) ([]byte, bool) {
+	i := t.find(name)
+	if i < 0 {
+		return nil, false
+	}
+	return t.unescaped(i), true
+}
+
+func (t *tag) unescaped(i int) []byte {
+	v := t.rawValue(i)
+	if bytes.IndexByte(v, '&') < 0 {
+		return v
+	}
+	t.unesc = append(t.unesc[:0], html.UnescapeString(string(v))...)
+	return t.unesc
+}
+
+// valueIs reports whether attribute name's value equals want, ignoring ASCII case.
+func (t *tag) valueIs(name, want string) bool {
+	v, ok := t.value(name)
+	return ok && bytes.EqualFold(bytes.TrimSpace(v), []byte(want))
+}
+
+// isVoid reports elements that never have content or an end tag.
+func isVoid(a atom.Atom) bool {
+	switch a {
+	case atom.Area, atom.Base, atom.Br, atom.Col, atom.Embed, atom.Hr, atom.Img, atom.Input,
+		atom.Keygen, atom.Link, atom.Meta, atom.Param, atom.Source, atom.Track, atom.Wbr:
+		return true
+	}
+	return false
+}
+
+// rawTextTag returns the element whose content the tokenizer reads as raw
+// text (or RCDATA) after this start tag, as x/net/html does.
+func rawTextTag(a atom.Atom) string {
+	switch a {
+	case atom.Iframe, atom.Noembed, atom.Noframes, atom.Noscript, atom.Plaintext,
+		atom.Script, atom.Style, atom.Textarea, atom.Title, atom.Xmp:
+		return a.String()
+	}
+	return ""
+}
+
+// inHead reports elements that may appear in <head> without starting the body.
+func inHead(a atom.Atom) bool {
+	switch a {
+	case atom.Html, atom.Head, atom.Title, atom.Meta, atom.Link, atom.Style, atom.Script,
+		atom.Base, atom.Noscript, atom.Template:
+		return true
+	}
+	return false
+}
+
+// closesP reports start tags that implicitly end an open <p>.
+func closesP(a atom.Atom) bool {
+	switch a {
+	case atom.Address, atom.Article, atom.Aside, atom.Blockquote, atom.Details, atom.Div, atom.Dl,
+		atom.Fieldset, atom.Figcaption, atom.Figure, atom.Footer, atom.Form, atom.H1, atom.H2,
+		atom.H3, atom.H4, atom.H5, atom.H6, atom.Header, atom.Hgroup, atom.Hr, atom.Main, atom.Menu,
+		atom.Nav, atom.Ol, atom.P, atom.Pre, atom.Section, atom.Table, atom.Ul:
+		return true
+	}
+	return false
+}
+
+// closesImplicitly reports whether a start tag start ends an open element
+// open that has an optional end tag (the common cases of HTML's rules).
+func closesImplicitly(open, start atom.Atom) bool {
+	switch open {
+	case atom.P:
+		return closesP(start)
+	case atom.Li:
+		return start == atom.Li
+	case atom.Dt, atom.Dd:
+		return start == atom.Dt || start == atom.Dd
+	case atom.Option:
+		return start == atom.Option || start == atom.Optgroup
+	case atom.Tr:
+		return start == atom.Tr
+	case atom.Td, atom.Th:
+		return start == atom.Td || start == atom.Th || start == atom.Tr
+	}
+	return false
+}
+
+// isSpecial reports block-level elements whose end tags close through
+// other elements and which stop inline end tags.
+func isSpecial(a atom.Atom) bool {
+	switch a {
+	case atom.Address, atom.Article, atom.Aside, atom.Blockquote, atom.Body, atom.Caption,
+		atom.Dd, atom.Details, atom.Dialog, atom.Div, atom.Dl, atom.Dt, atom.Fieldset,
+		atom.Figcaption, atom.Figure, atom.Footer, atom.Form, atom.H1, atom.H2, atom.H3,
+		atom.H4, atom.H5, atom.H6, atom.Head, atom.Header, atom.Hgroup, atom.Html, atom.Li,
+		atom.Main, atom.Menu, atom.Nav, atom.Ol, atom.P, atom.Pre, atom.Section, atom.Select,
+		atom.Summary, atom.Table, atom.Tbody, atom.Td, atom.Template, atom.Textarea,
+		atom.Tfoot, atom.Th, atom.Thead, atom.Tr, atom.Ul:
+		return true
+	}
+	return false
+}
+
+// isScopeBoundary reports elements that block end tags do not close through.
+func isScopeBoundary(a atom.Atom) bool {
+	switch a {
+	case atom.Applet, atom.Caption, atom.Html, atom.Table, atom.Td, atom.Th, atom.Marquee,
+		atom.Object, atom.Template:
+		return true
+	}
+	return false
+}

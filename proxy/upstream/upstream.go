@@ -1,0 +1,354 @@
+package upstream
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// TLS holds a tenant's settings for TLS towards its origin.
+type TLS struct {
+	// ServerName overrides the SNI and the name the certificate must match.
+	// Empty: the origin's host.
+	ServerName string
+	// CAPEM is a PEM bundle of CAs that replaces the system roots.
+	CAPEM []byte
+	// ClientCertPEM and ClientKeyPEM are presented to origins that ask for
+	// a client certificate (mTLS). Both or neither.
+	ClientCertPEM, ClientKeyPEM []byte
+	// InsecureSkipVerify disables certificate verification. Only for
+	// tenants that opted in.
+	InsecureSkipVerify bool
+}
+
+// Target is an origin as a tenant configured it.
+type Target struct {
+	// URL is the origin: scheme http or https and host[:port]. Its path and
+	// query are ignored here.
+	URL *url.URL
+	// TLS applies to https origins only.
+	TLS TLS
+}
+
+// Fingerprint returns the pool key of t: scheme://host:port, plus a hash of
+// the TLS settings for https. Targets with equal fingerprints share a pool.
+func (t Target) Fingerprint() (string, error) {
+	if t.URL == nil {
+		return "", errors.New("upstream: target has no URL")
+	}
+	scheme := strings.ToLower(t.URL.Scheme)
+	port := "80"
+	switch scheme {
+	case "http":
+	case "https":
+		port = "443"
+	default:
+		return "", fmt.Errorf("upstream: origin %q: scheme must be http or https", t.URL.Redacted())
+	}
+	host := strings.ToLower(t.URL.Hostname())
+	if host == "" {
+		return "", fmt.Errorf("upstream: origin %q has no host", t.URL.Redacted())
+	}
+	if p := t.URL.Port(); p != "" {
+		port = p
+	}
+	key := scheme + "://" + net.JoinHostPort(host, port)
+	if scheme == "http" {
+		return key, nil
+	}
+	h := sha256.New()
+	for _, b := range [][]byte{[]byte(t.TLS.ServerName), t.TLS.CAPEM, t.TLS.ClientCertPEM, t.TLS.ClientKeyPEM} {
+		fmt.Fprintf(h, "%d:", len(b))
+		h.Write(b)
+	}
+	if t.TLS.InsecureSkipVerify {
+		h.Write([]byte("insecure"))
+	}
+	return key + "#" + hex.EncodeToString(h.Sum(nil)[:16]), nil
+}
+
+// DialFunc dials a network address, like net.Dialer.DialContext.
+type DialFunc func(ctx context.Context, network, addr string) (net.Conn, error)
+
+// Config configures Pools. Zero fields take the defaults in their comments.
+type Config struct {
+	// MaxIdleConnsPerHost is the number of keep-alive connections kept per
+	// pool (default 50).
+	MaxIdleConnsPerHost int
+	// IdleConnTimeout closes keep-alive connections idle this long (default 60s).
+	IdleConnTimeout time.Duration
+	// DialTimeout bounds connecting, name resolution included (default 5s).
+	DialTimeout time.Duration
+	// TLSHandshakeTimeout bounds the TLS handshake (default 5s).
+	TLSHandshakeTimeout time.Duration
+	// ResponseHeaderTimeout bounds the wait for the origin's response
+	// headers once the request is written (default 60s).
+	ResponseHeaderTimeout time.Duration
+	// DialContext opens TCP connections, e.g. (*dnscache.Resolver).DialContext.
+	// Default: a net.Dialer.
+	DialContext DialFunc
+	// Logger is told about pool changes. Default: discard.
+	Logger *slog.Logger
+	// Registerer receives the pool metrics. nil: not registered.
+	Registerer prometheus.Registerer
+}
+
+// Pools is the set of origin pools of one node. It is safe for concurrent use.
+type Pools struct {
+	cfg Config
+	log *slog.Logger
+	m   *metrics
+
+	mu      sync.RWMutex
+	tenants map[string]*binding // read under RLock on the request path
+	pools   map[string]*pool    // by fingerprint
+	closed  bool
+}
+
+// binding is a tenant's last Target and the pool (or error) it led to.
+// Immutable once stored.
+type binding struct {
+	scheme, host string
+	tls          TLS
+	pool         *pool
+	err          error
+}
+
+func (b *binding) matches(t *Target) bool {
+	return t.URL != nil && b.scheme == t.URL.Scheme && b.host == t.URL.Host &&
+		b.tls.ServerName == t.TLS.ServerName &&
+		b.tls.InsecureSkipVerify == t.TLS.InsecureSkipVerify &&
+		bytes.Equal(b.tls.CAPEM, t.TLS.CAPEM) &&
+		bytes.Equal(b.tls.ClientCertPEM, t.TLS.ClientCertPEM) &&
+		bytes.Equal(b.tls.ClientKeyPEM, t.TLS.ClientKeyPEM)
+}
+
+// New returns an empty set of pools. It fails only if the metrics cannot be
+// registered.
+func New(cfg Config) (*Pools, error) {
+	if cfg.MaxIdleConnsPerHost <= 0 {
+		cfg.MaxIdleConnsPerHost = 50
+	}
+	if cfg.IdleConnTimeout <= 0 {
+		cfg.IdleConnTimeout = 60 * time.Second
+	}
+	if cfg.DialTimeout <= 0 {
+		cfg.DialTimeout = 5 * time.Second
+	}
+	if cfg.TLSHandshakeTimeout <= 0 {
+		cfg.TLSHandshakeTimeout = 5 * time.Second
+	}
+	if cfg.ResponseHeaderTimeout <= 0 {
+		cfg.ResponseHeaderTimeout = 60 * time.Second
+	}
+	if cfg.DialContext == nil {
+		d := &net.Dialer{KeepAlive: 30 * time.Second}
+		cfg.DialContext = d.DialContext
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	m, err := newMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	return &Pools{
+		cfg:     cfg,
+		log:     log,
+		m:       m,
+		tenants: make(map[string]*binding),
+		pools:   make(map[string]*pool),
+	}, nil
+}
+
+// Get returns the round tripper for tenant's origin t. Requests sent through
+// it must have URL scheme and host of t.URL. The result is cached per tenant:
+// while t is unchanged Get does not allocate. An invalid Target (scheme,
+// PEM) gives an error, also cached until the Target changes.
+func (p *Pools) Get(tenant string, t Target) (http.RoundTripper, error) {
+	p.mu.RLock()
+	b := p.tenants[tenant]
+	p.mu.RUnlock()
+	if b != nil && b.matches(&t) {
+		if b.err != nil {
+			return nil, b.err
+		}
+		return b.pool, nil
+	}
+	return p.rebind(tenant, t)
+}
+
+// rebind moves tenant to the pool of t, retiring its previous pool if no
+// tenant uses it any more.
+func (p *Pools) rebind(tenant string, t Target) (http.RoundTripper, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return nil, errors.New("upstream: pools closed")
+	}
+	old := p.tenants[tenant]
+	if old != nil && old.matches(&t) { // raced with another rebind
+		if old.err != nil {
+			return nil, old.err
+		}
+		return old.pool, nil
+	}
+	nb := &binding{tls: t.TLS}
+	if t.URL != nil {
+		nb.scheme, nb.host = t.URL.Scheme, t.URL.Host
+	}
+	key, err := t.Fingerprint()
+	if err == nil {
+		pl := p.pools[key]
+		if pl == nil {
+			pl, err = p.newPool(key, t)
+			if err == nil {
+				p.pools[key] = pl
+				p.m.pools.Set(float64(len(p.pools)))
+				p.log.Debug("upstream pool created", "origin", t.URL.Redacted(), "pools", len(p.pools))
+			}
+		}
+		if err == nil {
+			nb.pool = pl
+			pl.refs++
+		}
+	}
+	nb.err = err
+	p.tenants[tenant] = nb
+	if old != nil && old.pool != nil {
+		p.release(old.pool)
+		p.log.Info("upstream settings changed", "tenant", tenant, "origin", t.URL.Redacted())
+	}
+	if err != nil {
+		return nil, err
+	}
+	return nb.pool, nil
+}
+
+// release drops one tenant reference; the last one retires the pool.
+// p.mu must be held.
+func (p *Pools) release(pl *pool) {
+	pl.refs--
+	if pl.refs > 0 {
+		return
+	}
+	delete(p.pools, pl.key)
+	p.m.pools.Set(float64(len(p.pools)))
+	pl.retire(p.cfg.IdleConnTimeout)
+}
+
+// Remove forgets tenant (e.g. deleted); its pool is retired if no other
+// tenant uses it.
+func (p *Pools) Remove(tenant string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if b := p.tenants[tenant]; b != nil {
+		delete(p.tenants, tenant)
+		if b.pool != nil {
+			p.release(b.pool)
+		}
+	}
+}
+
+// Close retires every pool: idle connections close now, busy ones when
+// their response is done. Get fails afterwards.
+func (p *Pools) Close() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.closed = true
+	for _, pl := range p.pools {
+		pl.retire(p.cfg.IdleConnTimeout)
+	}
+	clear(p.pools)
+	clear(p.tenants)
+	p.m.pools.Set(0)
+}
+
+// pool is one http.Transport and what it needs. It is the http.RoundTripper
+// handed out by Get.
+type pool struct {
+	key  string
+	tr   *http.Transport
+	refs int // tenants bound to it; guarded by Pools.mu
+
+	open    atomic.Int64 // connections open
+	retired atomic.Bool
+}
+
+func (p *Pools) newPool(key string, t Target) (*pool, error) {
+	pl := &pool{key: key}
+	tr := &http.Transport{
+		Proxy:                  nil, // origins are reached directly
+		DialContext:            p.dialer(pl),
+		MaxIdleConnsPerHost:    p.cfg.MaxIdleConnsPerHost,
+		IdleConnTimeout:        p.cfg.IdleConnTimeout,
+		ResponseHeaderTimeout:  p.cfg.ResponseHeaderTimeout,
+		ExpectContinueTimeout:  time.Second,
+		ForceAttemptHTTP2:      true,
+		DisableCompression:     true, // pass the client's Accept-Encoding and the origin's bytes through
+		MaxResponseHeaderBytes: 1 << 20,
+	}
+	if strings.EqualFold(t.URL.Scheme, "https") {
+		tc, err := clientTLSConfig(t)
+		if err != nil {
+			return nil, err
+		}
+		tr.DialTLSContext = p.tlsDialer(pl, tc)
+	}
+	pl.tr = tr
+	return pl, nil
+}
+
+// RoundTrip sends req on the pool. A non-idempotent request loses its
+// GetBody so that http.Transport cannot replay it (see the package doc).
+func (pl *pool) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.GetBody != nil && !idempotent(req.Method) {
+		r2 := new(http.Request)
+		*r2 = *req
+		r2.GetBody = nil
+		req = r2
+	}
+	return pl.tr.RoundTrip(req)
+}
+
+func idempotent(method string) bool {
+	switch method {
+	case "", http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
+		return true
+	}
+	return false
+}
+
+// retire closes the idle connections now, then sweeps each second while
+// connections are open, for up to maxWait (after which the transport's own
+// idle timeout has closed them).
+func (pl *pool) retire(maxWait time.Duration) {
+	pl.retired.Store(true)
+	pl.tr.CloseIdleConnections()
+	deadline := time.Now().Add(maxWait)
+	var sweep func()
+	sweep = func() {
+		pl.tr.CloseIdleConnections()
+		if pl.open.Load() > 0 && time.Now().Before(deadline) {
+			time.AfterFunc(time.Second, sweep)
+		}
+	}
+	if pl.open.Load() > 0 {
+		time.AfterFunc(time.Second, sweep)
+	}
+}

@@ -1,0 +1,106 @@
+package proxy
+
+import (
+	"fmt"
+	"hash/maphash"
+	"net/http"
+	"net/url"
+	"sync"
+
+	"github.com/edgeproxy/edge/proxy/upstream"
+	"github.com/edgeproxy/edge/raftstore"
+)
+
+// PoolUpstreams adapts *upstream.Pools to Upstreams. It converts a
+// tenant's Origin into an upstream.Target (parsed URL, PEM bytes) once per
+// tenant version, keyed by domain and checked by pointer: tenants are
+// immutable, so a changed tenant is a new pointer and gets a new Target.
+// The usual call is a sharded read-locked map lookup plus Pools.Get,
+// without allocation.
+type PoolUpstreams struct {
+	pools  *upstream.Pools
+	seed   maphash.Seed
+	shards [64]targetShard
+}
+
+type targetShard struct {
+	mu sync.RWMutex
+	m  map[string]*targetEntry
+}
+
+type targetEntry struct {
+	tenant *raftstore.Tenant
+	target upstream.Target
+	err    error
+}
+
+var _ Upstreams = (*PoolUpstreams)(nil)
+
+// NewPoolUpstreams wraps p.
+func NewPoolUpstreams(p *upstream.Pools) *PoolUpstreams {
+	u := &PoolUpstreams{pools: p, seed: maphash.MakeSeed()}
+	for i := range u.shards {
+		u.shards[i].m = map[string]*targetEntry{}
+	}
+	return u
+}
+
+// RoundTripper returns the pool for t's origin and the origin URL.
+func (u *PoolUpstreams) RoundTripper(t *raftstore.Tenant) (http.RoundTripper, *url.URL, error) {
+	s := &u.shards[maphash.String(u.seed, t.Domain)&63]
+	s.mu.RLock()
+	e := s.m[t.Domain]
+	s.mu.RUnlock()
+	if e == nil || e.tenant != t {
+		e = newTargetEntry(t)
+		s.mu.Lock()
+		s.m[t.Domain] = e
+		s.mu.Unlock()
+	}
+	if e.err != nil {
+		return nil, nil, e.err
+	}
+	rt, err := u.pools.Get(t.Domain, e.target)
+	if err != nil {
+		return nil, nil, err
+	}
+	return rt, e.target.URL, nil
+}
+
+// Forget drops the cached Target of a deleted tenant and its pool binding.
+func (u *PoolUpstreams) Forget(domain string) {
+	s := &u.shards[maphash.String(u.seed, domain)&63]
+	s.mu.Lock()
+	delete(s.m, domain)
+	s.mu.Unlock()
+	u.pools.Remove(domain)
+}
+
+func newTargetEntry(t *raftstore.Tenant) *targetEntry {
+	e := &targetEntry{tenant: t}
+	target, err := url.Parse(t.Origin.URL)
+	if err != nil {
+		e.err = fmt.Errorf("tenant %s: origin URL: %w", t.Domain, err)
+		return e
+	}
+	if target.Host == "" || (target.Scheme != "http" && target.Scheme != "https") {
+		e.err = fmt.Errorf("tenant %s: origin URL %q needs http(s)://host", t.Domain, t.Origin.URL)
+		return e
+	}
+	o := t.Origin.TLS
+	e.target = upstream.Target{URL: target, TLS: upstream.TLS{
+		ServerName:         o.ServerName,
+		CAPEM:              bytesOrNil(o.CAPEM),
+		ClientCertPEM:      bytesOrNil(o.ClientCertPEM),
+		ClientKeyPEM:       bytesOrNil(o.ClientKeyPEM),
+		InsecureSkipVerify: o.InsecureSkipVerify,
+	}}
+	return e
+}
+
+func bytesOrNil(s string) []byte {
+	if s == "" {
+		return nil
+	}
+	return []byte(s)
+}

@@ -1,0 +1,146 @@
+package raftstore
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+var fastTimings = Timings{
+	HeartbeatTimeout:   100 * time.Millisecond,
+	ElectionTimeout:    100 * time.Millisecond,
+	LeaderLeaseTimeout: 50 * time.Millisecond,
+	CommitTimeout:      5 * time.Millisecond,
+}
+
+func openStore(t *testing.T, id, dir string) *Store {
+	t.Helper()
+	s, err := Open(Config{ID: id, DataDir: dir, BindAddr: "127.0.0.1:0", Timings: fastTimings, RaftLogLevel: "error"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", d, what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func leaderOf(stores []*Store) *Store {
+	for _, s := range stores {
+		if s != nil && s.IsLeader() {
+			return s
+		}
+	}
+	return nil
+}
+
+func addTenant(t *testing.T, s *Store, domain string) *Result {
+	t.Helper()
+	cmd, err := NewCommand(CmdTenantAdd, "", time.Now(), tenant(domain))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := s.Apply(context.Background(), cmd)
+	if err != nil {
+		t.Fatalf("apply %s: %v", domain, err)
+	}
+	return r
+}
+
+func TestThreeNodeClusterReplicatesAndSurvivesLeaderLoss(t *testing.T) {
+	dirs := []string{t.TempDir(), t.TempDir(), t.TempDir()}
+	stores := make([]*Store, 3)
+	var servers []raft.Server
+	for i := range stores {
+		stores[i] = openStore(t, fmt.Sprintf("n%d", i), dirs[i])
+		servers = append(servers, raft.Server{ID: raft.ServerID(stores[i].ID()), Address: raft.ServerAddress(stores[i].Addr()), Suffrage: raft.Voter})
+	}
+	t.Cleanup(func() {
+		for _, s := range stores {
+			if s != nil {
+				s.Close()
+			}
+		}
+	})
+	if err := stores[0].Bootstrap(servers); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "a leader", func() bool { return leaderOf(stores) != nil })
+	leader := leaderOf(stores)
+
+	// A follower refuses to apply.
+	for _, s := range stores {
+		if s != leader {
+			cmd, _ := NewCommand(CmdTenantAdd, "", time.Now(), tenant("x.example"))
+			if _, err := s.Apply(context.Background(), cmd); err != ErrNotLeader {
+				t.Fatalf("follower apply: err = %v, want ErrNotLeader", err)
+			}
+			break
+		}
+	}
+
+	r := addTenant(t, leader, "shop.example")
+	for _, s := range stores {
+		waitFor(t, 2*time.Second, "replication to "+s.ID(), func() bool { return s.AppliedIndex() >= r.Index })
+		if s.Lookup("shop.example") == nil {
+			t.Fatalf("%s: tenant missing after replication", s.ID())
+		}
+	}
+
+	// Kill the leader: the others elect a new one and keep every
+	// acknowledged write.
+	var old int
+	for i, s := range stores {
+		if s == leader {
+			old = i
+		}
+	}
+	if err := leader.Close(); err != nil {
+		t.Fatal(err)
+	}
+	stores[old] = nil
+	start := time.Now()
+	waitFor(t, 5*time.Second, "a new leader", func() bool { return leaderOf(stores) != nil })
+	t.Logf("failover took %v", time.Since(start))
+	nl := leaderOf(stores)
+	r2 := addTenant(t, nl, "blog.example")
+	if nl.Lookup("shop.example") == nil || nl.Lookup("blog.example") == nil {
+		t.Fatal("new leader lost state")
+	}
+
+	// The old leader restarts from its data dir without bootstrap and
+	// catches up.
+	stores[old] = openStoreAt(t, fmt.Sprintf("n%d", old), dirs[old], string(servers[old].Address))
+	if !stores[old].HasState() {
+		t.Fatal("restarted node has no state")
+	}
+	waitFor(t, 5*time.Second, "restarted node to catch up", func() bool { return stores[old].AppliedIndex() >= r2.Index })
+	if stores[old].Lookup("blog.example") == nil {
+		t.Fatal("restarted node did not receive the write made while it was down")
+	}
+}
+
+// openStoreAt reopens a store on a fixed address (a restart).
+func openStoreAt(t *testing.T, id, dir, addr string) *Store {
+	t.Helper()
+	var s *Store
+	var err error
+	// The old listener's port may take a moment to be free again.
+	waitFor(t, 5*time.Second, "port "+addr, func() bool {
+		s, err = Open(Config{ID: id, DataDir: dir, BindAddr: addr, Timings: fastTimings, RaftLogLevel: "error"})
+		return err == nil
+	})
+	return s
+}

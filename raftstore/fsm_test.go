@@ -1,0 +1,180 @@
+package raftstore
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// applier feeds commands to an FSM as raft would.
+type applier struct {
+	t     testing.TB
+	f     *fsm
+	index uint64
+}
+
+func newApplier(t testing.TB) *applier { return &applier{t: t, f: newFSM(nil, nil)} }
+
+func (a *applier) log(typ CommandType, rid string, payload any) *raft.Log {
+	a.t.Helper()
+	cmd, err := NewCommand(typ, rid, time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC), payload)
+	if err != nil {
+		a.t.Fatal(err)
+	}
+	b, err := cmd.Encode()
+	if err != nil {
+		a.t.Fatal(err)
+	}
+	a.index++
+	return &raft.Log{Index: a.index, Term: 1, Type: raft.LogCommand, Data: b}
+}
+
+func (a *applier) apply(typ CommandType, rid string, payload any) *Result {
+	a.t.Helper()
+	return a.f.Apply(a.log(typ, rid, payload)).(*Result)
+}
+
+func tenant(domain string, aliases ...string) *Tenant {
+	return &Tenant{Domain: domain, Aliases: aliases, License: License{Status: LicenseActive}, Origin: Origin{URL: "http://127.0.0.1:9"}}
+}
+
+func TestFSMTenantLifecycle(t *testing.T) {
+	a := newApplier(t)
+	r := a.apply(CmdTenantAdd, "", tenant("shop.example", "www.shop.example"))
+	if r.Err != nil || r.Tenant.Index != 1 {
+		t.Fatalf("add: %+v", r)
+	}
+	v1 := a.f.view.Load()
+	for _, h := range []string{"shop.example", "www.shop.example"} {
+		if got := v1.Lookup(h); got == nil || got.Domain != "shop.example" {
+			t.Fatalf("Lookup(%s) = %v", h, got)
+		}
+	}
+	if got := v1.Lookup("other.example"); got != nil {
+		t.Fatalf("Lookup(unknown) = %v", got)
+	}
+
+	// Aliases owned by another tenant are rejected, and change nothing.
+	r = a.apply(CmdTenantAdd, "", tenant("blog.example", "www.shop.example"))
+	if !errors.Is(r.Err, ErrConflict) {
+		t.Fatalf("conflicting alias: err = %v", r.Err)
+	}
+	if a.f.view.Load().Lookup("blog.example") != nil {
+		t.Fatal("rejected add left blog.example behind")
+	}
+	r = a.apply(CmdTenantAdd, "", tenant("www.shop.example"))
+	if !errors.Is(r.Err, ErrConflict) {
+		t.Fatalf("alias as new tenant: err = %v", r.Err)
+	}
+	r = a.apply(CmdTenantAdd, "", tenant("shop.example"))
+	if !errors.Is(r.Err, ErrAlreadyExists) {
+		t.Fatalf("duplicate add: err = %v", r.Err)
+	}
+
+	// Update replaces aliases and keeps the old view intact.
+	aliases := []string{"m.shop.example"}
+	susp := true
+	r = a.apply(CmdTenantUpdate, "", TenantUpdate{Domain: "shop.example", Patch: Patch{Aliases: &aliases, Suspended: &susp}})
+	if r.Err != nil {
+		t.Fatalf("update: %v", r.Err)
+	}
+	v2 := a.f.view.Load()
+	if v2.Lookup("www.shop.example") != nil || v2.Lookup("m.shop.example") == nil {
+		t.Fatal("update did not move aliases")
+	}
+	if v2.Lookup("shop.example").License.Active(time.Now()) {
+		t.Fatal("suspended tenant is active")
+	}
+	if v1.Lookup("www.shop.example") == nil || !v1.Lookup("shop.example").License.Active(time.Now()) {
+		t.Fatal("an applied update changed an already published view")
+	}
+
+	// Optimistic concurrency.
+	r = a.apply(CmdTenantUpdate, "", TenantUpdate{Domain: "shop.example", ExpectIndex: 1, Patch: Patch{Suspended: &susp}})
+	if !errors.Is(r.Err, ErrStaleIndex) {
+		t.Fatalf("stale expect_index: err = %v", r.Err)
+	}
+
+	r = a.apply(CmdTenantRemove, "", DomainRef{Domain: "shop.example"})
+	if r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	if v := a.f.view.Load(); v.Lookup("shop.example") != nil || v.Lookup("m.shop.example") != nil || v.Len() != 0 {
+		t.Fatal("remove left hosts behind")
+	}
+	if r = a.apply(CmdTenantRemove, "", DomainRef{Domain: "shop.example"}); !errors.Is(r.Err, ErrNotFound) {
+		t.Fatalf("second remove: err = %v", r.Err)
+	}
+}
+
+func TestFSMRetriedCommandAppliesOnce(t *testing.T) {
+	a := newApplier(t)
+	first := a.apply(CmdTenantAdd, "req-1", tenant("shop.example"))
+	again := a.apply(CmdTenantAdd, "req-1", tenant("shop.example"))
+	if first.Err != nil || again.Err != nil || again.Index != first.Index {
+		t.Fatalf("retry: first=%+v again=%+v, want the first result twice", first, again)
+	}
+	other := a.apply(CmdTenantAdd, "req-2", tenant("shop.example"))
+	if !errors.Is(other.Err, ErrAlreadyExists) {
+		t.Fatalf("a different request must not be deduplicated: %v", other.Err)
+	}
+}
+
+func TestSnapshotRestoreRoundTrip(t *testing.T) {
+	a := newApplier(t)
+	for i := 0; i < 500; i++ {
+		a.apply(CmdTenantAdd, fmt.Sprintf("r%d", i), tenant(fmt.Sprintf("t%d.example", i), fmt.Sprintf("www.t%d.example", i)))
+	}
+	a.apply(CmdMemberPut, "", Member{ID: "n1", RaftAddr: "a:1", AdminAddr: "a:2"})
+	snap, err := a.f.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if err := snap.(*fsmSnapshot).writeTo(&buf); err != nil {
+		t.Fatal(err)
+	}
+	b := newFSM(nil, nil)
+	if err := b.Restore(io.NopCloser(bytes.NewReader(buf.Bytes()))); err != nil {
+		t.Fatal(err)
+	}
+	v := b.view.Load()
+	if v.Len() != 500 || v.Index() != a.index {
+		t.Fatalf("restored %d tenants at index %d, want 500 at %d", v.Len(), v.Index(), a.index)
+	}
+	if got := v.Lookup("www.t42.example"); got == nil || got.Domain != "t42.example" {
+		t.Fatalf("restored alias lookup = %v", got)
+	}
+	if m, ok := v.Member("n1"); !ok || m.AdminAddr != "a:2" {
+		t.Fatalf("restored member = %+v %v", m, ok)
+	}
+	// The dedupe table survives too: a retry after restore is not re-applied.
+	r, ok := b.dedupe.get("r7")
+	if !ok || r.Tenant == nil || r.Tenant.Domain != "t7.example" {
+		t.Fatalf("dedupe entry after restore = %+v %v", r, ok)
+	}
+
+	// A truncated snapshot fails loudly instead of restoring half a state.
+	c := newFSM(nil, nil)
+	if err := c.Restore(io.NopCloser(bytes.NewReader(buf.Bytes()[:buf.Len()/2]))); err == nil {
+		t.Fatal("truncated snapshot restored without error")
+	}
+	if c.view.Load().Len() != 0 {
+		t.Fatal("failed restore changed the state")
+	}
+}
+
+func TestUndecodableEntryPanics(t *testing.T) {
+	f := newFSM(nil, nil)
+	defer func() {
+		if recover() == nil {
+			t.Fatal("garbage log entry did not panic")
+		}
+	}()
+	f.Apply(&raft.Log{Index: 1, Type: raft.LogCommand, Data: []byte("{garbage")})
+}

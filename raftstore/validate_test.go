@@ -1,0 +1,135 @@
+package raftstore
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"math/big"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestNormalizeDomain(t *testing.T) {
+	cases := []struct {
+		in, want, err string
+	}{
+		{in: "Shop.Example", want: "shop.example"},
+		{in: "shop.example.", want: "shop.example"},
+		{in: "  www.shop.example ", want: "www.shop.example"},
+		{in: "bücher.example", want: "xn--bcher-kva.example"},
+		{in: "XN--BCHER-KVA.example", want: "xn--bcher-kva.example"},
+		{in: "", err: "must not be empty"},
+		{in: "shop.example:8080", err: "without port"},
+		{in: "*.shop.example", err: "wildcard"},
+		{in: "https://shop.example", err: "without port, scheme or path"},
+		{in: "10.0.0.1", err: "IP address"},
+		{in: "localhost", err: "two labels"},
+		{in: "bad_label.example", err: "disallowed"},
+		{in: strings.Repeat("a", 64) + ".example", err: "label"},
+	}
+	for _, c := range cases {
+		got, err := NormalizeDomain("domain", c.in)
+		if c.err != "" {
+			if err == nil || !strings.Contains(err.Error(), c.err) {
+				t.Errorf("NormalizeDomain(%q) error = %v, want it to mention %q", c.in, err, c.err)
+			}
+			if err != nil && !errors.Is(err, ErrInvalid) {
+				t.Errorf("NormalizeDomain(%q) error %v is not ErrInvalid", c.in, err)
+			}
+			continue
+		}
+		if err != nil || got != c.want {
+			t.Errorf("NormalizeDomain(%q) = %q, %v; want %q", c.in, got, err, c.want)
+		}
+	}
+}
+
+func TestValidateOriginURL(t *testing.T) {
+	good := map[string]string{
+		"https://Origin.Shop.example/":  "https://origin.shop.example",
+		"http://127.0.0.1:8081":         "http://127.0.0.1:8081",
+		"https://origin.example/prefix": "https://origin.example/prefix",
+	}
+	for in, want := range good {
+		got, err := ValidateOriginURL("origin.url", in)
+		if err != nil || got != want {
+			t.Errorf("ValidateOriginURL(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "ftp://x.example", "https://", "https://u:p@x.example", "http://x.example/?q=1", "http://x.example:99999", "::nonsense"} {
+		if _, err := ValidateOriginURL("origin.url", in); err == nil || !strings.HasPrefix(err.Error(), "origin.url:") {
+			t.Errorf("ValidateOriginURL(%q) = %v, want an error naming origin.url", in, err)
+		}
+	}
+}
+
+// testCert returns a self-signed certificate and key in PEM.
+func testCert(t testing.TB, cn string) (certPEM, keyPEM string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(time.Now().UnixNano()),
+		Subject:               pkix.Name{CommonName: cn},
+		DNSNames:              []string{cn},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(time.Hour),
+		IsCA:                  true,
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+		BasicConstraintsValid: true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})),
+		string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}))
+}
+
+func TestValidateTenantTLS(t *testing.T) {
+	cert, key := testCert(t, "origin.example")
+	_, otherKey := testCert(t, "other.example")
+	base := func() *Tenant {
+		return &Tenant{Domain: "shop.example", Origin: Origin{URL: "https://origin.example"}}
+	}
+	ok := base()
+	ok.Origin.TLS = OriginTLS{CAPEM: cert, ClientCertPEM: cert, ClientKeyPEM: key}
+	if err := ValidateTenant(ok); err != nil {
+		t.Fatalf("valid tenant rejected: %v", err)
+	}
+	if ok.License.Status != LicenseActive {
+		t.Errorf("default license status = %q, want active", ok.License.Status)
+	}
+	bad := []struct {
+		mut   func(*Tenant)
+		field string
+	}{
+		{func(x *Tenant) { x.Origin.TLS.CAPEM = "not pem" }, "origin.tls.ca_pem"},
+		{func(x *Tenant) { x.Origin.TLS.CAPEM = strings.Replace(cert, "MII", "MIX", 1) }, "origin.tls.ca_pem"},
+		{func(x *Tenant) { x.Origin.TLS.ClientCertPEM = cert }, "origin.tls.client_key_pem"},
+		{func(x *Tenant) { x.Origin.TLS.ClientCertPEM, x.Origin.TLS.ClientKeyPEM = cert, otherKey }, "origin.tls.client_cert_pem"},
+		{func(x *Tenant) { x.Aliases = []string{"ok.example", "bad alias"} }, "aliases[1]"},
+		{func(x *Tenant) { x.License.Status = "paused" }, "license.status"},
+		{func(x *Tenant) { x.Origin.URL = "gopher://x.example" }, "origin.url"},
+	}
+	for i, c := range bad {
+		x := base()
+		c.mut(x)
+		err := ValidateTenant(x)
+		var fe *FieldError
+		if !errors.As(err, &fe) || fe.Field != c.field {
+			t.Errorf("case %d: err = %v, want a FieldError for %s", i, err, c.field)
+		}
+	}
+}

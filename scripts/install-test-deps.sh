@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs what the test suite needs when it is missing: Debian packages
+# (redis-server, nginx, wrk, protoc) and Go-installed servers (Pebble, the
+# ACME CA's test server; versitygw, an S3-compatible server). Idempotent and
+# quiet when everything is present. Tests start these servers themselves on
+# free loopback ports.
+set -euo pipefail
+PEBBLE_VERSION=v2.10.1
+VERSITYGW_VERSION=v1.8.0
+GOBIN="$(go env GOPATH)/bin"
+export GOBIN
+
+need_apt=()
+command -v redis-server >/dev/null || need_apt+=(redis-server)
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need_apt+=(nginx-light)
+command -v wrk >/dev/null || need_apt+=(wrk)
+command -v protoc >/dev/null || need_apt+=(protobuf-compiler)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "install-test-deps: apt-get install ${need_apt[*]}"
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get install -y -q "${need_apt[@]}" >/dev/null 2>&1 || {
+    $SUDO apt-get update -q >/dev/null
+    $SUDO apt-get install -y -q "${need_apt[@]}" >/dev/null
+  }
+fi
+[ -x "$GOBIN/pebble" ] || { echo "install-test-deps: go install pebble@$PEBBLE_VERSION"; go install "github.com/letsencrypt/pebble/v2/cmd/pebble@$PEBBLE_VERSION"; }
+[ -x "$GOBIN/versitygw" ] || { echo "install-test-deps: go install versitygw@$VERSITYGW_VERSION"; go install "github.com/versity/versitygw/cmd/versitygw@$VERSITYGW_VERSION"; }
+exit 0

@@ -1,0 +1,122 @@
+package testsvc
+
+import (
+	"bufio"
+	"fmt"
+	"net"
+	"os/exec"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+)
+
+// RedisServer is a redis-server child process on a fixed loopback port. It
+// can be stopped and started again on the same port, to simulate an outage.
+type RedisServer struct {
+	t    testing.TB
+	bin  string
+	dir  string
+	port int
+
+	mu   sync.Mutex
+	proc *proc
+}
+
+// Redis starts a redis-server without persistence on a free loopback port
+// and returns its address and a function that stops it early (the server
+// is stopped in t.Cleanup in any case).
+func Redis(t testing.TB) (addr string, stop func()) {
+	t.Helper()
+	s := StartRedis(t)
+	return s.Addr(), s.Stop
+}
+
+// StartRedis starts a redis-server without persistence on a free loopback
+// port, waits until it answers PING, and stops it in t.Cleanup.
+func StartRedis(t testing.TB) *RedisServer {
+	t.Helper()
+	bin, ok := lookPath("redis-server", "/usr/bin", "/usr/local/bin")
+	if !ok {
+		missing(t, "redis-server", "install the Debian package redis-server")
+	}
+	s := &RedisServer{t: t, bin: bin, dir: t.TempDir(), port: freePort(t)}
+	s.Start()
+	t.Cleanup(s.Stop)
+	return s
+}
+
+// Addr is the server's host:port.
+func (s *RedisServer) Addr() string {
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port))
+}
+
+// Stop kills the server; it is a no-op when the server is not running.
+func (s *RedisServer) Stop() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.proc != nil {
+		s.proc.kill()
+		s.proc = nil
+	}
+}
+
+// Start starts the server on its port (again) and waits until it answers
+// PING. It is a no-op when the server is running.
+func (s *RedisServer) Start() {
+	s.t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.proc != nil && !s.proc.exited() {
+		return
+	}
+	cmd := exec.Command(s.bin,
+		"--port", strconv.Itoa(s.port),
+		"--bind", "127.0.0.1",
+		"--save", "",
+		"--appendonly", "no",
+		"--dir", s.dir,
+		"--daemonize", "no",
+		"--loglevel", "warning",
+	)
+	p, err := startProc(cmd)
+	if err != nil {
+		s.t.Fatalf("testsvc: start redis-server: %v", err)
+	}
+	deadline := time.Now().Add(startTimeout)
+	for {
+		if err := ping(s.Addr()); err == nil {
+			s.proc = p
+			return
+		}
+		if p.exited() {
+			s.t.Fatalf("testsvc: redis-server on %s exited: %s", s.Addr(), p.out.String())
+		}
+		if time.Now().After(deadline) {
+			p.kill()
+			s.t.Fatalf("testsvc: redis-server on %s did not answer PING within %s: %s", s.Addr(), startTimeout, p.out.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// ping sends a RESP PING and expects +PONG.
+func ping(addr string) error {
+	conn, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(500 * time.Millisecond))
+	if _, err := conn.Write([]byte("PING\r\n")); err != nil {
+		return err
+	}
+	line, err := bufio.NewReader(conn).ReadString('\n')
+	if err != nil {
+		return err
+	}
+	if line != "+PONG\r\n" {
+		return fmt.Errorf("unexpected reply %q", line)
+	}
+	return nil
+}
