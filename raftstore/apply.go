@@ -103,3 +103,47 @@ func applyMemberRemove(tx *txn, cmd *Command, index uint64) *Result {
 	delete(tx.ownMembers(), ref.ID)
 	return &Result{}
 }
+
+// maxPurgeRecords bounds the purge history kept in the state. Caches apply
+// records as they arrive; the history only lets a node that restarts or
+// lags replay the purges it missed.
+const maxPurgeRecords = 1024
+
+func applyPurge(tx *txn, cmd *Command, index uint64) *Result {
+	var p Purge
+	decodePayload(cmd, index, &p)
+	if !tx.purges {
+		tx.v.purges = append([]PurgeRecord(nil), tx.v.purges...)
+		tx.purges = true
+	}
+	tx.v.purges = append(tx.v.purges, PurgeRecord{Purge: p, Index: index, Time: cmd.Time})
+	if n := len(tx.v.purges); n > maxPurgeRecords {
+		tx.v.purges = tx.v.purges[n-maxPurgeRecords:]
+	}
+	return &Result{}
+}
+
+func applyKVPut(tx *txn, cmd *Command, index uint64) *Result {
+	var p KVPut
+	decodePayload(cmd, index, &p)
+	if cur, ok := tx.kv.t.lookup(p.Key); ok && cur.Term > p.Term {
+		return &Result{Err: opErr(kindFenced, "key %s was written in term %d, proposal is from term %d", p.Key, cur.Term, p.Term)}
+	}
+	e := &KV{Key: p.Key, Value: p.Value, Term: p.Term, Index: index}
+	tx.kv.set(p.Key, e)
+	return &Result{KV: e}
+}
+
+func applyKVDelete(tx *txn, cmd *Command, index uint64) *Result {
+	var p KVDelete
+	decodePayload(cmd, index, &p)
+	cur, ok := tx.kv.t.lookup(p.Key)
+	if !ok {
+		return &Result{Err: opErr(kindNotFound, "key %s not found", p.Key)}
+	}
+	if cur.Term > p.Term {
+		return &Result{Err: opErr(kindFenced, "key %s was written in term %d, proposal is from term %d", p.Key, cur.Term, p.Term)}
+	}
+	tx.kv.del(p.Key)
+	return &Result{KV: cur}
+}

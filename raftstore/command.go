@@ -19,6 +19,9 @@ const (
 	CmdTenantRemove CommandType = 3
 	CmdMemberPut    CommandType = 4
 	CmdMemberRemove CommandType = 5
+	CmdPurge        CommandType = 6
+	CmdKVPut        CommandType = 7
+	CmdKVDelete     CommandType = 8
 )
 
 func (c CommandType) String() string {
@@ -33,6 +36,12 @@ func (c CommandType) String() string {
 		return "member.put"
 	case CmdMemberRemove:
 		return "member.remove"
+	case CmdPurge:
+		return "cache.purge"
+	case CmdKVPut:
+		return "kv.put"
+	case CmdKVDelete:
+		return "kv.delete"
 	}
 	return fmt.Sprintf("command(%d)", uint16(c))
 }
@@ -92,12 +101,38 @@ type MemberRef struct {
 	ID string `json:"id"`
 }
 
+// Purge is the payload of CmdPurge: which cached objects to invalidate.
+// Tenant empty with All set means every object of every tenant.
+type Purge struct {
+	ID       string   `json:"id"`
+	Tenant   string   `json:"tenant,omitempty"`
+	URLs     []string `json:"urls,omitempty"`
+	Prefixes []string `json:"prefixes,omitempty"`
+	Tags     []string `json:"tags,omitempty"`
+	All      bool     `json:"all,omitempty"`
+	Soft     bool     `json:"soft,omitempty"`
+}
+
+// KVPut is the payload of CmdKVPut. Term is the proposer's raft term.
+type KVPut struct {
+	Key   string `json:"key"`
+	Value []byte `json:"value"`
+	Term  uint64 `json:"term"`
+}
+
+// KVDelete is the payload of CmdKVDelete.
+type KVDelete struct {
+	Key  string `json:"key"`
+	Term uint64 `json:"term"`
+}
+
 // Result is what applying a command returns to its proposer. Err carries an
 // operation error (not found, conflict, …); the command still occupies its
 // log index but changed nothing.
 type Result struct {
 	Index  uint64  `json:"index"`
 	Tenant *Tenant `json:"tenant,omitempty"`
+	KV     *KV     `json:"kv,omitempty"`
 	Err    *Error  `json:"err,omitempty"`
 }
 
@@ -123,6 +158,8 @@ func (e *Error) Unwrap() error {
 		return ErrInvalid
 	case kindStale:
 		return ErrStaleIndex
+	case kindFenced:
+		return ErrFenced
 	}
 	return nil
 }
@@ -133,6 +170,7 @@ const (
 	kindConflict = "conflict"
 	kindInvalid  = "invalid"
 	kindStale    = "stale_index"
+	kindFenced   = "fenced"
 )
 
 // Sentinel errors, matched with errors.Is.
@@ -143,6 +181,7 @@ var (
 	ErrInvalid       = errors.New("invalid")
 	ErrStaleIndex    = errors.New("index does not match")
 	ErrNotLeader     = errors.New("not the leader")
+	ErrFenced        = errors.New("written in a later term")
 )
 
 func opErr(kind, format string, args ...any) *Error {

@@ -27,7 +27,7 @@ var (
 
 func newFSM(logger *slog.Logger, onApply func(*View)) *fsm {
 	f := &fsm{seed: maphash.MakeSeed(), dedupe: newDedupe(dedupeSize), logger: logger, onApply: onApply}
-	f.view.Store(&View{hosts: newTable(f.seed), members: map[string]Member{}})
+	f.view.Store(&View{hosts: newTable[*Tenant](f.seed), kv: newTable[*KV](f.seed), members: map[string]Member{}})
 	return f
 }
 
@@ -73,6 +73,12 @@ func (f *fsm) applyOne(tx *txn, cmd *Command, index uint64) *Result {
 		r = applyMemberPut(tx, cmd, index)
 	case CmdMemberRemove:
 		r = applyMemberRemove(tx, cmd, index)
+	case CmdPurge:
+		r = applyPurge(tx, cmd, index)
+	case CmdKVPut:
+		r = applyKVPut(tx, cmd, index)
+	case CmdKVDelete:
+		r = applyKVDelete(tx, cmd, index)
 	default:
 		panic(fmt.Sprintf("raftstore: log entry %d: unknown command type %d (is this node older than the leader?)", index, cmd.Type))
 	}
@@ -113,16 +119,18 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 // txn is one batch of changes on top of the published View.
 type txn struct {
 	v       *View
-	hosts   tableTxn
+	hosts   tableTxn[*Tenant]
+	kv      tableTxn[*KV]
 	members bool // members map already copied
+	purges  bool // purges slice already copied
 }
 
 func (f *fsm) begin() *txn {
 	cur := f.view.Load()
 	nv := *cur
-	nt := *cur.hosts
-	nv.hosts = &nt
-	return &txn{v: &nv, hosts: tableTxn{t: &nt}}
+	tx := &txn{v: &nv, hosts: cur.hosts.begin(), kv: cur.kv.begin()}
+	nv.hosts, nv.kv = tx.hosts.t, tx.kv.t
+	return tx
 }
 
 func (tx *txn) ownMembers() map[string]Member {

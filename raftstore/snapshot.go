@@ -22,8 +22,10 @@ type snapshotHeader struct {
 	Format   int      `json:"format"`
 	Index    uint64   `json:"index"`
 	Tenants  int      `json:"tenants"`
-	Members  []Member `json:"members"`
-	Requests int      `json:"requests"`
+	Members  []Member      `json:"members"`
+	Requests int           `json:"requests"`
+	KV       int           `json:"kv"`
+	Purges   []PurgeRecord `json:"purges,omitempty"`
 }
 
 type fsmSnapshot struct {
@@ -46,7 +48,11 @@ func (s *fsmSnapshot) writeTo(w io.Writer) error { return writeSnapshot(w, s.vie
 func writeSnapshot(w io.Writer, v *View, reqs []dedupeEntry) error {
 	bw := bufio.NewWriterSize(w, 64<<10)
 	enc := json.NewEncoder(bw)
-	h := snapshotHeader{Format: snapshotFormat, Index: v.index, Tenants: v.tenants, Members: v.Members(), Requests: len(reqs)}
+	kvs := 0
+	for i := range v.kv.shards {
+		kvs += len(v.kv.shards[i])
+	}
+	h := snapshotHeader{Format: snapshotFormat, Index: v.index, Tenants: v.tenants, Members: v.Members(), Requests: len(reqs), KV: kvs, Purges: v.purges}
 	if err := enc.Encode(h); err != nil {
 		return fmt.Errorf("write snapshot header: %w", err)
 	}
@@ -70,6 +76,13 @@ func writeSnapshot(w io.Writer, v *View, reqs []dedupeEntry) error {
 			return fmt.Errorf("write snapshot request: %w", err)
 		}
 	}
+	for i := range v.kv.shards {
+		for _, e := range v.kv.shards[i] {
+			if err := enc.Encode(e); err != nil {
+				return fmt.Errorf("write snapshot kv %s: %w", e.Key, err)
+			}
+		}
+	}
 	return bw.Flush()
 }
 
@@ -82,7 +95,7 @@ func readSnapshot(r io.Reader, seed maphash.Seed) (*View, []dedupeEntry, error) 
 	if h.Format != snapshotFormat {
 		return nil, nil, fmt.Errorf("unsupported snapshot format %d", h.Format)
 	}
-	v := &View{index: h.Index, hosts: newTable(seed), members: map[string]Member{}}
+	v := &View{index: h.Index, hosts: newTable[*Tenant](seed), kv: newTable[*KV](seed), members: map[string]Member{}, purges: h.Purges}
 	for _, m := range h.Members {
 		v.members[m.ID] = m
 	}
@@ -103,6 +116,13 @@ func readSnapshot(r io.Reader, seed maphash.Seed) (*View, []dedupeEntry, error) 
 			return nil, nil, fmt.Errorf("request %d of %d: %w", i+1, h.Requests, err)
 		}
 		reqs = append(reqs, e)
+	}
+	for i := 0; i < h.KV; i++ {
+		e := new(KV)
+		if err := dec.Decode(e); err != nil {
+			return nil, nil, fmt.Errorf("kv %d of %d: %w", i+1, h.KV, err)
+		}
+		v.kv.shards[v.kv.shard(e.Key)][e.Key] = e
 	}
 	return v, reqs, nil
 }

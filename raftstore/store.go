@@ -274,3 +274,10 @@ func (s *Store) Close() error {
 	}
 	return err
 }
+
+// Term is the current raft term, used to fence KV writes.
+func (s *Store) Term() uint64 {
+	var t uint64
+	_, _ = fmt.Sscan(s.raft.Stats()["term"], &t)
+	return t
+}

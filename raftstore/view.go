@@ -4,6 +4,7 @@ import (
 	"hash/maphash"
 	"sort"
 	"strings"
+	"time"
 )
 
 // shardCount splits the host table so that an apply copies one small shard
@@ -11,42 +12,53 @@ import (
 // entries, not 200k.
 const shardCount = 4096
 
-// table is an immutable, sharded map from a host name to its tenant.
-// Writers build a new table through a tableTxn; readers never lock.
-type table struct {
+// table is an immutable, sharded map. Writers build a new table through a
+// tableTxn; readers never lock.
+type table[V any] struct {
 	seed   maphash.Seed
-	shards [shardCount]map[string]*Tenant
+	shards [shardCount]map[string]V
 }
 
-func newTable(seed maphash.Seed) *table {
-	t := &table{seed: seed}
+func newTable[V any](seed maphash.Seed) *table[V] {
+	t := &table[V]{seed: seed}
 	for i := range t.shards {
-		t.shards[i] = map[string]*Tenant{}
+		t.shards[i] = map[string]V{}
 	}
 	return t
 }
 
-func (t *table) shard(key string) int {
+func (t *table[V]) shard(key string) int {
 	return int(maphash.String(t.seed, key) & (shardCount - 1))
 }
 
-func (t *table) get(key string) *Tenant {
+func (t *table[V]) get(key string) V {
 	return t.shards[t.shard(key)][key]
 }
 
+func (t *table[V]) lookup(key string) (V, bool) {
+	v, ok := t.shards[t.shard(key)][key]
+	return v, ok
+}
+
 // tableTxn copies a shard the first time the transaction writes to it.
-type tableTxn struct {
-	t     *table
+type tableTxn[V any] struct {
+	t     *table[V]
 	dirty [shardCount]bool
 }
 
-func (x *tableTxn) set(key string, v *Tenant) {
+// begin starts a transaction on a copy of t's shard array.
+func (t *table[V]) begin() tableTxn[V] {
+	nt := *t
+	return tableTxn[V]{t: &nt}
+}
+
+func (x *tableTxn[V]) set(key string, v V) {
 	i := x.t.shard(key)
 	x.own(i)
 	x.t.shards[i][key] = v
 }
 
-func (x *tableTxn) del(key string) {
+func (x *tableTxn[V]) del(key string) {
 	i := x.t.shard(key)
 	if _, ok := x.t.shards[i][key]; !ok {
 		return
@@ -55,12 +67,12 @@ func (x *tableTxn) del(key string) {
 	delete(x.t.shards[i], key)
 }
 
-func (x *tableTxn) own(i int) {
+func (x *tableTxn[V]) own(i int) {
 	if x.dirty[i] {
 		return
 	}
 	old := x.t.shards[i]
-	m := make(map[string]*Tenant, len(old)+1)
+	m := make(map[string]V, len(old)+1)
 	for k, v := range old {
 		m[k] = v
 	}
@@ -80,9 +92,11 @@ type Member struct {
 // published.
 type View struct {
 	index   uint64
-	hosts   *table // every domain and alias → its tenant
+	hosts   *table[*Tenant] // every domain and alias → its tenant
 	tenants int
 	members map[string]Member
+	kv      *table[*KV]
+	purges  []PurgeRecord // oldest first, bounded by maxPurgeRecords
 }
 
 // Index is the raft index of the last command applied in this view.
@@ -133,4 +147,47 @@ func (v *View) Members() []Member {
 func (v *View) Member(id string) (Member, bool) {
 	m, ok := v.members[id]
 	return m, ok
+}
+
+// KV is one entry of the replicated key/value space used by subsystems
+// that need small opaque records on every node (certificates, ACME
+// account and challenge data). Term fences writes: a value written in a
+// later raft term is never overwritten by a proposal from an earlier term,
+// so a deposed leader finishing slow work cannot clobber newer state.
+type KV struct {
+	Key   string `json:"key"`
+	Value []byte `json:"value"`
+	Term  uint64 `json:"term"`
+	Index uint64 `json:"index"`
+}
+
+// Get returns the value stored under key.
+func (v *View) Get(key string) (*KV, bool) { return v.kv.lookup(key) }
+
+// Keys returns the keys that start with prefix, sorted.
+func (v *View) Keys(prefix string) []string {
+	var out []string
+	for i := range v.kv.shards {
+		for k := range v.kv.shards[i] {
+			if strings.HasPrefix(k, prefix) {
+				out = append(out, k)
+			}
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// PurgeRecord is a cache purge as replicated: every node applies it to its
+// own cache in log order.
+type PurgeRecord struct {
+	Purge
+	Index uint64    `json:"index"`
+	Time  time.Time `json:"time"`
+}
+
+// Purges returns the purge records applied after index, oldest first.
+func (v *View) Purges(after uint64) []PurgeRecord {
+	i := sort.Search(len(v.purges), func(i int) bool { return v.purges[i].Index > after })
+	return v.purges[i:]
 }

@@ -398,3 +398,17 @@ func TestVariant(t *testing.T) {
 		}
 	}
 }
+
+// TestLongTagNameCut: a tag with a long name cut by the token limit.
+func TestLongTagNameCut(t *testing.T) {
+	noop, err := Compile(&Rules{RewriteLinks: true}, Config{MaxTokenBytes: 1024})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []int{1000, 1020, 1030, 5000} {
+		in := []byte("<p>a</p><" + strings.Repeat("x", n) + ` a="` + strings.Repeat("y", 3000) + `">text</p>`)
+		if got := rewrite(t, noop, Request{Path: "/"}, in, 100); !bytes.Equal(got, in) {
+			t.Errorf("name length %d:\n%s", n, firstDiff(in, got))
+		}
+	}
+}

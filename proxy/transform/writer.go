@@ -443,7 +443,11 @@ func tagResumePrefix(raw []byte) string {
 	if i >= n {
 		return base + "x"
 	}
-	base += string(t.name)
+	if len(t.name) <= 32 { // raw text elements have short names; keep the prefix short so every cut makes progress
+		base += string(t.name)
+	} else {
+		base += "x"
+	}
 	skip := func() {
 		for i < n && isSpace(raw[i]) {
 			i++
