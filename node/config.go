@@ -36,6 +36,7 @@ type Config struct {
 	AdminTLSKey    string
 	AdminClientCA  string
 	Dev            bool
+	Pprof          bool
 	RaftTimings    raftstore.Timings
 	RaftLogLevel   string
 	ShutdownGrace  time.Duration

@@ -34,6 +34,7 @@ func ParseFlags(args []string, getenv func(string) string, stderr io.Writer) (Co
 	fs.StringVar(&c.AdminTLSCert, "admin-tls-cert", "", "PEM certificate for the admin listener")
 	fs.StringVar(&c.AdminTLSKey, "admin-tls-key", "", "PEM key for the admin listener")
 	fs.StringVar(&c.AdminClientCA, "admin-client-ca", "", "PEM CA bundle; clients presenting a certificate it signed need no token (mTLS)")
+	fs.BoolVar(&c.Pprof, "pprof", false, "serve /debug/pprof on --metrics-addr")
 	fs.BoolVar(&c.Dev, "dev", false, "throwaway single node: temporary data dir, bootstrap alone, token optional on loopback")
 	fs.DurationVar(&c.RaftTimings.HeartbeatTimeout, "raft-heartbeat-timeout", 0, "raft heartbeat timeout (default 250ms)")
 	fs.DurationVar(&c.RaftTimings.ElectionTimeout, "raft-election-timeout", 0, "raft election timeout (default 250ms)")

@@ -3,16 +3,19 @@ package node
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
@@ -30,6 +33,12 @@ type Node struct {
 	adminLn net.Listener
 	admin   *grpc.Server
 	peers   *peers
+
+	registry  *prometheus.Registry
+	dp        *dataPlane
+	metrics   *http.Server
+	metricsLn net.Listener
+	certs     func(*tls.ClientHelloInfo) (*tls.Certificate, error)
 
 	started   time.Time
 	readyTerm atomic.Uint64 // term in which this leader applied its first entry
@@ -100,6 +109,21 @@ func New(cfg Config) (*Node, error) {
 	}
 	n.peers = newPeers(grpc.WithTransportCredentials(pc),
 		grpc.WithPerRPCCredentials(tokenCreds{token: cfg.AdminToken, secure: cfg.AdminTLSCert != ""}))
+
+	n.registry = newRegistry()
+	if n.dp, err = n.newDataPlane(n.registry); err != nil {
+		st.Close()
+		ln.Close()
+		return nil, err
+	}
+	if n.metrics, n.metricsLn, err = n.newMetricsServer(n.registry); err != nil {
+		st.Close()
+		ln.Close()
+		if n.dp != nil {
+			_ = n.dp.server.Shutdown(context.Background())
+		}
+		return nil, err
+	}
 	return n, nil
 }
 
@@ -131,12 +155,30 @@ func (n *Node) Run(ctx context.Context) error {
 			serveErr <- fmt.Errorf("admin server: %w", err)
 		}
 	}()
+	if n.dp != nil {
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			if err := n.dp.server.Serve(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				serveErr <- fmt.Errorf("proxy server: %w", err)
+			}
+		}()
+	}
+	if n.metrics != nil {
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			if err := n.metrics.Serve(n.metricsLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				serveErr <- fmt.Errorf("metrics server: %w", err)
+			}
+		}()
+	}
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	n.wg.Add(2)
 	go func() { defer n.wg.Done(); n.joinLoop(runCtx) }()
 	go func() { defer n.wg.Done(); n.registerLoop(runCtx) }()
-	n.logger.Info("edged started", "admin", n.AdminAddr(), "raft", n.RaftAddr(), "data_dir", n.cfg.DataDir)
+	n.logger.Info("edged started", "admin", n.AdminAddr(), "raft", n.RaftAddr(), "http", n.HTTPAddr(), "https", n.HTTPSAddr(), "metrics", n.MetricsAddr(), "data_dir", n.cfg.DataDir)
 
 	var err error
 	select {
@@ -161,6 +203,15 @@ func (n *Node) shutdown() {
 				n.logger.Info("leadership transferred before shutdown", "took", time.Since(start))
 			}
 		}
+		// Drain client traffic first, then the admin API.
+		dctx, cancel := context.WithTimeout(context.Background(), n.cfg.ShutdownGrace)
+		if n.dp != nil {
+			if err := n.dp.server.Shutdown(dctx); err != nil {
+				n.logger.Warn("proxy drain incomplete", "err", err)
+			}
+		}
+		_ = shutdownHTTP(dctx, n.metrics)
+		cancel()
 		done := make(chan struct{})
 		go func() { n.admin.GracefulStop(); close(done) }()
 		select {

@@ -1,0 +1,179 @@
+package node
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/edgeproxy/edge/proxy"
+	"github.com/edgeproxy/edge/proxy/compress"
+	"github.com/edgeproxy/edge/proxy/dnscache"
+	"github.com/edgeproxy/edge/proxy/upstream"
+)
+
+// dataPlane is the proxy side of a node: origin pools, the handler and
+// the client-facing listeners. It reads tenants straight from the store's
+// published View, so a change applied by raft is live on the next request.
+type dataPlane struct {
+	pools  *upstream.Pools
+	server *proxy.Server
+}
+
+func (n *Node) newDataPlane(reg *prometheus.Registry) (*dataPlane, error) {
+	if n.cfg.HTTPAddr == "" && n.cfg.HTTPSAddr == "" {
+		return nil, nil
+	}
+	log := n.logger.With("component", "proxy")
+	resolver, err := dnscache.New(dnscache.Config{Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("dns cache: %w", err)
+	}
+	po := n.cfg.ProxyOptions
+	pools, err := upstream.New(upstream.Config{
+		MaxIdleConnsPerHost: po.MaxIdleConnsPerHost,
+		IdleConnTimeout:     po.IdleConnTimeout,
+		DialContext:         resolver.DialContext,
+		Logger:              log,
+		Registerer:          reg,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("upstream pools: %w", err)
+	}
+	comp, err := compress.New(compress.Config{})
+	if err != nil {
+		return nil, fmt.Errorf("compression: %w", err)
+	}
+	h, err := proxy.New(proxy.Config{
+		Routes:      n.store,
+		Upstreams:   proxy.NewPoolUpstreams(pools),
+		WrapWriter:  proxy.CompressWriter(comp),
+		IsTimeout:   upstream.IsTimeout,
+		ErrorReason: upstream.Reason,
+		Logger:      log,
+		Registerer:  reg,
+	})
+	if err != nil {
+		return nil, err
+	}
+	srv, err := proxy.NewServer(proxy.ServerConfig{
+		HTTPAddr:       n.cfg.HTTPAddr,
+		HTTPSAddr:      n.cfg.HTTPSAddr,
+		Handler:        h,
+		GetCertificate: n.getCertificate,
+		MaxConns:       po.MaxConns,
+		Logger:         log,
+		Registerer:     reg,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &dataPlane{pools: pools, server: srv}, nil
+}
+
+// getCertificate is the TLS listener's seam for certificates; the ACME
+// manager plugs in here.
+func (n *Node) getCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+	if n.certs != nil {
+		return n.certs(hello)
+	}
+	return nil, fmt.Errorf("no certificate for %q", hello.ServerName)
+}
+
+// HTTPAddr is the bound plain-HTTP proxy address, or "".
+func (n *Node) HTTPAddr() string {
+	if n.dp == nil {
+		return ""
+	}
+	return addrString(n.dp.server.HTTPAddr())
+}
+
+func addrString(a net.Addr) string {
+	if a == nil {
+		return ""
+	}
+	return a.String()
+}
+
+// HTTPSAddr is the bound TLS proxy address, or "".
+func (n *Node) HTTPSAddr() string {
+	if n.dp == nil {
+		return ""
+	}
+	return addrString(n.dp.server.HTTPSAddr())
+}
+
+// MetricsAddr is the bound metrics address, or "".
+func (n *Node) MetricsAddr() string {
+	if n.metricsLn == nil {
+		return ""
+	}
+	return n.metricsLn.Addr().String()
+}
+
+// newMetricsServer serves /metrics, /healthz and /readyz (and pprof with
+// --pprof) on --metrics-addr.
+func (n *Node) newMetricsServer(reg *prometheus.Registry) (*http.Server, net.Listener, error) {
+	if n.cfg.MetricsAddr == "" {
+		return nil, nil, nil
+	}
+	ln, err := net.Listen("tcp", n.cfg.MetricsAddr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("metrics listener: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if err := n.ready(); err != nil {
+			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		w.Write([]byte("ready\n"))
+	})
+	if n.cfg.Pprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	}
+	return &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}, ln, nil
+}
+
+// ready reports whether this node should receive traffic: it is in a
+// cluster with a known leader and has applied everything it knows to be
+// committed.
+func (n *Node) ready() error {
+	r := n.store.Raft()
+	if _, id := n.store.Leader(); id == "" {
+		return errors.New("no leader known")
+	}
+	if applied, commit := r.AppliedIndex(), r.CommitIndex(); applied < commit {
+		return fmt.Errorf("catching up: applied %d of %d", applied, commit)
+	}
+	return nil
+}
+
+func newRegistry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return reg
+}
+
+func shutdownHTTP(ctx context.Context, s interface{ Shutdown(context.Context) error }) error {
+	if s == nil {
+		return nil
+	}
+	return s.Shutdown(ctx)
+}
