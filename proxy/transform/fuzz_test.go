@@ -2,6 +2,7 @@ package transform
 
 import (
 	"bytes"
+	"sync/atomic"
 	"testing"
 )
 
@@ -19,7 +20,8 @@ func FuzzRewrite(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	rules := testProgram(f, Config{MaxTokenBytes: 1024, OnError: func(err error) { f.Errorf("OnError: %v", err) }})
+	var ruleErr atomic.Pointer[error]
+	rules := testProgram(f, Config{MaxTokenBytes: 1024, OnError: func(err error) { ruleErr.Store(&err) }})
 	const tail = "\n<!-- end --><p id=tail>the end of the page</p>"
 	f.Fuzz(func(t *testing.T, in []byte, split, chunk uint16) {
 		if len(in) > 64<<10 {
@@ -42,6 +44,9 @@ func FuzzRewrite(f *testing.F) {
 			}
 			if want := rewrite(t, rules, req, doc); !bytes.Equal(got, want) {
 				t.Fatalf("%s: chunking %v changed the output:\n%s", v.name, chunks, firstDiff(want, got))
+			}
+			if err := ruleErr.Swap(nil); err != nil {
+				t.Fatalf("%s: a rule failed: %v", v.name, *err)
 			}
 		}
 	})
