@@ -1,7 +1,6 @@
 package node
 
 import (
-	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -169,11 +168,4 @@ func newRegistry() *prometheus.Registry {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return reg
-}
-
-func shutdownHTTP(ctx context.Context, s interface{ Shutdown(context.Context) error }) error {
-	if s == nil {
-		return nil
-	}
-	return s.Shutdown(ctx)
 }

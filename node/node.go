@@ -210,7 +210,9 @@ func (n *Node) shutdown() {
 				n.logger.Warn("proxy drain incomplete", "err", err)
 			}
 		}
-		_ = shutdownHTTP(dctx, n.metrics)
+		if n.metrics != nil {
+			_ = n.metrics.Shutdown(dctx)
+		}
 		cancel()
 		done := make(chan struct{})
 		go func() { n.admin.GracefulStop(); close(done) }()

@@ -318,15 +318,18 @@ func TestNodesBeyondVotersJoinAsNonVoters(t *testing.T) {
 	c.Voters = 2
 	c.Join = []string{a.AdminAddr}
 	nc := startNode(t, c)
-	waitFor(t, 10*time.Second, "c to join", func() bool { _, id := nc.store.Leader(); return id != "" })
-	st, err := edgev1.NewClusterServiceClient(dial(t, nc.AdminAddr(), testToken)).Status(authCtx(testToken), &edgev1.StatusRequest{})
-	if err != nil {
-		t.Fatal(err)
-	}
 	got := map[string]string{}
-	for _, m := range st.GetMembers() {
-		got[m.GetId()] = m.GetSuffrage()
-	}
+	waitFor(t, 10*time.Second, "c to join and see 3 members", func() bool {
+		st, err := edgev1.NewClusterServiceClient(dial(t, nc.AdminAddr(), testToken)).Status(authCtx(testToken), &edgev1.StatusRequest{})
+		if err != nil {
+			return false
+		}
+		got = map[string]string{}
+		for _, m := range st.GetMembers() {
+			got[m.GetId()] = m.GetSuffrage()
+		}
+		return len(got) == 3
+	})
 	if got["a"] != "voter" || got["b"] != "voter" || got["c"] != "nonvoter" {
 		t.Fatalf("suffrage = %v, want a,b voters and c non-voter", got)
 	}
@@ -381,3 +384,14 @@ func TestGracefulLeaderShutdownTransfersLeadership(t *testing.T) {
 		t.Fatalf("write after the leader left: %v", err)
 	}
 }
+
+func freeAddrB(b *testing.B) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }

@@ -2,6 +2,7 @@ package cache
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -98,6 +99,9 @@ func newFront(t testing.TB, c *Cache, originURL string, req Request) *front {
 	fetch := fetcherTo(originURL)
 	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		res, err := c.Serve(w, r, req, fetch)
+		if errors.Is(err, ErrTruncated) {
+			panic(http.ErrAbortHandler)
+		}
 		if err != nil {
 			http.Error(w, "bad gateway: "+err.Error(), http.StatusBadGateway)
 		}

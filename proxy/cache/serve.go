@@ -50,6 +50,7 @@ type Request struct {
 // Result is the outcome of Serve.
 type Result struct {
 	CacheStatus    string        // the Cache-Status value sent (RFC 9211)
+	Outcome        Outcome       // CacheStatus classified for logs and metrics
 	Tier           string        // "l1", "l2" or "l3" when served from a tier, else ""
 	StatusCode     int           // status sent to the client
 	Stored         bool          // the response was stored
@@ -67,12 +68,63 @@ type Fetcher func(ctx context.Context, r *http.Request) (*http.Response, error)
 // ErrOrigin wraps origin failures returned by Serve when nothing was written.
 var ErrOrigin = errors.New("origin fetch failed")
 
+// ErrTruncated is returned by Serve when the origin broke off while its
+// body was being streamed to the client: the header is out, so the caller
+// must abort the response (panic(http.ErrAbortHandler)) rather than let it
+// look complete.
+var ErrTruncated = errors.New("origin body truncated")
+
+// Outcome is a Result classified into a small fixed set, for log fields
+// and metric labels (Cache-Status itself has unbounded detail).
+type Outcome uint8
+
+// Outcomes, in String form: "hit", "stale", "revalidated", "miss", "bypass".
+const (
+	OutcomeMiss        Outcome = iota // went to the origin (stored or not, collapsed or not, or failed)
+	OutcomeHit                        // fresh object from a tier
+	OutcomeStale                      // stale object: stale-while-revalidate, soft purge, stale-if-error
+	OutcomeRevalidated                // stale object confirmed by a 304 from the origin
+	OutcomeBypass                     // the cache was not consulted (method, Authorization)
+)
+
+var outcomeNames = [...]string{"miss", "hit", "stale", "revalidated", "bypass"}
+
+func (o Outcome) String() string {
+	if int(o) < len(outcomeNames) {
+		return outcomeNames[o]
+	}
+	return "unknown"
+}
+
+// outcomeOf classifies a Cache-Status value written by this package.
+func outcomeOf(status string) Outcome {
+	switch {
+	case status == statusHit:
+		return OutcomeHit
+	case status == statusHitStale, strings.Contains(status, "detail=stale"):
+		return OutcomeStale
+	case strings.Contains(status, "fwd-status=304"):
+		return OutcomeRevalidated
+	case strings.HasPrefix(status, cacheName+"; fwd=bypass"), strings.HasPrefix(status, cacheName+"; fwd=method"):
+		return OutcomeBypass
+	}
+	return OutcomeMiss
+}
+
 const cacheName = "edge"
 
 // Serve answers r from the cache or through fetch. It returns an error
-// only when nothing was written to w (the origin failed and no stale
-// response could stand in): the caller maps it to a status (502, 504).
+// when nothing was written to w (the origin failed and no stale response
+// could stand in; the caller maps it to a status: 502, 504), or one
+// wrapping ErrTruncated when the origin broke off mid-body (the caller
+// aborts the response).
 func (c *Cache) Serve(w http.ResponseWriter, r *http.Request, req Request, fetch Fetcher) (Result, error) {
+	res, err := c.serve(w, r, req, fetch)
+	res.Outcome = outcomeOf(res.CacheStatus)
+	return res, err
+}
+
+func (c *Cache) serve(w http.ResponseWriter, r *http.Request, req Request, fetch Fetcher) (Result, error) {
 	if req.Scheme == "" {
 		req.Scheme = "http"
 		if r.TLS != nil {
@@ -571,7 +623,7 @@ func (c *Cache) pass(w http.ResponseWriter, r *http.Request, req *Request, fetch
 	resp, err := fetch(r.Context(), o)
 	dur := time.Since(start)
 	if err != nil {
-		return Result{OriginDuration: dur}, fmt.Errorf("%w: %w", ErrOrigin, err)
+		return Result{CacheStatus: status, OriginDuration: dur}, fmt.Errorf("%w: %w", ErrOrigin, err)
 	}
 	return c.writeOutcome(w, r, req, outcome{resp: resp, status: status, dur: dur})
 }

@@ -2,6 +2,7 @@ package cache
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"net/http"
 	"strconv"
@@ -184,6 +185,7 @@ func (c *Cache) serveRange(w http.ResponseWriter, r *http.Request, req *Request,
 // stack when there is no hook.
 func callBefore(before func(http.Header, *Result), h http.Header, res Result) Result {
 	r := res
+	r.Outcome = outcomeOf(r.CacheStatus)
 	before(h, &r)
 	return r
 }
@@ -200,6 +202,7 @@ func (w *hookWriter) WriteHeader(code int) {
 	if !w.wrote {
 		w.wrote = true
 		w.res.StatusCode = code
+		w.res.Outcome = outcomeOf(w.res.CacheStatus)
 		if w.before != nil {
 			w.before(w.Header(), &w.res)
 		}
@@ -259,24 +262,33 @@ func (c *Cache) writeOutcome(w http.ResponseWriter, r *http.Request, req *Reques
 			return res, nil
 		}
 	}
+	// Unknown length may be a stream (server-sent events): flush as it
+	// comes. A read error other than EOF means the origin broke off.
+	var rc *http.ResponseController
+	if resp.ContentLength < 0 || strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
+		rc = http.NewResponseController(w)
+	}
 	buf := copyBufs.Get().(*[]byte)
 	defer copyBufs.Put(buf)
-	if resp.ContentLength >= 0 {
-		_, _ = io.CopyBuffer(w, resp.Body, *buf)
-		return res, nil
-	}
-	// Unknown length: maybe a stream (server-sent events); flush as it comes.
-	rc := http.NewResponseController(w)
 	for {
 		n, err := resp.Body.Read(*buf)
 		if n > 0 {
 			if _, werr := w.Write((*buf)[:n]); werr != nil {
-				return res, nil
+				return res, nil // the client left
 			}
-			_ = rc.Flush()
+			if rc != nil {
+				_ = rc.Flush()
+			}
+		}
+		if err == io.EOF {
+			break
 		}
 		if err != nil {
-			return res, nil
+			return res, fmt.Errorf("%w: %w", ErrTruncated, err)
 		}
 	}
+	for k, v := range resp.Trailer {
+		h[http.TrailerPrefix+k] = v
+	}
+	return res, nil
 }
