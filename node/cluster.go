@@ -257,6 +257,7 @@ func (n *Node) info() *edgev1.InfoResponse {
 		AppliedIndex:      n.store.AppliedIndex(),
 		LastIndex:         r.LastIndex(),
 		Term:              currentTerm(r),
+		PurgeIndex:        n.purgeIndex(),
 	}
 }
 

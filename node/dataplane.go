@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/edgeproxy/edge/proxy"
+	"github.com/edgeproxy/edge/proxy/cache"
 	"github.com/edgeproxy/edge/proxy/compress"
 	"github.com/edgeproxy/edge/proxy/dnscache"
 	"github.com/edgeproxy/edge/proxy/upstream"
@@ -46,6 +47,16 @@ func (n *Node) newDataPlane(reg *prometheus.Registry) (*dataPlane, error) {
 	})
 	if err != nil {
 		return nil, fmt.Errorf("upstream pools: %w", err)
+	}
+	cc := cache.Config{MaxBytes: po.CacheSize, Logger: log.With("component", "cache"), Registerer: reg}
+	if po.RedisAddr != "" {
+		cc.Redis = &cache.RedisConfig{Addr: po.RedisAddr}
+	}
+	if po.S3Bucket != "" {
+		cc.S3 = &cache.S3Config{Bucket: po.S3Bucket, Endpoint: po.S3Endpoint, PathStyle: po.S3PathStyle}
+	}
+	if n.cache, err = cache.New(cc); err != nil {
+		return nil, fmt.Errorf("cache: %w", err)
 	}
 	comp, err := compress.New(compress.Config{})
 	if err != nil {

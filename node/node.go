@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	edgev1 "github.com/edgeproxy/edge/api/edgev1"
+	"github.com/edgeproxy/edge/proxy/cache"
 	"github.com/edgeproxy/edge/raftstore"
 )
 
@@ -53,7 +54,7 @@ func New(cfg Config) (*Node, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	n := &Node{cfg: cfg, logger: cfg.Logger.With("node", cfg.ID), started: time.Now()}
+	n := &Node{cfg: cfg, logger: cfg.Logger.With("node", cfg.ID), started: time.Now(), applied: make(chan struct{}, 1)}
 
 	ln, err := net.Listen("tcp", cfg.AdminAddr)
 	if err != nil {
@@ -76,6 +77,7 @@ func New(cfg Config) (*Node, error) {
 		Timings:      cfg.RaftTimings,
 		Logger:       n.logger,
 		RaftLogLevel: cfg.RaftLogLevel,
+		OnApply:      n.onApply,
 	})
 	if err != nil {
 		ln.Close()
@@ -100,6 +102,7 @@ func New(cfg Config) (*Node, error) {
 	edgev1.RegisterTenantServiceServer(n.admin, &tenantService{n: n})
 	edgev1.RegisterClusterServiceServer(n.admin, &clusterService{n: n})
 	edgev1.RegisterInternalServiceServer(n.admin, &internalService{n: n})
+	edgev1.RegisterCacheServiceServer(n.admin, &cacheService{n: n})
 
 	pc, err := peerCreds(&n.cfg)
 	if err != nil {
@@ -175,7 +178,8 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	n.wg.Add(2)
+	n.wg.Add(3)
+	go func() { defer n.wg.Done(); n.purgeLoop(runCtx) }()
 	go func() { defer n.wg.Done(); n.joinLoop(runCtx) }()
 	go func() { defer n.wg.Done(); n.registerLoop(runCtx) }()
 	n.logger.Info("edged started", "admin", n.AdminAddr(), "raft", n.RaftAddr(), "http", n.HTTPAddr(), "https", n.HTTPSAddr(), "metrics", n.MetricsAddr(), "data_dir", n.cfg.DataDir)

@@ -10,13 +10,29 @@ import (
 // CompressWriter adapts a *compress.Compressor to Config.WrapWriter: an
 // origin response already compressed in a coding the client accepts
 // passes through, one the client cannot read is decoded, and the rest is
-// compressed by Accept-Encoding (br, zstd, gzip) when eligible.
+// compressed by Accept-Encoding (br, zstd, gzip) when eligible. On the
+// cache path (resp nil) only the last applies: a response the cache sends
+// with a Content-Encoding (its stored gzip) passes through as is.
 func CompressWriter(c *compress.Compressor) func(http.ResponseWriter, *http.Request, *http.Response) (http.ResponseWriter, func() error, error) {
 	return func(w http.ResponseWriter, r *http.Request, resp *http.Response) (http.ResponseWriter, func() error, error) {
-		if _, err := c.Decode(resp, r.Header.Get("Accept-Encoding")); err != nil {
-			return nil, nil, fmt.Errorf("decode origin body: %w", err)
+		if resp != nil {
+			if _, err := c.Decode(resp, r.Header.Get("Accept-Encoding")); err != nil {
+				return nil, nil, fmt.Errorf("decode origin body: %w", err)
+			}
 		}
 		cw := c.Wrap(w, r)
 		return cw, cw.Close, nil
+	}
+}
+
+// CompressDecoder adapts a *compress.Compressor to Config.DecodeOrigin: an
+// origin response in a gzip, br or zstd coding that acceptEncoding does
+// not admit is decoded.
+func CompressDecoder(c *compress.Compressor) func(resp *http.Response, acceptEncoding string) error {
+	return func(resp *http.Response, acceptEncoding string) error {
+		if _, err := c.Decode(resp, acceptEncoding); err != nil {
+			return fmt.Errorf("decode origin body: %w", err)
+		}
+		return nil
 	}
 }

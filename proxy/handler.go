@@ -15,6 +15,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/edgeproxy/edge/proxy/cache"
 	"github.com/edgeproxy/edge/raftstore"
 )
 
@@ -92,7 +93,11 @@ type Config struct {
 	// headers are copied, and returns the writer the body goes to, e.g.
 	// compression: it may adjust resp (decode an encoding the client does
 	// not accept), and the wrapper decides at WriteHeader from the
-	// headers. The wrapper must support Flush (http.Flusher) for
+	// headers. On the cache path resp is nil: the cache writes the
+	// headers itself (a gzip hit carries Content-Encoding: gzip, which the
+	// wrapper must pass through untouched), and header values it writes
+	// are shared with other requests: replace them, never modify them in
+	// place. The wrapper must support Flush (http.Flusher) for
 	// streaming. finish is called once after the body was copied and must
 	// flush what the wrapper buffered. An error answers 502.
 	// CompressWriter adapts a *compress.Compressor.
@@ -105,6 +110,31 @@ type Config struct {
 	// ErrorReason gives a short reason for a failed fetch for the error
 	// log ("tls: unknown authority"); nil logs err.Error().
 	ErrorReason func(error) string
+
+	// Cache, when set, answers GET and HEAD requests (all but protocol
+	// upgrades go through it): a hit is served without the fetch chain, a
+	// miss runs the fetch chain (Stages, then the origin) once per key
+	// however many clients wait, and Cache-Status is sent. Without it
+	// every request goes to the fetch chain.
+	Cache *cache.Cache
+	// CachePolicy gives a tenant's cache policy; nil uses TenantPolicy.
+	CachePolicy func(t *raftstore.Tenant) cache.Policy
+	// Variant names the representation a stage produces for a request
+	// (e.g. the transform's language and rules version): part of the
+	// cache key, and a non-empty variant is also kept in L3. nil means "".
+	Variant func(x *Exchange) string
+	// FetchTimeout bounds an origin fetch made for the cache that no
+	// client can cancel (a collapsed miss runs detached from the client
+	// that started it): the wait for the response headers and then each
+	// wait for body bytes; an event stream is bound to its client instead.
+	// Default 30 s. A timeout answers 504.
+	FetchTimeout time.Duration
+	// DecodeOrigin, when set, is applied on the cache path to every origin
+	// response with the Accept-Encoding of the request the cache sent
+	// (gzip or none): it decodes a content coding that request did not
+	// ask for, so the cache can store it and no client gets a coding it
+	// cannot read. CompressDecoder adapts a *compress.Compressor.
+	DecodeOrigin func(resp *http.Response, acceptEncoding string) error
 
 	// BufferPool supplies copy buffers; nil uses a pool of 32 KB buffers.
 	BufferPool BufferPool
@@ -119,6 +149,12 @@ type Config struct {
 
 // Handler is the proxy's http.Handler. It is safe for concurrent use.
 type Handler struct {
+	cache        *cache.Cache
+	cachePolicy  func(*raftstore.Tenant) cache.Policy
+	variant      func(*Exchange) string
+	fetchTimeout time.Duration
+	decodeOrigin func(*http.Response, string) error
+
 	upstreams   Upstreams
 	lookup      Routes
 	fetch       FetchFunc
@@ -144,6 +180,12 @@ func New(cfg Config) (*Handler, error) {
 		return nil, err
 	}
 	h := &Handler{
+		cache:        cfg.Cache,
+		cachePolicy:  cfg.CachePolicy,
+		variant:      cfg.Variant,
+		fetchTimeout: cfg.FetchTimeout,
+		decodeOrigin: cfg.DecodeOrigin,
+
 		upstreams:   cfg.Upstreams,
 		lookup:      cfg.Routes,
 		wrapWriter:  cfg.WrapWriter,
@@ -156,6 +198,12 @@ func New(cfg Config) (*Handler, error) {
 	}
 	if h.pool == nil {
 		h.pool = newBufferPool(32 << 10)
+	}
+	if h.cachePolicy == nil {
+		h.cachePolicy = TenantPolicy
+	}
+	if h.fetchTimeout <= 0 {
+		h.fetchTimeout = 30 * time.Second
 	}
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)
@@ -172,6 +220,7 @@ type state struct {
 	responseWriter
 	x   Exchange
 	hdr [4]string // backing arrays for forwarded headers
+	h   *Handler
 }
 
 // ServeHTTP routes, checks the license and proxies r.
@@ -180,7 +229,7 @@ type state struct {
 // response headers are written (it has to be known then); the access log's
 // duration_ms also covers the body.
 func (h *Handler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
-	st := &state{}
+	st := &state{h: h}
 	st.responseWriter = responseWriter{rw: rw, start: time.Now(), x: &st.x}
 	w := &st.responseWriter
 	defer h.done(w, r)
@@ -223,6 +272,13 @@ func (h *Handler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	st.x.Request = r
 	st.x.Start = w.start
 
+	if h.cache != nil && st.x.upgrade == "" {
+		h.serveCached(st, r)
+		return
+	}
+	if h.cache != nil {
+		w.cache = cacheBypass // protocol upgrade
+	}
 	resp, err := h.fetch(&st.x)
 	if err != nil {
 		h.fail(w, &st.x, err)
@@ -522,7 +578,7 @@ func (h *Handler) record(w *responseWriter, r *http.Request) {
 	if w.clientGone || (status == 0 && r.Context().Err() != nil) {
 		status = StatusClientClosedRequest
 	}
-	h.m.observe(status, w.total, w.x.OriginTime)
+	h.m.observe(status, w.cache, w.total, w.x.OriginTime)
 	if !h.accessLog || !h.log.Enabled(r.Context(), slog.LevelInfo) {
 		return
 	}
@@ -537,6 +593,7 @@ func (h *Handler) record(w *responseWriter, r *http.Request) {
 		slog.Float64("total_ms", ms(w.total)),
 		slog.Float64("duration_ms", ms(time.Since(w.start))),
 		slog.String("proto", r.Proto),
+		slog.String("cache", cacheLabels[w.cache]),
 	}
 	n := len(attrs)
 	if w.err != nil {

@@ -492,8 +492,8 @@ func TestMetricsAndAccessLog(t *testing.T) {
 		}
 	}
 	for k, v := range map[string]float64{
-		"edge_requests_total{2xx}":        1,
-		"edge_requests_total{4xx}":        1,
+		"edge_requests_total{none}{2xx}":  1,
+		"edge_requests_total{none}{4xx}":  1,
 		"edge_request_duration_seconds":   2,
 		"edge_origin_duration_seconds":    1,
 		"edge_added_latency_seconds":      1,

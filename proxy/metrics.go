@@ -17,7 +17,7 @@ var latencyBuckets = []float64{
 // metrics are the handler's edge_ metrics. Counters per status class are
 // resolved once so that a request never looks up label values.
 type metrics struct {
-	requests [6]prometheus.Counter // index: status/100 (0 = unknown)
+	requests [6][numCacheLabels]prometheus.Counter // index: status/100 (0 = unknown), cache label
 	total    prometheus.Histogram
 	origin   prometheus.Histogram
 	added    prometheus.Histogram
@@ -26,8 +26,8 @@ type metrics struct {
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	reqs := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "edge_requests_total",
-		Help: "Requests served by the proxy, by status class (499 = client went away).",
-	}, []string{"code"})
+		Help: "Requests served by the proxy, by status class (499 = client went away) and cache result (none, miss, hit, stale, revalidated, bypass).",
+	}, []string{"code", "cache"})
 	m := &metrics{
 		total: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "edge_request_duration_seconds",
@@ -46,7 +46,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}),
 	}
 	for i, c := range []string{"unknown", "1xx", "2xx", "3xx", "4xx", "5xx"} {
-		m.requests[i] = reqs.WithLabelValues(c)
+		for j, l := range cacheLabels {
+			m.requests[i][j] = reqs.WithLabelValues(c, l)
+		}
 	}
 	if reg == nil {
 		return m, nil
@@ -63,12 +65,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	return m, nil
 }
 
-func (m *metrics) observe(status int, total, origin time.Duration) {
+func (m *metrics) observe(status int, cl cacheLabel, total, origin time.Duration) {
 	class := status / 100
 	if class < 1 || class > 5 {
 		class = 0
 	}
-	m.requests[class].Inc()
+	m.requests[class][cl].Inc()
 	if status == 0 {
 		return
 	}

@@ -20,6 +20,7 @@ type responseWriter struct {
 	wroteHeader bool
 	hijacked    bool
 	clientGone  bool
+	cache       cacheLabel
 	err         error
 	timing      [3]string
 }

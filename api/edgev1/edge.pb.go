@@ -1613,8 +1613,10 @@ type InfoResponse struct {
 	AppliedIndex      uint64 `protobuf:"varint,8,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
 	LastIndex         uint64 `protobuf:"varint,9,opt,name=last_index,json=lastIndex,proto3" json:"last_index,omitempty"`
 	Term              uint64 `protobuf:"varint,10,opt,name=term,proto3" json:"term,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// The raft index of the last cache purge this node's cache applied.
+	PurgeIndex    uint64 `protobuf:"varint,11,opt,name=purge_index,json=purgeIndex,proto3" json:"purge_index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *InfoResponse) Reset() {
@@ -1713,6 +1715,13 @@ func (x *InfoResponse) GetLastIndex() uint64 {
 func (x *InfoResponse) GetTerm() uint64 {
 	if x != nil {
 		return x.Term
+	}
+	return 0
+}
+
+func (x *InfoResponse) GetPurgeIndex() uint64 {
+	if x != nil {
+		return x.PurgeIndex
 	}
 	return 0
 }
@@ -1895,6 +1904,282 @@ func (x *ReadIndexResponse) GetIndex() uint64 {
 	return 0
 }
 
+type PurgeRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The tenant (domain or alias). Empty only with everything = true.
+	Domain   string   `protobuf:"bytes,1,opt,name=domain,proto3" json:"domain,omitempty"`
+	Urls     []string `protobuf:"bytes,2,rep,name=urls,proto3" json:"urls,omitempty"`
+	Prefixes []string `protobuf:"bytes,3,rep,name=prefixes,proto3" json:"prefixes,omitempty"`
+	Tags     []string `protobuf:"bytes,4,rep,name=tags,proto3" json:"tags,omitempty"`
+	// Every object of the tenant.
+	All bool `protobuf:"varint,5,opt,name=all,proto3" json:"all,omitempty"`
+	// Every object of every tenant (domain must be empty).
+	Everything bool `protobuf:"varint,6,opt,name=everything,proto3" json:"everything,omitempty"`
+	// Mark objects stale (served while revalidating) instead of removing them.
+	Soft bool `protobuf:"varint,7,opt,name=soft,proto3" json:"soft,omitempty"`
+	// Count what would be purged in the answering node's L1; write nothing.
+	DryRun bool `protobuf:"varint,8,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
+	// How long to wait for every member to confirm; 0 means 10s.
+	WaitMs        int64 `protobuf:"varint,9,opt,name=wait_ms,json=waitMs,proto3" json:"wait_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PurgeRequest) Reset() {
+	*x = PurgeRequest{}
+	mi := &file_edge_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PurgeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PurgeRequest) ProtoMessage() {}
+
+func (x *PurgeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_edge_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PurgeRequest.ProtoReflect.Descriptor instead.
+func (*PurgeRequest) Descriptor() ([]byte, []int) {
+	return file_edge_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *PurgeRequest) GetDomain() string {
+	if x != nil {
+		return x.Domain
+	}
+	return ""
+}
+
+func (x *PurgeRequest) GetUrls() []string {
+	if x != nil {
+		return x.Urls
+	}
+	return nil
+}
+
+func (x *PurgeRequest) GetPrefixes() []string {
+	if x != nil {
+		return x.Prefixes
+	}
+	return nil
+}
+
+func (x *PurgeRequest) GetTags() []string {
+	if x != nil {
+		return x.Tags
+	}
+	return nil
+}
+
+func (x *PurgeRequest) GetAll() bool {
+	if x != nil {
+		return x.All
+	}
+	return false
+}
+
+func (x *PurgeRequest) GetEverything() bool {
+	if x != nil {
+		return x.Everything
+	}
+	return false
+}
+
+func (x *PurgeRequest) GetSoft() bool {
+	if x != nil {
+		return x.Soft
+	}
+	return false
+}
+
+func (x *PurgeRequest) GetDryRun() bool {
+	if x != nil {
+		return x.DryRun
+	}
+	return false
+}
+
+func (x *PurgeRequest) GetWaitMs() int64 {
+	if x != nil {
+		return x.WaitMs
+	}
+	return 0
+}
+
+type PurgeNode struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Done          bool                   `protobuf:"varint,2,opt,name=done,proto3" json:"done,omitempty"`
+	PurgeIndex    uint64                 `protobuf:"varint,3,opt,name=purge_index,json=purgeIndex,proto3" json:"purge_index,omitempty"`
+	Error         string                 `protobuf:"bytes,4,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PurgeNode) Reset() {
+	*x = PurgeNode{}
+	mi := &file_edge_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PurgeNode) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PurgeNode) ProtoMessage() {}
+
+func (x *PurgeNode) ProtoReflect() protoreflect.Message {
+	mi := &file_edge_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PurgeNode.ProtoReflect.Descriptor instead.
+func (*PurgeNode) Descriptor() ([]byte, []int) {
+	return file_edge_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *PurgeNode) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *PurgeNode) GetDone() bool {
+	if x != nil {
+		return x.Done
+	}
+	return false
+}
+
+func (x *PurgeNode) GetPurgeIndex() uint64 {
+	if x != nil {
+		return x.PurgeIndex
+	}
+	return 0
+}
+
+func (x *PurgeNode) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+type PurgeResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Index uint64                 `protobuf:"varint,2,opt,name=index,proto3" json:"index,omitempty"`
+	// Members whose cache applied the purge, out of total.
+	Acknowledged int32        `protobuf:"varint,3,opt,name=acknowledged,proto3" json:"acknowledged,omitempty"`
+	Total        int32        `protobuf:"varint,4,opt,name=total,proto3" json:"total,omitempty"`
+	Nodes        []*PurgeNode `protobuf:"bytes,5,rep,name=nodes,proto3" json:"nodes,omitempty"`
+	// Dry run: objects in the answering node's L1 that match.
+	Matched       int64 `protobuf:"varint,6,opt,name=matched,proto3" json:"matched,omitempty"`
+	DryRun        bool  `protobuf:"varint,7,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PurgeResponse) Reset() {
+	*x = PurgeResponse{}
+	mi := &file_edge_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PurgeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PurgeResponse) ProtoMessage() {}
+
+func (x *PurgeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_edge_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PurgeResponse.ProtoReflect.Descriptor instead.
+func (*PurgeResponse) Descriptor() ([]byte, []int) {
+	return file_edge_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *PurgeResponse) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *PurgeResponse) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *PurgeResponse) GetAcknowledged() int32 {
+	if x != nil {
+		return x.Acknowledged
+	}
+	return 0
+}
+
+func (x *PurgeResponse) GetTotal() int32 {
+	if x != nil {
+		return x.Total
+	}
+	return 0
+}
+
+func (x *PurgeResponse) GetNodes() []*PurgeNode {
+	if x != nil {
+		return x.Nodes
+	}
+	return nil
+}
+
+func (x *PurgeResponse) GetMatched() int64 {
+	if x != nil {
+		return x.Matched
+	}
+	return 0
+}
+
+func (x *PurgeResponse) GetDryRun() bool {
+	if x != nil {
+		return x.DryRun
+	}
+	return false
+}
+
 var File_edge_proto protoreflect.FileDescriptor
 
 const file_edge_proto_rawDesc = "" +
@@ -2036,7 +2321,7 @@ const file_edge_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"4\n" +
 	"\x1aTransferLeadershipResponse\x12\x16\n" +
 	"\x06leader\x18\x01 \x01(\tR\x06leader\"\r\n" +
-	"\vInfoRequest\"\xbe\x02\n" +
+	"\vInfoRequest\"\xdf\x02\n" +
 	"\fInfoResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
 	"\fraft_address\x18\x02 \x01(\tR\vraftAddress\x12#\n" +
@@ -2049,7 +2334,9 @@ const file_edge_proto_rawDesc = "" +
 	"\n" +
 	"last_index\x18\t \x01(\x04R\tlastIndex\x12\x12\n" +
 	"\x04term\x18\n" +
-	" \x01(\x04R\x04term\"(\n" +
+	" \x01(\x04R\x04term\x12\x1f\n" +
+	"\vpurge_index\x18\v \x01(\x04R\n" +
+	"purgeIndex\"(\n" +
 	"\fApplyRequest\x12\x18\n" +
 	"\acommand\x18\x01 \x01(\fR\acommand\"=\n" +
 	"\rApplyResponse\x12\x16\n" +
@@ -2057,7 +2344,33 @@ const file_edge_proto_rawDesc = "" +
 	"\x05index\x18\x02 \x01(\x04R\x05index\"\x12\n" +
 	"\x10ReadIndexRequest\")\n" +
 	"\x11ReadIndexResponse\x12\x14\n" +
-	"\x05index\x18\x01 \x01(\x04R\x05index*<\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index\"\xe2\x01\n" +
+	"\fPurgeRequest\x12\x16\n" +
+	"\x06domain\x18\x01 \x01(\tR\x06domain\x12\x12\n" +
+	"\x04urls\x18\x02 \x03(\tR\x04urls\x12\x1a\n" +
+	"\bprefixes\x18\x03 \x03(\tR\bprefixes\x12\x12\n" +
+	"\x04tags\x18\x04 \x03(\tR\x04tags\x12\x10\n" +
+	"\x03all\x18\x05 \x01(\bR\x03all\x12\x1e\n" +
+	"\n" +
+	"everything\x18\x06 \x01(\bR\n" +
+	"everything\x12\x12\n" +
+	"\x04soft\x18\a \x01(\bR\x04soft\x12\x17\n" +
+	"\adry_run\x18\b \x01(\bR\x06dryRun\x12\x17\n" +
+	"\await_ms\x18\t \x01(\x03R\x06waitMs\"f\n" +
+	"\tPurgeNode\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
+	"\x04done\x18\x02 \x01(\bR\x04done\x12\x1f\n" +
+	"\vpurge_index\x18\x03 \x01(\x04R\n" +
+	"purgeIndex\x12\x14\n" +
+	"\x05error\x18\x04 \x01(\tR\x05error\"\xcc\x01\n" +
+	"\rPurgeResponse\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
+	"\x05index\x18\x02 \x01(\x04R\x05index\x12\"\n" +
+	"\facknowledged\x18\x03 \x01(\x05R\facknowledged\x12\x14\n" +
+	"\x05total\x18\x04 \x01(\x05R\x05total\x12(\n" +
+	"\x05nodes\x18\x05 \x03(\v2\x12.edge.v1.PurgeNodeR\x05nodes\x12\x18\n" +
+	"\amatched\x18\x06 \x01(\x03R\amatched\x12\x17\n" +
+	"\adry_run\x18\a \x01(\bR\x06dryRun*<\n" +
 	"\vConsistency\x12\x16\n" +
 	"\x12CONSISTENCY_LEADER\x10\x00\x12\x15\n" +
 	"\x11CONSISTENCY_LOCAL\x10\x012\xb5\x03\n" +
@@ -2077,7 +2390,9 @@ const file_edge_proto_rawDesc = "" +
 	"\x0fInternalService\x123\n" +
 	"\x04Info\x12\x14.edge.v1.InfoRequest\x1a\x15.edge.v1.InfoResponse\x126\n" +
 	"\x05Apply\x12\x15.edge.v1.ApplyRequest\x1a\x16.edge.v1.ApplyResponse\x12B\n" +
-	"\tReadIndex\x12\x19.edge.v1.ReadIndexRequest\x1a\x1a.edge.v1.ReadIndexResponseB-Z+github.com/edgeproxy/edge/api/edgev1;edgev1b\x06proto3"
+	"\tReadIndex\x12\x19.edge.v1.ReadIndexRequest\x1a\x1a.edge.v1.ReadIndexResponse2F\n" +
+	"\fCacheService\x126\n" +
+	"\x05Purge\x12\x15.edge.v1.PurgeRequest\x1a\x16.edge.v1.PurgeResponseB-Z+github.com/edgeproxy/edge/api/edgev1;edgev1b\x06proto3"
 
 var (
 	file_edge_proto_rawDescOnce sync.Once
@@ -2092,7 +2407,7 @@ func file_edge_proto_rawDescGZIP() []byte {
 }
 
 var file_edge_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_edge_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
+var file_edge_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
 var file_edge_proto_goTypes = []any{
 	(Consistency)(0),                   // 0: edge.v1.Consistency
 	(*License)(nil),                    // 1: edge.v1.License
@@ -2124,17 +2439,20 @@ var file_edge_proto_goTypes = []any{
 	(*ApplyResponse)(nil),              // 27: edge.v1.ApplyResponse
 	(*ReadIndexRequest)(nil),           // 28: edge.v1.ReadIndexRequest
 	(*ReadIndexResponse)(nil),          // 29: edge.v1.ReadIndexResponse
-	(*timestamppb.Timestamp)(nil),      // 30: google.protobuf.Timestamp
+	(*PurgeRequest)(nil),               // 30: edge.v1.PurgeRequest
+	(*PurgeNode)(nil),                  // 31: edge.v1.PurgeNode
+	(*PurgeResponse)(nil),              // 32: edge.v1.PurgeResponse
+	(*timestamppb.Timestamp)(nil),      // 33: google.protobuf.Timestamp
 }
 var file_edge_proto_depIdxs = []int32{
-	30, // 0: edge.v1.License.expires_at:type_name -> google.protobuf.Timestamp
+	33, // 0: edge.v1.License.expires_at:type_name -> google.protobuf.Timestamp
 	2,  // 1: edge.v1.Origin.tls:type_name -> edge.v1.OriginTLS
 	1,  // 2: edge.v1.Tenant.license:type_name -> edge.v1.License
 	3,  // 3: edge.v1.Tenant.origin:type_name -> edge.v1.Origin
 	4,  // 4: edge.v1.Tenant.cache:type_name -> edge.v1.CachePolicy
-	30, // 5: edge.v1.Tenant.created_at:type_name -> google.protobuf.Timestamp
-	30, // 6: edge.v1.Tenant.updated_at:type_name -> google.protobuf.Timestamp
-	30, // 7: edge.v1.TenantPatch.expires_at:type_name -> google.protobuf.Timestamp
+	33, // 5: edge.v1.Tenant.created_at:type_name -> google.protobuf.Timestamp
+	33, // 6: edge.v1.Tenant.updated_at:type_name -> google.protobuf.Timestamp
+	33, // 7: edge.v1.TenantPatch.expires_at:type_name -> google.protobuf.Timestamp
 	5,  // 8: edge.v1.AddTenantRequest.tenant:type_name -> edge.v1.Tenant
 	6,  // 9: edge.v1.UpdateTenantRequest.patch:type_name -> edge.v1.TenantPatch
 	0,  // 10: edge.v1.GetTenantRequest.consistency:type_name -> edge.v1.Consistency
@@ -2142,39 +2460,42 @@ var file_edge_proto_depIdxs = []int32{
 	5,  // 12: edge.v1.ListTenantsResponse.tenants:type_name -> edge.v1.Tenant
 	5,  // 13: edge.v1.TenantResponse.tenant:type_name -> edge.v1.Tenant
 	15, // 14: edge.v1.StatusResponse.members:type_name -> edge.v1.Member
-	7,  // 15: edge.v1.TenantService.Add:input_type -> edge.v1.AddTenantRequest
-	10, // 16: edge.v1.TenantService.Get:input_type -> edge.v1.GetTenantRequest
-	11, // 17: edge.v1.TenantService.List:input_type -> edge.v1.ListTenantsRequest
-	8,  // 18: edge.v1.TenantService.Update:input_type -> edge.v1.UpdateTenantRequest
-	9,  // 19: edge.v1.TenantService.Suspend:input_type -> edge.v1.TenantRef
-	9,  // 20: edge.v1.TenantService.Resume:input_type -> edge.v1.TenantRef
-	9,  // 21: edge.v1.TenantService.Remove:input_type -> edge.v1.TenantRef
-	16, // 22: edge.v1.ClusterService.Status:input_type -> edge.v1.StatusRequest
-	18, // 23: edge.v1.ClusterService.Join:input_type -> edge.v1.JoinRequest
-	20, // 24: edge.v1.ClusterService.Remove:input_type -> edge.v1.RemoveMemberRequest
-	22, // 25: edge.v1.ClusterService.TransferLeadership:input_type -> edge.v1.TransferLeadershipRequest
-	24, // 26: edge.v1.InternalService.Info:input_type -> edge.v1.InfoRequest
-	26, // 27: edge.v1.InternalService.Apply:input_type -> edge.v1.ApplyRequest
-	28, // 28: edge.v1.InternalService.ReadIndex:input_type -> edge.v1.ReadIndexRequest
-	13, // 29: edge.v1.TenantService.Add:output_type -> edge.v1.TenantResponse
-	13, // 30: edge.v1.TenantService.Get:output_type -> edge.v1.TenantResponse
-	12, // 31: edge.v1.TenantService.List:output_type -> edge.v1.ListTenantsResponse
-	13, // 32: edge.v1.TenantService.Update:output_type -> edge.v1.TenantResponse
-	13, // 33: edge.v1.TenantService.Suspend:output_type -> edge.v1.TenantResponse
-	13, // 34: edge.v1.TenantService.Resume:output_type -> edge.v1.TenantResponse
-	14, // 35: edge.v1.TenantService.Remove:output_type -> edge.v1.RemoveTenantResponse
-	17, // 36: edge.v1.ClusterService.Status:output_type -> edge.v1.StatusResponse
-	19, // 37: edge.v1.ClusterService.Join:output_type -> edge.v1.JoinResponse
-	21, // 38: edge.v1.ClusterService.Remove:output_type -> edge.v1.RemoveMemberResponse
-	23, // 39: edge.v1.ClusterService.TransferLeadership:output_type -> edge.v1.TransferLeadershipResponse
-	25, // 40: edge.v1.InternalService.Info:output_type -> edge.v1.InfoResponse
-	27, // 41: edge.v1.InternalService.Apply:output_type -> edge.v1.ApplyResponse
-	29, // 42: edge.v1.InternalService.ReadIndex:output_type -> edge.v1.ReadIndexResponse
-	29, // [29:43] is the sub-list for method output_type
-	15, // [15:29] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	31, // 15: edge.v1.PurgeResponse.nodes:type_name -> edge.v1.PurgeNode
+	7,  // 16: edge.v1.TenantService.Add:input_type -> edge.v1.AddTenantRequest
+	10, // 17: edge.v1.TenantService.Get:input_type -> edge.v1.GetTenantRequest
+	11, // 18: edge.v1.TenantService.List:input_type -> edge.v1.ListTenantsRequest
+	8,  // 19: edge.v1.TenantService.Update:input_type -> edge.v1.UpdateTenantRequest
+	9,  // 20: edge.v1.TenantService.Suspend:input_type -> edge.v1.TenantRef
+	9,  // 21: edge.v1.TenantService.Resume:input_type -> edge.v1.TenantRef
+	9,  // 22: edge.v1.TenantService.Remove:input_type -> edge.v1.TenantRef
+	16, // 23: edge.v1.ClusterService.Status:input_type -> edge.v1.StatusRequest
+	18, // 24: edge.v1.ClusterService.Join:input_type -> edge.v1.JoinRequest
+	20, // 25: edge.v1.ClusterService.Remove:input_type -> edge.v1.RemoveMemberRequest
+	22, // 26: edge.v1.ClusterService.TransferLeadership:input_type -> edge.v1.TransferLeadershipRequest
+	24, // 27: edge.v1.InternalService.Info:input_type -> edge.v1.InfoRequest
+	26, // 28: edge.v1.InternalService.Apply:input_type -> edge.v1.ApplyRequest
+	28, // 29: edge.v1.InternalService.ReadIndex:input_type -> edge.v1.ReadIndexRequest
+	30, // 30: edge.v1.CacheService.Purge:input_type -> edge.v1.PurgeRequest
+	13, // 31: edge.v1.TenantService.Add:output_type -> edge.v1.TenantResponse
+	13, // 32: edge.v1.TenantService.Get:output_type -> edge.v1.TenantResponse
+	12, // 33: edge.v1.TenantService.List:output_type -> edge.v1.ListTenantsResponse
+	13, // 34: edge.v1.TenantService.Update:output_type -> edge.v1.TenantResponse
+	13, // 35: edge.v1.TenantService.Suspend:output_type -> edge.v1.TenantResponse
+	13, // 36: edge.v1.TenantService.Resume:output_type -> edge.v1.TenantResponse
+	14, // 37: edge.v1.TenantService.Remove:output_type -> edge.v1.RemoveTenantResponse
+	17, // 38: edge.v1.ClusterService.Status:output_type -> edge.v1.StatusResponse
+	19, // 39: edge.v1.ClusterService.Join:output_type -> edge.v1.JoinResponse
+	21, // 40: edge.v1.ClusterService.Remove:output_type -> edge.v1.RemoveMemberResponse
+	23, // 41: edge.v1.ClusterService.TransferLeadership:output_type -> edge.v1.TransferLeadershipResponse
+	25, // 42: edge.v1.InternalService.Info:output_type -> edge.v1.InfoResponse
+	27, // 43: edge.v1.InternalService.Apply:output_type -> edge.v1.ApplyResponse
+	29, // 44: edge.v1.InternalService.ReadIndex:output_type -> edge.v1.ReadIndexResponse
+	32, // 45: edge.v1.CacheService.Purge:output_type -> edge.v1.PurgeResponse
+	31, // [31:46] is the sub-list for method output_type
+	16, // [16:31] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_edge_proto_init() }
@@ -2189,9 +2510,9 @@ func file_edge_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_edge_proto_rawDesc), len(file_edge_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   29,
+			NumMessages:   32,
 			NumExtensions: 0,
-			NumServices:   3,
+			NumServices:   4,
 		},
 		GoTypes:           file_edge_proto_goTypes,
 		DependencyIndexes: file_edge_proto_depIdxs,

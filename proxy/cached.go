@@ -1,0 +1,247 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/edgeproxy/edge/proxy/cache"
+	"github.com/edgeproxy/edge/raftstore"
+)
+
+// cacheLabel is a request's cache result in logs and metrics: a fixed,
+// small set so that the metric's cardinality stays bounded.
+type cacheLabel uint8
+
+const (
+	cacheNone        cacheLabel = iota // no cache, or answered before it (400/403/308)
+	cacheMiss                          // went to the origin through the cache
+	cacheHit                           // fresh object from L1/L2/L3
+	cacheStale                         // stale object (stale-while-revalidate, stale-if-error, soft purge)
+	cacheRevalidated                   // stale object confirmed by the origin's 304
+	cacheBypass                        // not cacheable by request (method, Authorization, upgrade)
+	numCacheLabels
+)
+
+var cacheLabels = [numCacheLabels]string{"none", "miss", "hit", "stale", "revalidated", "bypass"}
+
+func labelOf(o cache.Outcome) cacheLabel {
+	switch o {
+	case cache.OutcomeHit:
+		return cacheHit
+	case cache.OutcomeStale:
+		return cacheStale
+	case cache.OutcomeRevalidated:
+		return cacheRevalidated
+	case cache.OutcomeBypass:
+		return cacheBypass
+	}
+	return cacheMiss
+}
+
+// TenantPolicy is the default Config.CachePolicy: the tenant's replicated
+// cache settings (edgectl tenant add/update flags) as a cache.Policy.
+func TenantPolicy(t *raftstore.Tenant) cache.Policy {
+	return cache.Policy{
+		DefaultTTL:      t.Cache.DefaultTTL,
+		OverrideTTL:     t.Cache.OverrideTTL,
+		CacheSetCookie:  t.Cache.CacheCookies,
+		CacheAuthorized: t.Cache.CacheAuthorized,
+	}
+}
+
+// serveCached answers a routed, licensed request through the cache: a
+// hit is written by the cache; a miss runs st.fetch (the fetch chain) and
+// the cache writes what it returns. Compression wraps the writer the cache
+// writes to; timing headers are stamped by the handler's writer underneath
+// once BeforeWrite has set the origin time.
+func (h *Handler) serveCached(st *state, r *http.Request) {
+	w, x := &st.responseWriter, &st.x
+	var dst http.ResponseWriter = w
+	var finish func() error
+	if h.wrapWriter != nil {
+		var err error
+		if dst, finish, err = h.wrapWriter(w, r, nil); err != nil {
+			h.fail(w, x, err)
+			return
+		}
+	}
+	var variant string
+	if h.variant != nil {
+		variant = h.variant(x)
+	}
+	res, err := h.cache.Serve(dst, r, cache.Request{
+		Tenant:      x.Tenant.Domain,
+		Host:        x.Host,
+		Variant:     variant,
+		Policy:      h.cachePolicy(x.Tenant),
+		Persist:     variant != "",
+		BeforeWrite: st.beforeWrite,
+	}, st.fetch)
+	w.cache = labelOf(res.Outcome)
+	x.OriginTime = res.OriginDuration
+	switch {
+	case err == nil:
+	case errors.Is(err, cache.ErrTruncated):
+		if r.Context().Err() != nil {
+			w.clientGone = true
+			return
+		}
+		// The origin broke off mid-body: abort so the client sees a
+		// truncated response, not a complete one.
+		w.err = err
+		h.log.LogAttrs(r.Context(), slog.LevelWarn, "origin body failed",
+			slog.String("tenant", x.Tenant.Domain), slog.String("host", x.Host),
+			slog.String("reason", h.reason(err)))
+		panic(http.ErrAbortHandler)
+	default: // nothing was written
+		if finish != nil {
+			_ = finish()
+		}
+		h.fail(w, x, err)
+		return
+	}
+	if finish != nil {
+		if ferr := finish(); ferr != nil {
+			w.clientGone = true
+		}
+	}
+}
+
+// beforeWrite is the cache's BeforeWrite hook: it records the origin time
+// the response waited for (0 on a hit), which the handler's writer stamps
+// into the timing headers at WriteHeader.
+func (st *state) beforeWrite(hd http.Header, res *cache.Result) {
+	st.x.OriginTime = res.OriginDuration
+	st.responseWriter.cache = labelOf(res.Outcome)
+	if st.h.wrapWriter == nil {
+		return
+	}
+	// Header values of stored objects are shared by every hit. A wrapper
+	// that adds Accept-Encoding to Vary in place (compress does, when the
+	// value lacks it) would write into the stored object: give it a copy.
+	if v := hd["Vary"]; len(v) > 0 && !varyHasAcceptEncoding(v) {
+		hd["Vary"] = append([]string(nil), v...)
+	}
+}
+
+func varyHasAcceptEncoding(v []string) bool {
+	for _, s := range v {
+		if strings.Contains(s, "*") || containsFold(s, "accept-encoding") {
+			return true
+		}
+	}
+	return false
+}
+
+// containsFold reports whether s contains the lower-case ASCII sub.
+func containsFold(s, sub string) bool {
+	for i := 0; i+len(sub) <= len(s); i++ {
+		if strings.EqualFold(s[i:i+len(sub)], sub) {
+			return true
+		}
+	}
+	return false
+}
+
+// fetch is the cache's Fetcher: it runs the fetch chain (Stages, then the
+// origin) for the request the cache prepared. A fetch whose context
+// cannot be canceled (a collapsed miss, detached from the client that
+// started it) is bounded by FetchTimeout: for the response headers, then
+// for each read of the body, so a stalled origin cannot hold the waiters
+// or a goroutine forever while a long healthy download still completes.
+// An event stream is bound to the starting client instead.
+func (st *state) fetch(ctx context.Context, out *http.Request) (*http.Response, error) {
+	h := st.h
+	fx := &Exchange{Tenant: st.x.Tenant, Host: st.x.Host, Request: out, Start: st.x.Start}
+	if ctx.Done() != nil {
+		resp, err := h.fetch(fx)
+		if err != nil {
+			return nil, err
+		}
+		return h.decode(resp, out)
+	}
+	fctx, cancel := context.WithCancelCause(ctx)
+	timer := time.AfterFunc(h.fetchTimeout, func() { cancel(errFetchTimeout) })
+	fx.Request = out.WithContext(fctx)
+	resp, err := h.fetch(fx)
+	timer.Stop()
+	if err != nil {
+		if errors.Is(context.Cause(fctx), errFetchTimeout) {
+			err = fmt.Errorf("%w after %s: %w", errFetchTimeout, h.fetchTimeout, err)
+		}
+		cancel(nil)
+		return nil, err
+	}
+	tb := &timedBody{rc: resp.Body, ctx: fctx, cancel: cancel}
+	if isEventStream(resp.Header) {
+		tb.stopClient = context.AfterFunc(st.x.Request.Context(), func() { cancel(context.Canceled) })
+	} else {
+		tb.timer, tb.idle = timer, h.fetchTimeout
+	}
+	resp.Body = tb
+	return h.decode(resp, out)
+}
+
+// decode applies DecodeOrigin for the Accept-Encoding the cache sent.
+func (h *Handler) decode(resp *http.Response, out *http.Request) (*http.Response, error) {
+	if h.decodeOrigin == nil {
+		return resp, nil
+	}
+	if err := h.decodeOrigin(resp, out.Header.Get("Accept-Encoding")); err != nil {
+		resp.Body.Close()
+		return nil, err
+	}
+	return resp, nil
+}
+
+// fetchTimeoutError is the cause of a fetch cut by FetchTimeout; it is a
+// timeout for statusForError (504).
+type fetchTimeoutError struct{}
+
+func (fetchTimeoutError) Error() string { return "origin fetch timed out" }
+func (fetchTimeoutError) Timeout() bool { return true }
+
+var errFetchTimeout error = fetchTimeoutError{}
+
+// timedBody bounds each read of a detached fetch's body and releases the
+// fetch's context on Close.
+type timedBody struct {
+	rc         io.ReadCloser
+	ctx        context.Context
+	cancel     context.CancelCauseFunc
+	timer      *time.Timer // nil for event streams
+	idle       time.Duration
+	stopClient func() bool
+}
+
+func (b *timedBody) Read(p []byte) (int, error) {
+	if b.timer != nil {
+		b.timer.Reset(b.idle)
+	}
+	n, err := b.rc.Read(p)
+	if b.timer != nil {
+		b.timer.Stop()
+	}
+	if err != nil && err != io.EOF && errors.Is(context.Cause(b.ctx), errFetchTimeout) {
+		err = fmt.Errorf("reading body: %w: %w", errFetchTimeout, err)
+	}
+	return n, err
+}
+
+func (b *timedBody) Close() error {
+	if b.timer != nil {
+		b.timer.Stop()
+	}
+	if b.stopClient != nil {
+		b.stopClient()
+	}
+	err := b.rc.Close()
+	b.cancel(nil)
+	return err
+}
