@@ -40,6 +40,10 @@ type Node struct {
 	metrics   *http.Server
 	metricsLn net.Listener
 	certs     func(*tls.ClientHelloInfo) (*tls.Certificate, error)
+	cache     *cache.Cache
+	applied   chan struct{} // signalled after every applied batch
+
+	raftMetrics *raftCollector
 
 	started   time.Time
 	readyTerm atomic.Uint64 // term in which this leader applied its first entry
@@ -114,6 +118,8 @@ func New(cfg Config) (*Node, error) {
 		grpc.WithPerRPCCredentials(tokenCreds{token: cfg.AdminToken, secure: cfg.AdminTLSCert != ""}))
 
 	n.registry = newRegistry()
+	n.raftMetrics = newRaftCollector(n, n.registry)
+	n.raftMetrics.observeLeaders()
 	if n.dp, err = n.newDataPlane(n.registry); err != nil {
 		st.Close()
 		ln.Close()
@@ -272,9 +278,13 @@ func (n *Node) apply(ctx context.Context, cmd *raftstore.Command) (*raftstore.Re
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.forwardTimeout)
 	defer cancel()
 	var lastErr error = errNoLeader
+	start := time.Now()
 	for {
 		r, err := n.applyOnce(ctx, b)
 		if err == nil {
+			if n.raftMetrics != nil {
+				n.raftMetrics.applyLatency.Observe(time.Since(start).Seconds())
+			}
 			if r.Err != nil {
 				return r, r.Err
 			}

@@ -412,3 +412,33 @@ func TestLongTagNameCut(t *testing.T) {
 		}
 	}
 }
+
+// TestConcurrentUse: one program serves many responses at once.
+func TestConcurrentUse(t *testing.T) {
+	p := testProgram(t, Config{})
+	in := readFile(t, "blog.html")
+	want := map[string][]byte{}
+	for _, v := range variants {
+		want[v.name] = rewrite(t, p, request(p, v.host, v.path), in)
+	}
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 20 {
+				v := variants[(g+i)%len(variants)]
+				var out bytes.Buffer
+				if _, err := p.Rewrite(&out, bytes.NewReader(in), request(p, v.host, v.path)); err != nil {
+					t.Error(err)
+					return
+				}
+				if !bytes.Equal(out.Bytes(), want[v.name]) {
+					t.Errorf("%s: concurrent output differs", v.name)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}
