@@ -17,7 +17,7 @@ import (
 
 func newTenantCmd(g *globals) *cobra.Command {
 	c := &cobra.Command{Use: "tenant", Short: "Add, inspect, change and remove tenants (customer domains)"}
-	c.AddCommand(newTenantAdd(g), newTenantGet(g), newTenantList(g), newTenantUpdate(g),
+	c.AddCommand(newTenantAdd(g), newTenantGet(g), newTenantList(g), newTenantUpdate(g), newTenantTransformCmd(g),
 		newTenantState(g, "suspend"), newTenantState(g, "resume"), newTenantRemove(g))
 	return c
 }

@@ -8,6 +8,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	edgev1 "github.com/edgeproxy/edge/api/edgev1"
+	"github.com/edgeproxy/edge/proxy/transform"
 	"github.com/edgeproxy/edge/raftstore"
 )
 
@@ -35,6 +36,13 @@ func (s *tenantService) Add(ctx context.Context, req *edgev1.AddTenantRequest) (
 		return nil, status.Error(codes.InvalidArgument, "tenant: required")
 	}
 	t := tenantFromProto(req.GetTenant())
+	if t.Transform != "" {
+		canonical, err := canonicalRules(t.Transform)
+		if err != nil {
+			return nil, err
+		}
+		t.Transform = canonical
+	}
 	if err := raftstore.ValidateTenant(t); err != nil {
 		return nil, grpcError(err)
 	}
@@ -105,6 +113,13 @@ func (s *tenantService) Update(ctx context.Context, req *edgev1.UpdateTenantRequ
 		return nil, err
 	}
 	p := patchFromProto(req.GetPatch())
+	if p.Transform != nil && *p.Transform != "" {
+		canonical, err := canonicalRules(*p.Transform)
+		if err != nil {
+			return nil, err
+		}
+		p.Transform = &canonical
+	}
 	// Validate the patch against the local copy first; the state machine
 	// validates again against the state it applies to.
 	if cur := s.n.store.View().Tenant(d); cur != nil && cur.Domain == d {
@@ -149,4 +164,19 @@ func (s *tenantService) Remove(ctx context.Context, req *edgev1.TenantRef) (*edg
 		return nil, err
 	}
 	return &edgev1.RemoveTenantResponse{Domain: d, Index: r.Index}, nil
+}
+
+// canonicalRules parses transform rules as submitted (YAML, see
+// docs/transform.md), validates them (size limits, selector syntax…) and
+// returns the canonical JSON form that is stored and replicated.
+func canonicalRules(src string) (string, error) {
+	r, err := transform.ParseRules([]byte(src))
+	if err != nil {
+		return "", status.Error(codes.InvalidArgument, "transform: "+err.Error())
+	}
+	b, err := r.Encode()
+	if err != nil {
+		return "", status.Error(codes.Internal, "transform: "+err.Error())
+	}
+	return string(b), nil
 }

@@ -1,12 +1,16 @@
 package proxy
 
 import (
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 
+	"github.com/edgeproxy/edge/proxy/cache"
+	"github.com/edgeproxy/edge/proxy/compress"
 	"github.com/edgeproxy/edge/raftstore"
 )
 
@@ -90,3 +94,116 @@ func BenchmarkHandlerPassThrough(b *testing.B) { benchHandler(b, "shop.example")
 
 // BenchmarkHandlerUnknownHost is the 403 path.
 func BenchmarkHandlerUnknownHost(b *testing.B) { benchHandler(b, "nope.example") }
+
+// cacheableUpstream answers with a fixed cacheable body; a hit benchmark
+// calls it once (the fill).
+type cacheableUpstream struct {
+	target      *url.URL
+	body        string
+	contentType string
+	calls       int
+}
+
+func (u *cacheableUpstream) RoundTripper(*raftstore.Tenant) (http.RoundTripper, *url.URL, error) {
+	return u, u.target, nil
+}
+
+func (u *cacheableUpstream) RoundTrip(*http.Request) (*http.Response, error) {
+	u.calls++
+	return &http.Response{
+		StatusCode: 200,
+		Header: http.Header{
+			"Content-Type":   {u.contentType},
+			"Cache-Control":  {"max-age=3600"},
+			"Content-Length": {strconv.Itoa(len(u.body))},
+		},
+		Body:          io.NopCloser(strings.NewReader(u.body)),
+		ContentLength: int64(len(u.body)),
+	}, nil
+}
+
+// benchCacheHit measures the whole handler on a cache hit: route,
+// license, header cleaning, L1 lookup, headers and body from the stored
+// object through the compression writer, timing headers, metrics (access
+// log off: discard logger).
+func benchCacheHit(b *testing.B, body, contentType, acceptEncoding, wantCE string) {
+	c, err := cache.New(cache.Config{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	comp, err := compress.New(compress.Config{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	target, _ := url.Parse("http://origin.internal")
+	up := &cacheableUpstream{target: target, body: body, contentType: contentType}
+	h, err := New(Config{
+		Routes:       routesOf(tenant("shop.example", target.String())),
+		Upstreams:    up,
+		Cache:        c,
+		WrapWriter:   CompressWriter(comp),
+		DecodeOrigin: CompressDecoder(comp),
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	req, _ := http.NewRequest("GET", "http://shop.example/assets/app?v=42", nil)
+	req.RemoteAddr = "203.0.113.7:51234"
+	req.RequestURI = req.URL.RequestURI()
+	req.Header = http.Header{
+		"User-Agent":      {"bench"},
+		"Accept":          {"*/*"},
+		"Accept-Encoding": {acceptEncoding},
+		"Connection":      {"keep-alive"},
+	}
+	w := &countingWriter{discardWriter: discardWriter{h: http.Header{}}}
+	serve := func() {
+		clear(w.h)
+		w.n = 0
+		delete(req.Header, "X-Forwarded-For")
+		delete(req.Header, "X-Forwarded-Proto")
+		delete(req.Header, "X-Forwarded-Host")
+		delete(req.Header, "Via")
+		h.ServeHTTP(w, req)
+	}
+	serve() // fill
+	serve()
+	if w.code != 200 || w.h.Get("Cache-Status") != "edge; hit" || w.h.Get("Content-Encoding") != wantCE || up.calls != 1 {
+		b.Fatalf("not a hit: %d %q %q, origin calls %d", w.code, w.h.Get("Cache-Status"), w.h.Get("Content-Encoding"), up.calls)
+	}
+	b.SetBytes(int64(w.n))
+	b.ReportAllocs()
+	for b.Loop() {
+		serve()
+	}
+	if up.calls != 1 {
+		b.Fatalf("origin called %d times", up.calls)
+	}
+}
+
+type countingWriter struct {
+	discardWriter
+	n int
+}
+
+func (w *countingWriter) Write(p []byte) (int, error) { w.n += len(p); return len(p), nil }
+
+// BenchmarkHandlerCacheHit1KB is a 1 KB object (not compressible type).
+func BenchmarkHandlerCacheHit1KB(b *testing.B) {
+	benchCacheHit(b, strings.Repeat("0123456789abcdef", 64), "application/octet-stream", "gzip, br", "")
+}
+
+// BenchmarkHandlerCacheHit40KBGzip is a 40 KB HTML page for a client that
+// accepts gzip: the stored gzip bytes are sent as they are.
+func BenchmarkHandlerCacheHit40KBGzip(b *testing.B) {
+	benchCacheHit(b, benchPage(40<<10), "text/html; charset=utf-8", "gzip, deflate, br, zstd", "gzip")
+}
+
+func benchPage(n int) string {
+	var sb strings.Builder
+	for i := 0; sb.Len() < n; i++ {
+		fmt.Fprintf(&sb, "<div class=\"item\"><a href=\"/products/%d\">Product %d</a><p>A fine product, number %d.</p></div>\n", i, i, i*7)
+	}
+	return sb.String()[:n]
+}
