@@ -48,7 +48,7 @@ func (g *globals) call(ctx context.Context, fn func(ctx context.Context, cc *grp
 	}
 	ctx, cancel := context.WithTimeout(ctx, g.timeout)
 	defer cancel()
-	md := metadata.Pairs("x-edge-request-id", newRequestID())
+	md := metadata.Pairs("x-edge-request-id", newRequestID(), "x-edge-actor", actorName(g.getenv))
 	if token != "" {
 		md.Append("authorization", "Bearer "+token)
 	}
@@ -134,4 +134,14 @@ func newRequestID() string {
 	var b [16]byte
 	_, _ = rand.Read(b[:])
 	return hex.EncodeToString(b[:])
+}
+
+// actorName identifies the operator in the cluster's change history.
+func actorName(getenv func(string) string) string {
+	user := getenv("USER")
+	if user == "" {
+		user = "unknown"
+	}
+	host, _ := os.Hostname()
+	return user + "@" + host
 }

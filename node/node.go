@@ -107,6 +107,8 @@ func New(cfg Config) (*Node, error) {
 	edgev1.RegisterClusterServiceServer(n.admin, &clusterService{n: n})
 	edgev1.RegisterInternalServiceServer(n.admin, &internalService{n: n})
 	edgev1.RegisterCacheServiceServer(n.admin, &cacheService{n: n})
+	edgev1.RegisterSnapshotServiceServer(n.admin, &snapshotService{n: n})
+	edgev1.RegisterHistoryServiceServer(n.admin, &historyService{n: n})
 
 	pc, err := peerCreds(&n.cfg)
 	if err != nil {

@@ -74,6 +74,7 @@ func (s *cacheService) Purge(ctx context.Context, req *edgev1.PurgeRequest) (*ed
 	if err != nil {
 		return nil, grpcError(err)
 	}
+	cmd.Actor = actor(ctx)
 	start := time.Now()
 	r, err := n.apply(ctx, cmd)
 	if err != nil {

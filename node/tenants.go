@@ -24,6 +24,7 @@ func (s *tenantService) write(ctx context.Context, t raftstore.CommandType, payl
 	if err != nil {
 		return nil, grpcError(err)
 	}
+	cmd.Actor = actor(ctx)
 	r, err := s.n.apply(ctx, cmd)
 	if err != nil {
 		return nil, grpcError(err)

@@ -56,17 +56,16 @@ func TenantPolicy(t *raftstore.Tenant) cache.Policy {
 }
 
 // serveCached answers a routed, licensed request through the cache: a
-// hit is written by the cache; a miss runs st.fetch (the fetch chain) and
+// hit is written by the cache; a miss runs fetchForCache (the fetch chain) and
 // the cache writes what it returns. Compression wraps the writer the cache
 // writes to; timing headers are stamped by the handler's writer underneath
 // once BeforeWrite has set the origin time.
 func (h *Handler) serveCached(st *state, r *http.Request) {
 	w, x := &st.responseWriter, &st.x
 	var dst http.ResponseWriter = w
-	var finish func() error
 	if h.wrapWriter != nil {
 		var err error
-		if dst, finish, err = h.wrapWriter(w, r, nil); err != nil {
+		if dst, err = h.wrapWriter(w, r, nil); err != nil {
 			h.fail(w, x, err)
 			return
 		}
@@ -81,10 +80,14 @@ func (h *Handler) serveCached(st *state, r *http.Request) {
 		Variant:     variant,
 		Policy:      h.cachePolicy(x.Tenant),
 		Persist:     variant != "",
-		BeforeWrite: st.beforeWrite,
-	}, st.fetch)
+		BeforeWrite: st,
+	}, h.cacheFetch)
 	w.cache = labelOf(res.Outcome)
 	x.OriginTime = res.OriginDuration
+	closer, _ := dst.(io.Closer)
+	if dst == http.ResponseWriter(w) {
+		closer = nil
+	}
 	switch {
 	case err == nil:
 	case errors.Is(err, cache.ErrTruncated):
@@ -100,23 +103,24 @@ func (h *Handler) serveCached(st *state, r *http.Request) {
 			slog.String("reason", h.reason(err)))
 		panic(http.ErrAbortHandler)
 	default: // nothing was written
-		if finish != nil {
-			_ = finish()
+		if closer != nil {
+			_ = closer.Close()
 		}
 		h.fail(w, x, err)
 		return
 	}
-	if finish != nil {
-		if ferr := finish(); ferr != nil {
+	if closer != nil {
+		if cerr := closer.Close(); cerr != nil {
 			w.clientGone = true
 		}
 	}
 }
 
-// beforeWrite is the cache's BeforeWrite hook: it records the origin time
+// BeforeWrite implements cache.BeforeWriter: it records the origin time
 // the response waited for (0 on a hit), which the handler's writer stamps
-// into the timing headers at WriteHeader.
-func (st *state) beforeWrite(hd http.Header, res *cache.Result) {
+// into the timing headers at WriteHeader. A *state in the interface costs
+// no allocation.
+func (st *state) BeforeWrite(hd http.Header, res cache.Result) {
 	st.x.OriginTime = res.OriginDuration
 	st.responseWriter.cache = labelOf(res.Outcome)
 	if st.h.wrapWriter == nil {
@@ -128,6 +132,17 @@ func (st *state) beforeWrite(hd http.Header, res *cache.Result) {
 	if v := hd["Vary"]; len(v) > 0 && !varyHasAcceptEncoding(v) {
 		hd["Vary"] = append([]string(nil), v...)
 	}
+}
+
+// acceptsEventStream reports whether a request asks for server-sent
+// events: such long-lived streams bypass the cache.
+func acceptsEventStream(h http.Header) bool {
+	for _, v := range h["Accept"] {
+		if strings.Contains(v, "text/event-stream") {
+			return true
+		}
+	}
+	return false
 }
 
 func varyHasAcceptEncoding(v []string) bool {
@@ -149,16 +164,27 @@ func containsFold(s, sub string) bool {
 	return false
 }
 
-// fetch is the cache's Fetcher: it runs the fetch chain (Stages, then the
-// origin) for the request the cache prepared. A fetch whose context
-// cannot be canceled (a collapsed miss, detached from the client that
-// started it) is bounded by FetchTimeout: for the response headers, then
-// for each read of the body, so a stalled origin cannot hold the waiters
-// or a goroutine forever while a long healthy download still completes.
-// An event stream is bound to the starting client instead.
-func (st *state) fetch(ctx context.Context, out *http.Request) (*http.Response, error) {
-	h := st.h
-	fx := &Exchange{Tenant: st.x.Tenant, Host: st.x.Host, Request: out, Start: st.x.Start}
+// fetchForCache is the cache's Fetcher (one per Handler, so a request
+// allocates no closure): it runs the fetch chain (Stages, then the origin)
+// for the request the cache prepared. The tenant is looked up again from
+// the request's Host, so a background revalidation uses the tenant's
+// current origin.
+//
+// A fetch whose context cannot be canceled (a collapsed miss, detached
+// from the client that started it) is bounded by FetchTimeout: for the
+// response headers, then for each read of the body, so a stalled origin
+// cannot hold the waiters or a goroutine forever while a long healthy
+// download still completes.
+func (h *Handler) fetchForCache(ctx context.Context, out *http.Request) (*http.Response, error) {
+	host, err := NormalizeHost(out.Host)
+	if err != nil {
+		return nil, fmt.Errorf("cache fetch: %w", err)
+	}
+	t := h.lookup.Lookup(host)
+	if t == nil {
+		return nil, fmt.Errorf("cache fetch: no tenant serves %s any more", host)
+	}
+	fx := &Exchange{Tenant: t, Host: host, Request: out, Start: time.Now()}
 	if ctx.Done() != nil {
 		resp, err := h.fetch(fx)
 		if err != nil {
@@ -178,13 +204,7 @@ func (st *state) fetch(ctx context.Context, out *http.Request) (*http.Response, 
 		cancel(nil)
 		return nil, err
 	}
-	tb := &timedBody{rc: resp.Body, ctx: fctx, cancel: cancel}
-	if isEventStream(resp.Header) {
-		tb.stopClient = context.AfterFunc(st.x.Request.Context(), func() { cancel(context.Canceled) })
-	} else {
-		tb.timer, tb.idle = timer, h.fetchTimeout
-	}
-	resp.Body = tb
+	resp.Body = &timedBody{rc: resp.Body, ctx: fctx, cancel: cancel, timer: timer, idle: h.fetchTimeout}
 	return h.decode(resp, out)
 }
 
@@ -212,22 +232,17 @@ var errFetchTimeout error = fetchTimeoutError{}
 // timedBody bounds each read of a detached fetch's body and releases the
 // fetch's context on Close.
 type timedBody struct {
-	rc         io.ReadCloser
-	ctx        context.Context
-	cancel     context.CancelCauseFunc
-	timer      *time.Timer // nil for event streams
-	idle       time.Duration
-	stopClient func() bool
+	rc     io.ReadCloser
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+	timer  *time.Timer
+	idle   time.Duration
 }
 
 func (b *timedBody) Read(p []byte) (int, error) {
-	if b.timer != nil {
-		b.timer.Reset(b.idle)
-	}
+	b.timer.Reset(b.idle)
 	n, err := b.rc.Read(p)
-	if b.timer != nil {
-		b.timer.Stop()
-	}
+	b.timer.Stop()
 	if err != nil && err != io.EOF && errors.Is(context.Cause(b.ctx), errFetchTimeout) {
 		err = fmt.Errorf("reading body: %w: %w", errFetchTimeout, err)
 	}
@@ -235,12 +250,7 @@ func (b *timedBody) Read(p []byte) (int, error) {
 }
 
 func (b *timedBody) Close() error {
-	if b.timer != nil {
-		b.timer.Stop()
-	}
-	if b.stopClient != nil {
-		b.stopClient()
-	}
+	b.timer.Stop()
 	err := b.rc.Close()
 	b.cancel(nil)
 	return err

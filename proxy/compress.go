@@ -13,15 +13,14 @@ import (
 // compressed by Accept-Encoding (br, zstd, gzip) when eligible. On the
 // cache path (resp nil) only the last applies: a response the cache sends
 // with a Content-Encoding (its stored gzip) passes through as is.
-func CompressWriter(c *compress.Compressor) func(http.ResponseWriter, *http.Request, *http.Response) (http.ResponseWriter, func() error, error) {
-	return func(w http.ResponseWriter, r *http.Request, resp *http.Response) (http.ResponseWriter, func() error, error) {
+func CompressWriter(c *compress.Compressor) func(http.ResponseWriter, *http.Request, *http.Response) (http.ResponseWriter, error) {
+	return func(w http.ResponseWriter, r *http.Request, resp *http.Response) (http.ResponseWriter, error) {
 		if resp != nil {
 			if _, err := c.Decode(resp, r.Header.Get("Accept-Encoding")); err != nil {
-				return nil, nil, fmt.Errorf("decode origin body: %w", err)
+				return nil, fmt.Errorf("decode origin body: %w", err)
 			}
 		}
-		cw := c.Wrap(w, r)
-		return cw, cw.Close, nil
+		return c.Wrap(w, r), nil // closed by the handler (io.Closer)
 	}
 }
 

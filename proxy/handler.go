@@ -93,15 +93,16 @@ type Config struct {
 	// headers are copied, and returns the writer the body goes to, e.g.
 	// compression: it may adjust resp (decode an encoding the client does
 	// not accept), and the wrapper decides at WriteHeader from the
-	// headers. On the cache path resp is nil: the cache writes the
-	// headers itself (a gzip hit carries Content-Encoding: gzip, which the
-	// wrapper must pass through untouched), and header values it writes
-	// are shared with other requests: replace them, never modify them in
-	// place. The wrapper must support Flush (http.Flusher) for
-	// streaming. finish is called once after the body was copied and must
-	// flush what the wrapper buffered. An error answers 502.
-	// CompressWriter adapts a *compress.Compressor.
-	WrapWriter func(w http.ResponseWriter, r *http.Request, resp *http.Response) (ww http.ResponseWriter, finish func() error, err error)
+	// headers. The wrapper must support Flush (http.Flusher) for
+	// streaming. If it is an io.Closer, Close is called once after the
+	// body was copied and must flush what the wrapper buffered. An error
+	// answers 502. CompressWriter adapts a *compress.Compressor.
+	//
+	// On the cache path resp is nil: the cache writes the headers itself
+	// (a gzip hit carries Content-Encoding: gzip, which the wrapper must
+	// pass through untouched). Header values the cache writes are shared
+	// with other requests: replace them, never modify them in place.
+	WrapWriter func(w http.ResponseWriter, r *http.Request, resp *http.Response) (http.ResponseWriter, error)
 
 	// IsTimeout classifies fetch errors as timeouts (→ 504). Context
 	// deadlines and net.Error timeouts are always timeouts; this adds the
@@ -154,11 +155,12 @@ type Handler struct {
 	variant      func(*Exchange) string
 	fetchTimeout time.Duration
 	decodeOrigin func(*http.Response, string) error
+	cacheFetch   cache.Fetcher
 
 	upstreams   Upstreams
 	lookup      Routes
 	fetch       FetchFunc
-	wrapWriter  func(http.ResponseWriter, *http.Request, *http.Response) (http.ResponseWriter, func() error, error)
+	wrapWriter  func(http.ResponseWriter, *http.Request, *http.Response) (http.ResponseWriter, error)
 	isTimeout   func(error) bool
 	errorReason func(error) string
 	pool        BufferPool
@@ -208,6 +210,7 @@ func New(cfg Config) (*Handler, error) {
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)
 	}
+	h.cacheFetch = h.fetchForCache
 	h.fetch = h.fetchOrigin
 	for i := len(cfg.Stages) - 1; i >= 0; i-- {
 		h.fetch = cfg.Stages[i](h.fetch)
@@ -272,12 +275,12 @@ func (h *Handler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	st.x.Request = r
 	st.x.Start = w.start
 
-	if h.cache != nil && st.x.upgrade == "" {
+	if h.cache != nil && st.x.upgrade == "" && !acceptsEventStream(r.Header) {
 		h.serveCached(st, r)
 		return
 	}
 	if h.cache != nil {
-		w.cache = cacheBypass // protocol upgrade
+		w.cache = cacheBypass // protocol upgrade or event stream
 	}
 	resp, err := h.fetch(&st.x)
 	if err != nil {
@@ -400,10 +403,9 @@ func (h *Handler) serveResponse(w *responseWriter, r *http.Request, resp *http.R
 	defer resp.Body.Close()
 	removeHopHeaders(resp.Header)
 	var dst http.ResponseWriter = w
-	var finish func() error
 	if h.wrapWriter != nil {
 		var err error
-		if dst, finish, err = h.wrapWriter(w, r, resp); err != nil {
+		if dst, err = h.wrapWriter(w, r, resp); err != nil {
 			h.fail(w, w.x, err)
 			return
 		}
@@ -421,8 +423,8 @@ func (h *Handler) serveResponse(w *responseWriter, r *http.Request, resp *http.R
 	}
 
 	err := h.copyBody(dst, resp.Body, flush)
-	if finish != nil {
-		if ferr := finish(); ferr != nil && err == nil {
+	if c, ok := dst.(io.Closer); ok && dst != http.ResponseWriter(w) {
+		if ferr := c.Close(); ferr != nil && err == nil {
 			err = clientWriteError{ferr}
 		}
 	}

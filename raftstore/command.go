@@ -58,6 +58,7 @@ type Command struct {
 	Version   int             `json:"v"`
 	Type      CommandType     `json:"t"`
 	RequestID string          `json:"rid,omitempty"`
+	Actor     string          `json:"actor,omitempty"`
 	Time      time.Time       `json:"ts"`
 	Payload   json.RawMessage `json:"p"`
 }

@@ -1,6 +1,7 @@
 package raftstore
 
 import (
+	"encoding/json"
 	"fmt"
 	"hash/maphash"
 	"io"
@@ -84,7 +85,42 @@ func (f *fsm) applyOne(tx *txn, cmd *Command, index uint64) *Result {
 	}
 	r.Index = index
 	f.dedupe.put(cmd.RequestID, r)
+	tx.record(cmd, r)
 	return r
+}
+
+// maxHistory bounds the change history kept in the state.
+const maxHistory = 4096
+
+// record appends tenant and purge changes to the history.
+func (tx *txn) record(cmd *Command, r *Result) {
+	var domain string
+	switch cmd.Type {
+	case CmdTenantAdd, CmdTenantUpdate, CmdTenantRemove, CmdPurge:
+		var ref struct {
+			Domain string `json:"domain"`
+			Tenant string `json:"tenant"`
+		}
+		_ = json.Unmarshal(cmd.Payload, &ref)
+		domain = ref.Domain
+		if domain == "" {
+			domain = ref.Tenant
+		}
+	default:
+		return
+	}
+	if !tx.history {
+		tx.v.history = append(make([]HistoryEntry, 0, len(tx.v.history)+8), tx.v.history...)
+		tx.history = true
+	}
+	e := HistoryEntry{Index: r.Index, Time: cmd.Time, Op: cmd.Type.String(), Domain: domain, Actor: cmd.Actor}
+	if r.Err != nil {
+		e.Error = r.Err.Message
+	}
+	tx.v.history = append(tx.v.history, e)
+	if n := len(tx.v.history); n > maxHistory {
+		tx.v.history = tx.v.history[n-maxHistory:]
+	}
 }
 
 func (f *fsm) publish(v *View) {
@@ -123,6 +159,7 @@ type txn struct {
 	kv      tableTxn[*KV]
 	members bool // members map already copied
 	purges  bool // purges slice already copied
+	history bool // history slice already copied
 }
 
 func (f *fsm) begin() *txn {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"io"
+	"time"
 
 	"github.com/hashicorp/raft"
 )
@@ -19,13 +20,14 @@ import (
 const snapshotFormat = 1
 
 type snapshotHeader struct {
-	Format   int      `json:"format"`
-	Index    uint64   `json:"index"`
-	Tenants  int      `json:"tenants"`
-	Members  []Member      `json:"members"`
-	Requests int           `json:"requests"`
-	KV       int           `json:"kv"`
-	Purges   []PurgeRecord `json:"purges,omitempty"`
+	Format   int            `json:"format"`
+	Index    uint64         `json:"index"`
+	Tenants  int            `json:"tenants"`
+	Members  []Member       `json:"members"`
+	Requests int            `json:"requests"`
+	KV       int            `json:"kv"`
+	Purges   []PurgeRecord  `json:"purges,omitempty"`
+	History  []HistoryEntry `json:"history,omitempty"`
 }
 
 type fsmSnapshot struct {
@@ -52,7 +54,7 @@ func writeSnapshot(w io.Writer, v *View, reqs []dedupeEntry) error {
 	for i := range v.kv.shards {
 		kvs += len(v.kv.shards[i])
 	}
-	h := snapshotHeader{Format: snapshotFormat, Index: v.index, Tenants: v.tenants, Members: v.Members(), Requests: len(reqs), KV: kvs, Purges: v.purges}
+	h := snapshotHeader{Format: snapshotFormat, Index: v.index, Tenants: v.tenants, Members: v.Members(), Requests: len(reqs), KV: kvs, Purges: v.purges, History: v.history}
 	if err := enc.Encode(h); err != nil {
 		return fmt.Errorf("write snapshot header: %w", err)
 	}
@@ -95,7 +97,7 @@ func readSnapshot(r io.Reader, seed maphash.Seed) (*View, []dedupeEntry, error) 
 	if h.Format != snapshotFormat {
 		return nil, nil, fmt.Errorf("unsupported snapshot format %d", h.Format)
 	}
-	v := &View{index: h.Index, hosts: newTable[*Tenant](seed), kv: newTable[*KV](seed), members: map[string]Member{}, purges: h.Purges}
+	v := &View{index: h.Index, hosts: newTable[*Tenant](seed), kv: newTable[*KV](seed), members: map[string]Member{}, purges: h.Purges, history: h.History}
 	for _, m := range h.Members {
 		v.members[m.ID] = m
 	}
@@ -125,4 +127,54 @@ func readSnapshot(r io.Reader, seed maphash.Seed) (*View, []dedupeEntry, error) 
 		v.kv.shards[v.kv.shard(e.Key)][e.Key] = e
 	}
 	return v, reqs, nil
+}
+
+// WriteSnapshot streams a consistent snapshot of the current state (the
+// same format raft snapshots use) and returns the index it reflects.
+func (s *Store) WriteSnapshot(w io.Writer) (uint64, error) {
+	snap, err := s.fsm.Snapshot()
+	if err != nil {
+		return 0, err
+	}
+	fs := snap.(*fsmSnapshot)
+	return fs.view.index, fs.writeTo(w)
+}
+
+// CheckSnapshot parses a whole snapshot without installing it and returns
+// its tenant count: a truncated or corrupt file fails here, before
+// anything changes.
+func CheckSnapshot(r io.Reader) (tenants int, err error) {
+	v, _, err := readSnapshot(r, maphash.MakeSeed())
+	if err != nil {
+		return 0, err
+	}
+	return v.tenants, nil
+}
+
+// Restore replaces the cluster's state with the snapshot read from open()
+// (called twice: once to check it, once to install it). Only the leader can
+// restore; raft ships the snapshot to the followers.
+func (s *Store) Restore(open func() (io.ReadCloser, error), size int64) (uint64, error) {
+	rc, err := open()
+	if err != nil {
+		return 0, err
+	}
+	_, err = CheckSnapshot(rc)
+	rc.Close()
+	if err != nil {
+		return 0, fmt.Errorf("%w: snapshot: %v", ErrInvalid, err)
+	}
+	if !s.IsLeader() {
+		return 0, ErrNotLeader
+	}
+	rc, err = open()
+	if err != nil {
+		return 0, err
+	}
+	defer rc.Close()
+	meta := &raft.SnapshotMeta{Version: raft.SnapshotVersionMax, Size: size}
+	if err := s.raft.Restore(meta, rc, time.Minute); err != nil {
+		return 0, fmt.Errorf("raft restore: %w", err)
+	}
+	return s.raft.LastIndex(), nil
 }

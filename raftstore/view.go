@@ -96,7 +96,30 @@ type View struct {
 	tenants int
 	members map[string]Member
 	kv      *table[*KV]
-	purges  []PurgeRecord // oldest first, bounded by maxPurgeRecords
+	purges  []PurgeRecord  // oldest first, bounded by maxPurgeRecords
+	history []HistoryEntry // oldest first, bounded by maxHistory
+}
+
+// HistoryEntry records one change for `edgectl history`.
+type HistoryEntry struct {
+	Index  uint64    `json:"index"`
+	Time   time.Time `json:"time"`
+	Op     string    `json:"op"`
+	Domain string    `json:"domain,omitempty"`
+	Actor  string    `json:"actor,omitempty"`
+	Error  string    `json:"error,omitempty"`
+}
+
+// History returns up to limit recent changes (newest first), optionally
+// only those of one tenant.
+func (v *View) History(domain string, limit int) []HistoryEntry {
+	var out []HistoryEntry
+	for i := len(v.history) - 1; i >= 0 && (limit <= 0 || len(out) < limit); i-- {
+		if domain == "" || v.history[i].Domain == domain {
+			out = append(out, v.history[i])
+		}
+	}
+	return out
 }
 
 // Index is the raft index of the last command applied in this view.

@@ -2180,6 +2180,324 @@ func (x *PurgeResponse) GetDryRun() bool {
 	return false
 }
 
+type SaveSnapshotRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SaveSnapshotRequest) Reset() {
+	*x = SaveSnapshotRequest{}
+	mi := &file_edge_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SaveSnapshotRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SaveSnapshotRequest) ProtoMessage() {}
+
+func (x *SaveSnapshotRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_edge_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SaveSnapshotRequest.ProtoReflect.Descriptor instead.
+func (*SaveSnapshotRequest) Descriptor() ([]byte, []int) {
+	return file_edge_proto_rawDescGZIP(), []int{32}
+}
+
+// A snapshot travels as chunks of the file format documented in
+// docs/operations.md: the state stream followed by one trailer line
+// "edge-snapshot-sha256 <hex> <size>\n".
+type SnapshotChunk struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Data          []byte                 `protobuf:"bytes,1,opt,name=data,proto3" json:"data,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SnapshotChunk) Reset() {
+	*x = SnapshotChunk{}
+	mi := &file_edge_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SnapshotChunk) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SnapshotChunk) ProtoMessage() {}
+
+func (x *SnapshotChunk) ProtoReflect() protoreflect.Message {
+	mi := &file_edge_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SnapshotChunk.ProtoReflect.Descriptor instead.
+func (*SnapshotChunk) Descriptor() ([]byte, []int) {
+	return file_edge_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *SnapshotChunk) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+type RestoreSnapshotResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The raft index at which the restored state was installed.
+	Index         uint64 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	Tenants       int64  `protobuf:"varint,2,opt,name=tenants,proto3" json:"tenants,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RestoreSnapshotResponse) Reset() {
+	*x = RestoreSnapshotResponse{}
+	mi := &file_edge_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RestoreSnapshotResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RestoreSnapshotResponse) ProtoMessage() {}
+
+func (x *RestoreSnapshotResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_edge_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RestoreSnapshotResponse.ProtoReflect.Descriptor instead.
+func (*RestoreSnapshotResponse) Descriptor() ([]byte, []int) {
+	return file_edge_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *RestoreSnapshotResponse) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *RestoreSnapshotResponse) GetTenants() int64 {
+	if x != nil {
+		return x.Tenants
+	}
+	return 0
+}
+
+type HistoryRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Only changes to this tenant; empty for all.
+	Domain        string `protobuf:"bytes,1,opt,name=domain,proto3" json:"domain,omitempty"`
+	Limit         int32  `protobuf:"varint,2,opt,name=limit,proto3" json:"limit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HistoryRequest) Reset() {
+	*x = HistoryRequest{}
+	mi := &file_edge_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HistoryRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HistoryRequest) ProtoMessage() {}
+
+func (x *HistoryRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_edge_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HistoryRequest.ProtoReflect.Descriptor instead.
+func (*HistoryRequest) Descriptor() ([]byte, []int) {
+	return file_edge_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *HistoryRequest) GetDomain() string {
+	if x != nil {
+		return x.Domain
+	}
+	return ""
+}
+
+func (x *HistoryRequest) GetLimit() int32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+type HistoryEntry struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Index     uint64                 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	Time      *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=time,proto3" json:"time,omitempty"`
+	Operation string                 `protobuf:"bytes,3,opt,name=operation,proto3" json:"operation,omitempty"`
+	Domain    string                 `protobuf:"bytes,4,opt,name=domain,proto3" json:"domain,omitempty"`
+	// Who made the change, as edgectl reported it (user@host), and from where.
+	Actor         string `protobuf:"bytes,5,opt,name=actor,proto3" json:"actor,omitempty"`
+	Error         string `protobuf:"bytes,6,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HistoryEntry) Reset() {
+	*x = HistoryEntry{}
+	mi := &file_edge_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HistoryEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HistoryEntry) ProtoMessage() {}
+
+func (x *HistoryEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_edge_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HistoryEntry.ProtoReflect.Descriptor instead.
+func (*HistoryEntry) Descriptor() ([]byte, []int) {
+	return file_edge_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *HistoryEntry) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *HistoryEntry) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+func (x *HistoryEntry) GetOperation() string {
+	if x != nil {
+		return x.Operation
+	}
+	return ""
+}
+
+func (x *HistoryEntry) GetDomain() string {
+	if x != nil {
+		return x.Domain
+	}
+	return ""
+}
+
+func (x *HistoryEntry) GetActor() string {
+	if x != nil {
+		return x.Actor
+	}
+	return ""
+}
+
+func (x *HistoryEntry) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+type HistoryResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Entries       []*HistoryEntry        `protobuf:"bytes,1,rep,name=entries,proto3" json:"entries,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HistoryResponse) Reset() {
+	*x = HistoryResponse{}
+	mi := &file_edge_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HistoryResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HistoryResponse) ProtoMessage() {}
+
+func (x *HistoryResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_edge_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HistoryResponse.ProtoReflect.Descriptor instead.
+func (*HistoryResponse) Descriptor() ([]byte, []int) {
+	return file_edge_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *HistoryResponse) GetEntries() []*HistoryEntry {
+	if x != nil {
+		return x.Entries
+	}
+	return nil
+}
+
 var File_edge_proto protoreflect.FileDescriptor
 
 const file_edge_proto_rawDesc = "" +
@@ -2370,7 +2688,25 @@ const file_edge_proto_rawDesc = "" +
 	"\x05total\x18\x04 \x01(\x05R\x05total\x12(\n" +
 	"\x05nodes\x18\x05 \x03(\v2\x12.edge.v1.PurgeNodeR\x05nodes\x12\x18\n" +
 	"\amatched\x18\x06 \x01(\x03R\amatched\x12\x17\n" +
-	"\adry_run\x18\a \x01(\bR\x06dryRun*<\n" +
+	"\adry_run\x18\a \x01(\bR\x06dryRun\"\x15\n" +
+	"\x13SaveSnapshotRequest\"#\n" +
+	"\rSnapshotChunk\x12\x12\n" +
+	"\x04data\x18\x01 \x01(\fR\x04data\"I\n" +
+	"\x17RestoreSnapshotResponse\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index\x12\x18\n" +
+	"\atenants\x18\x02 \x01(\x03R\atenants\">\n" +
+	"\x0eHistoryRequest\x12\x16\n" +
+	"\x06domain\x18\x01 \x01(\tR\x06domain\x12\x14\n" +
+	"\x05limit\x18\x02 \x01(\x05R\x05limit\"\xb6\x01\n" +
+	"\fHistoryEntry\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index\x12.\n" +
+	"\x04time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x1c\n" +
+	"\toperation\x18\x03 \x01(\tR\toperation\x12\x16\n" +
+	"\x06domain\x18\x04 \x01(\tR\x06domain\x12\x14\n" +
+	"\x05actor\x18\x05 \x01(\tR\x05actor\x12\x14\n" +
+	"\x05error\x18\x06 \x01(\tR\x05error\"B\n" +
+	"\x0fHistoryResponse\x12/\n" +
+	"\aentries\x18\x01 \x03(\v2\x15.edge.v1.HistoryEntryR\aentries*<\n" +
 	"\vConsistency\x12\x16\n" +
 	"\x12CONSISTENCY_LEADER\x10\x00\x12\x15\n" +
 	"\x11CONSISTENCY_LOCAL\x10\x012\xb5\x03\n" +
@@ -2392,7 +2728,12 @@ const file_edge_proto_rawDesc = "" +
 	"\x05Apply\x12\x15.edge.v1.ApplyRequest\x1a\x16.edge.v1.ApplyResponse\x12B\n" +
 	"\tReadIndex\x12\x19.edge.v1.ReadIndexRequest\x1a\x1a.edge.v1.ReadIndexResponse2F\n" +
 	"\fCacheService\x126\n" +
-	"\x05Purge\x12\x15.edge.v1.PurgeRequest\x1a\x16.edge.v1.PurgeResponseB-Z+github.com/edgeproxy/edge/api/edgev1;edgev1b\x06proto3"
+	"\x05Purge\x12\x15.edge.v1.PurgeRequest\x1a\x16.edge.v1.PurgeResponse2\x98\x01\n" +
+	"\x0fSnapshotService\x12>\n" +
+	"\x04Save\x12\x1c.edge.v1.SaveSnapshotRequest\x1a\x16.edge.v1.SnapshotChunk0\x01\x12E\n" +
+	"\aRestore\x12\x16.edge.v1.SnapshotChunk\x1a .edge.v1.RestoreSnapshotResponse(\x012K\n" +
+	"\x0eHistoryService\x129\n" +
+	"\x04List\x12\x17.edge.v1.HistoryRequest\x1a\x18.edge.v1.HistoryResponseB-Z+github.com/edgeproxy/edge/api/edgev1;edgev1b\x06proto3"
 
 var (
 	file_edge_proto_rawDescOnce sync.Once
@@ -2407,7 +2748,7 @@ func file_edge_proto_rawDescGZIP() []byte {
 }
 
 var file_edge_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_edge_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
+var file_edge_proto_msgTypes = make([]protoimpl.MessageInfo, 38)
 var file_edge_proto_goTypes = []any{
 	(Consistency)(0),                   // 0: edge.v1.Consistency
 	(*License)(nil),                    // 1: edge.v1.License
@@ -2442,17 +2783,23 @@ var file_edge_proto_goTypes = []any{
 	(*PurgeRequest)(nil),               // 30: edge.v1.PurgeRequest
 	(*PurgeNode)(nil),                  // 31: edge.v1.PurgeNode
 	(*PurgeResponse)(nil),              // 32: edge.v1.PurgeResponse
-	(*timestamppb.Timestamp)(nil),      // 33: google.protobuf.Timestamp
+	(*SaveSnapshotRequest)(nil),        // 33: edge.v1.SaveSnapshotRequest
+	(*SnapshotChunk)(nil),              // 34: edge.v1.SnapshotChunk
+	(*RestoreSnapshotResponse)(nil),    // 35: edge.v1.RestoreSnapshotResponse
+	(*HistoryRequest)(nil),             // 36: edge.v1.HistoryRequest
+	(*HistoryEntry)(nil),               // 37: edge.v1.HistoryEntry
+	(*HistoryResponse)(nil),            // 38: edge.v1.HistoryResponse
+	(*timestamppb.Timestamp)(nil),      // 39: google.protobuf.Timestamp
 }
 var file_edge_proto_depIdxs = []int32{
-	33, // 0: edge.v1.License.expires_at:type_name -> google.protobuf.Timestamp
+	39, // 0: edge.v1.License.expires_at:type_name -> google.protobuf.Timestamp
 	2,  // 1: edge.v1.Origin.tls:type_name -> edge.v1.OriginTLS
 	1,  // 2: edge.v1.Tenant.license:type_name -> edge.v1.License
 	3,  // 3: edge.v1.Tenant.origin:type_name -> edge.v1.Origin
 	4,  // 4: edge.v1.Tenant.cache:type_name -> edge.v1.CachePolicy
-	33, // 5: edge.v1.Tenant.created_at:type_name -> google.protobuf.Timestamp
-	33, // 6: edge.v1.Tenant.updated_at:type_name -> google.protobuf.Timestamp
-	33, // 7: edge.v1.TenantPatch.expires_at:type_name -> google.protobuf.Timestamp
+	39, // 5: edge.v1.Tenant.created_at:type_name -> google.protobuf.Timestamp
+	39, // 6: edge.v1.Tenant.updated_at:type_name -> google.protobuf.Timestamp
+	39, // 7: edge.v1.TenantPatch.expires_at:type_name -> google.protobuf.Timestamp
 	5,  // 8: edge.v1.AddTenantRequest.tenant:type_name -> edge.v1.Tenant
 	6,  // 9: edge.v1.UpdateTenantRequest.patch:type_name -> edge.v1.TenantPatch
 	0,  // 10: edge.v1.GetTenantRequest.consistency:type_name -> edge.v1.Consistency
@@ -2461,41 +2808,49 @@ var file_edge_proto_depIdxs = []int32{
 	5,  // 13: edge.v1.TenantResponse.tenant:type_name -> edge.v1.Tenant
 	15, // 14: edge.v1.StatusResponse.members:type_name -> edge.v1.Member
 	31, // 15: edge.v1.PurgeResponse.nodes:type_name -> edge.v1.PurgeNode
-	7,  // 16: edge.v1.TenantService.Add:input_type -> edge.v1.AddTenantRequest
-	10, // 17: edge.v1.TenantService.Get:input_type -> edge.v1.GetTenantRequest
-	11, // 18: edge.v1.TenantService.List:input_type -> edge.v1.ListTenantsRequest
-	8,  // 19: edge.v1.TenantService.Update:input_type -> edge.v1.UpdateTenantRequest
-	9,  // 20: edge.v1.TenantService.Suspend:input_type -> edge.v1.TenantRef
-	9,  // 21: edge.v1.TenantService.Resume:input_type -> edge.v1.TenantRef
-	9,  // 22: edge.v1.TenantService.Remove:input_type -> edge.v1.TenantRef
-	16, // 23: edge.v1.ClusterService.Status:input_type -> edge.v1.StatusRequest
-	18, // 24: edge.v1.ClusterService.Join:input_type -> edge.v1.JoinRequest
-	20, // 25: edge.v1.ClusterService.Remove:input_type -> edge.v1.RemoveMemberRequest
-	22, // 26: edge.v1.ClusterService.TransferLeadership:input_type -> edge.v1.TransferLeadershipRequest
-	24, // 27: edge.v1.InternalService.Info:input_type -> edge.v1.InfoRequest
-	26, // 28: edge.v1.InternalService.Apply:input_type -> edge.v1.ApplyRequest
-	28, // 29: edge.v1.InternalService.ReadIndex:input_type -> edge.v1.ReadIndexRequest
-	30, // 30: edge.v1.CacheService.Purge:input_type -> edge.v1.PurgeRequest
-	13, // 31: edge.v1.TenantService.Add:output_type -> edge.v1.TenantResponse
-	13, // 32: edge.v1.TenantService.Get:output_type -> edge.v1.TenantResponse
-	12, // 33: edge.v1.TenantService.List:output_type -> edge.v1.ListTenantsResponse
-	13, // 34: edge.v1.TenantService.Update:output_type -> edge.v1.TenantResponse
-	13, // 35: edge.v1.TenantService.Suspend:output_type -> edge.v1.TenantResponse
-	13, // 36: edge.v1.TenantService.Resume:output_type -> edge.v1.TenantResponse
-	14, // 37: edge.v1.TenantService.Remove:output_type -> edge.v1.RemoveTenantResponse
-	17, // 38: edge.v1.ClusterService.Status:output_type -> edge.v1.StatusResponse
-	19, // 39: edge.v1.ClusterService.Join:output_type -> edge.v1.JoinResponse
-	21, // 40: edge.v1.ClusterService.Remove:output_type -> edge.v1.RemoveMemberResponse
-	23, // 41: edge.v1.ClusterService.TransferLeadership:output_type -> edge.v1.TransferLeadershipResponse
-	25, // 42: edge.v1.InternalService.Info:output_type -> edge.v1.InfoResponse
-	27, // 43: edge.v1.InternalService.Apply:output_type -> edge.v1.ApplyResponse
-	29, // 44: edge.v1.InternalService.ReadIndex:output_type -> edge.v1.ReadIndexResponse
-	32, // 45: edge.v1.CacheService.Purge:output_type -> edge.v1.PurgeResponse
-	31, // [31:46] is the sub-list for method output_type
-	16, // [16:31] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	39, // 16: edge.v1.HistoryEntry.time:type_name -> google.protobuf.Timestamp
+	37, // 17: edge.v1.HistoryResponse.entries:type_name -> edge.v1.HistoryEntry
+	7,  // 18: edge.v1.TenantService.Add:input_type -> edge.v1.AddTenantRequest
+	10, // 19: edge.v1.TenantService.Get:input_type -> edge.v1.GetTenantRequest
+	11, // 20: edge.v1.TenantService.List:input_type -> edge.v1.ListTenantsRequest
+	8,  // 21: edge.v1.TenantService.Update:input_type -> edge.v1.UpdateTenantRequest
+	9,  // 22: edge.v1.TenantService.Suspend:input_type -> edge.v1.TenantRef
+	9,  // 23: edge.v1.TenantService.Resume:input_type -> edge.v1.TenantRef
+	9,  // 24: edge.v1.TenantService.Remove:input_type -> edge.v1.TenantRef
+	16, // 25: edge.v1.ClusterService.Status:input_type -> edge.v1.StatusRequest
+	18, // 26: edge.v1.ClusterService.Join:input_type -> edge.v1.JoinRequest
+	20, // 27: edge.v1.ClusterService.Remove:input_type -> edge.v1.RemoveMemberRequest
+	22, // 28: edge.v1.ClusterService.TransferLeadership:input_type -> edge.v1.TransferLeadershipRequest
+	24, // 29: edge.v1.InternalService.Info:input_type -> edge.v1.InfoRequest
+	26, // 30: edge.v1.InternalService.Apply:input_type -> edge.v1.ApplyRequest
+	28, // 31: edge.v1.InternalService.ReadIndex:input_type -> edge.v1.ReadIndexRequest
+	30, // 32: edge.v1.CacheService.Purge:input_type -> edge.v1.PurgeRequest
+	33, // 33: edge.v1.SnapshotService.Save:input_type -> edge.v1.SaveSnapshotRequest
+	34, // 34: edge.v1.SnapshotService.Restore:input_type -> edge.v1.SnapshotChunk
+	36, // 35: edge.v1.HistoryService.List:input_type -> edge.v1.HistoryRequest
+	13, // 36: edge.v1.TenantService.Add:output_type -> edge.v1.TenantResponse
+	13, // 37: edge.v1.TenantService.Get:output_type -> edge.v1.TenantResponse
+	12, // 38: edge.v1.TenantService.List:output_type -> edge.v1.ListTenantsResponse
+	13, // 39: edge.v1.TenantService.Update:output_type -> edge.v1.TenantResponse
+	13, // 40: edge.v1.TenantService.Suspend:output_type -> edge.v1.TenantResponse
+	13, // 41: edge.v1.TenantService.Resume:output_type -> edge.v1.TenantResponse
+	14, // 42: edge.v1.TenantService.Remove:output_type -> edge.v1.RemoveTenantResponse
+	17, // 43: edge.v1.ClusterService.Status:output_type -> edge.v1.StatusResponse
+	19, // 44: edge.v1.ClusterService.Join:output_type -> edge.v1.JoinResponse
+	21, // 45: edge.v1.ClusterService.Remove:output_type -> edge.v1.RemoveMemberResponse
+	23, // 46: edge.v1.ClusterService.TransferLeadership:output_type -> edge.v1.TransferLeadershipResponse
+	25, // 47: edge.v1.InternalService.Info:output_type -> edge.v1.InfoResponse
+	27, // 48: edge.v1.InternalService.Apply:output_type -> edge.v1.ApplyResponse
+	29, // 49: edge.v1.InternalService.ReadIndex:output_type -> edge.v1.ReadIndexResponse
+	32, // 50: edge.v1.CacheService.Purge:output_type -> edge.v1.PurgeResponse
+	34, // 51: edge.v1.SnapshotService.Save:output_type -> edge.v1.SnapshotChunk
+	35, // 52: edge.v1.SnapshotService.Restore:output_type -> edge.v1.RestoreSnapshotResponse
+	38, // 53: edge.v1.HistoryService.List:output_type -> edge.v1.HistoryResponse
+	36, // [36:54] is the sub-list for method output_type
+	18, // [18:36] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_edge_proto_init() }
@@ -2510,9 +2865,9 @@ func file_edge_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_edge_proto_rawDesc), len(file_edge_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   32,
+			NumMessages:   38,
 			NumExtensions: 0,
-			NumServices:   4,
+			NumServices:   6,
 		},
 		GoTypes:           file_edge_proto_goTypes,
 		DependencyIndexes: file_edge_proto_depIdxs,

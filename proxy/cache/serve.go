@@ -43,9 +43,21 @@ type Request struct {
 	Persist bool
 	// BeforeWrite, when set, is called right before the response header is
 	// written, with the header map and the outcome so far: the place to add
-	// timing headers such as X-Origin-Time.
-	BeforeWrite func(h http.Header, res *Result)
+	// timing headers such as X-Origin-Time. It is an interface so that a
+	// per-request value (a pointer) can implement it without allocating.
+	BeforeWrite BeforeWriter
 }
+
+// BeforeWriter is the hook of Request.BeforeWrite.
+type BeforeWriter interface {
+	BeforeWrite(h http.Header, res Result)
+}
+
+// BeforeWriteFunc adapts a function to BeforeWriter.
+type BeforeWriteFunc func(h http.Header, res Result)
+
+// BeforeWrite calls f.
+func (f BeforeWriteFunc) BeforeWrite(h http.Header, res Result) { f(h, res) }
 
 // Result is the outcome of Serve.
 type Result struct {

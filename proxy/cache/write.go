@@ -137,7 +137,8 @@ func (c *Cache) serveObject(w http.ResponseWriter, r *http.Request, req *Request
 	}
 	res.StatusCode = code
 	if req.BeforeWrite != nil {
-		res = callBefore(req.BeforeWrite, h, res)
+		res.Outcome = outcomeOf(res.CacheStatus)
+		req.BeforeWrite.BeforeWrite(h, res)
 	}
 	w.WriteHeader(code)
 	if r.Method == http.MethodHead || !bodyAllowed(code) {
@@ -181,19 +182,10 @@ func (c *Cache) serveRange(w http.ResponseWriter, r *http.Request, req *Request,
 	return sw.res, nil
 }
 
-// callBefore runs the hook on a copy, so that res itself stays on the
-// stack when there is no hook.
-func callBefore(before func(http.Header, *Result), h http.Header, res Result) Result {
-	r := res
-	r.Outcome = outcomeOf(r.CacheStatus)
-	before(h, &r)
-	return r
-}
-
 // hookWriter calls BeforeWrite when ServeContent writes the header.
 type hookWriter struct {
 	http.ResponseWriter
-	before func(http.Header, *Result)
+	before BeforeWriter
 	res    Result
 	wrote  bool
 }
@@ -204,7 +196,7 @@ func (w *hookWriter) WriteHeader(code int) {
 		w.res.StatusCode = code
 		w.res.Outcome = outcomeOf(w.res.CacheStatus)
 		if w.before != nil {
-			w.before(w.Header(), &w.res)
+			w.before.BeforeWrite(w.Header(), w.res)
 		}
 	}
 	w.ResponseWriter.WriteHeader(code)
@@ -251,7 +243,8 @@ func (c *Cache) writeOutcome(w http.ResponseWriter, r *http.Request, req *Reques
 	h["Cache-Status"] = []string{out.status}
 	res.StatusCode = resp.StatusCode
 	if req.BeforeWrite != nil {
-		res = callBefore(req.BeforeWrite, h, res)
+		res.Outcome = outcomeOf(res.CacheStatus)
+		req.BeforeWrite.BeforeWrite(h, res)
 	}
 	w.WriteHeader(resp.StatusCode)
 	if r.Method == http.MethodHead {

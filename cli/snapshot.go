@@ -1,0 +1,228 @@
+package cli
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"google.golang.org/grpc"
+
+	edgev1 "github.com/edgeproxy/edge/api/edgev1"
+)
+
+const trailerPrefix = "edge-snapshot-sha256 "
+
+func newSnapshotCmd(g *globals) *cobra.Command {
+	c := &cobra.Command{Use: "snapshot", Short: "Save the cluster state to a file, or replace it from one"}
+	c.AddCommand(&cobra.Command{
+		Use:   "save FILE",
+		Short: "Stream a consistent, checksummed snapshot of the state into FILE",
+		Args:  exactArgs(1, "FILE"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			path := args[0]
+			tmp, err := os.CreateTemp(filepath.Dir(path), ".edge-snapshot-*")
+			if err != nil {
+				return err
+			}
+			defer os.Remove(tmp.Name())
+			err = g.call(cmd.Context(), func(ctx context.Context, cc *grpc.ClientConn) error {
+				if _, err := tmp.Seek(0, io.SeekStart); err != nil {
+					return err
+				}
+				if err := tmp.Truncate(0); err != nil {
+					return err
+				}
+				s, err := edgev1.NewSnapshotServiceClient(cc).Save(ctx, &edgev1.SaveSnapshotRequest{})
+				if err != nil {
+					return err
+				}
+				for {
+					c, err := s.Recv()
+					if errors.Is(err, io.EOF) {
+						return nil
+					}
+					if err != nil {
+						return err
+					}
+					if _, err := tmp.Write(c.GetData()); err != nil {
+						return err
+					}
+				}
+			})
+			if err != nil {
+				tmp.Close()
+				return err
+			}
+			if err := tmp.Sync(); err != nil {
+				return err
+			}
+			size, sum, err := verifySnapshotFile(tmp)
+			tmp.Close()
+			if err != nil {
+				return fmt.Errorf("received snapshot is damaged: %w", err)
+			}
+			if err := os.Rename(tmp.Name(), path); err != nil {
+				return err
+			}
+			return g.print(map[string]any{"file": path, "bytes": size, "sha256": sum}, func(w io.Writer) {
+				fmt.Fprintf(w, "saved %s (%d bytes, sha256 %s)\n", path, size, sum)
+			})
+		},
+	})
+	c.AddCommand(&cobra.Command{
+		Use:   "restore FILE",
+		Short: "Replace the whole cluster's state with the snapshot in FILE (checked before anything changes)",
+		Args:  exactArgs(1, "FILE"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			f, err := os.Open(args[0])
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			if _, _, err := verifySnapshotFile(f); err != nil {
+				return fmt.Errorf("%s: %w; nothing was changed", args[0], err)
+			}
+			leader, err := g.leaderAdmin(cmd.Context())
+			if err != nil {
+				return err
+			}
+			var resp *edgev1.RestoreSnapshotResponse
+			saved := g.servers
+			g.servers = leader
+			defer func() { g.servers = saved }()
+			err = g.call(cmd.Context(), func(ctx context.Context, cc *grpc.ClientConn) error {
+				if _, err := f.Seek(0, io.SeekStart); err != nil {
+					return err
+				}
+				s, err := edgev1.NewSnapshotServiceClient(cc).Restore(ctx)
+				if err != nil {
+					return err
+				}
+				buf := make([]byte, 256<<10)
+				for {
+					n, rerr := f.Read(buf)
+					if n > 0 {
+						if err := s.Send(&edgev1.SnapshotChunk{Data: buf[:n]}); err != nil {
+							return err
+						}
+					}
+					if errors.Is(rerr, io.EOF) {
+						break
+					}
+					if rerr != nil {
+						return rerr
+					}
+				}
+				resp, err = s.CloseAndRecv()
+				return err
+			})
+			if err != nil {
+				return err
+			}
+			return g.print(resp, func(w io.Writer) {
+				fmt.Fprintf(w, "restored %d tenants from %s at index %d\n", resp.GetTenants(), args[0], resp.GetIndex())
+			})
+		},
+	})
+	return c
+}
+
+// leaderAdmin asks the cluster for the leader's admin address.
+func (g *globals) leaderAdmin(ctx context.Context) (string, error) {
+	var st *edgev1.StatusResponse
+	err := g.call(ctx, func(ctx context.Context, cc *grpc.ClientConn) (err error) {
+		st, err = edgev1.NewClusterServiceClient(cc).Status(ctx, &edgev1.StatusRequest{})
+		return err
+	})
+	if err != nil {
+		return "", err
+	}
+	for _, m := range st.GetMembers() {
+		if m.GetId() == st.GetLeader() && m.GetAdminAddress() != "" {
+			return m.GetAdminAddress(), nil
+		}
+	}
+	return "", errors.New("no leader with a known admin address")
+}
+
+// verifySnapshotFile checks the checksum trailer of a snapshot file.
+func verifySnapshotFile(f *os.File) (int64, string, error) {
+	st, err := f.Stat()
+	if err != nil {
+		return 0, "", err
+	}
+	total := st.Size()
+	off := total - 128
+	if off < 0 {
+		off = 0
+	}
+	tail := make([]byte, total-off)
+	if _, err := f.ReadAt(tail, off); err != nil && !errors.Is(err, io.EOF) {
+		return 0, "", err
+	}
+	if len(tail) == 0 || tail[len(tail)-1] != '\n' {
+		return 0, "", errors.New("truncated snapshot: the checksum trailer is missing")
+	}
+	i := strings.LastIndex(string(tail[:len(tail)-1]), "\n")
+	line := string(tail[i+1 : len(tail)-1])
+	parts := strings.Fields(strings.TrimPrefix(line, trailerPrefix))
+	if !strings.HasPrefix(line, trailerPrefix) || len(parts) != 2 {
+		return 0, "", errors.New("truncated or foreign snapshot: the checksum trailer is missing")
+	}
+	size, err := strconv.ParseInt(parts[1], 10, 64)
+	if err != nil || size != off+int64(i+1) {
+		return 0, "", fmt.Errorf("truncated snapshot: the trailer says %s bytes, found %d", parts[1], off+int64(i+1))
+	}
+	h := sha256.New()
+	if _, err := io.Copy(h, io.NewSectionReader(f, 0, size)); err != nil {
+		return 0, "", err
+	}
+	if sum := hex.EncodeToString(h.Sum(nil)); sum != parts[0] {
+		return 0, "", fmt.Errorf("corrupt snapshot: sha256 %s, the trailer says %s", sum, parts[0])
+	}
+	return size, parts[0], nil
+}
+
+func newHistoryCmd(g *globals) *cobra.Command {
+	var limit int
+	c := &cobra.Command{
+		Use:   "history [DOMAIN]",
+		Short: "Show who changed what, and when (newest first)",
+		Args:  rangeArgs(0, 1, "at most one DOMAIN"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			req := &edgev1.HistoryRequest{Limit: int32(limit)}
+			if len(args) == 1 {
+				req.Domain = args[0]
+			}
+			var resp *edgev1.HistoryResponse
+			err := g.call(cmd.Context(), func(ctx context.Context, cc *grpc.ClientConn) (err error) {
+				resp, err = edgev1.NewHistoryServiceClient(cc).List(ctx, req)
+				return err
+			})
+			if err != nil {
+				return err
+			}
+			return g.print(resp, func(w io.Writer) {
+				fmt.Fprintln(w, "TIME\tINDEX\tOPERATION\tDOMAIN\tACTOR\tRESULT")
+				for _, e := range resp.GetEntries() {
+					result := "ok"
+					if e.GetError() != "" {
+						result = "rejected: " + e.GetError()
+					}
+					fmt.Fprintf(w, "%s\t%d\t%s\t%s\t%s\t%s\n", e.GetTime().AsTime().UTC().Format(time.RFC3339), e.GetIndex(), e.GetOperation(), dash(e.GetDomain()), dash(e.GetActor()), result)
+				}
+			})
+		},
+	}
+	c.Flags().IntVar(&limit, "limit", 50, "show at most this many entries (0: all kept)")
+	return c
+}

@@ -1,0 +1,60 @@
+package node_test
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestE2ESnapshotSaveRestoreAndHistory(t *testing.T) {
+	c := startE2ECluster(t, 3)
+	srv := c.servers()
+	for _, d := range []string{"a.example", "b.example"} {
+		c.mustCtl("--server", srv, "tenant", "add", d, "--origin", "http://127.0.0.1:9")
+	}
+	file := filepath.Join(t.TempDir(), "edge.snap")
+	out := c.mustCtl("--server", srv, "snapshot", "save", file, "-o", "json")
+	var saved struct {
+		Bytes  int64  `json:"bytes"`
+		SHA256 string `json:"sha256"`
+	}
+	if err := json.Unmarshal([]byte(out), &saved); err != nil || saved.Bytes == 0 || len(saved.SHA256) != 64 {
+		t.Fatalf("snapshot save output %q: %v", out, err)
+	}
+
+	// Change the state, then restore the snapshot.
+	c.mustCtl("--server", srv, "tenant", "remove", "a.example")
+	c.mustCtl("--server", srv, "tenant", "add", "c.example", "--origin", "http://127.0.0.1:9")
+
+	// A truncated file is refused and changes nothing.
+	whole, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := filepath.Join(t.TempDir(), "truncated.snap")
+	os.WriteFile(bad, whole[:len(whole)/2], 0o600)
+	if _, errs, code := c.ctl("--server", srv, "snapshot", "restore", bad); code != 1 || !strings.Contains(errs, "truncated") {
+		t.Fatalf("truncated restore: exit %d, %q", code, errs)
+	}
+	if _, _, code := c.ctl("--server", srv, "tenant", "get", "c.example"); code != 0 {
+		t.Fatal("a refused restore changed the state")
+	}
+
+	c.mustCtl("--server", srv, "snapshot", "restore", file)
+	for _, p := range c.nodes {
+		waitUntil(t, 5*time.Second, p.id+" restored state", func() bool {
+			out, _, code := c.ctl("--server", p.admin, "--local", "tenant", "list", "-o", "json")
+			return code == 0 && strings.Contains(out, `"a.example"`) && strings.Contains(out, `"b.example"`) && !strings.Contains(out, `"c.example"`)
+		})
+	}
+	// The cluster keeps working after a restore.
+	c.mustCtl("--server", srv, "tenant", "add", "d.example", "--origin", "http://127.0.0.1:9")
+
+	hist := c.mustCtl("--server", srv, "history", "b.example", "-o", "json")
+	if !strings.Contains(hist, `"operation": "tenant.add"`) || !strings.Contains(hist, "@") {
+		t.Fatalf("history of b.example: %s", hist)
+	}
+}
