@@ -63,13 +63,15 @@ func (n *Node) newDataPlane(reg *prometheus.Registry) (*dataPlane, error) {
 		return nil, fmt.Errorf("compression: %w", err)
 	}
 	h, err := proxy.New(proxy.Config{
-		Routes:      n.store,
-		Upstreams:   proxy.NewPoolUpstreams(pools),
-		WrapWriter:  proxy.CompressWriter(comp),
-		IsTimeout:   upstream.IsTimeout,
-		ErrorReason: upstream.Reason,
-		Logger:      log,
-		Registerer:  reg,
+		Routes:       n.store,
+		Upstreams:    proxy.NewPoolUpstreams(pools),
+		Cache:        n.cache,
+		WrapWriter:   proxy.CompressWriter(comp),
+		DecodeOrigin: proxy.CompressDecoder(comp),
+		IsTimeout:    upstream.IsTimeout,
+		ErrorReason:  upstream.Reason,
+		Logger:       log,
+		Registerer:   reg,
 	})
 	if err != nil {
 		return nil, err

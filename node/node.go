@@ -225,6 +225,9 @@ func (n *Node) shutdown() {
 		if n.metrics != nil {
 			_ = n.metrics.Shutdown(dctx)
 		}
+		if n.cache != nil {
+			n.cache.Close()
+		}
 		cancel()
 		done := make(chan struct{})
 		go func() { n.admin.GracefulStop(); close(done) }()

@@ -7,7 +7,9 @@
 //  2. the tenant is looked up in memory (Routes); unknown domains and
 //     suspended or expired licenses get a 403 without any network call;
 //  3. the request is cleaned (hop-by-hop headers removed, X-Forwarded-*
-//     and Via set) and handed to the fetch chain: optional Stages (cache,
+//     and Via set) and, with a Config.Cache, served by the cache (L1/L2/L3,
+//     coalescing, revalidation, stale-if-error); a miss, or every request
+//     without a cache, goes to the fetch chain: optional Stages (e.g. the
 //     transform) wrapping the origin fetch, which rewrites the URL and Host
 //     for the tenant's origin and round-trips through the tenant's pooled
 //     transport (Upstreams);

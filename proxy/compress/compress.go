@@ -224,17 +224,19 @@ func addVary(h http.Header) {
 			}
 		}
 	}
+	// Always assign a new slice: the header values may be shared with a
+	// cached object, which must never change under its readers.
 	switch len(vals) {
 	case 0:
 		h["Vary"] = []string{"Accept-Encoding"}
 	case 1:
 		if trimOWS(vals[0]) == "" {
-			vals[0] = "Accept-Encoding"
+			h["Vary"] = []string{"Accept-Encoding"}
 		} else {
-			vals[0] += ", Accept-Encoding"
+			h["Vary"] = []string{vals[0] + ", Accept-Encoding"}
 		}
 	default:
-		h["Vary"] = append(vals, "Accept-Encoding")
+		h["Vary"] = append(vals[:len(vals):len(vals)], "Accept-Encoding")
 	}
 }
 
