@@ -62,7 +62,10 @@ func (n *Node) newDataPlane(reg *prometheus.Registry) (*dataPlane, error) {
 	if err != nil {
 		return nil, fmt.Errorf("compression: %w", err)
 	}
+	tr := proxy.NewTransformer(log, reg)
 	h, err := proxy.New(proxy.Config{
+		Stages:       []proxy.Stage{tr.Stage()},
+		Variant:      tr.Variant,
 		Routes:       n.store,
 		Upstreams:    proxy.NewPoolUpstreams(pools),
 		Cache:        n.cache,

@@ -1,0 +1,189 @@
+package proxy
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/edgeproxy/edge/proxy/transform"
+	"github.com/edgeproxy/edge/raftstore"
+)
+
+// Transformer plugs the streaming HTML rewriter (proxy/transform) into the
+// fetch chain. It compiles each tenant's rules once per version and keeps
+// the program while the rules stay the same; a language variant changes
+// the origin path (/fr/x is fetched as /x) and the cache variant, so a
+// rules change never serves an old variant.
+type Transformer struct {
+	progs    sync.Map // domain → *compiled
+	log      *slog.Logger
+	failures prometheus.Counter
+}
+
+type compiled struct {
+	src  string // the tenant's stored rules this program was built from
+	prog *transform.Program
+	err  error
+}
+
+// NewTransformer returns a Transformer; reg may be nil.
+func NewTransformer(log *slog.Logger, reg prometheus.Registerer) *Transformer {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	t := &Transformer{log: log, failures: prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "edge_transform_failures_total",
+		Help: "Responses whose HTML transformation failed mid-stream and passed the rest through unmodified.",
+	})}
+	if reg != nil {
+		reg.MustRegister(t.failures)
+	}
+	return t
+}
+
+// program returns the tenant's compiled rules, or nil when it has none or
+// they cannot be compiled (logged once per version; pages then pass
+// through untouched).
+func (t *Transformer) program(ten *raftstore.Tenant) *transform.Program {
+	if ten.Transform == "" {
+		return nil
+	}
+	if v, ok := t.progs.Load(ten.Domain); ok {
+		if c := v.(*compiled); c.src == ten.Transform {
+			return c.prog
+		}
+	}
+	c := &compiled{src: ten.Transform}
+	rules, err := transform.DecodeRules([]byte(ten.Transform))
+	if err == nil {
+		domain := ten.Domain
+		c.prog, err = transform.Compile(rules, transform.Config{OnError: func(err error) {
+			t.failures.Inc()
+			t.log.Warn("transform failed mid-stream; rest of the page passed through", "tenant", domain, "err", err)
+		}})
+	}
+	if err != nil {
+		c.err = err
+		t.log.Error("tenant transform rules do not compile; pages pass through untouched", "tenant", ten.Domain, "err", err)
+	}
+	t.progs.Store(ten.Domain, c)
+	return c.prog
+}
+
+// Variant is the cache variant of a request: rules version and language.
+func (t *Transformer) Variant(x *Exchange) string {
+	p := t.program(x.Tenant)
+	if p == nil {
+		return ""
+	}
+	v := p.Variant(x.Host, x.Request.URL.Path)
+	return p.Version() + "/" + v.Lang
+}
+
+// Stage returns the fetch stage that rewrites HTML responses.
+func (t *Transformer) Stage() Stage {
+	return func(next FetchFunc) FetchFunc {
+		return func(x *Exchange) (*http.Response, error) {
+			p := t.program(x.Tenant)
+			if p == nil {
+				return next(x)
+			}
+			publicPath := x.Request.URL.Path
+			v := p.Variant(x.Host, publicPath)
+			if v.Lang != "" && v.OriginPath != publicPath {
+				u := *x.Request.URL
+				u.Path, u.RawPath = v.OriginPath, ""
+				x.Request.URL = &u
+			}
+			resp, err := next(x)
+			if err != nil || resp.Body == nil || resp.Body == http.NoBody || x.Request.Method == http.MethodHead {
+				return resp, err
+			}
+			if !transform.Applies(resp.Header.Get("Content-Type")) || resp.StatusCode != http.StatusOK {
+				return resp, nil
+			}
+			dec, err := transform.Decoder(resp.Body, resp.Header.Get("Content-Encoding"))
+			if err != nil {
+				if errors.Is(err, transform.ErrUnsupportedEncoding) {
+					return resp, nil // pass through what we cannot decode
+				}
+				resp.Body.Close()
+				return nil, err
+			}
+			scheme := "http"
+			if x.Request.TLS != nil {
+				scheme = "https"
+			}
+			req := transform.Request{Scheme: scheme, Host: x.Host, SiteHost: x.Tenant.Domain, OriginHost: originHost(x.Tenant), Path: publicPath, Variant: v}
+			tr := &transformReader{src: dec, orig: resp.Body}
+			tr.w = p.NewWriter(&tr.out, req)
+			resp.Body = tr
+			resp.Header.Del("Content-Encoding")
+			resp.Header.Del("Content-Length")
+			resp.ContentLength = -1
+			if et := resp.Header.Get("Etag"); et != "" && !bytes.HasPrefix([]byte(et), []byte("W/")) {
+				resp.Header.Set("Etag", "W/"+et)
+			}
+			if v.Lang != "" {
+				resp.Header.Set("Content-Language", v.Lang)
+			}
+			return resp, nil
+		}
+	}
+}
+
+func originHost(t *raftstore.Tenant) string {
+	if t.Origin.HostHeader != "" {
+		return t.Origin.HostHeader
+	}
+	if u, err := url.Parse(t.Origin.URL); err == nil {
+		return u.Host
+	}
+	return ""
+}
+
+// transformReader runs the rewriter as the body is read, without a
+// goroutine: each Read pulls a chunk from the origin, feeds it through the
+// writer and hands out what the writer produced.
+type transformReader struct {
+	src  io.ReadCloser // decoded origin body
+	orig io.ReadCloser // the raw origin body, closed with us
+	w    *transform.Writer
+	out  bytes.Buffer
+	buf  [32 << 10]byte
+	done bool
+}
+
+func (r *transformReader) Read(p []byte) (int, error) {
+	for r.out.Len() == 0 {
+		if r.done {
+			return 0, io.EOF
+		}
+		n, err := r.src.Read(r.buf[:])
+		if n > 0 {
+			if _, werr := r.w.Write(r.buf[:n]); werr != nil {
+				return 0, werr
+			}
+		}
+		if errors.Is(err, io.EOF) {
+			r.done = true
+			if cerr := r.w.Close(); cerr != nil {
+				return 0, cerr
+			}
+		} else if err != nil {
+			return 0, err
+		}
+	}
+	return r.out.Read(p)
+}
+
+func (r *transformReader) Close() error {
+	r.src.Close()
+	return r.orig.Close()
+}
