@@ -25,6 +25,7 @@ import (
 // published View, so a change applied by raft is live on the next request.
 type dataPlane struct {
 	pools  *upstream.Pools
+	ups    proxy.Upstreams
 	server *proxy.Server
 }
 
@@ -62,12 +63,13 @@ func (n *Node) newDataPlane(reg *prometheus.Registry) (*dataPlane, error) {
 	if err != nil {
 		return nil, fmt.Errorf("compression: %w", err)
 	}
+	ups := proxy.NewPoolUpstreams(pools)
 	tr := proxy.NewTransformer(log, reg)
 	h, err := proxy.New(proxy.Config{
 		Stages:       []proxy.Stage{tr.Stage()},
 		Variant:      tr.Variant,
 		Routes:       n.store,
-		Upstreams:    proxy.NewPoolUpstreams(pools),
+		Upstreams:    ups,
 		Cache:        n.cache,
 		WrapWriter:   proxy.CompressWriter(comp),
 		DecodeOrigin: proxy.CompressDecoder(comp),
@@ -91,7 +93,7 @@ func (n *Node) newDataPlane(reg *prometheus.Registry) (*dataPlane, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &dataPlane{pools: pools, server: srv}, nil
+	return &dataPlane{pools: pools, ups: ups, server: srv}, nil
 }
 
 // getCertificate is the TLS listener's seam for certificates; the ACME

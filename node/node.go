@@ -109,6 +109,7 @@ func New(cfg Config) (*Node, error) {
 	edgev1.RegisterCacheServiceServer(n.admin, &cacheService{n: n})
 	edgev1.RegisterSnapshotServiceServer(n.admin, &snapshotService{n: n})
 	edgev1.RegisterHistoryServiceServer(n.admin, &historyService{n: n})
+	edgev1.RegisterTransformServiceServer(n.admin, &transformService{n: n})
 
 	pc, err := peerCreds(&n.cfg)
 	if err != nil {

@@ -2,11 +2,14 @@ package proxy
 
 import (
 	"bytes"
+	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
+	"strings"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -186,4 +189,92 @@ func (r *transformReader) Read(p []byte) (int, error) {
 func (r *transformReader) Close() error {
 	r.src.Close()
 	return r.orig.Close()
+}
+
+// PreviewResult is a page before and after transformation.
+type PreviewResult struct {
+	Status       int
+	ContentType  string
+	Original     []byte
+	Transformed  []byte
+	OriginPath   string
+	RulesVersion string
+}
+
+// maxPreviewBytes bounds a previewed page.
+const maxPreviewBytes = 8 << 20
+
+// Preview fetches path from the tenant's origin through ups and runs rules
+// over it (for `edgectl transform preview`): nothing is cached. lang picks a
+// language variant ("" for the original).
+func Preview(ctx context.Context, ups Upstreams, ten *raftstore.Tenant, rules *transform.Rules, lang, path string) (*PreviewResult, error) {
+	prog, err := transform.Compile(rules, transform.Config{})
+	if err != nil {
+		return nil, err
+	}
+	host, public := ten.Domain, path
+	if lang != "" {
+		found := false
+		for _, l := range rules.Languages {
+			if l.Code != lang {
+				continue
+			}
+			found = true
+			if l.Host != "" {
+				host = l.Host
+			} else {
+				public = strings.TrimSuffix(l.PathPrefix, "/") + path
+			}
+		}
+		if !found {
+			return nil, fmt.Errorf("lang %q: no such language in the rules", lang)
+		}
+	}
+	v := prog.Variant(host, public)
+	rt, base, err := ups.RoundTripper(ten)
+	if err != nil {
+		return nil, err
+	}
+	u := *base
+	u.Path = strings.TrimSuffix(base.Path, "/") + v.OriginPath
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+	if ten.Origin.HostHeader != "" {
+		req.Host = ten.Origin.HostHeader
+	}
+	req.Header.Set("Accept-Encoding", "gzip")
+	resp, err := rt.RoundTrip(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	dec, err := transform.Decoder(resp.Body, resp.Header.Get("Content-Encoding"))
+	if err != nil {
+		return nil, err
+	}
+	orig, err := io.ReadAll(io.LimitReader(dec, maxPreviewBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("read origin page: %w", err)
+	}
+	if len(orig) > maxPreviewBytes {
+		return nil, fmt.Errorf("page larger than %d bytes; preview refuses it", maxPreviewBytes)
+	}
+	res := &PreviewResult{Status: resp.StatusCode, ContentType: resp.Header.Get("Content-Type"), Original: orig, OriginPath: v.OriginPath, RulesVersion: prog.Version()}
+	if !transform.Applies(res.ContentType) {
+		res.Transformed = orig
+		return res, nil
+	}
+	scheme := "https"
+	var out bytes.Buffer
+	w := prog.NewWriter(&out, transform.Request{Scheme: scheme, Host: host, SiteHost: ten.Domain, OriginHost: originHost(ten), Path: public, Variant: v})
+	if _, err := w.Write(orig); err != nil {
+		return nil, err
+	}
+	if err := w.Close(); err != nil {
+		return nil, err
+	}
+	res.Transformed = out.Bytes()
+	return res, nil
 }

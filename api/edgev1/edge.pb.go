@@ -2498,6 +2498,162 @@ func (x *HistoryResponse) GetEntries() []*HistoryEntry {
 	return nil
 }
 
+type PreviewRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Domain string                 `protobuf:"bytes,1,opt,name=domain,proto3" json:"domain,omitempty"`
+	// Public path to preview, e.g. "/" or "/products/1".
+	Path string `protobuf:"bytes,2,opt,name=path,proto3" json:"path,omitempty"`
+	// Language code to preview; empty for the original language.
+	Lang string `protobuf:"bytes,3,opt,name=lang,proto3" json:"lang,omitempty"`
+	// Rules to try instead of the stored ones (YAML); empty uses the stored rules.
+	Rules         string `protobuf:"bytes,4,opt,name=rules,proto3" json:"rules,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PreviewRequest) Reset() {
+	*x = PreviewRequest{}
+	mi := &file_edge_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PreviewRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PreviewRequest) ProtoMessage() {}
+
+func (x *PreviewRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_edge_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PreviewRequest.ProtoReflect.Descriptor instead.
+func (*PreviewRequest) Descriptor() ([]byte, []int) {
+	return file_edge_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *PreviewRequest) GetDomain() string {
+	if x != nil {
+		return x.Domain
+	}
+	return ""
+}
+
+func (x *PreviewRequest) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *PreviewRequest) GetLang() string {
+	if x != nil {
+		return x.Lang
+	}
+	return ""
+}
+
+func (x *PreviewRequest) GetRules() string {
+	if x != nil {
+		return x.Rules
+	}
+	return ""
+}
+
+type PreviewResponse struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Status      int32                  `protobuf:"varint,1,opt,name=status,proto3" json:"status,omitempty"`
+	ContentType string                 `protobuf:"bytes,2,opt,name=content_type,json=contentType,proto3" json:"content_type,omitempty"`
+	Original    []byte                 `protobuf:"bytes,3,opt,name=original,proto3" json:"original,omitempty"`
+	Transformed []byte                 `protobuf:"bytes,4,opt,name=transformed,proto3" json:"transformed,omitempty"`
+	// The path fetched from the origin (after the language prefix is removed).
+	OriginPath    string `protobuf:"bytes,5,opt,name=origin_path,json=originPath,proto3" json:"origin_path,omitempty"`
+	RulesVersion  string `protobuf:"bytes,6,opt,name=rules_version,json=rulesVersion,proto3" json:"rules_version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PreviewResponse) Reset() {
+	*x = PreviewResponse{}
+	mi := &file_edge_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PreviewResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PreviewResponse) ProtoMessage() {}
+
+func (x *PreviewResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_edge_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PreviewResponse.ProtoReflect.Descriptor instead.
+func (*PreviewResponse) Descriptor() ([]byte, []int) {
+	return file_edge_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *PreviewResponse) GetStatus() int32 {
+	if x != nil {
+		return x.Status
+	}
+	return 0
+}
+
+func (x *PreviewResponse) GetContentType() string {
+	if x != nil {
+		return x.ContentType
+	}
+	return ""
+}
+
+func (x *PreviewResponse) GetOriginal() []byte {
+	if x != nil {
+		return x.Original
+	}
+	return nil
+}
+
+func (x *PreviewResponse) GetTransformed() []byte {
+	if x != nil {
+		return x.Transformed
+	}
+	return nil
+}
+
+func (x *PreviewResponse) GetOriginPath() string {
+	if x != nil {
+		return x.OriginPath
+	}
+	return ""
+}
+
+func (x *PreviewResponse) GetRulesVersion() string {
+	if x != nil {
+		return x.RulesVersion
+	}
+	return ""
+}
+
 var File_edge_proto protoreflect.FileDescriptor
 
 const file_edge_proto_rawDesc = "" +
@@ -2706,7 +2862,20 @@ const file_edge_proto_rawDesc = "" +
 	"\x05actor\x18\x05 \x01(\tR\x05actor\x12\x14\n" +
 	"\x05error\x18\x06 \x01(\tR\x05error\"B\n" +
 	"\x0fHistoryResponse\x12/\n" +
-	"\aentries\x18\x01 \x03(\v2\x15.edge.v1.HistoryEntryR\aentries*<\n" +
+	"\aentries\x18\x01 \x03(\v2\x15.edge.v1.HistoryEntryR\aentries\"f\n" +
+	"\x0ePreviewRequest\x12\x16\n" +
+	"\x06domain\x18\x01 \x01(\tR\x06domain\x12\x12\n" +
+	"\x04path\x18\x02 \x01(\tR\x04path\x12\x12\n" +
+	"\x04lang\x18\x03 \x01(\tR\x04lang\x12\x14\n" +
+	"\x05rules\x18\x04 \x01(\tR\x05rules\"\xd0\x01\n" +
+	"\x0fPreviewResponse\x12\x16\n" +
+	"\x06status\x18\x01 \x01(\x05R\x06status\x12!\n" +
+	"\fcontent_type\x18\x02 \x01(\tR\vcontentType\x12\x1a\n" +
+	"\boriginal\x18\x03 \x01(\fR\boriginal\x12 \n" +
+	"\vtransformed\x18\x04 \x01(\fR\vtransformed\x12\x1f\n" +
+	"\vorigin_path\x18\x05 \x01(\tR\n" +
+	"originPath\x12#\n" +
+	"\rrules_version\x18\x06 \x01(\tR\frulesVersion*<\n" +
 	"\vConsistency\x12\x16\n" +
 	"\x12CONSISTENCY_LEADER\x10\x00\x12\x15\n" +
 	"\x11CONSISTENCY_LOCAL\x10\x012\xb5\x03\n" +
@@ -2733,7 +2902,9 @@ const file_edge_proto_rawDesc = "" +
 	"\x04Save\x12\x1c.edge.v1.SaveSnapshotRequest\x1a\x16.edge.v1.SnapshotChunk0\x01\x12E\n" +
 	"\aRestore\x12\x16.edge.v1.SnapshotChunk\x1a .edge.v1.RestoreSnapshotResponse(\x012K\n" +
 	"\x0eHistoryService\x129\n" +
-	"\x04List\x12\x17.edge.v1.HistoryRequest\x1a\x18.edge.v1.HistoryResponseB-Z+github.com/edgeproxy/edge/api/edgev1;edgev1b\x06proto3"
+	"\x04List\x12\x17.edge.v1.HistoryRequest\x1a\x18.edge.v1.HistoryResponse2P\n" +
+	"\x10TransformService\x12<\n" +
+	"\aPreview\x12\x17.edge.v1.PreviewRequest\x1a\x18.edge.v1.PreviewResponseB-Z+github.com/edgeproxy/edge/api/edgev1;edgev1b\x06proto3"
 
 var (
 	file_edge_proto_rawDescOnce sync.Once
@@ -2748,7 +2919,7 @@ func file_edge_proto_rawDescGZIP() []byte {
 }
 
 var file_edge_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_edge_proto_msgTypes = make([]protoimpl.MessageInfo, 38)
+var file_edge_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
 var file_edge_proto_goTypes = []any{
 	(Consistency)(0),                   // 0: edge.v1.Consistency
 	(*License)(nil),                    // 1: edge.v1.License
@@ -2789,17 +2960,19 @@ var file_edge_proto_goTypes = []any{
 	(*HistoryRequest)(nil),             // 36: edge.v1.HistoryRequest
 	(*HistoryEntry)(nil),               // 37: edge.v1.HistoryEntry
 	(*HistoryResponse)(nil),            // 38: edge.v1.HistoryResponse
-	(*timestamppb.Timestamp)(nil),      // 39: google.protobuf.Timestamp
+	(*PreviewRequest)(nil),             // 39: edge.v1.PreviewRequest
+	(*PreviewResponse)(nil),            // 40: edge.v1.PreviewResponse
+	(*timestamppb.Timestamp)(nil),      // 41: google.protobuf.Timestamp
 }
 var file_edge_proto_depIdxs = []int32{
-	39, // 0: edge.v1.License.expires_at:type_name -> google.protobuf.Timestamp
+	41, // 0: edge.v1.License.expires_at:type_name -> google.protobuf.Timestamp
 	2,  // 1: edge.v1.Origin.tls:type_name -> edge.v1.OriginTLS
 	1,  // 2: edge.v1.Tenant.license:type_name -> edge.v1.License
 	3,  // 3: edge.v1.Tenant.origin:type_name -> edge.v1.Origin
 	4,  // 4: edge.v1.Tenant.cache:type_name -> edge.v1.CachePolicy
-	39, // 5: edge.v1.Tenant.created_at:type_name -> google.protobuf.Timestamp
-	39, // 6: edge.v1.Tenant.updated_at:type_name -> google.protobuf.Timestamp
-	39, // 7: edge.v1.TenantPatch.expires_at:type_name -> google.protobuf.Timestamp
+	41, // 5: edge.v1.Tenant.created_at:type_name -> google.protobuf.Timestamp
+	41, // 6: edge.v1.Tenant.updated_at:type_name -> google.protobuf.Timestamp
+	41, // 7: edge.v1.TenantPatch.expires_at:type_name -> google.protobuf.Timestamp
 	5,  // 8: edge.v1.AddTenantRequest.tenant:type_name -> edge.v1.Tenant
 	6,  // 9: edge.v1.UpdateTenantRequest.patch:type_name -> edge.v1.TenantPatch
 	0,  // 10: edge.v1.GetTenantRequest.consistency:type_name -> edge.v1.Consistency
@@ -2808,7 +2981,7 @@ var file_edge_proto_depIdxs = []int32{
 	5,  // 13: edge.v1.TenantResponse.tenant:type_name -> edge.v1.Tenant
 	15, // 14: edge.v1.StatusResponse.members:type_name -> edge.v1.Member
 	31, // 15: edge.v1.PurgeResponse.nodes:type_name -> edge.v1.PurgeNode
-	39, // 16: edge.v1.HistoryEntry.time:type_name -> google.protobuf.Timestamp
+	41, // 16: edge.v1.HistoryEntry.time:type_name -> google.protobuf.Timestamp
 	37, // 17: edge.v1.HistoryResponse.entries:type_name -> edge.v1.HistoryEntry
 	7,  // 18: edge.v1.TenantService.Add:input_type -> edge.v1.AddTenantRequest
 	10, // 19: edge.v1.TenantService.Get:input_type -> edge.v1.GetTenantRequest
@@ -2828,26 +3001,28 @@ var file_edge_proto_depIdxs = []int32{
 	33, // 33: edge.v1.SnapshotService.Save:input_type -> edge.v1.SaveSnapshotRequest
 	34, // 34: edge.v1.SnapshotService.Restore:input_type -> edge.v1.SnapshotChunk
 	36, // 35: edge.v1.HistoryService.List:input_type -> edge.v1.HistoryRequest
-	13, // 36: edge.v1.TenantService.Add:output_type -> edge.v1.TenantResponse
-	13, // 37: edge.v1.TenantService.Get:output_type -> edge.v1.TenantResponse
-	12, // 38: edge.v1.TenantService.List:output_type -> edge.v1.ListTenantsResponse
-	13, // 39: edge.v1.TenantService.Update:output_type -> edge.v1.TenantResponse
-	13, // 40: edge.v1.TenantService.Suspend:output_type -> edge.v1.TenantResponse
-	13, // 41: edge.v1.TenantService.Resume:output_type -> edge.v1.TenantResponse
-	14, // 42: edge.v1.TenantService.Remove:output_type -> edge.v1.RemoveTenantResponse
-	17, // 43: edge.v1.ClusterService.Status:output_type -> edge.v1.StatusResponse
-	19, // 44: edge.v1.ClusterService.Join:output_type -> edge.v1.JoinResponse
-	21, // 45: edge.v1.ClusterService.Remove:output_type -> edge.v1.RemoveMemberResponse
-	23, // 46: edge.v1.ClusterService.TransferLeadership:output_type -> edge.v1.TransferLeadershipResponse
-	25, // 47: edge.v1.InternalService.Info:output_type -> edge.v1.InfoResponse
-	27, // 48: edge.v1.InternalService.Apply:output_type -> edge.v1.ApplyResponse
-	29, // 49: edge.v1.InternalService.ReadIndex:output_type -> edge.v1.ReadIndexResponse
-	32, // 50: edge.v1.CacheService.Purge:output_type -> edge.v1.PurgeResponse
-	34, // 51: edge.v1.SnapshotService.Save:output_type -> edge.v1.SnapshotChunk
-	35, // 52: edge.v1.SnapshotService.Restore:output_type -> edge.v1.RestoreSnapshotResponse
-	38, // 53: edge.v1.HistoryService.List:output_type -> edge.v1.HistoryResponse
-	36, // [36:54] is the sub-list for method output_type
-	18, // [18:36] is the sub-list for method input_type
+	39, // 36: edge.v1.TransformService.Preview:input_type -> edge.v1.PreviewRequest
+	13, // 37: edge.v1.TenantService.Add:output_type -> edge.v1.TenantResponse
+	13, // 38: edge.v1.TenantService.Get:output_type -> edge.v1.TenantResponse
+	12, // 39: edge.v1.TenantService.List:output_type -> edge.v1.ListTenantsResponse
+	13, // 40: edge.v1.TenantService.Update:output_type -> edge.v1.TenantResponse
+	13, // 41: edge.v1.TenantService.Suspend:output_type -> edge.v1.TenantResponse
+	13, // 42: edge.v1.TenantService.Resume:output_type -> edge.v1.TenantResponse
+	14, // 43: edge.v1.TenantService.Remove:output_type -> edge.v1.RemoveTenantResponse
+	17, // 44: edge.v1.ClusterService.Status:output_type -> edge.v1.StatusResponse
+	19, // 45: edge.v1.ClusterService.Join:output_type -> edge.v1.JoinResponse
+	21, // 46: edge.v1.ClusterService.Remove:output_type -> edge.v1.RemoveMemberResponse
+	23, // 47: edge.v1.ClusterService.TransferLeadership:output_type -> edge.v1.TransferLeadershipResponse
+	25, // 48: edge.v1.InternalService.Info:output_type -> edge.v1.InfoResponse
+	27, // 49: edge.v1.InternalService.Apply:output_type -> edge.v1.ApplyResponse
+	29, // 50: edge.v1.InternalService.ReadIndex:output_type -> edge.v1.ReadIndexResponse
+	32, // 51: edge.v1.CacheService.Purge:output_type -> edge.v1.PurgeResponse
+	34, // 52: edge.v1.SnapshotService.Save:output_type -> edge.v1.SnapshotChunk
+	35, // 53: edge.v1.SnapshotService.Restore:output_type -> edge.v1.RestoreSnapshotResponse
+	38, // 54: edge.v1.HistoryService.List:output_type -> edge.v1.HistoryResponse
+	40, // 55: edge.v1.TransformService.Preview:output_type -> edge.v1.PreviewResponse
+	37, // [37:56] is the sub-list for method output_type
+	18, // [18:37] is the sub-list for method input_type
 	18, // [18:18] is the sub-list for extension type_name
 	18, // [18:18] is the sub-list for extension extendee
 	0,  // [0:18] is the sub-list for field type_name
@@ -2865,9 +3040,9 @@ func file_edge_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_edge_proto_rawDesc), len(file_edge_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   38,
+			NumMessages:   40,
 			NumExtensions: 0,
-			NumServices:   6,
+			NumServices:   7,
 		},
 		GoTypes:           file_edge_proto_goTypes,
 		DependencyIndexes: file_edge_proto_depIdxs,

@@ -1096,3 +1096,109 @@ var HistoryService_ServiceDesc = grpc.ServiceDesc{
 	Streams:  []grpc.StreamDesc{},
 	Metadata: "edge.proto",
 }
+
+const (
+	TransformService_Preview_FullMethodName = "/edge.v1.TransformService/Preview"
+)
+
+// TransformServiceClient is the client API for TransformService service.
+//
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+type TransformServiceClient interface {
+	// Preview fetches a page from the tenant's origin and returns it before
+	// and after transformation; nothing is cached or stored.
+	Preview(ctx context.Context, in *PreviewRequest, opts ...grpc.CallOption) (*PreviewResponse, error)
+}
+
+type transformServiceClient struct {
+	cc grpc.ClientConnInterface
+}
+
+func NewTransformServiceClient(cc grpc.ClientConnInterface) TransformServiceClient {
+	return &transformServiceClient{cc}
+}
+
+func (c *transformServiceClient) Preview(ctx context.Context, in *PreviewRequest, opts ...grpc.CallOption) (*PreviewResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PreviewResponse)
+	err := c.cc.Invoke(ctx, TransformService_Preview_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// TransformServiceServer is the server API for TransformService service.
+// All implementations must embed UnimplementedTransformServiceServer
+// for forward compatibility.
+type TransformServiceServer interface {
+	// Preview fetches a page from the tenant's origin and returns it before
+	// and after transformation; nothing is cached or stored.
+	Preview(context.Context, *PreviewRequest) (*PreviewResponse, error)
+	mustEmbedUnimplementedTransformServiceServer()
+}
+
+// UnimplementedTransformServiceServer must be embedded to have
+// forward compatible implementations.
+//
+// NOTE: this should be embedded by value instead of pointer to avoid a nil
+// pointer dereference when methods are called.
+type UnimplementedTransformServiceServer struct{}
+
+func (UnimplementedTransformServiceServer) Preview(context.Context, *PreviewRequest) (*PreviewResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Preview not implemented")
+}
+func (UnimplementedTransformServiceServer) mustEmbedUnimplementedTransformServiceServer() {}
+func (UnimplementedTransformServiceServer) testEmbeddedByValue()                          {}
+
+// UnsafeTransformServiceServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to TransformServiceServer will
+// result in compilation errors.
+type UnsafeTransformServiceServer interface {
+	mustEmbedUnimplementedTransformServiceServer()
+}
+
+func RegisterTransformServiceServer(s grpc.ServiceRegistrar, srv TransformServiceServer) {
+	// If the following call pancis, it indicates UnimplementedTransformServiceServer was
+	// embedded by pointer and is nil.  This will cause panics if an
+	// unimplemented method is ever invoked, so we test this at initialization
+	// time to prevent it from happening at runtime later due to I/O.
+	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
+		t.testEmbeddedByValue()
+	}
+	s.RegisterService(&TransformService_ServiceDesc, srv)
+}
+
+func _TransformService_Preview_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PreviewRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TransformServiceServer).Preview(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: TransformService_Preview_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TransformServiceServer).Preview(ctx, req.(*PreviewRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+// TransformService_ServiceDesc is the grpc.ServiceDesc for TransformService service.
+// It's only intended for direct use with grpc.RegisterService,
+// and not to be introspected or modified (even as a copy)
+var TransformService_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "edge.v1.TransformService",
+	HandlerType: (*TransformServiceServer)(nil),
+	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "Preview",
+			Handler:    _TransformService_Preview_Handler,
+		},
+	},
+	Streams:  []grpc.StreamDesc{},
+	Metadata: "edge.proto",
+}
