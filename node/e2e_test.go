@@ -317,7 +317,9 @@ func TestE2EClusterSurvivesLeaderKill(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = leader.cmd.Wait()
+	mu.Lock()
 	killedAt := len(acked)
+	mu.Unlock()
 	waitUntil(t, 30*time.Second, "writes after the kill", func() bool { mu.Lock(); defer mu.Unlock(); return len(acked) >= killedAt+10 })
 	close(stop)
 	wg.Wait()

@@ -7,6 +7,8 @@
 set -euo pipefail
 PEBBLE_VERSION=v2.10.1
 VERSITYGW_VERSION=v1.8.0
+KUSTOMIZE_VERSION=v5.8.0
+VEGETA_VERSION=v12.13.0
 GOBIN="$(go env GOPATH)/bin"
 export GOBIN
 
@@ -26,4 +28,5 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 fi
 [ -x "$GOBIN/pebble" ] || { echo "install-test-deps: go install pebble@$PEBBLE_VERSION"; go install "github.com/letsencrypt/pebble/v2/cmd/pebble@$PEBBLE_VERSION"; }
 [ -x "$GOBIN/versitygw" ] || { echo "install-test-deps: go install versitygw@$VERSITYGW_VERSION"; go install "github.com/versity/versitygw/cmd/versitygw@$VERSITYGW_VERSION"; }
+[ -x "$GOBIN/kustomize" ] || { echo "install-test-deps: go install kustomize@$KUSTOMIZE_VERSION"; go install "sigs.k8s.io/kustomize/kustomize/v5@$KUSTOMIZE_VERSION"; }
 exit 0

@@ -5,8 +5,6 @@ import (
 	"html"
 	"strings"
 	"sync"
-
-	xhtml "golang.org/x/net/html"
 )
 
 // Config configures a compiled Program.
@@ -64,7 +62,7 @@ type Program struct {
 	elemAttrs    bool // some selector looks at attributes
 	needAttrs    bool // tags need their attributes scanned
 	pool         sync.Pool
-	testHook     func(xhtml.TokenType, []byte) // tests make rules fail with it
+	testHook     func(tokKind, []byte) // tests make rules fail with it
 }
 
 type injection struct {

@@ -7,10 +7,8 @@ import (
 	"golang.org/x/net/html/atom"
 )
 
-// The tokenizer's accessors (TagName, TagAttr, Text) rewrite its buffer in
-// place, which would corrupt Raw(). So tags are parsed here, from the raw
-// bytes, with the same rules as the tokenizer's readTag, keeping the byte
-// spans so that an edit changes only the bytes it must.
+// tag is the start or end tag the scanner found last, as byte spans into
+// its raw bytes, so that an edit changes only the bytes it must.
 
 // attr is one attribute's spans in tag.raw.
 type attr struct {
@@ -26,122 +24,10 @@ type tag struct {
 	selfClosing bool
 	name        []byte // lower case
 	a           atom.Atom
-	n1          int // end of the name in raw
-	attrs       []attr
-	scanned     bool
+	n1          int    // end of the name in raw
+	attrs       []attr // the attributes with a name, in order, repeated names included
 	nameBuf     []byte
 	unesc       []byte
-}
-
-// parse reads the name of the tag in raw (which starts with "<" or "</").
-func (t *tag) parse(raw []byte, end, selfClosing bool) {
-	t.raw, t.end, t.selfClosing = raw, end, selfClosing
-	t.attrs, t.scanned = t.attrs[:0], false
-	i := 1
-	if end {
-		i = 2
-	}
-	n0 := i
-	for i < len(raw) {
-		c := raw[i]
-		if isSpace(c) || c == '/' || c == '>' {
-			break
-		}
-		i++
-	}
-	t.n1 = i
-	t.nameBuf = t.nameBuf[:0]
-	for _, c := range raw[n0:i] {
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		t.nameBuf = append(t.nameBuf, c)
-	}
-	t.name = t.nameBuf
-	t.a = atom.Lookup(t.name)
-}
-
-// scan finds the attributes (once).
-func (t *tag) scan() {
-	if t.scanned {
-		return
-	}
-	t.scanned = true
-	raw, n := t.raw, len(t.raw)
-	i := t.n1
-	skip := func() {
-		for i < n && isSpace(raw[i]) {
-			i++
-		}
-	}
-	for {
-		skip()
-		if i >= n || raw[i] == '>' {
-			return
-		}
-		a := attr{k0: i}
-		for i < n {
-			c := raw[i]
-			i++
-			if c == '=' && a.k0+1 == i {
-				continue
-			}
-			if c == '=' || isSpace(c) || c == '/' || c == '>' {
-				i--
-				break
-			}
-		}
-		a.k1, a.v0, a.v1, a.e1 = i, i, i, i
-		skip()
-		if i < n {
-			c := raw[i]
-			i++
-			switch {
-			case c == '/':
-			case c != '=':
-				i--
-			default:
-				skip()
-				if i >= n {
-					break
-				}
-				q := raw[i]
-				i++
-				switch q {
-				case '>':
-					i--
-					a.v0, a.v1, a.e1 = i, i, i
-				case '"', '\'':
-					a.quote, a.v0 = q, i
-					if j := bytes.IndexByte(raw[i:], q); j >= 0 {
-						a.v1, i = i+j, i+j+1
-					} else {
-						a.v1, i = n, n
-					}
-					a.e1 = i
-				default:
-					a.v0, a.v1 = i-1, n
-					for i < n {
-						c := raw[i]
-						i++
-						if isSpace(c) {
-							a.v1 = i - 1
-							break
-						}
-						if c == '>' {
-							i--
-							a.v1 = i
-							break
-						}
-					}
-					a.e1 = a.v1
-				}
-			}
-		}
-		if a.k1 > a.k0 {
-			t.attrs = append(t.attrs, a)
-		}
-	}
 }
 
 // keyIs reports whether attribute i is named name (lower case).
@@ -164,7 +50,6 @@ func (t *tag) keyIs(i int, name string) bool {
 
 // find returns the index of the first attribute named name, or -1.
 func (t *tag) find(name string) int {
-	t.scan()
 	for i := range t.attrs {
 		if t.keyIs(i, name) {
 			return i

@@ -17,7 +17,6 @@ import (
 	"github.com/andybalholm/brotli"
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
-	"golang.org/x/net/html"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/transform")
@@ -275,8 +274,8 @@ func TestFailOpen(t *testing.T) {
 		defer mu.Unlock()
 		errs = append(errs, err)
 	}})
-	p.testHook = func(tt html.TokenType, raw []byte) {
-		if tt == html.StartTagToken && bytes.HasPrefix(raw, []byte("<main")) {
+	p.testHook = func(k tokKind, raw []byte) {
+		if k == tokStartTag && bytes.HasPrefix(raw, []byte("<main")) {
 			panic("rule bug")
 		}
 	}

@@ -6,64 +6,30 @@ import (
 	"fmt"
 	"io"
 
-	"golang.org/x/net/html"
 	"golang.org/x/net/html/atom"
 )
 
 // How the writer streams.
 //
-// x/net/html's Tokenizer pulls from an io.Reader and cannot be suspended: a
-// reader that has no more bytes yet ends it for good. But between two
-// tokens its only state is whether the next token is the raw text of a
-// <script>, <style>, <title>, ... So each Write runs a fresh tokenizer over
-// the carried-over bytes plus the new ones. A reader that runs dry reports
-// errNeedMore; the token being read then is incomplete: it is not handled
-// but carried over to the next Write (a raw-text state is restored by
-// feeding a synthetic "<script>" first and dropping its token). Every
-// complete token is rewritten and written on before Write returns.
+// The scanner (scan.go) finds tokens in place in the bytes of a Write. A
+// token that does not end within them (the scanner cannot tell yet) is
+// not handled but carried over to the next Write; the only state between
+// tokens is the writer's: the raw-text element whose content comes next,
+// whether CDATA is recognised, and how a cut token goes on. Every complete
+// token is rewritten and written on before Write returns.
 //
-// Memory is bounded by MaxTokenBytes: a longer token (a huge inline script,
-// a giant data: URI) is cut at a point where the tokenizer state is known,
-// its first part passed through as is, and the tokenizer restarted with a
-// synthetic prefix that puts it back into that state (inside a comment, a
-// quoted attribute value, raw text, ...). The synthetic bytes are dropped
-// from the output, so every input byte still comes out exactly once.
-
-var errNeedMore = errors.New("transform: need more input")
+// Memory is bounded by MaxTokenBytes: a token that does not end within
+// that many bytes (a huge inline script, a giant data: URI) is cut, its
+// first part passed through as is, and the scanner resumes in the state
+// the cut left it in (inside a comment, a quoted attribute value, raw text,
+// ...). The part after the cut passes through as is too, so every input
+// byte still comes out exactly once. Whether a token is cut depends only on
+// its first MaxTokenBytes bytes, never on how the input was split.
 
 // ErrClosed is returned by Write after Close.
 var ErrClosed = errors.New("transform: write after close")
 
 const flushSize = 32 << 10
-
-// source feeds one tokenizer pass: a synthetic prefix, then the carried
-// bytes, then the new ones.
-type source struct {
-	head   string
-	parts  [2][]byte
-	final  bool
-	hitEnd bool
-}
-
-func (s *source) Read(p []byte) (int, error) {
-	if s.head != "" {
-		n := copy(p, s.head)
-		s.head = s.head[n:]
-		return n, nil
-	}
-	for i := range s.parts {
-		if len(s.parts[i]) > 0 {
-			n := copy(p, s.parts[i])
-			s.parts[i] = s.parts[i][n:]
-			return n, nil
-		}
-	}
-	if s.final {
-		return 0, io.EOF
-	}
-	s.hitEnd = true
-	return 0, errNeedMore
-}
 
 // active is an element matched by a remove or append rule whose end has
 // not been seen yet.
@@ -99,7 +65,6 @@ type bufs struct {
 	setKeys                 []string
 	handled                 []bool
 	t                       tag
-	src                     source
 }
 
 // Writer rewrites one response. Write and Close must not be called
@@ -121,14 +86,12 @@ type Writer struct {
 	seen   bool
 	stale  int // bytes at the start of carry already scanned without completing a token
 
-	// Tokenizer restart state.
-	resumeRaw    string // the next token is the raw text of this element
-	resumePrefix string // synthetic start of a token that was cut
-	cont         bool   // the next token continues a cut token: pass it through
-	z            *html.Tokenizer
+	// Tokenizer state.
+	sc       scanner
+	contText bool // text that a cut split goes on in the next token: pass it through
 
 	// Document state.
-	pendingRaw string
+	pendingRaw string // the next token is the raw text of this element
 	template   int
 	foreign    int
 	headEnd    bool
@@ -231,7 +194,7 @@ func (w *Writer) Close() error {
 		} else {
 			w.process(nil, true)
 			if !w.failed {
-				w.token(html.ErrorToken, nil, 0, "", false) // end of document
+				w.token(tokEOF, nil, "", false)
 			}
 		}
 		w.flush()
@@ -274,258 +237,153 @@ func (w *Writer) fail(err error) {
 	}
 }
 
-// process tokenizes carry+p and keeps what is incomplete in carry.
+// process tokenizes carry+p and keeps what is incomplete in carry. Tokens
+// are read in place from p; only a token that spans the carried bytes and p
+// is read from a copy.
 func (w *Writer) process(p []byte, final bool) {
-	consumed := 0
-	for w.pass(p, &consumed, final) {
+	if len(w.carry) > 0 {
+		// The carried token needs at most MaxTokenBytes more to end or be cut.
+		old := len(w.carry)
+		take := min(len(p), w.p.maxTok)
+		w.carry = append(w.carry, p[:take]...)
+		last := take == len(p)
+		c := w.run(w.carry, final && last)
+		switch {
+		case last:
+			n := copy(w.carry, w.carry[c:])
+			w.carry = w.carry[:n]
+			w.stale = n
+			return
+		case c >= old:
+			p = p[c-old:]
+			w.carry = w.carry[:0]
+		default: // not reached: a full window always ends or cuts its token
+			w.carry = append(w.carry[:0], w.carry[c:old]...)
+			w.carry = append(w.carry, p...)
+			c = w.run(w.carry, final)
+			n := copy(w.carry, w.carry[c:])
+			w.carry = w.carry[:n]
+			w.stale = n
+			return
+		}
 	}
-	if consumed < len(w.carry) {
-		n := copy(w.carry, w.carry[consumed:])
-		w.carry = append(w.carry[:n], p...)
-	} else {
-		w.carry = append(w.carry[:0], p[consumed-len(w.carry):]...)
-	}
+	c := w.run(p, final)
+	w.carry = append(w.carry[:0], p[c:]...)
 	w.stale = len(w.carry)
 }
 
-// rawStartTag returns "<script>" for "script" without allocating.
-func rawStartTag(name string) string {
-	switch name {
-	case "script":
-		return "<script>"
-	case "style":
-		return "<style>"
-	case "title":
-		return "<title>"
-	case "textarea":
-		return "<textarea>"
-	case "noscript":
-		return "<noscript>"
-	case "iframe":
-		return "<iframe>"
-	case "xmp":
-		return "<xmp>"
-	case "noembed":
-		return "<noembed>"
-	case "noframes":
-		return "<noframes>"
-	case "plaintext":
-		return "<plaintext>"
-	}
-	return "<" + name + ">"
-}
-
-// pass runs one tokenizer over the unconsumed input. It reports whether a
-// token was cut and another pass must follow.
-func (w *Writer) pass(p []byte, consumed *int, final bool) (again bool) {
-	s := &w.src
-	*s = source{final: final}
-	c := *consumed
-	if c < len(w.carry) {
-		s.parts = [2][]byte{w.carry[c:], p}
-	} else {
-		s.parts[1] = p[c-len(w.carry):]
-	}
-	skipFirst := false
-	prefixLen := 0
-	switch {
-	case w.resumeRaw != "":
-		s.head, skipFirst = rawStartTag(w.resumeRaw), true
-	case w.resumePrefix != "":
-		s.head, prefixLen = w.resumePrefix, len(w.resumePrefix)
-	}
-	z := html.NewTokenizer(s)
-	z.SetMaxBuf(w.p.maxTok)
-	z.AllowCDATA(w.foreign > 0)
-	w.z = z
-	if skipFirst {
-		z.Next() // the synthetic start tag; the tokenizer is now in its raw text
-		w.pendingRaw, w.resumeRaw = w.resumeRaw, ""
-	}
-	for {
+// run handles the complete tokens at the start of b and returns how many
+// bytes they took. With final, b is the end of the document.
+func (w *Writer) run(b []byte, final bool) int {
+	maxTok := w.p.maxTok
+	pos := 0
+	for pos < len(b) {
+		win := b[pos:min(len(b), pos+maxTok)]
 		inRaw := w.pendingRaw
+		resumed := w.sc.resume != openNone
+		k, n := w.sc.next(win, inRaw, &w.t)
+		if n == 0 {
+			switch {
+			case len(win) == maxTok:
+				pos += w.cut(win, inRaw, resumed)
+				continue
+			case !final:
+				return pos
+			}
+			n = len(win) // the token the end of the document cut off
+		}
 		w.pendingRaw = ""
-		tt := z.Next()
-		if s.hitEnd {
-			// Incomplete: keep it for the next write, in the same state.
-			w.resumeRaw = inRaw
-			return false
-		}
-		raw := z.Raw()
-		if len(raw) >= w.p.maxTok {
-			w.cut(raw, prefixLen, inRaw, consumed)
-			return true
-		}
-		if tt == html.ErrorToken && len(raw) == 0 {
-			return false
-		}
-		*consumed += len(raw) - prefixLen
-		cont := w.cont
-		w.cont, w.resumePrefix = false, ""
-		w.token(tt, raw, prefixLen, inRaw, cont)
-		prefixLen = 0
+		w.sc.resume = openNone
+		cont := resumed || w.contText && k == tokText
+		w.contText = false
+		w.token(k, win[:n], inRaw, cont)
+		pos += n
 		if len(w.out) >= flushSize {
 			w.flush()
 		}
-		if tt == html.ErrorToken {
-			return false
-		}
 	}
+	return pos
 }
 
-// cut handles a token longer than MaxTokenBytes: it passes its first part
-// through and sets up the restart. raw starts with prefixLen synthetic bytes.
-func (w *Writer) cut(raw []byte, prefixLen int, inRaw string, consumed *int) {
-	n := len(raw)
+// cut handles a token that does not end within MaxTokenBytes (win): it
+// passes its first part through, sets up the scanner to resume where it
+// stopped and returns the length of that part.
+func (w *Writer) cut(win []byte, inRaw string, resumed bool) int {
+	s := &w.sc
+	n := len(win)
 	end := n
-	w.resumeRaw, w.resumePrefix = "", ""
-	switch {
-	case inRaw != "" && !isEndTagOf(raw, inRaw):
-		// Raw text: keep a possible "</script" at the end for the next pass.
-		if i := bytes.LastIndexByte(raw, '<'); i >= 0 && i >= n-len(inRaw)-2 {
-			end = i
-		}
-		w.resumeRaw = inRaw
-	case bytes.HasPrefix(raw, []byte("<!--")):
-		// Keep the last bytes so that a "-->" split in two is still seen; the
-		// "x" keeps "<!--" + "->" from reading as an abrupt "<!--->".
-		end = n - 3
-		w.resumePrefix = "<!--x"
-	case w.foreign > 0 && bytes.HasPrefix(raw, []byte("<![CDATA[")):
-		end = n - 2
-		w.resumePrefix = "<![CDATA["
-	case bytes.HasPrefix(raw, []byte("<!")) || bytes.HasPrefix(raw, []byte("<?")) ||
-		bytes.HasPrefix(raw, []byte("</")) && !isLetter(raw[2]):
-		w.resumePrefix = "<?" // read up to ">" like a bogus comment or doctype
-	case raw[0] == '<' && (isLetter(raw[1]) || raw[1] == '/' && isLetter(raw[2])):
-		w.resumePrefix = tagResumePrefix(raw)
-	default:
-		// Text: do not split "<" from the letter after it.
-		if i := bytes.LastIndexByte(raw, '<'); i >= 0 && i >= n-2 {
-			end = i
-		}
-	}
-	end = max(end, prefixLen)
-	if w.removing == 0 || w.failed {
-		w.out = append(w.out, raw[prefixLen:end]...)
-	}
-	*consumed += end - prefixLen
-	w.cont = true
 	w.pendingRaw = ""
+	if !resumed {
+		s.resumeRaw = ""
+	}
+	s.resume = openNone
+	switch s.open {
+	case openText:
+		if win[n-1] == '<' { // keep "<" with what follows it
+			end = n - 1
+		}
+		w.contText = true
+	case openRaw:
+		// Keep a possible "</script" at the end for the next token.
+		if i := bytes.LastIndexByte(win, '<'); i >= n-len(inRaw)-2 && i > 0 {
+			end = i
+		}
+		w.pendingRaw = inRaw
+		w.contText = true
+	case openComment:
+		end = n - 3 // so that a "-->" split here is still seen
+		s.resume = openComment
+	case openCDATA:
+		end = n - 2
+		s.resume = openCDATA
+	case openBogus:
+		s.resume = openBogus
+	case openTag:
+		s.resume = openTag
+		if !resumed && !s.endTag && s.tagSt != tsName {
+			// The rest of a <script ...> is followed by its raw text.
+			i := 2
+			for i < n && !isSpace(win[i]) && win[i] != '/' && win[i] != '>' {
+				i++
+			}
+			if i-1 <= len("plaintext") {
+				var name [len("plaintext")]byte
+				for j, c := range win[1:i] {
+					if 'A' <= c && c <= 'Z' {
+						c += 'a' - 'A'
+					}
+					name[j] = c
+				}
+				s.resumeRaw = rawTextTag(atom.Lookup(name[:i-1]))
+			}
+		}
+	}
+	if w.removing == 0 || w.failed {
+		w.out = append(w.out, win[:end]...)
+	}
 	if len(w.out) >= flushSize {
 		w.flush()
 	}
+	return end
 }
 
-func isLetter(c byte) bool { return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' }
-
-// isEndTagOf reports whether raw starts with "</name", ignoring case.
-func isEndTagOf(raw []byte, name string) bool {
-	if len(raw) < 2+len(name) || raw[0] != '<' || raw[1] != '/' {
-		return false
-	}
-	return bytes.EqualFold(raw[2:2+len(name)], []byte(name))
-}
-
-// tagResumePrefix returns a synthetic tag start that leaves the tokenizer
-// in the state it is in at the end of the cut tag raw (same rules as
-// tag.scan): in the name, between attributes, in a key, before a value,
-// in a quoted or unquoted value.
-func tagResumePrefix(raw []byte) string {
-	var t tag
-	end := raw[1] == '/'
-	t.parse(raw, end, false)
-	base := "<"
-	if end {
-		base = "</"
-	}
-	n, i := len(raw), t.n1
-	if i >= n {
-		return base + "x"
-	}
-	if len(t.name) <= 32 { // raw text elements have short names; keep the prefix short so every cut makes progress
-		base += string(t.name)
-	} else {
-		base += "x"
-	}
-	skip := func() {
-		for i < n && isSpace(raw[i]) {
-			i++
-		}
-	}
-	for {
-		skip()
-		if i >= n {
-			return base + " "
-		}
-		k0 := i
-		for i < n {
-			c := raw[i]
-			i++
-			if c == '=' && k0+1 == i {
-				continue
-			}
-			if c == '=' || isSpace(c) || c == '/' || c == '>' {
-				i--
-				break
-			}
-		}
-		if i >= n {
-			return base + " a"
-		}
-		skip()
-		if i >= n {
-			return base + " a "
-		}
-		c := raw[i]
-		i++
-		if c == '/' {
-			continue
-		}
-		if c != '=' {
-			i--
-			continue
-		}
-		skip()
-		if i >= n {
-			return base + " a="
-		}
-		q := raw[i]
-		i++
-		switch q {
-		case '"', '\'':
-			j := bytes.IndexByte(raw[i:], q)
-			if j < 0 {
-				return base + " a=" + string(q)
-			}
-			i += j + 1
-		default:
-			for i < n && !isSpace(raw[i]) && raw[i] != '>' {
-				i++
-			}
-			if i >= n {
-				return base + " a=b"
-			}
-		}
-	}
-}
 
 // token handles one complete token, failing open: on an error or a panic
 // the token is written unmodified and so is the rest of the document.
-func (w *Writer) token(tt html.TokenType, raw []byte, from int, inRaw string, cont bool) {
+func (w *Writer) token(k tokKind, raw []byte, inRaw string, cont bool) {
 	if w.failed {
-		w.out = append(w.out, raw[from:]...)
+		w.out = append(w.out, raw...)
 		return
 	}
 	mark := len(w.out)
 	defer func() {
 		if r := recover(); r != nil {
-			w.out = append(w.out[:mark], raw[from:]...)
+			w.out = append(w.out[:mark], raw...)
 			w.fail(fmt.Errorf("panic in rule: %v", r))
 		}
 	}()
-	if err := w.handle(tt, raw, from, inRaw, cont); err != nil {
-		w.out = append(w.out[:mark], raw[from:]...)
+	if err := w.handle(k, raw, inRaw, cont); err != nil {
+		w.out = append(w.out[:mark], raw...)
 		w.fail(err)
 	}
 }
@@ -536,20 +394,20 @@ func (w *Writer) emit(b []byte) {
 	}
 }
 
-func (w *Writer) handle(tt html.TokenType, raw []byte, from int, inRaw string, cont bool) error {
+func (w *Writer) handle(k tokKind, raw []byte, inRaw string, cont bool) error {
 	if w.p.testHook != nil {
-		w.p.testHook(tt, raw)
+		w.p.testHook(k, raw)
 	}
 	if cont {
-		if tt == html.StartTagToken || tt == html.SelfClosingTagToken {
-			w.t.parse(raw, false, tt == html.SelfClosingTagToken)
-			w.pendingRaw = rawTextTag(w.t.a)
+		// The rest of a cut token.
+		if k == tokStartTag {
+			w.pendingRaw = w.sc.resumeRaw
 		}
-		w.emit(raw[from:])
+		w.emit(raw)
 		return nil
 	}
-	switch tt {
-	case html.TextToken:
+	switch k {
+	case tokText:
 		switch {
 		case w.removing > 0:
 		case inRaw != "":
@@ -558,8 +416,6 @@ func (w *Writer) handle(tt html.TokenType, raw []byte, from int, inRaw string, c
 			} else {
 				w.emit(raw)
 			}
-		case bytes.HasPrefix(raw, []byte("<![CDATA[")):
-			w.emit(raw)
 		default:
 			if !w.bodyStart && w.template == 0 && !blank(raw) {
 				w.startBody()
@@ -571,17 +427,13 @@ func (w *Writer) handle(tt html.TokenType, raw []byte, from int, inRaw string, c
 			}
 		}
 		return nil
-	case html.StartTagToken, html.SelfClosingTagToken:
-		return w.startTag(raw, tt == html.SelfClosingTagToken)
-	case html.EndTagToken:
-		return w.endTag(raw)
-	case html.ErrorToken:
-		if len(raw) > 0 { // a tag cut by the end of the document
-			w.emit(raw)
-			return nil
-		}
+	case tokStartTag, tokSelfClosingTag:
+		return w.startTag()
+	case tokEndTag:
+		return w.endTag()
+	case tokEOF:
 		return w.endDocument()
-	default: // comments, doctype
+	default: // comments, doctype, CDATA, a tag cut off by the end of the document
 		w.emit(raw)
 		return nil
 	}
@@ -653,10 +505,10 @@ func (w *Writer) closeTop() {
 	}
 }
 
-func (w *Writer) startTag(raw []byte, selfClosing bool) error {
+// startTag handles the start tag that the scanner left in w.t.
+func (w *Writer) startTag() error {
 	t := &w.t
-	t.parse(raw, false, selfClosing)
-	a := t.a
+	a, selfClosing := t.a, t.selfClosing
 	w.pendingRaw = rawTextTag(a)
 	// Optional end tags: <p> ends at the next <div>, <li> at the next <li>.
 	for len(w.stack) > 0 && closesImplicitly(w.stack[len(w.stack)-1].a, a) {
@@ -682,7 +534,7 @@ func (w *Writer) startTag(raw []byte, selfClosing bool) error {
 			w.template++
 		case atom.Svg, atom.Math:
 			w.foreign++
-			w.z.AllowCDATA(true)
+			w.sc.cdata = true
 		}
 	}
 	if outsideTemplate {
@@ -782,9 +634,9 @@ func (w *Writer) findOpen(t *tag) int {
 	return -1
 }
 
-func (w *Writer) endTag(raw []byte) error {
+// endTag handles the end tag that the scanner left in w.t.
+func (w *Writer) endTag() error {
 	t := &w.t
-	t.parse(raw, true, false)
 	a := t.a
 	if i := w.findOpen(t); i >= 0 {
 		drop := false
@@ -809,7 +661,7 @@ func (w *Writer) endTag(raw []byte) error {
 	case atom.Svg, atom.Math:
 		if w.foreign > 0 {
 			w.foreign--
-			w.z.AllowCDATA(w.foreign > 0)
+			w.sc.cdata = w.foreign > 0
 		}
 	}
 	if w.template == 0 {
@@ -823,6 +675,6 @@ func (w *Writer) endTag(raw []byte) error {
 			w.endBody()
 		}
 	}
-	w.out = append(w.out, raw...)
+	w.out = append(w.out, t.raw...)
 	return nil
 }

@@ -1,0 +1,859 @@
+package deploy
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/serializer"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	"sigs.k8s.io/yaml"
+)
+
+const k8sDir = "k8s"
+
+// decoder decodes manifests the way the API server reads them: the typed
+// object is chosen by apiVersion and kind, and an unknown or duplicated
+// field is an error (field names are case-sensitive).
+func decoder() runtime.Decoder {
+	s := runtime.NewScheme()
+	for _, add := range []func(*runtime.Scheme) error{
+		corev1.AddToScheme, appsv1.AddToScheme, policyv1.AddToScheme,
+		autoscalingv2.AddToScheme, networkingv1.AddToScheme,
+	} {
+		utilruntime.Must(add(s))
+	}
+	return serializer.NewCodecFactory(s, serializer.EnableStrict).UniversalDeserializer()
+}
+
+// splitDocs splits a multi-document YAML stream, dropping empty documents.
+func splitDocs(b []byte) [][]byte {
+	var docs [][]byte
+	for _, d := range regexp.MustCompile(`(?m)^---\s*$`).Split(string(b), -1) {
+		if strings.TrimSpace(stripComments(d)) != "" {
+			docs = append(docs, []byte(d))
+		}
+	}
+	return docs
+}
+
+func stripComments(s string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if !strings.HasPrefix(strings.TrimSpace(l), "#") {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+// manifests is every object of deploy/k8s, decoded strictly.
+type manifests struct {
+	objects     []runtime.Object
+	sts         *appsv1.StatefulSet
+	services    map[string]*corev1.Service
+	secrets     map[string]*corev1.Secret
+	pdb         *policyv1.PodDisruptionBudget
+	hpa         *autoscalingv2.HorizontalPodAutoscaler
+	netpol      *networkingv1.NetworkPolicy
+	fileOfIndex []string
+}
+
+type kustomization struct {
+	APIVersion string   `json:"apiVersion"`
+	Kind       string   `json:"kind"`
+	Resources  []string `json:"resources"`
+}
+
+func decodeAll(t *testing.T, name string, b []byte) []runtime.Object {
+	t.Helper()
+	dec := decoder()
+	var objs []runtime.Object
+	for i, doc := range splitDocs(b) {
+		obj, gvk, err := dec.Decode(doc, nil, nil)
+		if err != nil {
+			t.Fatalf("%s, document %d: %v", name, i+1, err)
+		}
+		if gvk.Kind == "" {
+			t.Fatalf("%s, document %d: no kind", name, i+1)
+		}
+		objs = append(objs, obj)
+	}
+	return objs
+}
+
+func loadManifests(t *testing.T) *manifests {
+	t.Helper()
+	kb, err := os.ReadFile(filepath.Join(k8sDir, "kustomization.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var k kustomization
+	if err := yaml.UnmarshalStrict(kb, &k); err != nil {
+		t.Fatalf("kustomization.yaml: %v", err)
+	}
+	if k.Kind != "Kustomization" || k.APIVersion != "kustomize.config.k8s.io/v1beta1" {
+		t.Fatalf("kustomization.yaml: kind %q apiVersion %q", k.Kind, k.APIVersion)
+	}
+	files, _ := filepath.Glob(filepath.Join(k8sDir, "*.y*ml"))
+	var onDisk []string
+	for _, f := range files {
+		if b := filepath.Base(f); b != "kustomization.yaml" {
+			onDisk = append(onDisk, b)
+		}
+	}
+	listed := slices.Clone(k.Resources)
+	slices.Sort(listed)
+	slices.Sort(onDisk)
+	if !slices.Equal(listed, onDisk) {
+		t.Fatalf("kustomization.yaml lists %v, deploy/k8s holds %v", listed, onDisk)
+	}
+
+	m := &manifests{services: map[string]*corev1.Service{}, secrets: map[string]*corev1.Secret{}}
+	for _, f := range k.Resources {
+		b, err := os.ReadFile(filepath.Join(k8sDir, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, obj := range decodeAll(t, f, b) {
+			m.objects = append(m.objects, obj)
+			m.fileOfIndex = append(m.fileOfIndex, f)
+			switch o := obj.(type) {
+			case *appsv1.StatefulSet:
+				if m.sts != nil {
+					t.Fatalf("%s: a second StatefulSet %s", f, o.Name)
+				}
+				m.sts = o
+			case *corev1.Service:
+				m.services[o.Name] = o
+			case *corev1.Secret:
+				m.secrets[o.Name] = o
+			case *policyv1.PodDisruptionBudget:
+				m.pdb = o
+			case *autoscalingv2.HorizontalPodAutoscaler:
+				m.hpa = o
+			case *networkingv1.NetworkPolicy:
+				m.netpol = o
+			default:
+				t.Fatalf("%s: unexpected %T", f, obj)
+			}
+		}
+	}
+	for _, o := range m.objects {
+		if o.(interface{ GetNamespace() string }).GetNamespace() != "" {
+			t.Errorf("%T sets a namespace; the manifests must stay namespace-agnostic", o)
+		}
+	}
+	if m.sts == nil || m.pdb == nil || m.hpa == nil || m.netpol == nil {
+		t.Fatalf("missing objects: statefulset %v, pdb %v, hpa %v, networkpolicy %v", m.sts != nil, m.pdb != nil, m.hpa != nil, m.netpol != nil)
+	}
+	return m
+}
+
+func (m *manifests) container(t *testing.T) *corev1.Container {
+	t.Helper()
+	cs := m.sts.Spec.Template.Spec.Containers
+	if len(cs) != 1 {
+		t.Fatalf("want one container, got %d", len(cs))
+	}
+	return &cs[0]
+}
+
+func (m *manifests) podLabels() labels.Set { return m.sts.Spec.Template.Labels }
+
+// parseArgs reads --name=value arguments (a bare --name is "true").
+func parseArgs(t *testing.T, args []string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	for _, a := range args {
+		name, ok := strings.CutPrefix(a, "--")
+		if !ok {
+			t.Fatalf("argument %q is not --flag=value", a)
+		}
+		name, val, hasVal := strings.Cut(name, "=")
+		if !hasVal {
+			val = "true"
+		}
+		if _, dup := out[name]; dup {
+			t.Fatalf("flag --%s given twice", name)
+		}
+		out[name] = val
+	}
+	return out
+}
+
+// podArgs returns the StatefulSet's flags as pod ordinal's container sees
+// them, with $(POD_NAME) and $(NAMESPACE) expanded.
+func podArgs(t *testing.T, c *corev1.Container, pod, ns string) map[string]string {
+	t.Helper()
+	r := strings.NewReplacer("$(POD_NAME)", pod, "$(NAMESPACE)", ns)
+	args := parseArgs(t, c.Args)
+	for k, v := range args {
+		args[k] = r.Replace(v)
+	}
+	return args
+}
+
+func port(t *testing.T, hostport string) int32 {
+	t.Helper()
+	_, p, err := net.SplitHostPort(hostport)
+	if err != nil {
+		t.Fatalf("%q: %v", hostport, err)
+	}
+	n, err := strconv.Atoi(p)
+	if err != nil {
+		t.Fatalf("%q: %v", hostport, err)
+	}
+	return int32(n)
+}
+
+func containerPort(t *testing.T, c *corev1.Container, name string) int32 {
+	t.Helper()
+	for _, p := range c.Ports {
+		if p.Name == name {
+			return p.ContainerPort
+		}
+	}
+	t.Fatalf("container has no port named %q", name)
+	return 0
+}
+
+func TestStrictDecodingRejectsUnknownFields(t *testing.T) {
+	// The decoder must be able to fail, or the other tests prove nothing.
+	for name, doc := range map[string]string{
+		"unknown field":   "apiVersion: apps/v1\nkind: StatefulSet\nmetadata: {name: x}\nspec:\n  replicass: 3\n",
+		"wrong case":      "apiVersion: apps/v1\nkind: StatefulSet\nmetadata: {name: x}\nspec:\n  Replicas: 3\n",
+		"duplicate field": "apiVersion: v1\nkind: Service\nmetadata: {name: x}\nspec:\n  type: ClusterIP\n  type: LoadBalancer\n",
+		"unknown kind":    "apiVersion: v1\nkind: Sevrice\nmetadata: {name: x}\n",
+	} {
+		if _, _, err := decoder().Decode([]byte(doc), nil, nil); err == nil {
+			t.Errorf("%s: decoded without error", name)
+		}
+	}
+}
+
+func TestManifestsDecodeStrictly(t *testing.T) {
+	m := loadManifests(t)
+	if len(m.objects) < 7 {
+		t.Errorf("only %d objects in deploy/k8s", len(m.objects))
+	}
+	for _, name := range []string{"edge-peers", "edge"} {
+		if m.services[name] == nil {
+			t.Errorf("no Service %q", name)
+		}
+	}
+}
+
+func TestStatefulSet(t *testing.T) {
+	m := loadManifests(t)
+	s := m.sts
+	spec := s.Spec.Template.Spec
+	c := m.container(t)
+
+	if s.Name != "edge" || s.Spec.Replicas == nil || *s.Spec.Replicas != 3 {
+		t.Errorf("StatefulSet %q replicas %v, want edge with 3", s.Name, ptrString(s.Spec.Replicas))
+	}
+	if s.Spec.ServiceName != "edge-peers" {
+		t.Errorf("serviceName %q, want the headless edge-peers", s.Spec.ServiceName)
+	}
+	if s.Spec.PodManagementPolicy != appsv1.ParallelPodManagement {
+		t.Errorf("podManagementPolicy %q: with OrderedReady edge-0 waits for Ready, which needs a cluster, which needs edge-1 and edge-2", s.Spec.PodManagementPolicy)
+	}
+	sel, err := metaSelector(s.Spec.Selector.MatchLabels)
+	if err != nil || !sel.Matches(m.podLabels()) {
+		t.Errorf("selector %v does not match the pod labels %v", s.Spec.Selector.MatchLabels, m.podLabels())
+	}
+
+	// Flags: every $(VAR) is defined, and the peer names follow the headless Service.
+	env := map[string]bool{}
+	for _, e := range c.Env {
+		env[e.Name] = true
+		if e.Name == "EDGE_ADMIN_TOKEN" {
+			t.Error("the admin token must come from the mounted Secret, not an env var in the manifest")
+		}
+	}
+	for _, a := range c.Args {
+		for _, v := range regexp.MustCompile(`\$\(([A-Za-z_][A-Za-z0-9_]*)\)`).FindAllStringSubmatch(a, -1) {
+			if !env[v[1]] {
+				t.Errorf("argument %q uses $(%s), which the container env does not define", a, v[1])
+			}
+		}
+	}
+	const ns = "prod"
+	peer := func(i int, p int32) string {
+		return fmt.Sprintf("edge-%d.edge-peers.%s.svc.cluster.local:%d", i, ns, p)
+	}
+	raftPort, adminPort := containerPort(t, c, "raft"), containerPort(t, c, "admin")
+	var wantJoin []string
+	for i := range 3 {
+		wantJoin = append(wantJoin, peer(i, adminPort))
+	}
+	for i := range 3 {
+		pod := fmt.Sprintf("edge-%d", i)
+		a := podArgs(t, c, pod, ns)
+		want := map[string]string{
+			"id":               pod,
+			"bootstrap-expect": "3",
+			"voters":           "3",
+			"raft-advertise":   peer(i, raftPort),
+			"admin-advertise":  peer(i, adminPort),
+			"join":             strings.Join(wantJoin, ","),
+		}
+		for k, v := range want {
+			if a[k] != v {
+				t.Errorf("%s: --%s=%q, want %q", pod, k, a[k], v)
+			}
+		}
+		for flag, portName := range map[string]string{"raft-addr": "raft", "admin-addr": "admin", "http-addr": "http", "https-addr": "https", "metrics-addr": "metrics"} {
+			if got := port(t, a[flag]); got != containerPort(t, c, portName) {
+				t.Errorf("--%s=%s, but the container port %q is %d", flag, a[flag], portName, containerPort(t, c, portName))
+			}
+			if h, _, _ := net.SplitHostPort(a[flag]); h != "0.0.0.0" && h != "" {
+				t.Errorf("--%s=%s listens on one address only; a pod must listen on all", flag, a[flag])
+			}
+		}
+	}
+	args := parseArgs(t, c.Args)
+
+	// Data dir on the PVC.
+	mounts := map[string]string{}
+	for _, vm := range c.VolumeMounts {
+		mounts[vm.Name] = vm.MountPath
+	}
+	if len(s.Spec.VolumeClaimTemplates) != 1 || s.Spec.VolumeClaimTemplates[0].Name != "data" {
+		t.Fatalf("want one volumeClaimTemplate named data, got %v", s.Spec.VolumeClaimTemplates)
+	}
+	pvc := s.Spec.VolumeClaimTemplates[0]
+	if mounts["data"] != args["data-dir"] {
+		t.Errorf("--data-dir=%s, but the PVC is mounted at %q", args["data-dir"], mounts["data"])
+	}
+	if !slices.Contains(pvc.Spec.AccessModes, corev1.ReadWriteOnce) || pvc.Spec.Resources.Requests.Storage().IsZero() {
+		t.Errorf("PVC template: access modes %v, storage %v", pvc.Spec.AccessModes, pvc.Spec.Resources.Requests.Storage())
+	}
+	volumes := map[string]corev1.Volume{}
+	for _, v := range spec.Volumes {
+		volumes[v.Name] = v
+	}
+	for _, vm := range c.VolumeMounts {
+		if _, ok := volumes[vm.Name]; !ok && vm.Name != pvc.Name {
+			t.Errorf("volumeMount %q has no volume", vm.Name)
+		}
+	}
+
+	// The admin token: a file from the Secret.
+	tokenFile := args["admin-token-file"]
+	var tokenVol *corev1.Volume
+	for _, vm := range c.VolumeMounts {
+		if filepath.Dir(tokenFile) == filepath.Clean(vm.MountPath) {
+			v := volumes[vm.Name]
+			tokenVol = &v
+			if !vm.ReadOnly {
+				t.Errorf("the token volume is mounted read-write")
+			}
+		}
+	}
+	if tokenVol == nil || tokenVol.Secret == nil {
+		t.Fatalf("--admin-token-file=%s is not in a mounted Secret volume", tokenFile)
+	}
+	secret := m.secrets[tokenVol.Secret.SecretName]
+	if secret == nil {
+		t.Fatalf("the token volume uses Secret %q, which deploy/k8s does not define", tokenVol.Secret.SecretName)
+	}
+	if secret.Name != "edge-admin-token" {
+		t.Errorf("token Secret is %q, want edge-admin-token", secret.Name)
+	}
+	var key string
+	for _, it := range tokenVol.Secret.Items {
+		if it.Path == filepath.Base(tokenFile) {
+			key = it.Key
+		}
+	}
+	if key == "" {
+		t.Fatalf("the Secret volume maps no key to %s", filepath.Base(tokenFile))
+	}
+	if _, ok := secret.StringData[key]; !ok {
+		if _, ok := secret.Data[key]; !ok {
+			t.Errorf("Secret %s has no key %q", secret.Name, key)
+		}
+	}
+	if m := tokenVol.Secret.DefaultMode; m == nil || *m&0o007 != 0 {
+		t.Errorf("the token file must not be world-readable (defaultMode %s)", ptrString(m))
+	}
+	if spec.SecurityContext == nil || spec.SecurityContext.FSGroup == nil {
+		t.Error("no fsGroup: the non-root user could not read the token or write the PVC")
+	}
+
+	// Probes on the metrics listener.
+	for name, p := range map[string]*corev1.Probe{"/readyz": c.ReadinessProbe, "/healthz": c.LivenessProbe} {
+		if p == nil || p.HTTPGet == nil {
+			t.Errorf("probe for %s missing or not httpGet", name)
+			continue
+		}
+		if p.HTTPGet.Path != name || p.HTTPGet.Port.String() != "metrics" {
+			t.Errorf("probe %s: path %q port %q, want %s on metrics", name, p.HTTPGet.Path, p.HTTPGet.Port.String(), name)
+		}
+	}
+
+	// Resources: the HPA scales on CPU requests.
+	for _, n := range []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory} {
+		if _, ok := c.Resources.Requests[n]; !ok {
+			t.Errorf("no %s request", n)
+		}
+		if _, ok := c.Resources.Limits[n]; !ok {
+			t.Errorf("no %s limit", n)
+		}
+	}
+
+	// Shutdown: preStop, leadership transfer, then two drains bounded by
+	// --shutdown-grace must fit before SIGKILL.
+	grace, err := time.ParseDuration(args["shutdown-grace"])
+	if err != nil {
+		t.Fatalf("--shutdown-grace: %v", err)
+	}
+	preStop := time.Duration(0)
+	if c.Lifecycle != nil && c.Lifecycle.PreStop != nil && c.Lifecycle.PreStop.Sleep != nil {
+		preStop = time.Duration(c.Lifecycle.PreStop.Sleep.Seconds) * time.Second
+	}
+	need := preStop + 2*grace + 5*time.Second
+	if tg := spec.TerminationGracePeriodSeconds; tg == nil || time.Duration(*tg)*time.Second < need {
+		t.Errorf("terminationGracePeriodSeconds %s is shorter than preStop + leadership transfer + 2 x --shutdown-grace (%v)", ptrString(tg), need)
+	}
+
+	// Non-root, read-only root filesystem.
+	psc, csc := spec.SecurityContext, c.SecurityContext
+	if psc == nil || psc.RunAsNonRoot == nil || !*psc.RunAsNonRoot || psc.RunAsUser == nil || *psc.RunAsUser == 0 {
+		t.Error("pod securityContext must set runAsNonRoot and a non-zero runAsUser")
+	}
+	if csc == nil || csc.ReadOnlyRootFilesystem == nil || !*csc.ReadOnlyRootFilesystem ||
+		csc.AllowPrivilegeEscalation == nil || *csc.AllowPrivilegeEscalation ||
+		csc.Capabilities == nil || !slices.Contains(csc.Capabilities.Drop, "ALL") {
+		t.Error("container securityContext must set readOnlyRootFilesystem, no privilege escalation and drop ALL capabilities")
+	}
+	if spec.AutomountServiceAccountToken == nil || *spec.AutomountServiceAccountToken {
+		t.Error("edged does not use the Kubernetes API: automountServiceAccountToken should be false")
+	}
+
+	// Scheduling: a dedicated pool, spread over hosts.
+	const poolKey, poolVal = "edge.example/pool", "edge"
+	if spec.NodeSelector[poolKey] != poolVal {
+		t.Errorf("nodeSelector %v, want %s=%s", spec.NodeSelector, poolKey, poolVal)
+	}
+	tolerated := false
+	for _, tol := range spec.Tolerations {
+		op := tol.Operator
+		if tol.Key == poolKey && (tol.Effect == "" || tol.Effect == corev1.TaintEffectNoSchedule) &&
+			(op == corev1.TolerationOpExists || (op == "" || op == corev1.TolerationOpEqual) && tol.Value == poolVal) {
+			tolerated = true
+		}
+	}
+	if !tolerated {
+		t.Errorf("tolerations %v do not tolerate the pool taint %s=%s:NoSchedule", spec.Tolerations, poolKey, poolVal)
+	}
+	var terms []corev1.PodAffinityTerm
+	if a := spec.Affinity; a != nil && a.PodAntiAffinity != nil {
+		terms = a.PodAntiAffinity.RequiredDuringSchedulingIgnoredDuringExecution
+		for _, w := range a.PodAntiAffinity.PreferredDuringSchedulingIgnoredDuringExecution {
+			terms = append(terms, w.PodAffinityTerm)
+		}
+	}
+	spread := false
+	for _, term := range terms {
+		sel, err := metaSelector(term.LabelSelector.MatchLabels)
+		if err == nil && term.TopologyKey == "kubernetes.io/hostname" && sel.Matches(m.podLabels()) {
+			spread = true
+		}
+	}
+	if !spread {
+		t.Error("no pod anti-affinity on kubernetes.io/hostname selecting Edge pods")
+	}
+
+	// Scaled-away pods are non-voters that left; their data must not come back.
+	if p := s.Spec.PersistentVolumeClaimRetentionPolicy; p == nil || p.WhenScaled != appsv1.DeletePersistentVolumeClaimRetentionPolicyType || p.WhenDeleted != appsv1.RetainPersistentVolumeClaimRetentionPolicyType {
+		t.Errorf("persistentVolumeClaimRetentionPolicy %+v, want whenScaled Delete, whenDeleted Retain", p)
+	}
+}
+
+func ptrString[T any](p *T) string {
+	if p == nil {
+		return "unset"
+	}
+	return fmt.Sprint(*p)
+}
+
+func metaSelector(ml map[string]string) (labels.Selector, error) {
+	if len(ml) == 0 {
+		return nil, fmt.Errorf("empty selector")
+	}
+	return labels.SelectorFromSet(ml), nil
+}
+
+func TestServices(t *testing.T) {
+	m := loadManifests(t)
+	c := m.container(t)
+	for name, svc := range m.services {
+		sel, err := metaSelector(svc.Spec.Selector)
+		if err != nil || !sel.Matches(m.podLabels()) {
+			t.Errorf("Service %s selector %v does not select the Edge pods", name, svc.Spec.Selector)
+		}
+		for _, p := range svc.Spec.Ports {
+			containerPort(t, c, p.TargetPort.String())
+		}
+	}
+	peers := m.services["edge-peers"]
+	if peers.Spec.ClusterIP != corev1.ClusterIPNone || !peers.Spec.PublishNotReadyAddresses {
+		t.Errorf("edge-peers: clusterIP %q publishNotReadyAddresses %v; peers must resolve before they are Ready", peers.Spec.ClusterIP, peers.Spec.PublishNotReadyAddresses)
+	}
+	var peerPorts []string
+	for _, p := range peers.Spec.Ports {
+		peerPorts = append(peerPorts, p.TargetPort.String())
+	}
+	slices.Sort(peerPorts)
+	if !slices.Equal(peerPorts, []string{"admin", "raft"}) {
+		t.Errorf("edge-peers ports %v, want raft and admin", peerPorts)
+	}
+	traffic := m.services["edge"]
+	if traffic.Spec.PublishNotReadyAddresses {
+		t.Error("the traffic Service must only route to Ready pods")
+	}
+	got := map[int32]string{}
+	for _, p := range traffic.Spec.Ports {
+		got[p.Port] = p.TargetPort.String()
+	}
+	if got[80] != "http" || got[443] != "https" {
+		t.Errorf("edge Service ports %v, want 80->http and 443->https", got)
+	}
+}
+
+func TestPodDisruptionBudget(t *testing.T) {
+	m := loadManifests(t)
+	p := m.pdb.Spec
+	if p.MaxUnavailable == nil || p.MaxUnavailable.String() != "1" || p.MinAvailable != nil {
+		t.Errorf("PDB maxUnavailable %v minAvailable %v, want maxUnavailable 1", p.MaxUnavailable, p.MinAvailable)
+	}
+	if sel, err := metaSelector(p.Selector.MatchLabels); err != nil || !sel.Matches(m.podLabels()) {
+		t.Errorf("PDB selector %v does not select the Edge pods", p.Selector)
+	}
+}
+
+func TestHorizontalPodAutoscaler(t *testing.T) {
+	m := loadManifests(t)
+	h := m.hpa.Spec
+	if r := h.ScaleTargetRef; r.Kind != "StatefulSet" || r.Name != m.sts.Name || r.APIVersion != "apps/v1" {
+		t.Errorf("HPA targets %+v, want the StatefulSet %s", r, m.sts.Name)
+	}
+	if h.MinReplicas == nil || *h.MinReplicas != 4 || h.MaxReplicas != 16 {
+		t.Errorf("HPA %s..%d, want 4..16", ptrString(h.MinReplicas), h.MaxReplicas)
+	}
+	voters, _ := strconv.Atoi(parseArgs(t, m.container(t).Args)["voters"])
+	if h.MinReplicas != nil && int(*h.MinReplicas) <= voters {
+		t.Errorf("minReplicas %d <= --voters=%d: the HPA could scale away a voter", *h.MinReplicas, voters)
+	}
+	if len(h.Metrics) != 1 || h.Metrics[0].Resource == nil || h.Metrics[0].Resource.Name != corev1.ResourceCPU ||
+		h.Metrics[0].Resource.Target.Type != autoscalingv2.UtilizationMetricType ||
+		h.Metrics[0].Resource.Target.AverageUtilization == nil || *h.Metrics[0].Resource.Target.AverageUtilization != 70 {
+		t.Errorf("HPA metrics %+v, want CPU utilization 70%%", h.Metrics)
+	}
+}
+
+func TestNetworkPolicy(t *testing.T) {
+	m := loadManifests(t)
+	c := m.container(t)
+	np := m.netpol.Spec
+	if sel, err := metaSelector(np.PodSelector.MatchLabels); err != nil || !sel.Matches(m.podLabels()) {
+		t.Errorf("NetworkPolicy selects %v", np.PodSelector)
+	}
+	open := map[string]bool{}
+	for _, rule := range np.Ingress {
+		for _, p := range rule.Ports {
+			containerPort(t, c, p.Port.String())
+			if p.Port.String() == "raft" {
+				if len(rule.From) == 0 {
+					t.Error("the raft port is open to everyone")
+				}
+				for _, f := range rule.From {
+					if f.PodSelector == nil || !labels.SelectorFromSet(f.PodSelector.MatchLabels).Matches(m.podLabels()) || f.NamespaceSelector != nil || f.IPBlock != nil {
+						t.Errorf("raft port reachable from %+v; only Edge pods may reach it", f)
+					}
+				}
+			} else if len(rule.From) == 0 {
+				open[p.Port.String()] = true
+			}
+		}
+	}
+	for _, p := range []string{"http", "https", "metrics", "admin"} {
+		if !open[p] {
+			t.Errorf("port %s is not reachable through the NetworkPolicy", p)
+		}
+	}
+}
+
+func TestAdminTokenSecretIsAPlaceholder(t *testing.T) {
+	m := loadManifests(t)
+	s := m.secrets["edge-admin-token"]
+	if s == nil {
+		t.Fatal("no Secret edge-admin-token")
+	}
+	if !strings.Contains(s.StringData["token"], "PLACEHOLDER") || s.Annotations["edge.example/placeholder"] == "" {
+		t.Errorf("the example Secret must be visibly a placeholder: %q %v", s.StringData["token"], s.Annotations)
+	}
+}
+
+// TestKustomizeBuild renders deploy/k8s with kustomize (kubectl's built-in)
+// and decodes the result strictly too.
+func TestKustomizeBuild(t *testing.T) {
+	// kustomize itself (installed by scripts/install-test-deps.sh), or
+	// kubectl's built-in copy.
+	var cmd *exec.Cmd
+	if k, err := exec.LookPath("kustomize"); err == nil {
+		cmd = exec.Command(k, "build", k8sDir)
+	} else if k, err := exec.LookPath("kubectl"); err == nil {
+		cmd = exec.Command(k, "kustomize", k8sDir)
+	} else {
+		needBinary(t, "kustomize or kubectl (scripts/install-test-deps.sh installs kustomize)")
+		return
+	}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s: %v\n%s", cmd, err, out)
+	}
+	objs := decodeAll(t, "kustomize output", out)
+	if want := len(loadManifests(t).objects); len(objs) != want {
+		t.Errorf("kustomize rendered %d objects, the files hold %d", len(objs), want)
+	}
+}
+
+func needBinary(t *testing.T, what string) {
+	t.Helper()
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("%s is not installed (CI=true)", what)
+	}
+	t.Skipf("%s is not installed", what)
+}
+
+// edgedFlags returns the flag names `edged --help` lists.
+func edgedFlags(t *testing.T) map[string]bool {
+	t.Helper()
+	edged, _ := binaries(t)
+	var stderr bytes.Buffer
+	cmd := exec.Command(edged, "--help")
+	cmd.Stderr = &stderr
+	cmd.Stdout = &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("edged --help: %v\n%s", err, stderr.String())
+	}
+	flags := map[string]bool{}
+	sc := bufio.NewScanner(&stderr)
+	re := regexp.MustCompile(`^\s+--?([a-z0-9][a-z0-9-]*)\b`)
+	for sc.Scan() {
+		if m := re.FindStringSubmatch(sc.Text()); m != nil {
+			flags[m[1]] = true
+		}
+	}
+	if len(flags) < 10 || !flags["join"] {
+		t.Fatalf("could not read the flags from edged --help:\n%s", stderr.String())
+	}
+	return flags
+}
+
+func TestEdgedKnowsEveryFlag(t *testing.T) {
+	flags := edgedFlags(t)
+	m := loadManifests(t)
+	for name := range parseArgs(t, m.container(t).Args) {
+		if !flags[name] {
+			t.Errorf("statefulset.yaml passes --%s, which edged does not have", name)
+		}
+	}
+	for n := 1; n <= 3; n++ {
+		for name := range parseArgs(t, devClusterArgs(t, n)) {
+			if !flags[name] {
+				t.Errorf("dev-cluster.sh passes --%s, which edged does not have", name)
+			}
+		}
+	}
+	for _, env := range dockerfileEnv(t) {
+		name, ok := strings.CutPrefix(env, "EDGE_")
+		if !ok {
+			continue
+		}
+		if flag := strings.ToLower(strings.ReplaceAll(name, "_", "-")); !flags[flag] {
+			t.Errorf("Dockerfile sets %s, but edged has no --%s", env, flag)
+		}
+	}
+}
+
+// devClusterArgs asks scripts/dev-cluster.sh for node n's arguments.
+func devClusterArgs(t *testing.T, n int) []string {
+	t.Helper()
+	out, err := exec.Command("bash", filepath.Join("..", "scripts", "dev-cluster.sh"), "--print-args", strconv.Itoa(n)).Output()
+	if err != nil {
+		t.Fatalf("dev-cluster.sh --print-args %d: %v", n, err)
+	}
+	return strings.Fields(string(out))
+}
+
+// addressFlags differ between pods and loopback processes; every other flag
+// must have the StatefulSet's value in dev-cluster.sh.
+var addressFlags = map[string]bool{
+	"id": true, "data-dir": true, "raft-addr": true, "raft-advertise": true, "admin-addr": true,
+	"admin-advertise": true, "http-addr": true, "https-addr": true, "metrics-addr": true,
+	"join": true, "admin-token-file": true,
+}
+
+func TestDevClusterUsesTheStatefulSetFlags(t *testing.T) {
+	m := loadManifests(t)
+	sts := parseArgs(t, m.container(t).Args)
+	var admins, ids []string
+	var nodes []map[string]string
+	for n := 1; n <= 3; n++ {
+		dev := parseArgs(t, devClusterArgs(t, n))
+		nodes = append(nodes, dev)
+		stsNames, devNames := mapsKeys(sts), mapsKeys(dev)
+		if !slices.Equal(stsNames, devNames) {
+			t.Errorf("node %d: dev-cluster.sh flags %v, StatefulSet flags %v", n, devNames, stsNames)
+		}
+		for k, v := range sts {
+			if !addressFlags[k] && dev[k] != v {
+				t.Errorf("node %d: --%s=%q in dev-cluster.sh, %q in the StatefulSet", n, k, dev[k], v)
+			}
+		}
+		for _, k := range []string{"raft-addr", "admin-addr", "http-addr", "https-addr", "metrics-addr"} {
+			if h, _, err := net.SplitHostPort(dev[k]); err != nil || h != "127.0.0.1" {
+				t.Errorf("node %d: --%s=%q, want loopback", n, k, dev[k])
+			}
+		}
+		admins = append(admins, dev["admin-advertise"])
+		ids = append(ids, dev["id"])
+	}
+	for i, dev := range nodes {
+		if dev["join"] != strings.Join(admins, ",") {
+			t.Errorf("node %d: --join=%s, want every node's admin address %v", i+1, dev["join"], admins)
+		}
+		if dev["admin-token-file"] != nodes[0]["admin-token-file"] {
+			t.Errorf("node %d uses another token file", i+1)
+		}
+	}
+	if u := slices.Compact(slices.Sorted(slices.Values(ids))); len(u) != 3 {
+		t.Errorf("node IDs %v are not distinct", ids)
+	}
+}
+
+func mapsKeys(m map[string]string) []string {
+	var ks []string
+	for k := range m {
+		ks = append(ks, k)
+	}
+	slices.Sort(ks)
+	return ks
+}
+
+// dockerfileEnv returns the variable names the Dockerfile's ENV
+// instructions set (NAME=value form), in every stage.
+func dockerfileEnv(t *testing.T) []string {
+	t.Helper()
+	var names []string
+	for _, ins := range dockerfile(t) {
+		if ins.cmd != "ENV" {
+			continue
+		}
+		for _, kv := range strings.Fields(ins.args) {
+			if k, _, ok := strings.Cut(kv, "="); ok {
+				names = append(names, k)
+			}
+		}
+	}
+	return names
+}
+
+type instruction struct{ cmd, args string }
+
+// dockerfile reads deploy/Dockerfile into instructions, joining continued
+// lines and dropping comments.
+func dockerfile(t *testing.T) []instruction {
+	t.Helper()
+	b, err := os.ReadFile("Dockerfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []instruction
+	var cur strings.Builder
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(strings.TrimSpace(l), "#") {
+			continue
+		}
+		if s, ok := strings.CutSuffix(strings.TrimRight(l, " "), "\\"); ok {
+			cur.WriteString(s + " ")
+			continue
+		}
+		cur.WriteString(l)
+		if line := strings.TrimSpace(cur.String()); line != "" {
+			cmd, args, _ := strings.Cut(line, " ")
+			out = append(out, instruction{strings.ToUpper(cmd), strings.TrimSpace(args)})
+		}
+		cur.Reset()
+	}
+	return out
+}
+
+func TestDockerfile(t *testing.T) {
+	ins := dockerfile(t)
+	var froms []string
+	var user, expose, run string
+	for _, i := range ins {
+		switch i.cmd {
+		case "FROM":
+			froms = append(froms, i.args)
+		case "USER":
+			user = i.args
+		case "EXPOSE":
+			expose = i.args
+		case "RUN":
+			run += i.args + "\n"
+		}
+	}
+	if len(froms) < 2 || !strings.HasPrefix(froms[0], "golang:1.26") {
+		t.Errorf("want a golang:1.26 build stage and a runtime stage, got %v", froms)
+	}
+	if last := froms[len(froms)-1]; !strings.Contains(last, "distroless/static") && last != "scratch" {
+		t.Errorf("runtime stage %q: want distroless static or scratch", last)
+	}
+	if u, _, _ := strings.Cut(user, ":"); u == "" || u == "0" || u == "root" {
+		t.Errorf("USER %q: the image must run as non-root", user)
+	}
+	for _, want := range []string{"./cmd/edged", "./cmd/edgectl"} {
+		if !strings.Contains(run, want) {
+			t.Errorf("the build stage does not build %s", want)
+		}
+	}
+	env := strings.Join(dockerfileEnv(t), " ")
+	if !strings.Contains(env, "CGO_ENABLED") {
+		t.Error("CGO_ENABLED=0 is not set: the binary would not be static")
+	}
+	m := loadManifests(t)
+	var want, got []string
+	for _, p := range m.container(t).Ports {
+		want = append(want, strconv.Itoa(int(p.ContainerPort)))
+	}
+	got = strings.Fields(expose)
+	slices.Sort(want)
+	slices.Sort(got)
+	if !slices.Equal(want, got) {
+		t.Errorf("EXPOSE %v, container ports %v", got, want)
+	}
+}

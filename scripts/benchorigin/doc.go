@@ -1,0 +1,21 @@
+// Command benchorigin is the fast origin server and the idle-connection
+// holder used by scripts/bench, the whole-system benchmark.
+//
+//	benchorigin serve -addr 127.0.0.1:PORT
+//
+// serves the benchmark's fixed objects:
+//
+//	/small      1 KB text, Cache-Control: public, max-age=3600
+//	/page.html  ~40 KB HTML page (text/html), Cache-Control: public, max-age=3600
+//	/nostore    1 KB text, Cache-Control: no-store
+//	/stats      JSON request counters, {"total":N,"paths":{"/small":N,…}}
+//
+// The counters let the benchmark prove that a cache-hit case never reached
+// the origin. /stats itself is not counted.
+//
+//	benchorigin conns -addr 127.0.0.1:PORT -host bench.example -n 10000
+//
+// opens n keep-alive connections, sends one request on each, reads the
+// response, prints "ready N" and holds them open until stdin reaches EOF
+// or -hold passes. scripts/bench then reads the proxy's RSS.
+package main

@@ -1,0 +1,51 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	if err := run(os.Args[1:], os.Stdin, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "benchorigin:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string, stdin io.Reader, stdout io.Writer) error {
+	if len(args) == 0 {
+		return errors.New("usage: benchorigin serve|conns [flags]")
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	switch args[0] {
+	case "serve":
+		fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+		addr := fs.String("addr", "127.0.0.1:0", "listen address")
+		if err := fs.Parse(args[1:]); err != nil {
+			return err
+		}
+		return serve(ctx, *addr, stdout)
+	case "conns":
+		fs := flag.NewFlagSet("conns", flag.ContinueOnError)
+		var c connsConfig
+		fs.StringVar(&c.Addr, "addr", "", "proxy address to connect to (host:port)")
+		fs.StringVar(&c.Host, "host", "bench.example", "Host header")
+		fs.StringVar(&c.Path, "path", "/small", "path requested once on every connection")
+		fs.IntVar(&c.N, "n", 10000, "connections to open")
+		fs.IntVar(&c.Parallel, "parallel", 200, "connections being opened at once")
+		fs.DurationVar(&c.Hold, "hold", 0, "release the connections after this long (0: at stdin EOF)")
+		if err := fs.Parse(args[1:]); err != nil {
+			return err
+		}
+		return holdConns(ctx, c, stdin, stdout)
+	default:
+		return fmt.Errorf("unknown command %q (serve or conns)", args[0])
+	}
+}
