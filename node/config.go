@@ -31,19 +31,22 @@ type Config struct {
 	BootstrapExpect int
 	Voters          int
 
-	AdminToken     string
-	AdminTLSCert   string
-	AdminTLSKey    string
-	AdminClientCA  string
-	Dev            bool
-	Pprof          bool
-	RaftTimings    raftstore.Timings
-	RaftLogLevel   string
-	ShutdownGrace  time.Duration
-	JoinRetry      time.Duration
-	ProxyOptions   ProxyOptions
-	Logger         *slog.Logger
-	forwardTimeout time.Duration
+	AdminToken    string
+	AdminTLSCert  string
+	AdminTLSKey   string
+	AdminClientCA string
+	Dev           bool
+	Pprof         bool
+	RaftTimings   raftstore.Timings
+	RaftLogLevel  string
+	ShutdownGrace time.Duration
+	JoinRetry     time.Duration
+	// ReapNonvotersAfter is how long the leader waits for an unreachable
+	// non-voter before removing it; 0 disables reaping.
+	ReapNonvotersAfter time.Duration
+	ProxyOptions       ProxyOptions
+	Logger             *slog.Logger
+	forwardTimeout     time.Duration
 }
 
 // ProxyOptions are the data plane's tunables.

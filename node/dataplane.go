@@ -171,14 +171,23 @@ func (n *Node) newMetricsServer(reg *prometheus.Registry) (*http.Server, net.Lis
 // ready reports whether this node should receive traffic: it is in a
 // cluster with a known leader and has applied everything it knows to be
 // committed.
+//
+// Once ready, a node stays ready when it later loses sight of the leader:
+// it still holds the last replicated state and serves from it, which is
+// better for clients than dropping every pod out of the Service during a
+// control-plane outage.
 func (n *Node) ready() error {
+	if n.wasReady.Load() {
+		return nil
+	}
 	r := n.store.Raft()
 	if _, id := n.store.Leader(); id == "" {
 		return errors.New("no leader known")
 	}
-	if applied, commit := r.AppliedIndex(), r.CommitIndex(); applied < commit {
+	if applied, commit := r.AppliedIndex(), r.CommitIndex(); applied < commit || commit == 0 {
 		return fmt.Errorf("catching up: applied %d of %d", applied, commit)
 	}
+	n.wasReady.Store(true)
 	return nil
 }
 

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 )
 
 // ParseFlags turns edged's command line and environment into a Config.
@@ -41,6 +42,7 @@ func ParseFlags(args []string, getenv func(string) string, stderr io.Writer) (Co
 	fs.DurationVar(&c.RaftTimings.LeaderLeaseTimeout, "raft-leader-lease-timeout", 0, "raft leader lease timeout (default 125ms)")
 	fs.DurationVar(&c.RaftTimings.CommitTimeout, "raft-commit-timeout", 0, "raft commit timeout (default 5ms)")
 	fs.StringVar(&c.RaftLogLevel, "raft-log-level", "warn", "raft library log level (trace, debug, info, warn, error)")
+	fs.DurationVar(&c.ReapNonvotersAfter, "reap-nonvoters-after", 5*time.Minute, "the leader removes a non-voter unreachable this long (0: never); voters are never removed automatically")
 	fs.DurationVar(&c.ShutdownGrace, "shutdown-grace", 0, "how long SIGTERM waits for in-flight work (default 10s)")
 	fs.IntVar(&c.ProxyOptions.MaxIdleConnsPerHost, "upstream-max-idle", 50, "idle keep-alive connections kept per origin")
 	fs.DurationVar(&c.ProxyOptions.IdleConnTimeout, "upstream-idle-timeout", 0, "how long an idle origin connection is kept (default 60s)")

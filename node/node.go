@@ -47,6 +47,7 @@ type Node struct {
 
 	started   time.Time
 	readyTerm atomic.Uint64 // term in which this leader applied its first entry
+	wasReady  atomic.Bool   // /readyz answered ready once
 	wg        sync.WaitGroup
 	stopOnce  sync.Once
 }
@@ -187,7 +188,8 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	n.wg.Add(3)
+	n.wg.Add(4)
+	go func() { defer n.wg.Done(); n.reapLoop(runCtx) }()
 	go func() { defer n.wg.Done(); n.purgeLoop(runCtx) }()
 	go func() { defer n.wg.Done(); n.joinLoop(runCtx) }()
 	go func() { defer n.wg.Done(); n.registerLoop(runCtx) }()
@@ -208,6 +210,7 @@ func (n *Node) Run(ctx context.Context) error {
 func (n *Node) shutdown() {
 	n.stopOnce.Do(func() {
 		r := n.store.Raft()
+		n.leaveIfNonvoter()
 		if n.store.IsLeader() && n.voterCount() > 1 {
 			start := time.Now()
 			if err := r.LeadershipTransfer().Error(); err != nil {

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -66,7 +67,7 @@ func testConfig(t *testing.T, id string) Config {
 		AdminToken:  testToken,
 		RaftTimings: testTimings,
 		Voters:      3,
-		Logger:      slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Logger:      testLogger(),
 		JoinRetry:   50 * time.Millisecond,
 	}
 }
@@ -395,3 +396,54 @@ func freeAddrB(b *testing.B) string {
 }
 
 func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+func configIDs(n *testNode) map[string]string {
+	out := map[string]string{}
+	f := n.store.Raft().GetConfiguration()
+	if f.Error() != nil {
+		return out
+	}
+	for _, s := range f.Configuration().Servers {
+		out[string(s.ID)] = suffrageName(s.Suffrage)
+	}
+	return out
+}
+
+func TestNonVotersLeaveOnShutdownAndAreReaped(t *testing.T) {
+	a := testConfig(t, "a")
+	a.Voters, a.BootstrapExpect, a.ReapNonvotersAfter = 1, 1, 600*time.Millisecond
+	na := startNode(t, a)
+	waitFor(t, 5*time.Second, "leader", func() bool { return na.store.IsLeader() })
+
+	join := func(id string) *testNode {
+		c := testConfig(t, id)
+		c.Voters, c.Join, c.ReapNonvotersAfter = 1, []string{a.AdminAddr}, 600*time.Millisecond
+		return startNode(t, c)
+	}
+	nb, nc := join("b"), join("c")
+	waitFor(t, 10*time.Second, "b and c as non-voters", func() bool {
+		ids := configIDs(na)
+		return ids["b"] == "nonvoter" && ids["c"] == "nonvoter"
+	})
+
+	// b scales down politely: it removes itself on shutdown.
+	nb.stop()
+	if ids := configIDs(na); ids["b"] != "" {
+		t.Fatalf("b still in the configuration after a graceful stop: %v", ids)
+	}
+
+	// c vanishes (no goodbye): the leader reaps it after the grace period.
+	nc.admin.Stop()
+	_ = nc.store.Close()
+	waitFor(t, 10*time.Second, "c to be reaped", func() bool { return configIDs(na)["c"] == "" })
+	if ids := configIDs(na); ids["a"] != "voter" {
+		t.Fatalf("the voter was touched: %v", ids)
+	}
+}
+
+func testLogger() *slog.Logger {
+	if os.Getenv("EDGE_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
