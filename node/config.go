@@ -46,7 +46,10 @@ type Config struct {
 	ReapNonvotersAfter time.Duration
 	ProxyOptions       ProxyOptions
 	Logger             *slog.Logger
-	forwardTimeout     time.Duration
+	// LokiURL, when set, also ships every log line to Loki's push API.
+	LokiURL        string
+	LokiLabels     map[string]string
+	forwardTimeout time.Duration
 }
 
 // ProxyOptions are the data plane's tunables.

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/edgeproxy/edge/node/logship"
 )
 
 // ParseFlags turns edged's command line and environment into a Config.
@@ -53,6 +55,9 @@ func ParseFlags(args []string, getenv func(string) string, stderr io.Writer) (Co
 	fs.BoolVar(&c.ProxyOptions.S3PathStyle, "s3-path-style", false, "use path-style S3 addressing")
 	fs.Int64Var(&c.ProxyOptions.CacheSize, "cache-size", 256<<20, "L1 cache size in bytes")
 
+	var lokiLabels string
+	fs.StringVar(&c.LokiURL, "loki-url", "", "Loki push URL (e.g. http://loki:3100/loki/api/v1/push); logs also go to stdout")
+	fs.StringVar(&lokiLabels, "loki-labels", "", "extra Loki stream labels, k=v,… (default job=edge,node=<id>)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -75,6 +80,13 @@ func ParseFlags(args []string, getenv func(string) string, stderr io.Writer) (Co
 	})
 	if envErr != nil {
 		return c, envErr
+	}
+	if lokiLabels != "" {
+		l, err := logship.ParseLabels(lokiLabels)
+		if err != nil {
+			return c, fmt.Errorf("--loki-labels: %w", err)
+		}
+		c.LokiLabels = l
 	}
 	for _, a := range strings.Split(join, ",") {
 		if a = strings.TrimSpace(a); a != "" {

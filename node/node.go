@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	edgev1 "github.com/edgeproxy/edge/api/edgev1"
+	"github.com/edgeproxy/edge/node/logship"
 	"github.com/edgeproxy/edge/proxy/cache"
 	"github.com/edgeproxy/edge/raftstore"
 )
@@ -44,6 +45,7 @@ type Node struct {
 	applied   chan struct{} // signalled after every applied batch
 
 	raftMetrics *raftCollector
+	shipper     *logship.Shipper
 
 	started   time.Time
 	readyTerm atomic.Uint64 // term in which this leader applied its first entry
@@ -59,7 +61,22 @@ func New(cfg Config) (*Node, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	n := &Node{cfg: cfg, logger: cfg.Logger.With("node", cfg.ID), started: time.Now(), applied: make(chan struct{}, 1)}
+	n := &Node{cfg: cfg, started: time.Now(), applied: make(chan struct{}, 1)}
+	n.registry = newRegistry()
+	if cfg.LokiURL != "" {
+		labels := map[string]string{"job": "edge", "node": cfg.ID}
+		for k, v := range cfg.LokiLabels {
+			labels[k] = v
+		}
+		sh, err := logship.New(logship.Config{URL: cfg.LokiURL, Labels: labels, Registerer: n.registry, Logger: cfg.Logger})
+		if err != nil {
+			return nil, fmt.Errorf("--loki-url: %w", err)
+		}
+		n.shipper = sh
+		cfg.Logger = slog.New(sh.Handler(cfg.Logger.Handler()))
+		n.cfg.Logger = cfg.Logger
+	}
+	n.logger = cfg.Logger.With("node", cfg.ID)
 
 	ln, err := net.Listen("tcp", cfg.AdminAddr)
 	if err != nil {
@@ -121,7 +138,6 @@ func New(cfg Config) (*Node, error) {
 	n.peers = newPeers(grpc.WithTransportCredentials(pc),
 		grpc.WithPerRPCCredentials(tokenCreds{token: cfg.AdminToken, secure: cfg.AdminTLSCert != ""}))
 
-	n.registry = newRegistry()
 	n.raftMetrics = newRaftCollector(n, n.registry)
 	n.raftMetrics.observeLeaders()
 	if n.dp, err = n.newDataPlane(n.registry); err != nil {
@@ -246,6 +262,11 @@ func (n *Node) shutdown() {
 		}
 		n.peers.close()
 		n.logger.Info("edged stopped")
+		if n.shipper != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			_ = n.shipper.Close(ctx)
+			cancel()
+		}
 	})
 }
 
