@@ -77,8 +77,8 @@ func BenchmarkPassThrough(b *testing.B) {
 	benchRewrite(b, p, Request{Path: "/"})
 }
 
-// BenchmarkTokenizer: x/net/html's tokenizer alone, for reference.
-func BenchmarkTokenizer(b *testing.B) {
+// BenchmarkXNetTokenizer: x/net/html's Tokenizer alone (Next and Raw), for comparison with BenchmarkScanner.
+func BenchmarkXNetTokenizer(b *testing.B) {
 	in := benchPage(b)
 	b.SetBytes(int64(len(in)))
 	b.ReportAllocs()

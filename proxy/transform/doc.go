@@ -9,11 +9,12 @@
 // language with [Rules.Variant] / [Program.Variant], and streams the body
 // through [Program.NewWriter].
 //
-// The writer tokenizes with golang.org/x/net/html's Tokenizer and never holds
-// the whole page: each Write is rewritten and written on before it returns,
+// The writer tokenizes with its own allocation-free scanner, which finds
+// the tokens golang.org/x/net/html's Tokenizer finds, and never holds the
+// whole page: each Write is rewritten and written on before it returns,
 // except for the last, incomplete token, and no token is buffered beyond
 // [Config.MaxTokenBytes]. Bytes that no rule touches are copied through
-// unchanged from the tokenizer's raw bytes. A rule that fails mid-stream
+// unchanged from the input. A rule that fails mid-stream
 // (a panic in rule code, or a limit) is reported once to [Config.OnError],
 // and the rest of the document passes through unmodified: a failing rule
 // never truncates a page.

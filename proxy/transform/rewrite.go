@@ -16,7 +16,6 @@ func (w *Writer) writeTag(t *tag) {
 		w.out = append(w.out, t.raw...)
 		return
 	}
-	t.scan()
 	w.arena, w.edits, w.setKeys = w.arena[:0], w.edits[:0], w.setKeys[:0]
 	w.handled = slices.Grow(w.handled[:0], len(t.attrs))[:len(t.attrs)]
 	clear(w.handled)
@@ -87,7 +86,7 @@ func (w *Writer) attrEdits(t *tag) {
 		meta = w.metaKind(t)
 	case atom.Link:
 		if v, ok := t.value("rel"); ok {
-			canonical = hasWord(bytes.ToLower(v), "canonical")
+			canonical = hasWordFold(v, "canonical")
 		}
 	}
 	translate := w.lang != nil && w.template == 0
@@ -97,7 +96,12 @@ func (w *Writer) attrEdits(t *tag) {
 			continue
 		}
 		a := &t.attrs[i]
-		if a.k1-a.k0 > len(kb) {
+		if l := a.k1 - a.k0; l < len("alt") || l > len("placeholder") {
+			continue
+		}
+		switch t.raw[a.k0] | ('a' - 'A') { // the first letters of the names below
+		case 'h', 's', 'p', 'a', 'f', 'i', 'c', 't':
+		default:
 			continue
 		}
 		k := kb[:0]
@@ -426,7 +430,8 @@ func (w *Writer) translateText(raw []byte) {
 	}
 	body := raw[i:j]
 	if bytes.IndexByte(body, '&') >= 0 {
-		w.norm = normalizeSpace(w.norm[:0], html.UnescapeString(string(body)))
+		w.unesc = appendUnescaped(w.unesc[:0], body, html.UnescapeString)
+		w.norm = normalizeSpace(w.norm[:0], w.unesc)
 	} else {
 		w.norm = normalizeSpace(w.norm[:0], body)
 	}

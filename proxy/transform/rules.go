@@ -14,7 +14,6 @@ import (
 	"unicode/utf8"
 
 	"go.yaml.in/yaml/v3"
-	"golang.org/x/net/html"
 )
 
 // Limits enforced by validation. They bound what one tenant can make every
@@ -325,16 +324,28 @@ func (v *validator) snippet(field, s string, markup bool) {
 	}
 }
 
-// balancedSnippet reports whether the tokenizer is back in the data state
-// after s, so that an injected snippet cannot swallow the rest of the page.
+// balancedSnippet reports whether the writer's tokenizer is back in the
+// data state after s, so that an injected snippet cannot swallow the rest
+// of the page.
 func balancedSnippet(s string) bool {
 	const sentinel = "<x-edge-sentinel>"
-	z := html.NewTokenizer(strings.NewReader(s + sentinel))
-	last := ""
-	for z.Next() != html.ErrorToken {
-		last = string(z.Raw())
+	b := []byte(s + sentinel)
+	var sc scanner
+	var t tag
+	var last []byte
+	inRaw := ""
+	for len(b) > 0 {
+		k, n := sc.next(b, inRaw, &t)
+		if n == 0 {
+			n = len(b) // cut off by the end
+		}
+		inRaw = ""
+		if k == tokStartTag || k == tokSelfClosingTag {
+			inRaw = rawTextTag(t.a)
+		}
+		last, b = b[:n], b[n:]
 	}
-	return last == sentinel
+	return string(last) == sentinel
 }
 
 func (v *validator) paths(field string, globs []string) {
@@ -404,9 +415,19 @@ func sortedKeys[V any](m map[string]V) []string {
 }
 
 // isSpace reports HTML's ASCII whitespace.
-func isSpace(c byte) bool {
-	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f'
-}
+func isSpace(c byte) bool { return c <= ' ' && spaceMask&(1<<c) != 0 }
+
+// Byte classes as bit masks over the bytes 0-63 (all the delimiters of the
+// tag syntax are there), so that one test covers several bytes.
+const (
+	spaceMask   = 1<<' ' | 1<<'\t' | 1<<'\n' | 1<<'\r' | 1<<'\f'
+	nameEnd     = spaceMask | 1<<'/' | 1<<'>' // ends a tag name
+	keyEnd      = nameEnd | 1<<'='            // ends an attribute name
+	unquotedEnd = spaceMask | 1<<'>'          // ends an unquoted value
+)
+
+// in reports whether c is in the class mask.
+func in(c byte, mask uint64) bool { return c < 64 && mask&(1<<c) != 0 }
 
 // normalizeSpace appends s to dst with runs of HTML whitespace collapsed to
 // one space and leading and trailing whitespace removed.

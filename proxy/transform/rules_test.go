@@ -164,7 +164,10 @@ func TestSelector(t *testing.T) {
 			t.Fatalf("%q: %v", c.sel, err)
 		}
 		var tg tag
-		tg.parse([]byte(c.tag), false, false)
+		var sc scanner
+		if k, n := sc.next([]byte(c.tag), "", &tg); k != tokStartTag || n != len(c.tag) {
+			t.Fatalf("%s: scanned %v of %d bytes", c.tag, k, n)
+		}
 		if got := s.match(&tg); got != c.want {
 			t.Errorf("%q matches %s = %v, want %v", c.sel, c.tag, got, c.want)
 		}

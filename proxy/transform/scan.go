@@ -280,15 +280,14 @@ func (s *scanner) scanTag(b []byte, i int, t *tag, record bool) (end, n1 int) {
 			return -1, 0
 		}
 		c = b[i]
-		if c == '>' || c == '/' {
+		if in(c, nameEnd) {
 			n1 = i
+			if isSpace(c) {
+				i++
+			}
 			break
 		}
 		i++
-		if isSpace(c) {
-			n1 = i - 1
-			break
-		}
 	}
 beforeAttr:
 	for {
@@ -318,7 +317,7 @@ key:
 			return -1, 0
 		}
 		c = b[i]
-		if c == '=' || c == '/' || c == '>' || isSpace(c) {
+		if in(c, keyEnd) {
 			break
 		}
 		i++
@@ -383,18 +382,15 @@ unquoted:
 			return -1, 0
 		}
 		c = b[i]
-		if c == '>' {
+		if in(c, unquotedEnd) {
 			break
-		}
-		if isSpace(c) {
-			i++
-			a.v1 = i - 1
-			a.e1 = a.v1
-			goto done
 		}
 		i++
 	}
 	a.v1, a.e1 = i, i
+	if c != '>' {
+		i++ // the space is read
+	}
 done:
 	if record && a.k1 > a.k0 {
 		t.attrs = append(t.attrs, a)

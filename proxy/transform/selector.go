@@ -254,6 +254,26 @@ func (c *compound) match(t *tag) bool {
 	return true
 }
 
+// hasWordFold is hasWord ignoring ASCII case.
+func hasWordFold(s []byte, w string) bool {
+	for len(s) > 0 {
+		i := 0
+		for i < len(s) && isSpace(s[i]) {
+			i++
+		}
+		s = s[i:]
+		j := 0
+		for j < len(s) && !isSpace(s[j]) {
+			j++
+		}
+		if foldIs(s[:j], w) {
+			return true
+		}
+		s = s[j:]
+	}
+	return false
+}
+
 // hasWord reports whether the whitespace-separated list s holds w.
 func hasWord(s []byte, w string) bool {
 	for len(s) > 0 {

@@ -2,6 +2,7 @@ package transform
 
 import (
 	"bytes"
+	"unicode/utf8"
 
 	"golang.org/x/net/html"
 	"golang.org/x/net/html/atom"
@@ -76,8 +77,135 @@ func (t *tag) unescaped(i int) []byte {
 	if bytes.IndexByte(v, '&') < 0 {
 		return v
 	}
-	t.unesc = append(t.unesc[:0], html.UnescapeString(string(v))...)
+	t.unesc = appendUnescaped(t.unesc[:0], v, html.UnescapeString)
 	return t.unesc
+}
+
+// appendUnescaped appends s with its character references decoded, as
+// unescape (html.UnescapeString or x/net/html's) decodes them. The common
+// references are decoded here without allocating; from the first other
+// one on, the rest goes to unescape.
+func appendUnescaped(dst, s []byte, unescape func(string) string) []byte {
+	for {
+		i := bytes.IndexByte(s, '&')
+		if i < 0 {
+			return append(dst, s...)
+		}
+		dst = append(dst, s[:i]...)
+		s = s[i:]
+		r, n := commonRef(s)
+		if n == 0 {
+			return append(dst, unescape(string(s))...)
+		}
+		dst = utf8.AppendRune(dst, r)
+		s = s[n:]
+	}
+}
+
+// commonRef decodes the character reference at the start of s if it is a
+// common one with a ";": a named one from namedRef, or a decimal or
+// hexadecimal one of a code point that needs no replacement (not NUL, a C1
+// control or a surrogate). n is 0 for the others.
+func commonRef(s []byte) (r rune, n int) {
+	if len(s) < 4 {
+		return 0, 0
+	}
+	if s[1] != '#' {
+		j := bytes.IndexByte(s[1:min(len(s), 9)], ';')
+		if j < 0 {
+			return 0, 0
+		}
+		if r = namedRef(s[1 : 1+j]); r == 0 {
+			return 0, 0
+		}
+		return r, j + 2
+	}
+	i, base := 2, rune(10)
+	if s[2] == 'x' || s[2] == 'X' {
+		i, base = 3, 16
+	}
+	d0 := i
+	for ; i < len(s) && i-d0 < 7; i++ {
+		c := s[i]
+		var d rune
+		switch {
+		case '0' <= c && c <= '9':
+			d = rune(c - '0')
+		case base == 16 && 'a' <= c && c <= 'f':
+			d = rune(c-'a') + 10
+		case base == 16 && 'A' <= c && c <= 'F':
+			d = rune(c-'A') + 10
+		default:
+			if c != ';' || i == d0 || r == 0 || 0x80 <= r && r <= 0x9f || 0xd800 <= r && r <= 0xdfff || r > 0x10ffff {
+				return 0, 0
+			}
+			return r, i + 1
+		}
+		r = r*base + d
+	}
+	return 0, 0
+}
+
+// namedRef returns the character of a common named reference (its name
+// without "&" and ";"), or 0.
+func namedRef(name []byte) rune {
+	switch string(name) {
+	case "amp":
+		return '&'
+	case "lt":
+		return '<'
+	case "gt":
+		return '>'
+	case "quot":
+		return '"'
+	case "apos":
+		return '\''
+	case "nbsp":
+		return '\u00a0'
+	case "copy":
+		return '\u00a9'
+	case "reg":
+		return '\u00ae'
+	case "trade":
+		return '\u2122'
+	case "euro":
+		return '\u20ac'
+	case "pound":
+		return '\u00a3'
+	case "yen":
+		return '\u00a5'
+	case "cent":
+		return '\u00a2'
+	case "sect":
+		return '\u00a7'
+	case "deg":
+		return '\u00b0'
+	case "middot":
+		return '\u00b7'
+	case "bull":
+		return '\u2022'
+	case "hellip":
+		return '\u2026'
+	case "ndash":
+		return '\u2013'
+	case "mdash":
+		return '\u2014'
+	case "lsquo":
+		return '\u2018'
+	case "rsquo":
+		return '\u2019'
+	case "ldquo":
+		return '\u201c'
+	case "rdquo":
+		return '\u201d'
+	case "laquo":
+		return '\u00ab'
+	case "raquo":
+		return '\u00bb'
+	case "times":
+		return '\u00d7'
+	}
+	return 0
 }
 
 // valueIs reports whether attribute name's value equals want, ignoring ASCII case.

@@ -57,14 +57,14 @@ type edit struct {
 
 // bufs are the reusable buffers of a writer, pooled per program.
 type bufs struct {
-	out, carry, arena, norm []byte
-	edits                   []edit
-	active                  []active
-	stack                   []open
-	matched                 []int
-	setKeys                 []string
-	handled                 []bool
-	t                       tag
+	out, carry, arena, norm, unesc []byte
+	edits                          []edit
+	active                         []active
+	stack                          []open
+	matched                        []int
+	setKeys                        []string
+	handled                        []bool
+	t                              tag
 }
 
 // Writer rewrites one response. Write and Close must not be called
@@ -204,6 +204,7 @@ func (w *Writer) Close() error {
 	if cap(b.out) <= 4*flushSize && cap(b.carry) <= 4*flushSize {
 		b.out, b.carry = b.out[:0], b.carry[:0]
 		b.active, b.stack = b.active[:0], b.stack[:0]
+		b.t.raw = nil // do not keep the caller's bytes alive
 		w.p.pool.Put(b)
 	}
 	return w.err
@@ -275,20 +276,43 @@ func (w *Writer) process(p []byte, final bool) {
 // run handles the complete tokens at the start of b and returns how many
 // bytes they took. With final, b is the end of the document.
 func (w *Writer) run(b []byte, final bool) int {
-	maxTok := w.p.maxTok
 	pos := 0
-	for pos < len(b) {
-		win := b[pos:min(len(b), pos+maxTok)]
+	for !w.runTokens(b, &pos, final) {
+	}
+	return pos
+}
+
+// runTokens handles the tokens from b[*pos] on, moving *pos past each. It
+// fails open: when a rule returns an error or panics, the token is written
+// unmodified and so is the rest of the document. It returns false after a
+// panic, for run to go on; one recover covers all tokens.
+func (w *Writer) runTokens(b []byte, pos *int, final bool) bool {
+	var tok []byte // the token being handled
+	mark := 0      // len(w.out) before it
+	defer func() {
+		if r := recover(); r != nil {
+			if tok == nil { // not in a rule: pass the rest through
+				tok = b[*pos:]
+			}
+			w.out = append(w.out[:mark], tok...)
+			*pos += len(tok)
+			w.fail(fmt.Errorf("panic in rule: %v", r))
+		}
+	}()
+	maxTok := w.p.maxTok
+	for *pos < len(b) {
+		tok, mark = nil, len(w.out)
+		win := b[*pos:min(len(b), *pos+maxTok)]
 		inRaw := w.pendingRaw
 		resumed := w.sc.resume != openNone
 		k, n := w.sc.next(win, inRaw, &w.t)
 		if n == 0 {
 			switch {
 			case len(win) == maxTok:
-				pos += w.cut(win, inRaw, resumed)
+				*pos += w.cut(win, inRaw, resumed)
 				continue
 			case !final:
-				return pos
+				return true
 			}
 			n = len(win) // the token the end of the document cut off
 		}
@@ -296,13 +320,20 @@ func (w *Writer) run(b []byte, final bool) int {
 		w.sc.resume = openNone
 		cont := resumed || w.contText && k == tokText
 		w.contText = false
-		w.token(k, win[:n], inRaw, cont)
-		pos += n
+		tok = win[:n]
+		if w.failed {
+			w.out = append(w.out, tok...)
+		} else if err := w.handle(k, tok, inRaw, cont); err != nil {
+			w.out = append(w.out[:mark], tok...)
+			w.fail(err)
+		}
+		*pos += n
 		if len(w.out) >= flushSize {
+			tok, mark = nil, 0
 			w.flush()
 		}
 	}
-	return pos
+	return true
 }
 
 // cut handles a token that does not end within MaxTokenBytes (win): it
@@ -367,9 +398,8 @@ func (w *Writer) cut(win []byte, inRaw string, resumed bool) int {
 	return end
 }
 
-
-// token handles one complete token, failing open: on an error or a panic
-// the token is written unmodified and so is the rest of the document.
+// token handles one token outside runTokens (the end of the document),
+// failing open as runTokens does.
 func (w *Writer) token(k tokKind, raw []byte, inRaw string, cont bool) {
 	if w.failed {
 		w.out = append(w.out, raw...)
