@@ -44,8 +44,11 @@ type Config struct {
 	// ReapNonvotersAfter is how long the leader waits for an unreachable
 	// non-voter before removing it; 0 disables reaping.
 	ReapNonvotersAfter time.Duration
-	ProxyOptions       ProxyOptions
-	Logger             *slog.Logger
+	// BackupInterval uploads a snapshot to the S3 bucket this often while
+	// leading (0: no backups).
+	BackupInterval time.Duration
+	ProxyOptions   ProxyOptions
+	Logger         *slog.Logger
 	// LokiURL, when set, also ships every log line to Loki's push API.
 	LokiURL        string
 	LokiLabels     map[string]string

@@ -45,6 +45,7 @@ func ParseFlags(args []string, getenv func(string) string, stderr io.Writer) (Co
 	fs.DurationVar(&c.RaftTimings.CommitTimeout, "raft-commit-timeout", 0, "raft commit timeout (default 5ms)")
 	fs.StringVar(&c.RaftLogLevel, "raft-log-level", "warn", "raft library log level (trace, debug, info, warn, error)")
 	fs.DurationVar(&c.ReapNonvotersAfter, "reap-nonvoters-after", 5*time.Minute, "the leader removes a non-voter unreachable this long (0: never); voters are never removed automatically")
+	fs.DurationVar(&c.BackupInterval, "backup-interval", 0, "upload a state snapshot to --s3-bucket this often while leading (0: off); an empty new cluster restores the newest one")
 	fs.DurationVar(&c.ShutdownGrace, "shutdown-grace", 0, "how long SIGTERM waits for in-flight work (default 10s)")
 	fs.IntVar(&c.ProxyOptions.MaxIdleConnsPerHost, "upstream-max-idle", 50, "idle keep-alive connections kept per origin")
 	fs.DurationVar(&c.ProxyOptions.IdleConnTimeout, "upstream-idle-timeout", 0, "how long an idle origin connection is kept (default 60s)")

@@ -37,6 +37,7 @@ func (n *Node) joinLoop(ctx context.Context) {
 			return
 		}
 		n.logger.Info("bootstrapped a single-node cluster")
+		n.restoreNewestBackup(ctx)
 		return
 	}
 	t := time.NewTicker(n.cfg.JoinRetry)
@@ -45,6 +46,9 @@ func (n *Node) joinLoop(ctx context.Context) {
 	for {
 		done, err := n.tryJoin(ctx, self)
 		if done {
+			if n.bootstrapped {
+				n.restoreNewestBackup(ctx)
+			}
 			return
 		}
 		if err != nil && time.Since(lastLog) > 5*time.Second {
@@ -131,6 +135,7 @@ func (n *Node) tryJoin(ctx context.Context, self raft.Server) (bool, error) {
 		return false, fmt.Errorf("bootstrap: %w", err)
 	}
 	n.logger.Info("bootstrapped cluster", "voters", len(cands))
+	n.bootstrapped = true
 	return true, nil
 }
 

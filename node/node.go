@@ -46,6 +46,8 @@ type Node struct {
 
 	raftMetrics *raftCollector
 	shipper     *logship.Shipper
+	// bootstrapped is set by joinLoop when this node created the cluster.
+	bootstrapped bool
 
 	started   time.Time
 	readyTerm atomic.Uint64 // term in which this leader applied its first entry
@@ -204,7 +206,8 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	n.wg.Add(4)
+	n.wg.Add(5)
+	go func() { defer n.wg.Done(); n.backupLoop(runCtx) }()
 	go func() { defer n.wg.Done(); n.reapLoop(runCtx) }()
 	go func() { defer n.wg.Done(); n.purgeLoop(runCtx) }()
 	go func() { defer n.wg.Done(); n.joinLoop(runCtx) }()
