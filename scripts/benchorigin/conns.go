@@ -25,8 +25,8 @@ type connsConfig struct {
 
 // holdConns opens c.N connections to c.Addr, completes one request on each
 // (so the server has seen a full request and now keeps an idle keep-alive
-// connection), prints "ready N" and holds them until stdin reaches EOF,
-// c.Hold passes or ctx ends.
+// connection), prints "ready N" and holds them until c.Hold passes (or,
+// with c.Hold 0, until stdin reaches EOF) or ctx ends.
 func holdConns(ctx context.Context, c connsConfig, stdin io.Reader, stdout io.Writer) error {
 	if c.Addr == "" || c.N <= 0 || c.Parallel <= 0 {
 		return fmt.Errorf("conns: -addr, -n > 0 and -parallel > 0 are required")
@@ -79,20 +79,22 @@ func holdConns(ctx context.Context, c connsConfig, stdin io.Reader, stdout io.Wr
 	}
 	fmt.Fprintf(stdout, "ready %d in %s\n", len(conns), time.Since(start).Round(time.Millisecond))
 
+	if c.Hold > 0 {
+		t := time.NewTimer(c.Hold)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+		}
+		return nil
+	}
 	done := make(chan struct{})
 	go func() {
 		_, _ = io.Copy(io.Discard, stdin)
 		close(done)
 	}()
-	var hold <-chan time.Time
-	if c.Hold > 0 {
-		t := time.NewTimer(c.Hold)
-		defer t.Stop()
-		hold = t.C
-	}
 	select {
 	case <-done:
-	case <-hold:
 	case <-ctx.Done():
 	}
 	return nil

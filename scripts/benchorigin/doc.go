@@ -16,6 +16,7 @@
 //	benchorigin conns -addr 127.0.0.1:PORT -host bench.example -n 10000
 //
 // opens n keep-alive connections, sends one request on each, reads the
-// response, prints "ready N" and holds them open until stdin reaches EOF
-// or -hold passes. scripts/bench then reads the proxy's RSS.
+// response, prints "ready N" and holds them open until -hold passes (with
+// -hold 0: until stdin reaches EOF) or SIGTERM. scripts/bench then reads
+// the proxy's RSS.
 package main

@@ -40,7 +40,7 @@ func run(args []string, stdin io.Reader, stdout io.Writer) error {
 		fs.StringVar(&c.Path, "path", "/small", "path requested once on every connection")
 		fs.IntVar(&c.N, "n", 10000, "connections to open")
 		fs.IntVar(&c.Parallel, "parallel", 200, "connections being opened at once")
-		fs.DurationVar(&c.Hold, "hold", 0, "release the connections after this long (0: at stdin EOF)")
+		fs.DurationVar(&c.Hold, "hold", 0, "release the connections after this long; 0 waits for EOF on stdin instead")
 		if err := fs.Parse(args[1:]); err != nil {
 			return err
 		}
