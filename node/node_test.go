@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -446,4 +447,52 @@ func testLogger() *slog.Logger {
 		return slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+// TestRaftAddressesMayBeNames: peers are stored by name and resolved on
+// every dial, so a node that comes back under the same name (with any IP)
+// rejoins by itself.
+func TestRaftAddressesMayBeNames(t *testing.T) {
+	cfgs := make([]Config, 3)
+	var join []string
+	for i := range cfgs {
+		cfgs[i] = testConfig(t, fmt.Sprintf("n%d", i))
+		_, port, _ := net.SplitHostPort(cfgs[i].RaftAddr)
+		cfgs[i].RaftAdvertise = "localhost:" + port
+		join = append(join, cfgs[i].AdminAddr)
+	}
+	nodes := make([]*testNode, 3)
+	for i := range cfgs {
+		cfgs[i].Join, cfgs[i].BootstrapExpect = join, 3
+		nodes[i] = startNode(t, cfgs[i])
+	}
+	waitFor(t, 10*time.Second, "a leader", func() bool { return leaderNode(nodes) != nil })
+	f := leaderNode(nodes).store.Raft().GetConfiguration()
+	for _, s := range f.Configuration().Servers {
+		if !strings.HasPrefix(string(s.Address), "localhost:") {
+			t.Fatalf("server %s stored as %s, want its name", s.ID, s.Address)
+		}
+	}
+	// Restart a follower under the same name: it rejoins with no flags.
+	fo := follower(nodes)
+	fo.stop()
+	c := fo.cfg
+	c.Join, c.BootstrapExpect = nil, 0
+	var again *testNode
+	waitFor(t, 5*time.Second, "restart", func() bool {
+		n, err := New(c)
+		if err != nil {
+			return false
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		again = &testNode{Node: n, cfg: c, cancel: cancel, done: make(chan error, 1)}
+		go func() { again.done <- n.Run(ctx) }()
+		return true
+	})
+	t.Cleanup(again.stop)
+	l := leaderNode(nodes)
+	if _, err := l.apply(context.Background(), addCmd("after-restart.example")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "restarted node to catch up", func() bool { return again.store.Lookup("after-restart.example") != nil })
 }
