@@ -49,6 +49,13 @@ func Execute(ctx context.Context, args []string, stdout, stderr io.Writer, geten
 	if err == nil {
 		return 0
 	}
+	var ee exitError
+	if errors.As(err, &ee) {
+		if ee.err != nil {
+			fmt.Fprintln(stderr, "edgectl: "+oneLine(ee.err.Error()))
+		}
+		return ee.code
+	}
 	fmt.Fprintln(stderr, "edgectl: "+oneLine(err.Error()))
 	var ue usageError
 	if errors.As(err, &ue) {
@@ -89,6 +96,7 @@ func newRoot(g *globals) *cobra.Command {
 	pf.BoolVar(&g.local, "local", false, "reads: answer from the contacted node's own state instead of a leader-confirmed read")
 	pf.StringVar(&g.caFile, "tls-ca", g.getenv("EDGECTL_TLS_CA"), "use TLS to the admin API, trusting this CA bundle (EDGECTL_TLS_CA)")
 	root.AddCommand(newTenantCmd(g), newClusterCmd(g), newCacheCmd(g), newTransformCmd(g), newSnapshotCmd(g), newHistoryCmd(g), newVersionCmd(g))
+	root.AddCommand(newApplyCmd(g), newDiffCmd(g), newExportCmd(g))
 	root.CompletionOptions.DisableDefaultCmd = false
 	return root
 }

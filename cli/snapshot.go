@@ -2,15 +2,11 @@ package cli
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -18,8 +14,6 @@ import (
 
 	edgev1 "github.com/edgeproxy/edge/api/edgev1"
 )
-
-const trailerPrefix = "edge-snapshot-sha256 "
 
 func newSnapshotCmd(g *globals) *cobra.Command {
 	c := &cobra.Command{Use: "snapshot", Short: "Save the cluster state to a file, or replace it from one"}
@@ -160,36 +154,7 @@ func verifySnapshotFile(f *os.File) (int64, string, error) {
 	if err != nil {
 		return 0, "", err
 	}
-	total := st.Size()
-	off := total - 128
-	if off < 0 {
-		off = 0
-	}
-	tail := make([]byte, total-off)
-	if _, err := f.ReadAt(tail, off); err != nil && !errors.Is(err, io.EOF) {
-		return 0, "", err
-	}
-	if len(tail) == 0 || tail[len(tail)-1] != '\n' {
-		return 0, "", errors.New("truncated snapshot: the checksum trailer is missing")
-	}
-	i := strings.LastIndex(string(tail[:len(tail)-1]), "\n")
-	line := string(tail[i+1 : len(tail)-1])
-	parts := strings.Fields(strings.TrimPrefix(line, trailerPrefix))
-	if !strings.HasPrefix(line, trailerPrefix) || len(parts) != 2 {
-		return 0, "", errors.New("truncated or foreign snapshot: the checksum trailer is missing")
-	}
-	size, err := strconv.ParseInt(parts[1], 10, 64)
-	if err != nil || size != off+int64(i+1) {
-		return 0, "", fmt.Errorf("truncated snapshot: the trailer says %s bytes, found %d", parts[1], off+int64(i+1))
-	}
-	h := sha256.New()
-	if _, err := io.Copy(h, io.NewSectionReader(f, 0, size)); err != nil {
-		return 0, "", err
-	}
-	if sum := hex.EncodeToString(h.Sum(nil)); sum != parts[0] {
-		return 0, "", fmt.Errorf("corrupt snapshot: sha256 %s, the trailer says %s", sum, parts[0])
-	}
-	return size, parts[0], nil
+	return edgev1.VerifySnapshot(f, st.Size())
 }
 
 func newHistoryCmd(g *globals) *cobra.Command {

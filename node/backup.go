@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"os"
@@ -16,6 +15,7 @@ import (
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
+	edgev1 "github.com/edgeproxy/edge/api/edgev1"
 	"github.com/edgeproxy/edge/raftstore"
 )
 
@@ -59,7 +59,7 @@ func (n *Node) encodeBackup() ([]byte, uint64, error) {
 		return nil, 0, err
 	}
 	size := buf.Len()
-	fmt.Fprintf(&buf, "%s%s %d\n", trailerPrefix, hex.EncodeToString(h.Sum(nil)), size)
+	buf.WriteString(edgev1.SnapshotTrailer(h.Sum(nil), int64(size)))
 	return buf.Bytes(), idx, nil
 }
 

@@ -3,13 +3,9 @@ package node
 import (
 	"bufio"
 	"crypto/sha256"
-	"encoding/hex"
 	"errors"
-	"fmt"
 	"io"
 	"os"
-	"strconv"
-	"strings"
 	"time"
 
 	"context"
@@ -22,12 +18,8 @@ import (
 	"github.com/edgeproxy/edge/raftstore"
 )
 
-// Snapshot files are the state stream followed by one trailer line:
-//
-//	edge-snapshot-sha256 <hex sha256 of the stream> <stream size>\n
-//
-// so a truncated or altered file is detected before anything changes.
-const trailerPrefix = "edge-snapshot-sha256 "
+// Snapshot files use the format of edgev1.VerifySnapshot: the state
+// stream, then a checksum trailer.
 
 type snapshotService struct {
 	edgev1.UnimplementedSnapshotServiceServer
@@ -60,7 +52,7 @@ func (s *snapshotService) Save(_ *edgev1.SaveSnapshotRequest, stream edgev1.Snap
 	if _, err := s.n.store.WriteSnapshot(io.MultiWriter(cw, h, cnt)); err != nil {
 		return status.Errorf(codes.Internal, "snapshot: %v", err)
 	}
-	trailer := fmt.Sprintf("%s%s %d\n", trailerPrefix, hex.EncodeToString(h.Sum(nil)), cnt.n)
+	trailer := edgev1.SnapshotTrailer(h.Sum(nil), cnt.n)
 	if _, err := cw.Write([]byte(trailer)); err != nil {
 		return err
 	}
@@ -74,7 +66,7 @@ type countWriter struct{ n int64 }
 
 func (c *countWriter) Write(p []byte) (int, error) { c.n += int64(len(p)); return len(p), nil }
 
-// VerifySnapshotFile checks a snapshot file's trailer and returns the size
+// verifySnapshotFile checks a snapshot file's trailer and returns the size
 // of its state stream.
 func verifySnapshotFile(path string) (int64, error) {
 	f, err := os.Open(path)
@@ -86,45 +78,8 @@ func verifySnapshotFile(path string) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	return verifySnapshot(f, st.Size())
-}
-
-// verifySnapshot reads the trailer from the end of r (total bytes) and
-// checks the hash and size of everything before it.
-func verifySnapshot(r io.ReaderAt, total int64) (int64, error) {
-	const maxTrailer = 128
-	off := total - maxTrailer
-	if off < 0 {
-		off = 0
-	}
-	tail := make([]byte, total-off)
-	if _, err := r.ReadAt(tail, off); err != nil && !errors.Is(err, io.EOF) {
-		return 0, err
-	}
-	if len(tail) == 0 || tail[len(tail)-1] != '\n' {
-		return 0, errors.New("truncated snapshot: the checksum trailer is missing")
-	}
-	i := strings.LastIndex(string(tail[:len(tail)-1]), "\n")
-	line := string(tail[i+1 : len(tail)-1])
-	if !strings.HasPrefix(line, trailerPrefix) {
-		return 0, errors.New("truncated or foreign snapshot: the checksum trailer is missing")
-	}
-	parts := strings.Fields(strings.TrimPrefix(line, trailerPrefix))
-	if len(parts) != 2 {
-		return 0, errors.New("malformed snapshot trailer")
-	}
-	size, err := strconv.ParseInt(parts[1], 10, 64)
-	if err != nil || size != off+int64(i+1) {
-		return 0, fmt.Errorf("truncated snapshot: trailer says %s bytes, file has %d before it", parts[1], off+int64(i+1))
-	}
-	h := sha256.New()
-	if _, err := io.Copy(h, io.NewSectionReader(r, 0, size)); err != nil {
-		return 0, err
-	}
-	if got := hex.EncodeToString(h.Sum(nil)); got != parts[0] {
-		return 0, fmt.Errorf("corrupt snapshot: sha256 %s, trailer says %s", got, parts[0])
-	}
-	return size, nil
+	size, _, err := edgev1.VerifySnapshot(f, st.Size())
+	return size, err
 }
 
 func (s *snapshotService) Restore(stream edgev1.SnapshotService_RestoreServer) error {
@@ -158,7 +113,7 @@ func (s *snapshotService) Restore(stream edgev1.SnapshotService_RestoreServer) e
 	if err := bw.Flush(); err != nil {
 		return status.Errorf(codes.Internal, "restore: %v", err)
 	}
-	size, err := verifySnapshot(tmp, total)
+	size, _, err := edgev1.VerifySnapshot(tmp, total)
 	if err != nil {
 		return status.Error(codes.InvalidArgument, err.Error())
 	}
