@@ -95,7 +95,7 @@ func newRoot(g *globals) *cobra.Command {
 	pf.DurationVar(&g.timeout, "timeout", 15*time.Second, "overall time limit for the command")
 	pf.BoolVar(&g.local, "local", false, "reads: answer from the contacted node's own state instead of a leader-confirmed read")
 	pf.StringVar(&g.caFile, "tls-ca", g.getenv("EDGECTL_TLS_CA"), "use TLS to the admin API, trusting this CA bundle (EDGECTL_TLS_CA)")
-	root.AddCommand(newTenantCmd(g), newClusterCmd(g), newCacheCmd(g), newTransformCmd(g), newSnapshotCmd(g), newHistoryCmd(g), newVersionCmd(g))
+	root.AddCommand(newTenantCmd(g), newClusterCmd(g), newCacheCmd(g), newCertCmd(g), newTransformCmd(g), newSnapshotCmd(g), newHistoryCmd(g), newVersionCmd(g))
 	root.AddCommand(newApplyCmd(g), newDiffCmd(g), newExportCmd(g))
 	root.CompletionOptions.DisableDefaultCmd = false
 	return root

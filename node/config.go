@@ -48,6 +48,7 @@ type Config struct {
 	// leading (0: no backups).
 	BackupInterval time.Duration
 	ProxyOptions   ProxyOptions
+	ACME           ACMEOptions
 	Logger         *slog.Logger
 	// LokiURL, when set, also ships every log line to Loki's push API.
 	LokiURL        string

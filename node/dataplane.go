@@ -1,7 +1,6 @@
 package node
 
 import (
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -81,11 +80,18 @@ func (n *Node) newDataPlane(reg *prometheus.Registry) (*dataPlane, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Certificates: stored ones first, on-demand ACME for licensed domains
+	// (proxy/certs). The plain-HTTP side answers ACME HTTP-01 challenges
+	// for licensed hosts before the proxy sees the request.
+	if n.certMgr, err = n.newCertManager(reg); err != nil {
+		return nil, fmt.Errorf("certificates: %w", err)
+	}
 	srv, err := proxy.NewServer(proxy.ServerConfig{
 		HTTPAddr:       n.cfg.HTTPAddr,
 		HTTPSAddr:      n.cfg.HTTPSAddr,
-		Handler:        h,
-		GetCertificate: n.getCertificate,
+		Handler:        n.certMgr.HTTPHandler(h),
+		GetCertificate: n.certMgr.GetCertificate,
+		TLSConfig:      n.certMgr.TLSConfig("h2", "http/1.1"),
 		MaxConns:       po.MaxConns,
 		Logger:         log,
 		Registerer:     reg,
@@ -94,15 +100,6 @@ func (n *Node) newDataPlane(reg *prometheus.Registry) (*dataPlane, error) {
 		return nil, err
 	}
 	return &dataPlane{pools: pools, ups: ups, server: srv}, nil
-}
-
-// getCertificate is the TLS listener's seam for certificates; the ACME
-// manager plugs in here.
-func (n *Node) getCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
-	if n.certs != nil {
-		return n.certs(hello)
-	}
-	return nil, fmt.Errorf("no certificate for %q", hello.ServerName)
 }
 
 // HTTPAddr is the bound plain-HTTP proxy address, or "".

@@ -64,13 +64,13 @@ func freePort(t *testing.T) string {
 }
 
 type proc struct {
-	id                         string
-	args                       []string
-	dataDir                    string
-	admin, raft, http, metrics string
-	cmd                        *exec.Cmd
-	log                        *bytes.Buffer
-	mu                         sync.Mutex
+	id                                string
+	args                              []string
+	dataDir                           string
+	admin, raft, http, https, metrics string
+	cmd                               *exec.Cmd
+	log                               *bytes.Buffer
+	mu                                sync.Mutex
 }
 
 type e2eCluster struct {
@@ -113,6 +113,11 @@ func (l *lockedWriter) Write(b []byte) (int, error) {
 }
 
 func startE2ECluster(t *testing.T, n int) *e2eCluster {
+	return startE2EClusterWith(t, n, nil)
+}
+
+// startE2EClusterWith starts n edged processes; extra adds flags per node.
+func startE2EClusterWith(t *testing.T, n int, extra func(*proc) []string) *e2eCluster {
 	edged, edgectl := binaries(t)
 	c := &e2eCluster{t: t, edged: edged, edgectl: edgectl, tokenFile: filepath.Join(t.TempDir(), "token")}
 	if err := os.WriteFile(c.tokenFile, []byte("e2e-secret-token\n"), 0o600); err != nil {
@@ -129,6 +134,9 @@ func startE2ECluster(t *testing.T, n int) *e2eCluster {
 			"--id", p.id, "--data-dir", p.dataDir, "--raft-addr", p.raft, "--admin-addr", p.admin,
 			"--http-addr", p.http, "--metrics-addr", p.metrics, "--admin-token-file", c.tokenFile,
 			"--bootstrap-expect", fmt.Sprint(n), "--join", c.servers(), "--raft-log-level", "error",
+		}
+		if extra != nil {
+			p.args = append(p.args, extra(p)...)
 		}
 		c.start(p, p.args)
 	}

@@ -56,6 +56,12 @@ func ParseFlags(args []string, getenv func(string) string, stderr io.Writer) (Co
 	fs.BoolVar(&c.ProxyOptions.S3PathStyle, "s3-path-style", false, "use path-style S3 addressing")
 	fs.Int64Var(&c.ProxyOptions.CacheSize, "cache-size", 256<<20, "L1 cache size in bytes")
 
+	fs.StringVar(&c.ACME.Directory, "acme-directory", "https://acme-v02.api.letsencrypt.org/directory", "ACME directory URL (tests: Pebble's)")
+	fs.StringVar(&c.ACME.Email, "acme-email", "", "ACME account contact e-mail")
+	fs.StringVar(&c.ACME.CARootFile, "acme-ca-root", "", "PEM file trusted for the ACME server's own TLS (e.g. Pebble's)")
+	fs.StringVar(&c.ACME.Challenge, "acme-challenge", "http-01", "ACME challenge: http-01 or tls-alpn-01")
+	fs.DurationVar(&c.ACME.RenewBefore, "acme-renew-before", 30*24*time.Hour, "renew certificates this long before they expire")
+	fs.DurationVar(&c.ACME.Grace, "cert-grace", 72*time.Hour, "keep serving a removed or suspended tenant's certificate this long")
 	var lokiLabels string
 	fs.StringVar(&c.LokiURL, "loki-url", "", "Loki push URL (e.g. http://loki:3100/loki/api/v1/push); logs also go to stdout")
 	fs.StringVar(&lokiLabels, "loki-labels", "", "extra Loki stream labels, k=v,… (default job=edge,node=<id>)")

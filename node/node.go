@@ -3,7 +3,6 @@ package node
 import (
 	"context"
 	"crypto/rand"
-	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -24,6 +23,7 @@ import (
 	edgev1 "github.com/edgeproxy/edge/api/edgev1"
 	"github.com/edgeproxy/edge/node/logship"
 	"github.com/edgeproxy/edge/proxy/cache"
+	"github.com/edgeproxy/edge/proxy/certs"
 	"github.com/edgeproxy/edge/raftstore"
 )
 
@@ -40,12 +40,12 @@ type Node struct {
 	dp        *dataPlane
 	metrics   *http.Server
 	metricsLn net.Listener
-	certs     func(*tls.ClientHelloInfo) (*tls.Certificate, error)
 	cache     *cache.Cache
 	applied   chan struct{} // signalled after every applied batch
 
 	raftMetrics *raftCollector
 	shipper     *logship.Shipper
+	certMgr     *certs.Manager
 	// bootstrapped is set by joinLoop when this node created the cluster.
 	bootstrapped bool
 
@@ -130,6 +130,7 @@ func New(cfg Config) (*Node, error) {
 	edgev1.RegisterSnapshotServiceServer(n.admin, &snapshotService{n: n})
 	edgev1.RegisterHistoryServiceServer(n.admin, &historyService{n: n})
 	edgev1.RegisterTransformServiceServer(n.admin, &transformService{n: n})
+	edgev1.RegisterCertServiceServer(n.admin, &certService{n: n})
 
 	pc, err := peerCreds(&n.cfg)
 	if err != nil {
@@ -206,6 +207,15 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	if n.certMgr != nil {
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			if err := n.certMgr.Run(runCtx); err != nil && !errors.Is(err, context.Canceled) {
+				n.logger.Error("certificate manager stopped", "err", err)
+			}
+		}()
+	}
 	n.wg.Add(5)
 	go func() { defer n.wg.Done(); n.backupLoop(runCtx) }()
 	go func() { defer n.wg.Done(); n.reapLoop(runCtx) }()

@@ -36,6 +36,10 @@ type ServerConfig struct {
 	// the store's certificates now, on-demand ACME later. Required with
 	// HTTPSAddr.
 	GetCertificate func(*tls.ClientHelloInfo) (*tls.Certificate, error)
+	// TLSConfig, when set, replaces the listener's TLS configuration (its
+	// GetCertificate and NextProtos must be set; the ACME manager adds
+	// "acme-tls/1" for TLS-ALPN-01 validation).
+	TLSConfig *tls.Config
 
 	// ReadHeaderTimeout bounds the TLS handshake and the reading of the
 	// request headers; a slowloris client is disconnected after it.
@@ -115,6 +119,9 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 			GetCertificate: cfg.GetCertificate,
 			NextProtos:     []string{"h2", "http/1.1"},
 		},
+	}
+	if cfg.TLSConfig != nil {
+		s.srv.TLSConfig = cfg.TLSConfig
 	}
 	if cfg.Registerer != nil {
 		cs, err := newConnStats(cfg.Registerer)

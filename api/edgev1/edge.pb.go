@@ -1904,6 +1904,86 @@ func (x *ReadIndexResponse) GetIndex() uint64 {
 	return 0
 }
 
+type EnsureCertificateRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Host          string                 `protobuf:"bytes,1,opt,name=host,proto3" json:"host,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EnsureCertificateRequest) Reset() {
+	*x = EnsureCertificateRequest{}
+	mi := &file_edge_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EnsureCertificateRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EnsureCertificateRequest) ProtoMessage() {}
+
+func (x *EnsureCertificateRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_edge_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EnsureCertificateRequest.ProtoReflect.Descriptor instead.
+func (*EnsureCertificateRequest) Descriptor() ([]byte, []int) {
+	return file_edge_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *EnsureCertificateRequest) GetHost() string {
+	if x != nil {
+		return x.Host
+	}
+	return ""
+}
+
+type EnsureCertificateResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EnsureCertificateResponse) Reset() {
+	*x = EnsureCertificateResponse{}
+	mi := &file_edge_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EnsureCertificateResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EnsureCertificateResponse) ProtoMessage() {}
+
+func (x *EnsureCertificateResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_edge_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EnsureCertificateResponse.ProtoReflect.Descriptor instead.
+func (*EnsureCertificateResponse) Descriptor() ([]byte, []int) {
+	return file_edge_proto_rawDescGZIP(), []int{30}
+}
+
 type PurgeRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The tenant (domain or alias). Empty only with everything = true.
@@ -1927,7 +2007,7 @@ type PurgeRequest struct {
 
 func (x *PurgeRequest) Reset() {
 	*x = PurgeRequest{}
-	mi := &file_edge_proto_msgTypes[29]
+	mi := &file_edge_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1939,7 +2019,7 @@ func (x *PurgeRequest) String() string {
 func (*PurgeRequest) ProtoMessage() {}
 
 func (x *PurgeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_edge_proto_msgTypes[29]
+	mi := &file_edge_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1952,7 +2032,7 @@ func (x *PurgeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PurgeRequest.ProtoReflect.Descriptor instead.
 func (*PurgeRequest) Descriptor() ([]byte, []int) {
-	return file_edge_proto_rawDescGZIP(), []int{29}
+	return file_edge_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *PurgeRequest) GetDomain() string {
@@ -2030,7 +2110,7 @@ type PurgeNode struct {
 
 func (x *PurgeNode) Reset() {
 	*x = PurgeNode{}
-	mi := &file_edge_proto_msgTypes[30]
+	mi := &file_edge_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2042,7 +2122,7 @@ func (x *PurgeNode) String() string {
 func (*PurgeNode) ProtoMessage() {}
 
 func (x *PurgeNode) ProtoReflect() protoreflect.Message {
-	mi := &file_edge_proto_msgTypes[30]
+	mi := &file_edge_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2055,7 +2135,7 @@ func (x *PurgeNode) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PurgeNode.ProtoReflect.Descriptor instead.
 func (*PurgeNode) Descriptor() ([]byte, []int) {
-	return file_edge_proto_rawDescGZIP(), []int{30}
+	return file_edge_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *PurgeNode) GetId() string {
@@ -2103,7 +2183,7 @@ type PurgeResponse struct {
 
 func (x *PurgeResponse) Reset() {
 	*x = PurgeResponse{}
-	mi := &file_edge_proto_msgTypes[31]
+	mi := &file_edge_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2115,7 +2195,7 @@ func (x *PurgeResponse) String() string {
 func (*PurgeResponse) ProtoMessage() {}
 
 func (x *PurgeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_edge_proto_msgTypes[31]
+	mi := &file_edge_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2128,7 +2208,7 @@ func (x *PurgeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PurgeResponse.ProtoReflect.Descriptor instead.
 func (*PurgeResponse) Descriptor() ([]byte, []int) {
-	return file_edge_proto_rawDescGZIP(), []int{31}
+	return file_edge_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *PurgeResponse) GetId() string {
@@ -2188,7 +2268,7 @@ type SaveSnapshotRequest struct {
 
 func (x *SaveSnapshotRequest) Reset() {
 	*x = SaveSnapshotRequest{}
-	mi := &file_edge_proto_msgTypes[32]
+	mi := &file_edge_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2200,7 +2280,7 @@ func (x *SaveSnapshotRequest) String() string {
 func (*SaveSnapshotRequest) ProtoMessage() {}
 
 func (x *SaveSnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_edge_proto_msgTypes[32]
+	mi := &file_edge_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2213,7 +2293,7 @@ func (x *SaveSnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SaveSnapshotRequest.ProtoReflect.Descriptor instead.
 func (*SaveSnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_edge_proto_rawDescGZIP(), []int{32}
+	return file_edge_proto_rawDescGZIP(), []int{34}
 }
 
 // A snapshot travels as chunks of the file format documented in
@@ -2228,7 +2308,7 @@ type SnapshotChunk struct {
 
 func (x *SnapshotChunk) Reset() {
 	*x = SnapshotChunk{}
-	mi := &file_edge_proto_msgTypes[33]
+	mi := &file_edge_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2240,7 +2320,7 @@ func (x *SnapshotChunk) String() string {
 func (*SnapshotChunk) ProtoMessage() {}
 
 func (x *SnapshotChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_edge_proto_msgTypes[33]
+	mi := &file_edge_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2253,7 +2333,7 @@ func (x *SnapshotChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotChunk.ProtoReflect.Descriptor instead.
 func (*SnapshotChunk) Descriptor() ([]byte, []int) {
-	return file_edge_proto_rawDescGZIP(), []int{33}
+	return file_edge_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *SnapshotChunk) GetData() []byte {
@@ -2274,7 +2354,7 @@ type RestoreSnapshotResponse struct {
 
 func (x *RestoreSnapshotResponse) Reset() {
 	*x = RestoreSnapshotResponse{}
-	mi := &file_edge_proto_msgTypes[34]
+	mi := &file_edge_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2286,7 +2366,7 @@ func (x *RestoreSnapshotResponse) String() string {
 func (*RestoreSnapshotResponse) ProtoMessage() {}
 
 func (x *RestoreSnapshotResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_edge_proto_msgTypes[34]
+	mi := &file_edge_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2299,7 +2379,7 @@ func (x *RestoreSnapshotResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestoreSnapshotResponse.ProtoReflect.Descriptor instead.
 func (*RestoreSnapshotResponse) Descriptor() ([]byte, []int) {
-	return file_edge_proto_rawDescGZIP(), []int{34}
+	return file_edge_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *RestoreSnapshotResponse) GetIndex() uint64 {
@@ -2327,7 +2407,7 @@ type HistoryRequest struct {
 
 func (x *HistoryRequest) Reset() {
 	*x = HistoryRequest{}
-	mi := &file_edge_proto_msgTypes[35]
+	mi := &file_edge_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2339,7 +2419,7 @@ func (x *HistoryRequest) String() string {
 func (*HistoryRequest) ProtoMessage() {}
 
 func (x *HistoryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_edge_proto_msgTypes[35]
+	mi := &file_edge_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2352,7 +2432,7 @@ func (x *HistoryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HistoryRequest.ProtoReflect.Descriptor instead.
 func (*HistoryRequest) Descriptor() ([]byte, []int) {
-	return file_edge_proto_rawDescGZIP(), []int{35}
+	return file_edge_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *HistoryRequest) GetDomain() string {
@@ -2384,7 +2464,7 @@ type HistoryEntry struct {
 
 func (x *HistoryEntry) Reset() {
 	*x = HistoryEntry{}
-	mi := &file_edge_proto_msgTypes[36]
+	mi := &file_edge_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2396,7 +2476,7 @@ func (x *HistoryEntry) String() string {
 func (*HistoryEntry) ProtoMessage() {}
 
 func (x *HistoryEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_edge_proto_msgTypes[36]
+	mi := &file_edge_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2409,7 +2489,7 @@ func (x *HistoryEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HistoryEntry.ProtoReflect.Descriptor instead.
 func (*HistoryEntry) Descriptor() ([]byte, []int) {
-	return file_edge_proto_rawDescGZIP(), []int{36}
+	return file_edge_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *HistoryEntry) GetIndex() uint64 {
@@ -2463,7 +2543,7 @@ type HistoryResponse struct {
 
 func (x *HistoryResponse) Reset() {
 	*x = HistoryResponse{}
-	mi := &file_edge_proto_msgTypes[37]
+	mi := &file_edge_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2475,7 +2555,7 @@ func (x *HistoryResponse) String() string {
 func (*HistoryResponse) ProtoMessage() {}
 
 func (x *HistoryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_edge_proto_msgTypes[37]
+	mi := &file_edge_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2488,7 +2568,7 @@ func (x *HistoryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HistoryResponse.ProtoReflect.Descriptor instead.
 func (*HistoryResponse) Descriptor() ([]byte, []int) {
-	return file_edge_proto_rawDescGZIP(), []int{37}
+	return file_edge_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *HistoryResponse) GetEntries() []*HistoryEntry {
@@ -2513,7 +2593,7 @@ type PreviewRequest struct {
 
 func (x *PreviewRequest) Reset() {
 	*x = PreviewRequest{}
-	mi := &file_edge_proto_msgTypes[38]
+	mi := &file_edge_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2525,7 +2605,7 @@ func (x *PreviewRequest) String() string {
 func (*PreviewRequest) ProtoMessage() {}
 
 func (x *PreviewRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_edge_proto_msgTypes[38]
+	mi := &file_edge_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2538,7 +2618,7 @@ func (x *PreviewRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PreviewRequest.ProtoReflect.Descriptor instead.
 func (*PreviewRequest) Descriptor() ([]byte, []int) {
-	return file_edge_proto_rawDescGZIP(), []int{38}
+	return file_edge_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *PreviewRequest) GetDomain() string {
@@ -2584,7 +2664,7 @@ type PreviewResponse struct {
 
 func (x *PreviewResponse) Reset() {
 	*x = PreviewResponse{}
-	mi := &file_edge_proto_msgTypes[39]
+	mi := &file_edge_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2596,7 +2676,7 @@ func (x *PreviewResponse) String() string {
 func (*PreviewResponse) ProtoMessage() {}
 
 func (x *PreviewResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_edge_proto_msgTypes[39]
+	mi := &file_edge_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2609,7 +2689,7 @@ func (x *PreviewResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PreviewResponse.ProtoReflect.Descriptor instead.
 func (*PreviewResponse) Descriptor() ([]byte, []int) {
-	return file_edge_proto_rawDescGZIP(), []int{39}
+	return file_edge_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *PreviewResponse) GetStatus() int32 {
@@ -2650,6 +2730,401 @@ func (x *PreviewResponse) GetOriginPath() string {
 func (x *PreviewResponse) GetRulesVersion() string {
 	if x != nil {
 		return x.RulesVersion
+	}
+	return ""
+}
+
+type Cert struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Domain string                 `protobuf:"bytes,1,opt,name=domain,proto3" json:"domain,omitempty"`
+	// "acme" or "imported".
+	Source string `protobuf:"bytes,2,opt,name=source,proto3" json:"source,omitempty"`
+	// "pending", "active" or "failed".
+	Status        string                 `protobuf:"bytes,3,opt,name=status,proto3" json:"status,omitempty"`
+	LastError     string                 `protobuf:"bytes,4,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
+	Issuer        string                 `protobuf:"bytes,5,opt,name=issuer,proto3" json:"issuer,omitempty"`
+	NotBefore     *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=not_before,json=notBefore,proto3" json:"not_before,omitempty"`
+	NotAfter      *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=not_after,json=notAfter,proto3" json:"not_after,omitempty"`
+	Sans          []string               `protobuf:"bytes,8,rep,name=sans,proto3" json:"sans,omitempty"`
+	Serial        string                 `protobuf:"bytes,9,opt,name=serial,proto3" json:"serial,omitempty"`
+	Failures      int32                  `protobuf:"varint,10,opt,name=failures,proto3" json:"failures,omitempty"`
+	RetryAt       *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=retry_at,json=retryAt,proto3" json:"retry_at,omitempty"`
+	OrderPending  bool                   `protobuf:"varint,12,opt,name=order_pending,json=orderPending,proto3" json:"order_pending,omitempty"`
+	InactiveSince *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=inactive_since,json=inactiveSince,proto3" json:"inactive_since,omitempty"`
+	UpdatedAt     *timestamppb.Timestamp `protobuf:"bytes,14,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	Version       uint64                 `protobuf:"varint,15,opt,name=version,proto3" json:"version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Cert) Reset() {
+	*x = Cert{}
+	mi := &file_edge_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Cert) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Cert) ProtoMessage() {}
+
+func (x *Cert) ProtoReflect() protoreflect.Message {
+	mi := &file_edge_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Cert.ProtoReflect.Descriptor instead.
+func (*Cert) Descriptor() ([]byte, []int) {
+	return file_edge_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *Cert) GetDomain() string {
+	if x != nil {
+		return x.Domain
+	}
+	return ""
+}
+
+func (x *Cert) GetSource() string {
+	if x != nil {
+		return x.Source
+	}
+	return ""
+}
+
+func (x *Cert) GetStatus() string {
+	if x != nil {
+		return x.Status
+	}
+	return ""
+}
+
+func (x *Cert) GetLastError() string {
+	if x != nil {
+		return x.LastError
+	}
+	return ""
+}
+
+func (x *Cert) GetIssuer() string {
+	if x != nil {
+		return x.Issuer
+	}
+	return ""
+}
+
+func (x *Cert) GetNotBefore() *timestamppb.Timestamp {
+	if x != nil {
+		return x.NotBefore
+	}
+	return nil
+}
+
+func (x *Cert) GetNotAfter() *timestamppb.Timestamp {
+	if x != nil {
+		return x.NotAfter
+	}
+	return nil
+}
+
+func (x *Cert) GetSans() []string {
+	if x != nil {
+		return x.Sans
+	}
+	return nil
+}
+
+func (x *Cert) GetSerial() string {
+	if x != nil {
+		return x.Serial
+	}
+	return ""
+}
+
+func (x *Cert) GetFailures() int32 {
+	if x != nil {
+		return x.Failures
+	}
+	return 0
+}
+
+func (x *Cert) GetRetryAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RetryAt
+	}
+	return nil
+}
+
+func (x *Cert) GetOrderPending() bool {
+	if x != nil {
+		return x.OrderPending
+	}
+	return false
+}
+
+func (x *Cert) GetInactiveSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.InactiveSince
+	}
+	return nil
+}
+
+func (x *Cert) GetUpdatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.UpdatedAt
+	}
+	return nil
+}
+
+func (x *Cert) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+type ListCertsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Only certificates expiring within this many seconds; 0 lists all.
+	ExpiringWithinSeconds int64 `protobuf:"varint,1,opt,name=expiring_within_seconds,json=expiringWithinSeconds,proto3" json:"expiring_within_seconds,omitempty"`
+	unknownFields         protoimpl.UnknownFields
+	sizeCache             protoimpl.SizeCache
+}
+
+func (x *ListCertsRequest) Reset() {
+	*x = ListCertsRequest{}
+	mi := &file_edge_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListCertsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListCertsRequest) ProtoMessage() {}
+
+func (x *ListCertsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_edge_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListCertsRequest.ProtoReflect.Descriptor instead.
+func (*ListCertsRequest) Descriptor() ([]byte, []int) {
+	return file_edge_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *ListCertsRequest) GetExpiringWithinSeconds() int64 {
+	if x != nil {
+		return x.ExpiringWithinSeconds
+	}
+	return 0
+}
+
+type ListCertsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Certs         []*Cert                `protobuf:"bytes,1,rep,name=certs,proto3" json:"certs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListCertsResponse) Reset() {
+	*x = ListCertsResponse{}
+	mi := &file_edge_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListCertsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListCertsResponse) ProtoMessage() {}
+
+func (x *ListCertsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_edge_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListCertsResponse.ProtoReflect.Descriptor instead.
+func (*ListCertsResponse) Descriptor() ([]byte, []int) {
+	return file_edge_proto_rawDescGZIP(), []int{44}
+}
+
+func (x *ListCertsResponse) GetCerts() []*Cert {
+	if x != nil {
+		return x.Certs
+	}
+	return nil
+}
+
+type CertRef struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Domain        string                 `protobuf:"bytes,1,opt,name=domain,proto3" json:"domain,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CertRef) Reset() {
+	*x = CertRef{}
+	mi := &file_edge_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CertRef) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CertRef) ProtoMessage() {}
+
+func (x *CertRef) ProtoReflect() protoreflect.Message {
+	mi := &file_edge_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CertRef.ProtoReflect.Descriptor instead.
+func (*CertRef) Descriptor() ([]byte, []int) {
+	return file_edge_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *CertRef) GetDomain() string {
+	if x != nil {
+		return x.Domain
+	}
+	return ""
+}
+
+type ImportCertRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Domain        string                 `protobuf:"bytes,1,opt,name=domain,proto3" json:"domain,omitempty"`
+	CertPem       string                 `protobuf:"bytes,2,opt,name=cert_pem,json=certPem,proto3" json:"cert_pem,omitempty"`
+	KeyPem        string                 `protobuf:"bytes,3,opt,name=key_pem,json=keyPem,proto3" json:"key_pem,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImportCertRequest) Reset() {
+	*x = ImportCertRequest{}
+	mi := &file_edge_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImportCertRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImportCertRequest) ProtoMessage() {}
+
+func (x *ImportCertRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_edge_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImportCertRequest.ProtoReflect.Descriptor instead.
+func (*ImportCertRequest) Descriptor() ([]byte, []int) {
+	return file_edge_proto_rawDescGZIP(), []int{46}
+}
+
+func (x *ImportCertRequest) GetDomain() string {
+	if x != nil {
+		return x.Domain
+	}
+	return ""
+}
+
+func (x *ImportCertRequest) GetCertPem() string {
+	if x != nil {
+		return x.CertPem
+	}
+	return ""
+}
+
+func (x *ImportCertRequest) GetKeyPem() string {
+	if x != nil {
+		return x.KeyPem
+	}
+	return ""
+}
+
+type RemoveCertResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Domain        string                 `protobuf:"bytes,1,opt,name=domain,proto3" json:"domain,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveCertResponse) Reset() {
+	*x = RemoveCertResponse{}
+	mi := &file_edge_proto_msgTypes[47]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveCertResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveCertResponse) ProtoMessage() {}
+
+func (x *RemoveCertResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_edge_proto_msgTypes[47]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveCertResponse.ProtoReflect.Descriptor instead.
+func (*RemoveCertResponse) Descriptor() ([]byte, []int) {
+	return file_edge_proto_rawDescGZIP(), []int{47}
+}
+
+func (x *RemoveCertResponse) GetDomain() string {
+	if x != nil {
+		return x.Domain
 	}
 	return ""
 }
@@ -2818,7 +3293,10 @@ const file_edge_proto_rawDesc = "" +
 	"\x05index\x18\x02 \x01(\x04R\x05index\"\x12\n" +
 	"\x10ReadIndexRequest\")\n" +
 	"\x11ReadIndexResponse\x12\x14\n" +
-	"\x05index\x18\x01 \x01(\x04R\x05index\"\xe2\x01\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index\".\n" +
+	"\x18EnsureCertificateRequest\x12\x12\n" +
+	"\x04host\x18\x01 \x01(\tR\x04host\"\x1b\n" +
+	"\x19EnsureCertificateResponse\"\xe2\x01\n" +
 	"\fPurgeRequest\x12\x16\n" +
 	"\x06domain\x18\x01 \x01(\tR\x06domain\x12\x12\n" +
 	"\x04urls\x18\x02 \x03(\tR\x04urls\x12\x1a\n" +
@@ -2875,7 +3353,39 @@ const file_edge_proto_rawDesc = "" +
 	"\vtransformed\x18\x04 \x01(\fR\vtransformed\x12\x1f\n" +
 	"\vorigin_path\x18\x05 \x01(\tR\n" +
 	"originPath\x12#\n" +
-	"\rrules_version\x18\x06 \x01(\tR\frulesVersion*<\n" +
+	"\rrules_version\x18\x06 \x01(\tR\frulesVersion\"\xb5\x04\n" +
+	"\x04Cert\x12\x16\n" +
+	"\x06domain\x18\x01 \x01(\tR\x06domain\x12\x16\n" +
+	"\x06source\x18\x02 \x01(\tR\x06source\x12\x16\n" +
+	"\x06status\x18\x03 \x01(\tR\x06status\x12\x1d\n" +
+	"\n" +
+	"last_error\x18\x04 \x01(\tR\tlastError\x12\x16\n" +
+	"\x06issuer\x18\x05 \x01(\tR\x06issuer\x129\n" +
+	"\n" +
+	"not_before\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\tnotBefore\x127\n" +
+	"\tnot_after\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\bnotAfter\x12\x12\n" +
+	"\x04sans\x18\b \x03(\tR\x04sans\x12\x16\n" +
+	"\x06serial\x18\t \x01(\tR\x06serial\x12\x1a\n" +
+	"\bfailures\x18\n" +
+	" \x01(\x05R\bfailures\x125\n" +
+	"\bretry_at\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\aretryAt\x12#\n" +
+	"\rorder_pending\x18\f \x01(\bR\forderPending\x12A\n" +
+	"\x0einactive_since\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\rinactiveSince\x129\n" +
+	"\n" +
+	"updated_at\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\x12\x18\n" +
+	"\aversion\x18\x0f \x01(\x04R\aversion\"J\n" +
+	"\x10ListCertsRequest\x126\n" +
+	"\x17expiring_within_seconds\x18\x01 \x01(\x03R\x15expiringWithinSeconds\"8\n" +
+	"\x11ListCertsResponse\x12#\n" +
+	"\x05certs\x18\x01 \x03(\v2\r.edge.v1.CertR\x05certs\"!\n" +
+	"\aCertRef\x12\x16\n" +
+	"\x06domain\x18\x01 \x01(\tR\x06domain\"_\n" +
+	"\x11ImportCertRequest\x12\x16\n" +
+	"\x06domain\x18\x01 \x01(\tR\x06domain\x12\x19\n" +
+	"\bcert_pem\x18\x02 \x01(\tR\acertPem\x12\x17\n" +
+	"\akey_pem\x18\x03 \x01(\tR\x06keyPem\",\n" +
+	"\x12RemoveCertResponse\x12\x16\n" +
+	"\x06domain\x18\x01 \x01(\tR\x06domain*<\n" +
 	"\vConsistency\x12\x16\n" +
 	"\x12CONSISTENCY_LEADER\x10\x00\x12\x15\n" +
 	"\x11CONSISTENCY_LOCAL\x10\x012\xb5\x03\n" +
@@ -2891,9 +3401,10 @@ const file_edge_proto_rawDesc = "" +
 	"\x06Status\x12\x16.edge.v1.StatusRequest\x1a\x17.edge.v1.StatusResponse\x123\n" +
 	"\x04Join\x12\x14.edge.v1.JoinRequest\x1a\x15.edge.v1.JoinResponse\x12E\n" +
 	"\x06Remove\x12\x1c.edge.v1.RemoveMemberRequest\x1a\x1d.edge.v1.RemoveMemberResponse\x12]\n" +
-	"\x12TransferLeadership\x12\".edge.v1.TransferLeadershipRequest\x1a#.edge.v1.TransferLeadershipResponse2\xc2\x01\n" +
+	"\x12TransferLeadership\x12\".edge.v1.TransferLeadershipRequest\x1a#.edge.v1.TransferLeadershipResponse2\x9e\x02\n" +
 	"\x0fInternalService\x123\n" +
-	"\x04Info\x12\x14.edge.v1.InfoRequest\x1a\x15.edge.v1.InfoResponse\x126\n" +
+	"\x04Info\x12\x14.edge.v1.InfoRequest\x1a\x15.edge.v1.InfoResponse\x12Z\n" +
+	"\x11EnsureCertificate\x12!.edge.v1.EnsureCertificateRequest\x1a\".edge.v1.EnsureCertificateResponse\x126\n" +
 	"\x05Apply\x12\x15.edge.v1.ApplyRequest\x1a\x16.edge.v1.ApplyResponse\x12B\n" +
 	"\tReadIndex\x12\x19.edge.v1.ReadIndexRequest\x1a\x1a.edge.v1.ReadIndexResponse2F\n" +
 	"\fCacheService\x126\n" +
@@ -2904,7 +3415,14 @@ const file_edge_proto_rawDesc = "" +
 	"\x0eHistoryService\x129\n" +
 	"\x04List\x12\x17.edge.v1.HistoryRequest\x1a\x18.edge.v1.HistoryResponse2P\n" +
 	"\x10TransformService\x12<\n" +
-	"\aPreview\x12\x17.edge.v1.PreviewRequest\x1a\x18.edge.v1.PreviewResponseB-Z+github.com/edgeproxy/edge/api/edgev1;edgev1b\x06proto3"
+	"\aPreview\x12\x17.edge.v1.PreviewRequest\x1a\x18.edge.v1.PreviewResponse2\xb6\x02\n" +
+	"\vCertService\x12=\n" +
+	"\x04List\x12\x19.edge.v1.ListCertsRequest\x1a\x1a.edge.v1.ListCertsResponse\x12&\n" +
+	"\x03Get\x12\x10.edge.v1.CertRef\x1a\r.edge.v1.Cert\x12(\n" +
+	"\x05Issue\x12\x10.edge.v1.CertRef\x1a\r.edge.v1.Cert\x12(\n" +
+	"\x05Renew\x12\x10.edge.v1.CertRef\x1a\r.edge.v1.Cert\x123\n" +
+	"\x06Import\x12\x1a.edge.v1.ImportCertRequest\x1a\r.edge.v1.Cert\x127\n" +
+	"\x06Remove\x12\x10.edge.v1.CertRef\x1a\x1b.edge.v1.RemoveCertResponseB-Z+github.com/edgeproxy/edge/api/edgev1;edgev1b\x06proto3"
 
 var (
 	file_edge_proto_rawDescOnce sync.Once
@@ -2919,7 +3437,7 @@ func file_edge_proto_rawDescGZIP() []byte {
 }
 
 var file_edge_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_edge_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
+var file_edge_proto_msgTypes = make([]protoimpl.MessageInfo, 48)
 var file_edge_proto_goTypes = []any{
 	(Consistency)(0),                   // 0: edge.v1.Consistency
 	(*License)(nil),                    // 1: edge.v1.License
@@ -2951,28 +3469,36 @@ var file_edge_proto_goTypes = []any{
 	(*ApplyResponse)(nil),              // 27: edge.v1.ApplyResponse
 	(*ReadIndexRequest)(nil),           // 28: edge.v1.ReadIndexRequest
 	(*ReadIndexResponse)(nil),          // 29: edge.v1.ReadIndexResponse
-	(*PurgeRequest)(nil),               // 30: edge.v1.PurgeRequest
-	(*PurgeNode)(nil),                  // 31: edge.v1.PurgeNode
-	(*PurgeResponse)(nil),              // 32: edge.v1.PurgeResponse
-	(*SaveSnapshotRequest)(nil),        // 33: edge.v1.SaveSnapshotRequest
-	(*SnapshotChunk)(nil),              // 34: edge.v1.SnapshotChunk
-	(*RestoreSnapshotResponse)(nil),    // 35: edge.v1.RestoreSnapshotResponse
-	(*HistoryRequest)(nil),             // 36: edge.v1.HistoryRequest
-	(*HistoryEntry)(nil),               // 37: edge.v1.HistoryEntry
-	(*HistoryResponse)(nil),            // 38: edge.v1.HistoryResponse
-	(*PreviewRequest)(nil),             // 39: edge.v1.PreviewRequest
-	(*PreviewResponse)(nil),            // 40: edge.v1.PreviewResponse
-	(*timestamppb.Timestamp)(nil),      // 41: google.protobuf.Timestamp
+	(*EnsureCertificateRequest)(nil),   // 30: edge.v1.EnsureCertificateRequest
+	(*EnsureCertificateResponse)(nil),  // 31: edge.v1.EnsureCertificateResponse
+	(*PurgeRequest)(nil),               // 32: edge.v1.PurgeRequest
+	(*PurgeNode)(nil),                  // 33: edge.v1.PurgeNode
+	(*PurgeResponse)(nil),              // 34: edge.v1.PurgeResponse
+	(*SaveSnapshotRequest)(nil),        // 35: edge.v1.SaveSnapshotRequest
+	(*SnapshotChunk)(nil),              // 36: edge.v1.SnapshotChunk
+	(*RestoreSnapshotResponse)(nil),    // 37: edge.v1.RestoreSnapshotResponse
+	(*HistoryRequest)(nil),             // 38: edge.v1.HistoryRequest
+	(*HistoryEntry)(nil),               // 39: edge.v1.HistoryEntry
+	(*HistoryResponse)(nil),            // 40: edge.v1.HistoryResponse
+	(*PreviewRequest)(nil),             // 41: edge.v1.PreviewRequest
+	(*PreviewResponse)(nil),            // 42: edge.v1.PreviewResponse
+	(*Cert)(nil),                       // 43: edge.v1.Cert
+	(*ListCertsRequest)(nil),           // 44: edge.v1.ListCertsRequest
+	(*ListCertsResponse)(nil),          // 45: edge.v1.ListCertsResponse
+	(*CertRef)(nil),                    // 46: edge.v1.CertRef
+	(*ImportCertRequest)(nil),          // 47: edge.v1.ImportCertRequest
+	(*RemoveCertResponse)(nil),         // 48: edge.v1.RemoveCertResponse
+	(*timestamppb.Timestamp)(nil),      // 49: google.protobuf.Timestamp
 }
 var file_edge_proto_depIdxs = []int32{
-	41, // 0: edge.v1.License.expires_at:type_name -> google.protobuf.Timestamp
+	49, // 0: edge.v1.License.expires_at:type_name -> google.protobuf.Timestamp
 	2,  // 1: edge.v1.Origin.tls:type_name -> edge.v1.OriginTLS
 	1,  // 2: edge.v1.Tenant.license:type_name -> edge.v1.License
 	3,  // 3: edge.v1.Tenant.origin:type_name -> edge.v1.Origin
 	4,  // 4: edge.v1.Tenant.cache:type_name -> edge.v1.CachePolicy
-	41, // 5: edge.v1.Tenant.created_at:type_name -> google.protobuf.Timestamp
-	41, // 6: edge.v1.Tenant.updated_at:type_name -> google.protobuf.Timestamp
-	41, // 7: edge.v1.TenantPatch.expires_at:type_name -> google.protobuf.Timestamp
+	49, // 5: edge.v1.Tenant.created_at:type_name -> google.protobuf.Timestamp
+	49, // 6: edge.v1.Tenant.updated_at:type_name -> google.protobuf.Timestamp
+	49, // 7: edge.v1.TenantPatch.expires_at:type_name -> google.protobuf.Timestamp
 	5,  // 8: edge.v1.AddTenantRequest.tenant:type_name -> edge.v1.Tenant
 	6,  // 9: edge.v1.UpdateTenantRequest.patch:type_name -> edge.v1.TenantPatch
 	0,  // 10: edge.v1.GetTenantRequest.consistency:type_name -> edge.v1.Consistency
@@ -2980,52 +3506,72 @@ var file_edge_proto_depIdxs = []int32{
 	5,  // 12: edge.v1.ListTenantsResponse.tenants:type_name -> edge.v1.Tenant
 	5,  // 13: edge.v1.TenantResponse.tenant:type_name -> edge.v1.Tenant
 	15, // 14: edge.v1.StatusResponse.members:type_name -> edge.v1.Member
-	31, // 15: edge.v1.PurgeResponse.nodes:type_name -> edge.v1.PurgeNode
-	41, // 16: edge.v1.HistoryEntry.time:type_name -> google.protobuf.Timestamp
-	37, // 17: edge.v1.HistoryResponse.entries:type_name -> edge.v1.HistoryEntry
-	7,  // 18: edge.v1.TenantService.Add:input_type -> edge.v1.AddTenantRequest
-	10, // 19: edge.v1.TenantService.Get:input_type -> edge.v1.GetTenantRequest
-	11, // 20: edge.v1.TenantService.List:input_type -> edge.v1.ListTenantsRequest
-	8,  // 21: edge.v1.TenantService.Update:input_type -> edge.v1.UpdateTenantRequest
-	9,  // 22: edge.v1.TenantService.Suspend:input_type -> edge.v1.TenantRef
-	9,  // 23: edge.v1.TenantService.Resume:input_type -> edge.v1.TenantRef
-	9,  // 24: edge.v1.TenantService.Remove:input_type -> edge.v1.TenantRef
-	16, // 25: edge.v1.ClusterService.Status:input_type -> edge.v1.StatusRequest
-	18, // 26: edge.v1.ClusterService.Join:input_type -> edge.v1.JoinRequest
-	20, // 27: edge.v1.ClusterService.Remove:input_type -> edge.v1.RemoveMemberRequest
-	22, // 28: edge.v1.ClusterService.TransferLeadership:input_type -> edge.v1.TransferLeadershipRequest
-	24, // 29: edge.v1.InternalService.Info:input_type -> edge.v1.InfoRequest
-	26, // 30: edge.v1.InternalService.Apply:input_type -> edge.v1.ApplyRequest
-	28, // 31: edge.v1.InternalService.ReadIndex:input_type -> edge.v1.ReadIndexRequest
-	30, // 32: edge.v1.CacheService.Purge:input_type -> edge.v1.PurgeRequest
-	33, // 33: edge.v1.SnapshotService.Save:input_type -> edge.v1.SaveSnapshotRequest
-	34, // 34: edge.v1.SnapshotService.Restore:input_type -> edge.v1.SnapshotChunk
-	36, // 35: edge.v1.HistoryService.List:input_type -> edge.v1.HistoryRequest
-	39, // 36: edge.v1.TransformService.Preview:input_type -> edge.v1.PreviewRequest
-	13, // 37: edge.v1.TenantService.Add:output_type -> edge.v1.TenantResponse
-	13, // 38: edge.v1.TenantService.Get:output_type -> edge.v1.TenantResponse
-	12, // 39: edge.v1.TenantService.List:output_type -> edge.v1.ListTenantsResponse
-	13, // 40: edge.v1.TenantService.Update:output_type -> edge.v1.TenantResponse
-	13, // 41: edge.v1.TenantService.Suspend:output_type -> edge.v1.TenantResponse
-	13, // 42: edge.v1.TenantService.Resume:output_type -> edge.v1.TenantResponse
-	14, // 43: edge.v1.TenantService.Remove:output_type -> edge.v1.RemoveTenantResponse
-	17, // 44: edge.v1.ClusterService.Status:output_type -> edge.v1.StatusResponse
-	19, // 45: edge.v1.ClusterService.Join:output_type -> edge.v1.JoinResponse
-	21, // 46: edge.v1.ClusterService.Remove:output_type -> edge.v1.RemoveMemberResponse
-	23, // 47: edge.v1.ClusterService.TransferLeadership:output_type -> edge.v1.TransferLeadershipResponse
-	25, // 48: edge.v1.InternalService.Info:output_type -> edge.v1.InfoResponse
-	27, // 49: edge.v1.InternalService.Apply:output_type -> edge.v1.ApplyResponse
-	29, // 50: edge.v1.InternalService.ReadIndex:output_type -> edge.v1.ReadIndexResponse
-	32, // 51: edge.v1.CacheService.Purge:output_type -> edge.v1.PurgeResponse
-	34, // 52: edge.v1.SnapshotService.Save:output_type -> edge.v1.SnapshotChunk
-	35, // 53: edge.v1.SnapshotService.Restore:output_type -> edge.v1.RestoreSnapshotResponse
-	38, // 54: edge.v1.HistoryService.List:output_type -> edge.v1.HistoryResponse
-	40, // 55: edge.v1.TransformService.Preview:output_type -> edge.v1.PreviewResponse
-	37, // [37:56] is the sub-list for method output_type
-	18, // [18:37] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	33, // 15: edge.v1.PurgeResponse.nodes:type_name -> edge.v1.PurgeNode
+	49, // 16: edge.v1.HistoryEntry.time:type_name -> google.protobuf.Timestamp
+	39, // 17: edge.v1.HistoryResponse.entries:type_name -> edge.v1.HistoryEntry
+	49, // 18: edge.v1.Cert.not_before:type_name -> google.protobuf.Timestamp
+	49, // 19: edge.v1.Cert.not_after:type_name -> google.protobuf.Timestamp
+	49, // 20: edge.v1.Cert.retry_at:type_name -> google.protobuf.Timestamp
+	49, // 21: edge.v1.Cert.inactive_since:type_name -> google.protobuf.Timestamp
+	49, // 22: edge.v1.Cert.updated_at:type_name -> google.protobuf.Timestamp
+	43, // 23: edge.v1.ListCertsResponse.certs:type_name -> edge.v1.Cert
+	7,  // 24: edge.v1.TenantService.Add:input_type -> edge.v1.AddTenantRequest
+	10, // 25: edge.v1.TenantService.Get:input_type -> edge.v1.GetTenantRequest
+	11, // 26: edge.v1.TenantService.List:input_type -> edge.v1.ListTenantsRequest
+	8,  // 27: edge.v1.TenantService.Update:input_type -> edge.v1.UpdateTenantRequest
+	9,  // 28: edge.v1.TenantService.Suspend:input_type -> edge.v1.TenantRef
+	9,  // 29: edge.v1.TenantService.Resume:input_type -> edge.v1.TenantRef
+	9,  // 30: edge.v1.TenantService.Remove:input_type -> edge.v1.TenantRef
+	16, // 31: edge.v1.ClusterService.Status:input_type -> edge.v1.StatusRequest
+	18, // 32: edge.v1.ClusterService.Join:input_type -> edge.v1.JoinRequest
+	20, // 33: edge.v1.ClusterService.Remove:input_type -> edge.v1.RemoveMemberRequest
+	22, // 34: edge.v1.ClusterService.TransferLeadership:input_type -> edge.v1.TransferLeadershipRequest
+	24, // 35: edge.v1.InternalService.Info:input_type -> edge.v1.InfoRequest
+	30, // 36: edge.v1.InternalService.EnsureCertificate:input_type -> edge.v1.EnsureCertificateRequest
+	26, // 37: edge.v1.InternalService.Apply:input_type -> edge.v1.ApplyRequest
+	28, // 38: edge.v1.InternalService.ReadIndex:input_type -> edge.v1.ReadIndexRequest
+	32, // 39: edge.v1.CacheService.Purge:input_type -> edge.v1.PurgeRequest
+	35, // 40: edge.v1.SnapshotService.Save:input_type -> edge.v1.SaveSnapshotRequest
+	36, // 41: edge.v1.SnapshotService.Restore:input_type -> edge.v1.SnapshotChunk
+	38, // 42: edge.v1.HistoryService.List:input_type -> edge.v1.HistoryRequest
+	41, // 43: edge.v1.TransformService.Preview:input_type -> edge.v1.PreviewRequest
+	44, // 44: edge.v1.CertService.List:input_type -> edge.v1.ListCertsRequest
+	46, // 45: edge.v1.CertService.Get:input_type -> edge.v1.CertRef
+	46, // 46: edge.v1.CertService.Issue:input_type -> edge.v1.CertRef
+	46, // 47: edge.v1.CertService.Renew:input_type -> edge.v1.CertRef
+	47, // 48: edge.v1.CertService.Import:input_type -> edge.v1.ImportCertRequest
+	46, // 49: edge.v1.CertService.Remove:input_type -> edge.v1.CertRef
+	13, // 50: edge.v1.TenantService.Add:output_type -> edge.v1.TenantResponse
+	13, // 51: edge.v1.TenantService.Get:output_type -> edge.v1.TenantResponse
+	12, // 52: edge.v1.TenantService.List:output_type -> edge.v1.ListTenantsResponse
+	13, // 53: edge.v1.TenantService.Update:output_type -> edge.v1.TenantResponse
+	13, // 54: edge.v1.TenantService.Suspend:output_type -> edge.v1.TenantResponse
+	13, // 55: edge.v1.TenantService.Resume:output_type -> edge.v1.TenantResponse
+	14, // 56: edge.v1.TenantService.Remove:output_type -> edge.v1.RemoveTenantResponse
+	17, // 57: edge.v1.ClusterService.Status:output_type -> edge.v1.StatusResponse
+	19, // 58: edge.v1.ClusterService.Join:output_type -> edge.v1.JoinResponse
+	21, // 59: edge.v1.ClusterService.Remove:output_type -> edge.v1.RemoveMemberResponse
+	23, // 60: edge.v1.ClusterService.TransferLeadership:output_type -> edge.v1.TransferLeadershipResponse
+	25, // 61: edge.v1.InternalService.Info:output_type -> edge.v1.InfoResponse
+	31, // 62: edge.v1.InternalService.EnsureCertificate:output_type -> edge.v1.EnsureCertificateResponse
+	27, // 63: edge.v1.InternalService.Apply:output_type -> edge.v1.ApplyResponse
+	29, // 64: edge.v1.InternalService.ReadIndex:output_type -> edge.v1.ReadIndexResponse
+	34, // 65: edge.v1.CacheService.Purge:output_type -> edge.v1.PurgeResponse
+	36, // 66: edge.v1.SnapshotService.Save:output_type -> edge.v1.SnapshotChunk
+	37, // 67: edge.v1.SnapshotService.Restore:output_type -> edge.v1.RestoreSnapshotResponse
+	40, // 68: edge.v1.HistoryService.List:output_type -> edge.v1.HistoryResponse
+	42, // 69: edge.v1.TransformService.Preview:output_type -> edge.v1.PreviewResponse
+	45, // 70: edge.v1.CertService.List:output_type -> edge.v1.ListCertsResponse
+	43, // 71: edge.v1.CertService.Get:output_type -> edge.v1.Cert
+	43, // 72: edge.v1.CertService.Issue:output_type -> edge.v1.Cert
+	43, // 73: edge.v1.CertService.Renew:output_type -> edge.v1.Cert
+	43, // 74: edge.v1.CertService.Import:output_type -> edge.v1.Cert
+	48, // 75: edge.v1.CertService.Remove:output_type -> edge.v1.RemoveCertResponse
+	50, // [50:76] is the sub-list for method output_type
+	24, // [24:50] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_edge_proto_init() }
@@ -3040,9 +3586,9 @@ func file_edge_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_edge_proto_rawDesc), len(file_edge_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   40,
+			NumMessages:   48,
 			NumExtensions: 0,
-			NumServices:   7,
+			NumServices:   8,
 		},
 		GoTypes:           file_edge_proto_goTypes,
 		DependencyIndexes: file_edge_proto_depIdxs,

@@ -572,9 +572,10 @@ var ClusterService_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
-	InternalService_Info_FullMethodName      = "/edge.v1.InternalService/Info"
-	InternalService_Apply_FullMethodName     = "/edge.v1.InternalService/Apply"
-	InternalService_ReadIndex_FullMethodName = "/edge.v1.InternalService/ReadIndex"
+	InternalService_Info_FullMethodName              = "/edge.v1.InternalService/Info"
+	InternalService_EnsureCertificate_FullMethodName = "/edge.v1.InternalService/EnsureCertificate"
+	InternalService_Apply_FullMethodName             = "/edge.v1.InternalService/Apply"
+	InternalService_ReadIndex_FullMethodName         = "/edge.v1.InternalService/ReadIndex"
 )
 
 // InternalServiceClient is the client API for InternalService service.
@@ -582,6 +583,9 @@ const (
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 type InternalServiceClient interface {
 	Info(ctx context.Context, in *InfoRequest, opts ...grpc.CallOption) (*InfoResponse, error)
+	// A follower asks the leader to obtain a certificate for a licensed host
+	// (only the leader talks to the ACME CA).
+	EnsureCertificate(ctx context.Context, in *EnsureCertificateRequest, opts ...grpc.CallOption) (*EnsureCertificateResponse, error)
 	Apply(ctx context.Context, in *ApplyRequest, opts ...grpc.CallOption) (*ApplyResponse, error)
 	ReadIndex(ctx context.Context, in *ReadIndexRequest, opts ...grpc.CallOption) (*ReadIndexResponse, error)
 }
@@ -598,6 +602,16 @@ func (c *internalServiceClient) Info(ctx context.Context, in *InfoRequest, opts 
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(InfoResponse)
 	err := c.cc.Invoke(ctx, InternalService_Info_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *internalServiceClient) EnsureCertificate(ctx context.Context, in *EnsureCertificateRequest, opts ...grpc.CallOption) (*EnsureCertificateResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(EnsureCertificateResponse)
+	err := c.cc.Invoke(ctx, InternalService_EnsureCertificate_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -629,6 +643,9 @@ func (c *internalServiceClient) ReadIndex(ctx context.Context, in *ReadIndexRequ
 // for forward compatibility.
 type InternalServiceServer interface {
 	Info(context.Context, *InfoRequest) (*InfoResponse, error)
+	// A follower asks the leader to obtain a certificate for a licensed host
+	// (only the leader talks to the ACME CA).
+	EnsureCertificate(context.Context, *EnsureCertificateRequest) (*EnsureCertificateResponse, error)
 	Apply(context.Context, *ApplyRequest) (*ApplyResponse, error)
 	ReadIndex(context.Context, *ReadIndexRequest) (*ReadIndexResponse, error)
 	mustEmbedUnimplementedInternalServiceServer()
@@ -643,6 +660,9 @@ type UnimplementedInternalServiceServer struct{}
 
 func (UnimplementedInternalServiceServer) Info(context.Context, *InfoRequest) (*InfoResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Info not implemented")
+}
+func (UnimplementedInternalServiceServer) EnsureCertificate(context.Context, *EnsureCertificateRequest) (*EnsureCertificateResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method EnsureCertificate not implemented")
 }
 func (UnimplementedInternalServiceServer) Apply(context.Context, *ApplyRequest) (*ApplyResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Apply not implemented")
@@ -685,6 +705,24 @@ func _InternalService_Info_Handler(srv interface{}, ctx context.Context, dec fun
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(InternalServiceServer).Info(ctx, req.(*InfoRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _InternalService_EnsureCertificate_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(EnsureCertificateRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(InternalServiceServer).EnsureCertificate(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: InternalService_EnsureCertificate_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(InternalServiceServer).EnsureCertificate(ctx, req.(*EnsureCertificateRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -735,6 +773,10 @@ var InternalService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Info",
 			Handler:    _InternalService_Info_Handler,
+		},
+		{
+			MethodName: "EnsureCertificate",
+			Handler:    _InternalService_EnsureCertificate_Handler,
 		},
 		{
 			MethodName: "Apply",
@@ -1197,6 +1239,304 @@ var TransformService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Preview",
 			Handler:    _TransformService_Preview_Handler,
+		},
+	},
+	Streams:  []grpc.StreamDesc{},
+	Metadata: "edge.proto",
+}
+
+const (
+	CertService_List_FullMethodName   = "/edge.v1.CertService/List"
+	CertService_Get_FullMethodName    = "/edge.v1.CertService/Get"
+	CertService_Issue_FullMethodName  = "/edge.v1.CertService/Issue"
+	CertService_Renew_FullMethodName  = "/edge.v1.CertService/Renew"
+	CertService_Import_FullMethodName = "/edge.v1.CertService/Import"
+	CertService_Remove_FullMethodName = "/edge.v1.CertService/Remove"
+)
+
+// CertServiceClient is the client API for CertService service.
+//
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+type CertServiceClient interface {
+	List(ctx context.Context, in *ListCertsRequest, opts ...grpc.CallOption) (*ListCertsResponse, error)
+	Get(ctx context.Context, in *CertRef, opts ...grpc.CallOption) (*Cert, error)
+	// Issue orders a certificate now; Renew orders a new one even if the
+	// current one is fresh. Both run on the leader.
+	Issue(ctx context.Context, in *CertRef, opts ...grpc.CallOption) (*Cert, error)
+	Renew(ctx context.Context, in *CertRef, opts ...grpc.CallOption) (*Cert, error)
+	// Import stores a certificate the customer supplies.
+	Import(ctx context.Context, in *ImportCertRequest, opts ...grpc.CallOption) (*Cert, error)
+	Remove(ctx context.Context, in *CertRef, opts ...grpc.CallOption) (*RemoveCertResponse, error)
+}
+
+type certServiceClient struct {
+	cc grpc.ClientConnInterface
+}
+
+func NewCertServiceClient(cc grpc.ClientConnInterface) CertServiceClient {
+	return &certServiceClient{cc}
+}
+
+func (c *certServiceClient) List(ctx context.Context, in *ListCertsRequest, opts ...grpc.CallOption) (*ListCertsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListCertsResponse)
+	err := c.cc.Invoke(ctx, CertService_List_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *certServiceClient) Get(ctx context.Context, in *CertRef, opts ...grpc.CallOption) (*Cert, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Cert)
+	err := c.cc.Invoke(ctx, CertService_Get_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *certServiceClient) Issue(ctx context.Context, in *CertRef, opts ...grpc.CallOption) (*Cert, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Cert)
+	err := c.cc.Invoke(ctx, CertService_Issue_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *certServiceClient) Renew(ctx context.Context, in *CertRef, opts ...grpc.CallOption) (*Cert, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Cert)
+	err := c.cc.Invoke(ctx, CertService_Renew_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *certServiceClient) Import(ctx context.Context, in *ImportCertRequest, opts ...grpc.CallOption) (*Cert, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Cert)
+	err := c.cc.Invoke(ctx, CertService_Import_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *certServiceClient) Remove(ctx context.Context, in *CertRef, opts ...grpc.CallOption) (*RemoveCertResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RemoveCertResponse)
+	err := c.cc.Invoke(ctx, CertService_Remove_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// CertServiceServer is the server API for CertService service.
+// All implementations must embed UnimplementedCertServiceServer
+// for forward compatibility.
+type CertServiceServer interface {
+	List(context.Context, *ListCertsRequest) (*ListCertsResponse, error)
+	Get(context.Context, *CertRef) (*Cert, error)
+	// Issue orders a certificate now; Renew orders a new one even if the
+	// current one is fresh. Both run on the leader.
+	Issue(context.Context, *CertRef) (*Cert, error)
+	Renew(context.Context, *CertRef) (*Cert, error)
+	// Import stores a certificate the customer supplies.
+	Import(context.Context, *ImportCertRequest) (*Cert, error)
+	Remove(context.Context, *CertRef) (*RemoveCertResponse, error)
+	mustEmbedUnimplementedCertServiceServer()
+}
+
+// UnimplementedCertServiceServer must be embedded to have
+// forward compatible implementations.
+//
+// NOTE: this should be embedded by value instead of pointer to avoid a nil
+// pointer dereference when methods are called.
+type UnimplementedCertServiceServer struct{}
+
+func (UnimplementedCertServiceServer) List(context.Context, *ListCertsRequest) (*ListCertsResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method List not implemented")
+}
+func (UnimplementedCertServiceServer) Get(context.Context, *CertRef) (*Cert, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Get not implemented")
+}
+func (UnimplementedCertServiceServer) Issue(context.Context, *CertRef) (*Cert, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Issue not implemented")
+}
+func (UnimplementedCertServiceServer) Renew(context.Context, *CertRef) (*Cert, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Renew not implemented")
+}
+func (UnimplementedCertServiceServer) Import(context.Context, *ImportCertRequest) (*Cert, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Import not implemented")
+}
+func (UnimplementedCertServiceServer) Remove(context.Context, *CertRef) (*RemoveCertResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Remove not implemented")
+}
+func (UnimplementedCertServiceServer) mustEmbedUnimplementedCertServiceServer() {}
+func (UnimplementedCertServiceServer) testEmbeddedByValue()                     {}
+
+// UnsafeCertServiceServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to CertServiceServer will
+// result in compilation errors.
+type UnsafeCertServiceServer interface {
+	mustEmbedUnimplementedCertServiceServer()
+}
+
+func RegisterCertServiceServer(s grpc.ServiceRegistrar, srv CertServiceServer) {
+	// If the following call pancis, it indicates UnimplementedCertServiceServer was
+	// embedded by pointer and is nil.  This will cause panics if an
+	// unimplemented method is ever invoked, so we test this at initialization
+	// time to prevent it from happening at runtime later due to I/O.
+	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
+		t.testEmbeddedByValue()
+	}
+	s.RegisterService(&CertService_ServiceDesc, srv)
+}
+
+func _CertService_List_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListCertsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CertServiceServer).List(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CertService_List_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CertServiceServer).List(ctx, req.(*ListCertsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _CertService_Get_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CertRef)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CertServiceServer).Get(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CertService_Get_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CertServiceServer).Get(ctx, req.(*CertRef))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _CertService_Issue_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CertRef)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CertServiceServer).Issue(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CertService_Issue_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CertServiceServer).Issue(ctx, req.(*CertRef))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _CertService_Renew_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CertRef)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CertServiceServer).Renew(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CertService_Renew_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CertServiceServer).Renew(ctx, req.(*CertRef))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _CertService_Import_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ImportCertRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CertServiceServer).Import(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CertService_Import_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CertServiceServer).Import(ctx, req.(*ImportCertRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _CertService_Remove_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CertRef)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CertServiceServer).Remove(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CertService_Remove_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CertServiceServer).Remove(ctx, req.(*CertRef))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+// CertService_ServiceDesc is the grpc.ServiceDesc for CertService service.
+// It's only intended for direct use with grpc.RegisterService,
+// and not to be introspected or modified (even as a copy)
+var CertService_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "edge.v1.CertService",
+	HandlerType: (*CertServiceServer)(nil),
+	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "List",
+			Handler:    _CertService_List_Handler,
+		},
+		{
+			MethodName: "Get",
+			Handler:    _CertService_Get_Handler,
+		},
+		{
+			MethodName: "Issue",
+			Handler:    _CertService_Issue_Handler,
+		},
+		{
+			MethodName: "Renew",
+			Handler:    _CertService_Renew_Handler,
+		},
+		{
+			MethodName: "Import",
+			Handler:    _CertService_Import_Handler,
+		},
+		{
+			MethodName: "Remove",
+			Handler:    _CertService_Remove_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
