@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"math/big"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -112,3 +113,5 @@ func TestE2EImportedCertificateServedOverHTTPS(t *testing.T) {
 		t.Fatalf("cert get after remove: exit %d", code)
 	}
 }
+
+var netDialer = net.Dialer{Timeout: 30 * time.Second}

@@ -1,18 +1,12 @@
 package certs
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -33,32 +27,12 @@ type pebbleCA struct {
 	dirURL string
 	caPEM  []byte         // Pebble's own TLS certificate (for --acme-ca-root)
 	roots  *x509.CertPool // roots of the certificates Pebble issues
-	out    *bytes.Buffer
 }
 
 type pebbleOpts struct {
 	httpPort, tlsPort int
 	dnsAddr           string // -dnsserver; empty uses the system resolver
 	alwaysValid       bool
-}
-
-func pebbleBinary(t *testing.T) string {
-	t.Helper()
-	if p, err := exec.LookPath("pebble"); err == nil {
-		return p
-	}
-	home, _ := os.UserHomeDir()
-	for _, p := range []string{filepath.Join(os.Getenv("GOPATH"), "bin", "pebble"), filepath.Join(home, "go", "bin", "pebble")} {
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-	}
-	msg := "pebble not found (go install github.com/letsencrypt/pebble/v2/cmd/pebble@v2.10.1)"
-	if os.Getenv("CI") == "true" {
-		t.Fatal(msg)
-	}
-	t.Skip(msg)
-	return ""
 }
 
 func freePort(t *testing.T) int {
@@ -73,90 +47,8 @@ func freePort(t *testing.T) int {
 
 func startPebble(t *testing.T, o pebbleOpts) *pebbleCA {
 	t.Helper()
-	bin := pebbleBinary(t)
-	dir := t.TempDir()
-	now := time.Now()
-	certPEM, keyPEM := selfSigned(t, now.Add(-time.Hour), now.Add(24*time.Hour), "localhost", "127.0.0.1")
-	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	if err := os.WriteFile(certFile, certPEM, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, keyPEM, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if o.httpPort == 0 {
-		o.httpPort = freePort(t)
-	}
-	if o.tlsPort == 0 {
-		o.tlsPort = freePort(t)
-	}
-	listen := net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t)))
-	mgmt := net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t)))
-	cfg := map[string]any{"pebble": map[string]any{
-		"listenAddress": listen, "managementListenAddress": mgmt,
-		"certificate": certFile, "privateKey": keyFile,
-		"httpPort": o.httpPort, "tlsPort": o.tlsPort,
-		"ocspResponderURL": "", "externalAccountBindingRequired": false,
-		"keyAlgorithm": "ecdsa",
-		"profiles":     map[string]any{"default": map[string]any{"description": "test", "validityPeriod": 7776000}},
-	}}
-	b, _ := json.Marshal(cfg)
-	cfgFile := filepath.Join(dir, "pebble.json")
-	if err := os.WriteFile(cfgFile, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	args := []string{"-config", cfgFile}
-	if o.dnsAddr != "" {
-		args = append(args, "-dnsserver", o.dnsAddr)
-	}
-	cmd := exec.Command(bin, args...)
-	cmd.Env = append(os.Environ(), "PEBBLE_VA_NOSLEEP=1", "PEBBLE_WFE_NONCEREJECT=0", "PEBBLE_AUTHZREUSE=0")
-	if o.alwaysValid {
-		cmd.Env = append(cmd.Env, "PEBBLE_VA_ALWAYS_VALID=1")
-	}
-	out := &bytes.Buffer{}
-	cmd.Stdout, cmd.Stderr = &lockedWriter{w: out}, &lockedWriter{w: out}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start pebble: %v", err)
-	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-done
-		if t.Failed() {
-			t.Logf("pebble output:\n%s", out.String())
-		}
-	})
-	p := &pebbleCA{dirURL: "https://" + listen + "/dir", caPEM: certPEM, out: out}
-	hc := &http.Client{Timeout: time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: poolOf(t, certPEM)}}}
-	waitFor(t, 15*time.Second, "pebble to answer", func() bool {
-		res, err := hc.Get(p.dirURL)
-		if err != nil {
-			return false
-		}
-		res.Body.Close()
-		return res.StatusCode == 200
-	})
-	res, err := hc.Get("https://" + mgmt + "/roots/0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	rootPEM, _ := io.ReadAll(res.Body)
-	res.Body.Close()
-	p.roots = poolOf(t, rootPEM)
-	return p
-}
-
-type lockedWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (l *lockedWriter) Write(b []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(b)
+	ca := testsvc.Pebble(t, testsvc.PebbleOptions{HTTPPort: o.httpPort, TLSPort: o.tlsPort, DNSAddr: o.dnsAddr, AlwaysValid: o.alwaysValid})
+	return &pebbleCA{dirURL: ca.DirURL, caPEM: ca.CAPEM, roots: ca.Roots}
 }
 
 // caCounter counts the requests nodes send to the CA, by kind, and can cut
