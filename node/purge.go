@@ -86,6 +86,9 @@ func (s *cacheService) Purge(ctx context.Context, req *edgev1.PurgeRequest) (*ed
 	}
 	resp := n.awaitPurge(ctx, r.Index, wait)
 	resp.Id, resp.Index = p.ID, r.Index
+	if n.raftMetrics != nil {
+		n.raftMetrics.purgeLatency.Observe(time.Since(start).Seconds())
+	}
 	n.logger.Info("cache purge", "id", p.ID, "tenant", p.Tenant, "index", r.Index, "acknowledged", resp.Acknowledged, "total", resp.Total, "took", time.Since(start))
 	return resp, nil
 }

@@ -14,6 +14,7 @@ type raftCollector struct {
 	state, term, applied, commit, last *prometheus.Desc
 	leaderChanges                      prometheus.Counter
 	applyLatency                       prometheus.Histogram
+	purgeLatency                       prometheus.Histogram
 }
 
 func newRaftCollector(n *Node, reg prometheus.Registerer) *raftCollector {
@@ -32,9 +33,14 @@ func newRaftCollector(n *Node, reg prometheus.Registerer) *raftCollector {
 			Help:    "Time from proposing a command on this node until the leader applied it.",
 			Buckets: []float64{.001, .002, .005, .01, .02, .05, .1, .25, .5, 1, 2.5},
 		}),
+		purgeLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "edge_purge_seconds",
+			Help:    "Time from accepting a cache purge until every member confirmed it (or the wait ended).",
+			Buckets: []float64{.005, .01, .02, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}),
 	}
 	if reg != nil {
-		reg.MustRegister(c, c.leaderChanges, c.applyLatency)
+		reg.MustRegister(c, c.leaderChanges, c.applyLatency, c.purgeLatency)
 	}
 	return c
 }
