@@ -27,7 +27,7 @@ type tenantFlags struct {
 	origin, originHost, serverName, caFile, certFile, keyFile string
 	aliases                                                   []string
 	plan, expires                                             string
-	insecure, suspended, httpsRedirect                        bool
+	insecure, suspended, httpsRedirect, metrics               bool
 	cacheTTL                                                  time.Duration
 	cacheOverride, cacheCookies, cacheAuth                    bool
 }
@@ -46,6 +46,7 @@ func (f *tenantFlags) register(c *cobra.Command) {
 	fl.BoolVar(&f.insecure, "origin-insecure-skip-verify", false, "do not verify the origin's TLS certificate (unsafe)")
 	fl.BoolVar(&f.suspended, "suspended", false, "license suspended: the domain gets 403")
 	fl.BoolVar(&f.httpsRedirect, "https-redirect", false, "redirect plain HTTP requests to HTTPS")
+	fl.BoolVar(&f.metrics, "metrics", false, "export per-tenant metric series (edge_tenant_requests_total)")
 	fl.DurationVar(&f.cacheTTL, "cache-ttl", 0, "default cache TTL for responses without explicit freshness")
 	fl.BoolVar(&f.cacheOverride, "cache-override-ttl", false, "use --cache-ttl even when the origin sends its own")
 	fl.BoolVar(&f.cacheCookies, "cache-cookies", false, "allow caching responses with Set-Cookie")
@@ -88,6 +89,7 @@ func newTenantAdd(g *globals) *cobra.Command {
 				License:       &edgev1.License{Status: "active", Plan: f.plan},
 				Origin:        &edgev1.Origin{Url: f.origin, HostHeader: f.originHost, Tls: &edgev1.OriginTLS{ServerName: f.serverName, InsecureSkipVerify: f.insecure}},
 				HttpsRedirect: f.httpsRedirect,
+				Metrics:       f.metrics,
 				Cache:         &edgev1.CachePolicy{DefaultTtlSeconds: int64(f.cacheTTL / time.Second), OverrideTtl: f.cacheOverride, CacheCookies: f.cacheCookies, CacheAuthorized: f.cacheAuth},
 			}
 			if f.suspended {
@@ -262,6 +264,9 @@ func newTenantUpdate(g *globals) *cobra.Command {
 			}
 			if set("https-redirect") {
 				p.HttpsRedirect = &f.httpsRedirect
+			}
+			if set("metrics") {
+				p.Metrics = &f.metrics
 			}
 			if set("cache-ttl") {
 				s := int64(f.cacheTTL / time.Second)

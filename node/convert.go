@@ -42,6 +42,7 @@ func tenantToProto(t *raftstore.Tenant, now time.Time) *edgev1.Tenant {
 			},
 		},
 		HttpsRedirect: t.HTTPSRedirect,
+		Metrics:       t.Metrics,
 		Cache: &edgev1.CachePolicy{
 			DefaultTtlSeconds: int64(t.Cache.DefaultTTL / time.Second),
 			OverrideTtl:       t.Cache.OverrideTTL,
@@ -61,6 +62,7 @@ func tenantFromProto(p *edgev1.Tenant) *raftstore.Tenant {
 		Domain:        p.GetDomain(),
 		Aliases:       append([]string(nil), p.GetAliases()...),
 		HTTPSRedirect: p.GetHttpsRedirect(),
+		Metrics:       p.GetMetrics(),
 		Transform:     p.GetTransform(),
 	}
 	if l := p.GetLicense(); l != nil {
@@ -118,6 +120,7 @@ func patchFromProto(p *edgev1.TenantPatch) raftstore.Patch {
 	out.OriginInsecureSkipVerify = p.OriginInsecureSkipVerify
 	out.Suspended = p.Suspended
 	out.HTTPSRedirect = p.HttpsRedirect
+	out.Metrics = p.Metrics
 	out.CacheDefaultTTL = p.CacheDefaultTtlSeconds
 	out.CacheOverrideTTL = p.CacheOverrideTtl
 	out.CacheCookies = p.CacheCookies

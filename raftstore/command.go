@@ -85,6 +85,7 @@ type Patch struct {
 	OriginInsecureSkipVerify *bool      `json:"origin_insecure_skip_verify,omitempty"`
 	Suspended                *bool      `json:"suspended,omitempty"`
 	HTTPSRedirect            *bool      `json:"https_redirect,omitempty"`
+	Metrics                  *bool      `json:"metrics,omitempty"`
 	CacheDefaultTTL          *int64     `json:"cache_default_ttl_s,omitempty"`
 	CacheOverrideTTL         *bool      `json:"cache_override_ttl,omitempty"`
 	CacheCookies             *bool      `json:"cache_cookies,omitempty"`

@@ -65,12 +65,15 @@ type CachePolicy struct {
 // origin. Tenants are immutable once published in a View: every change
 // builds a new value.
 type Tenant struct {
-	Domain        string      `json:"domain"`
-	Aliases       []string    `json:"aliases,omitempty"`
-	License       License     `json:"license"`
-	Origin        Origin      `json:"origin"`
-	HTTPSRedirect bool        `json:"https_redirect,omitempty"`
-	Cache         CachePolicy `json:"cache,omitzero"`
+	Domain        string   `json:"domain"`
+	Aliases       []string `json:"aliases,omitempty"`
+	License       License  `json:"license"`
+	Origin        Origin   `json:"origin"`
+	HTTPSRedirect bool     `json:"https_redirect,omitempty"`
+	// Metrics opts the tenant into per-tenant metric series (labels stay
+	// bounded: only opted-in tenants get their own).
+	Metrics bool        `json:"metrics,omitempty"`
+	Cache   CachePolicy `json:"cache,omitzero"`
 	// Transform holds the tenant's HTML transform rules in their canonical
 	// encoding (see proxy/transform); empty means no transformation.
 	Transform string `json:"transform,omitempty"`

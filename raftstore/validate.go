@@ -253,6 +253,9 @@ func ApplyPatch(t *Tenant, p *Patch) *Tenant {
 	if p.HTTPSRedirect != nil {
 		n.HTTPSRedirect = *p.HTTPSRedirect
 	}
+	if p.Metrics != nil {
+		n.Metrics = *p.Metrics
+	}
 	if p.CacheDefaultTTL != nil {
 		n.Cache.DefaultTTL = secondsToDuration(*p.CacheDefaultTTL)
 	}

@@ -367,7 +367,9 @@ type Tenant struct {
 	// Raft index of the tenant's last change.
 	Index uint64 `protobuf:"varint,10,opt,name=index,proto3" json:"index,omitempty"`
 	// True when expires_at is in the past on the answering node's clock.
-	Expired       bool `protobuf:"varint,11,opt,name=expired,proto3" json:"expired,omitempty"`
+	Expired bool `protobuf:"varint,11,opt,name=expired,proto3" json:"expired,omitempty"`
+	// Per-tenant metric series (opt-in, so label cardinality stays bounded).
+	Metrics       bool `protobuf:"varint,12,opt,name=metrics,proto3" json:"metrics,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -479,6 +481,13 @@ func (x *Tenant) GetExpired() bool {
 	return false
 }
 
+func (x *Tenant) GetMetrics() bool {
+	if x != nil {
+		return x.Metrics
+	}
+	return false
+}
+
 // TenantPatch changes only the fields that are set.
 type TenantPatch struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
@@ -502,6 +511,7 @@ type TenantPatch struct {
 	CacheCookies             *bool                  `protobuf:"varint,17,opt,name=cache_cookies,json=cacheCookies,proto3,oneof" json:"cache_cookies,omitempty"`
 	CacheAuthorized          *bool                  `protobuf:"varint,18,opt,name=cache_authorized,json=cacheAuthorized,proto3,oneof" json:"cache_authorized,omitempty"`
 	Transform                *string                `protobuf:"bytes,19,opt,name=transform,proto3,oneof" json:"transform,omitempty"`
+	Metrics                  *bool                  `protobuf:"varint,20,opt,name=metrics,proto3,oneof" json:"metrics,omitempty"`
 	unknownFields            protoimpl.UnknownFields
 	sizeCache                protoimpl.SizeCache
 }
@@ -667,6 +677,13 @@ func (x *TenantPatch) GetTransform() string {
 		return *x.Transform
 	}
 	return ""
+}
+
+func (x *TenantPatch) GetMetrics() bool {
+	if x != nil && x.Metrics != nil {
+		return *x.Metrics
+	}
+	return false
 }
 
 type AddTenantRequest struct {
@@ -3157,7 +3174,7 @@ const file_edge_proto_rawDesc = "" +
 	"\x13default_ttl_seconds\x18\x01 \x01(\x03R\x11defaultTtlSeconds\x12!\n" +
 	"\foverride_ttl\x18\x02 \x01(\bR\voverrideTtl\x12#\n" +
 	"\rcache_cookies\x18\x03 \x01(\bR\fcacheCookies\x12)\n" +
-	"\x10cache_authorized\x18\x04 \x01(\bR\x0fcacheAuthorized\"\xa6\x03\n" +
+	"\x10cache_authorized\x18\x04 \x01(\bR\x0fcacheAuthorized\"\xc0\x03\n" +
 	"\x06Tenant\x12\x16\n" +
 	"\x06domain\x18\x01 \x01(\tR\x06domain\x12\x18\n" +
 	"\aaliases\x18\x02 \x03(\tR\aaliases\x12*\n" +
@@ -3172,7 +3189,8 @@ const file_edge_proto_rawDesc = "" +
 	"updated_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\x12\x14\n" +
 	"\x05index\x18\n" +
 	" \x01(\x04R\x05index\x12\x18\n" +
-	"\aexpired\x18\v \x01(\bR\aexpired\"\xa1\t\n" +
+	"\aexpired\x18\v \x01(\bR\aexpired\x12\x18\n" +
+	"\ametrics\x18\f \x01(\bR\ametrics\"\xcc\t\n" +
 	"\vTenantPatch\x12\"\n" +
 	"\n" +
 	"origin_url\x18\x01 \x01(\tH\x00R\toriginUrl\x88\x01\x01\x12\x1f\n" +
@@ -3198,7 +3216,8 @@ const file_edge_proto_rawDesc = "" +
 	"\x12cache_override_ttl\x18\x10 \x01(\bH\fR\x10cacheOverrideTtl\x88\x01\x01\x12(\n" +
 	"\rcache_cookies\x18\x11 \x01(\bH\rR\fcacheCookies\x88\x01\x01\x12.\n" +
 	"\x10cache_authorized\x18\x12 \x01(\bH\x0eR\x0fcacheAuthorized\x88\x01\x01\x12!\n" +
-	"\ttransform\x18\x13 \x01(\tH\x0fR\ttransform\x88\x01\x01B\r\n" +
+	"\ttransform\x18\x13 \x01(\tH\x0fR\ttransform\x88\x01\x01\x12\x1d\n" +
+	"\ametrics\x18\x14 \x01(\bH\x10R\ametrics\x88\x01\x01B\r\n" +
 	"\v_origin_urlB\a\n" +
 	"\x05_planB\r\n" +
 	"\v_expires_atB\x0e\n" +
@@ -3216,7 +3235,9 @@ const file_edge_proto_rawDesc = "" +
 	"\x0e_cache_cookiesB\x13\n" +
 	"\x11_cache_authorizedB\f\n" +
 	"\n" +
-	"_transform\";\n" +
+	"_transformB\n" +
+	"\n" +
+	"\b_metrics\";\n" +
 	"\x10AddTenantRequest\x12'\n" +
 	"\x06tenant\x18\x01 \x01(\v2\x0f.edge.v1.TenantR\x06tenant\"|\n" +
 	"\x13UpdateTenantRequest\x12\x16\n" +
