@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -188,4 +189,131 @@ func TestL1BoundedInBytes(t *testing.T) {
 		st := c.Stats()
 		return st.Bytes <= limit && st.Evictions > 0
 	})
+}
+
+// TestHitForMiss checks that once a key answered with an unstorable
+// response, concurrent requests for it go to the origin together instead
+// of queueing behind one collapsed fetch, and that the key is cached again
+// as soon as the origin sends a storable response.
+func TestHitForMiss(t *testing.T) {
+	const clients = 5
+	var inflight atomic.Int64
+	var cacheable atomic.Bool
+	o := newOrigin(t, func(w http.ResponseWriter, r *http.Request, n int64) {
+		if cacheable.Load() {
+			w.Header().Set("Cache-Control", "max-age=60")
+			_, _ = io.WriteString(w, "stored")
+			return
+		}
+		w.Header().Set("Cache-Control", "no-store")
+		if n == 1 {
+			_, _ = io.WriteString(w, "first")
+			return
+		}
+		// Hold every request until all clients are at the origin at
+		// once: with collapsing, only one would ever get here.
+		inflight.Add(1)
+		deadline := time.Now().Add(5 * time.Second)
+		for inflight.Load() < clients && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond)
+		}
+		_, _ = fmt.Fprintf(w, "together=%d", inflight.Load())
+	})
+	c := newCache(t, Config{})
+	f := newFront(t, c, o.srv.URL, Request{Tenant: "t1"})
+	wantStatus(t, f.get(t, "/p"), 200, "edge; fwd=miss; detail=no-store")
+	if st := c.Stats(); st.HitForMiss != 1 {
+		t.Fatalf("HitForMiss = %d after a no-store response, want 1", st.HitForMiss)
+	}
+
+	var wg sync.WaitGroup
+	results := make(chan response, clients)
+	for range clients {
+		wg.Add(1)
+		go func() { defer wg.Done(); results <- f.get(t, "/p") }()
+	}
+	wg.Wait()
+	close(results)
+	for r := range results {
+		wantStatus(t, r, 200, "edge; fwd=miss; detail=no-store")
+		if r.body != fmt.Sprintf("together=%d", clients) {
+			t.Fatalf("body %q: the requests did not reach the origin concurrently", r.body)
+		}
+	}
+	if st := c.Stats(); st.Coalesced != 0 {
+		t.Fatalf("Coalesced = %d, want 0 for a hit-for-miss key", st.Coalesced)
+	}
+
+	cacheable.Store(true)
+	wantStatus(t, f.get(t, "/p"), 200, "edge; fwd=miss; stored")
+	r := f.get(t, "/p")
+	wantStatus(t, r, 200, "edge; hit")
+	if r.body != "stored" {
+		t.Fatalf("hit body %q", r.body)
+	}
+	if n := o.hits.Load(); n != 1+clients+1 {
+		t.Fatalf("origin requests %d, want %d", n, 1+clients+1)
+	}
+}
+
+// TestHitForMissNotForErrors checks that an origin error status does not
+// turn collapsing off: a transient failure must not let a herd through.
+func TestHitForMissNotForErrors(t *testing.T) {
+	o := newOrigin(t, func(w http.ResponseWriter, r *http.Request, n int64) {
+		w.WriteHeader(http.StatusServiceUnavailable)
+	})
+	c := newCache(t, Config{})
+	f := newFront(t, c, o.srv.URL, Request{Tenant: "t1"})
+	wantStatus(t, f.get(t, "/down"), 503, "edge; fwd=miss")
+	if st := c.Stats(); st.HitForMiss != 0 {
+		t.Fatalf("HitForMiss = %d after a 503, want 0", st.HitForMiss)
+	}
+}
+
+// TestSmallGzipObjectKeepsIdentity checks that a small compressible
+// object is stored gzipped with its identity bytes beside it, a large one
+// without, and that every client gets the right bytes either way.
+func TestSmallGzipObjectKeepsIdentity(t *testing.T) {
+	small := strings.Repeat("small text ", 100)  // 1.1 KB
+	large := strings.Repeat("large text ", 2000) // 22 KB, over keepIdentity
+	o := newOrigin(t, func(w http.ResponseWriter, r *http.Request, n int64) {
+		w.Header().Set("Cache-Control", "max-age=60")
+		w.Header().Set("Content-Type", "text/plain")
+		if r.URL.Path == "/small" {
+			_, _ = io.WriteString(w, small)
+		} else {
+			_, _ = io.WriteString(w, large)
+		}
+	})
+	c := newCache(t, Config{})
+	f := newFront(t, c, o.srv.URL, Request{Tenant: "t1"})
+	for _, tc := range []struct {
+		path, body string
+		ident      bool
+	}{{"/small", small, true}, {"/large", large, false}} {
+		wantStatus(t, f.get(t, tc.path), 200, "edge; fwd=miss; stored")
+		obj, ok := c.l1.GetIfPresent(cacheKey("t1", "http", "www.example.com", tc.path, ""))
+		if !ok || !obj.gzipped {
+			t.Fatalf("%s: not stored gzipped (%v)", tc.path, ok)
+		}
+		if got := obj.ident != nil; got != tc.ident {
+			t.Fatalf("%s: identity copy kept = %v, want %v", tc.path, got, tc.ident)
+		}
+		r := f.get(t, tc.path)
+		wantStatus(t, r, 200, "edge; hit")
+		if r.body != tc.body || r.header.Get("Content-Encoding") != "" {
+			t.Fatalf("%s: identity hit: %d bytes, Content-Encoding %q", tc.path, len(r.body), r.header.Get("Content-Encoding"))
+		}
+		r = f.get(t, tc.path, "Accept-Encoding", "gzip")
+		if r.header.Get("Content-Encoding") != "gzip" {
+			t.Fatalf("%s: gzip hit has Content-Encoding %q", tc.path, r.header.Get("Content-Encoding"))
+		}
+		if got := gunzipString(t, r.body); got != tc.body {
+			t.Fatalf("%s: gzip hit decodes to %d bytes, want %d", tc.path, len(got), len(tc.body))
+		}
+		r = f.get(t, tc.path, "Range", "bytes=0-4")
+		if r.code != http.StatusPartialContent || r.body != tc.body[:5] {
+			t.Fatalf("%s: range: %d %q", tc.path, r.code, r.body)
+		}
+	}
 }

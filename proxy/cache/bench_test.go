@@ -64,6 +64,9 @@ func BenchmarkServeHitL1(b *testing.B) {
 	small := strings.Repeat("a", 1024)
 	html := strings.Repeat("<div class=\"item\"><a href=\"/p/123\">Product name</a> <span>19.99</span></div>\n", 600)[:40<<10]
 	b.Run("1KB", func(b *testing.B) { benchServeHit(b, small, "application/octet-stream") })
+	// Stored gzipped, asked for without Accept-Encoding (wrk, curl, API
+	// clients): served from the kept identity copy.
+	b.Run("1KB-text-identity", func(b *testing.B) { benchServeHit(b, small, "text/plain; charset=utf-8") })
 	b.Run("40KB-html-gzip", func(b *testing.B) {
 		benchServeHit(b, html, "text/html; charset=utf-8", "Accept-Encoding", "gzip, deflate, br")
 	})

@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/klauspost/compress/gzip"
 )
 
 // fakeClock is a settable clock for freshness tests.
@@ -178,4 +180,18 @@ func wantStatus(t testing.TB, r response, code int, cacheStatus string) {
 	if cs := r.header.Get("Cache-Status"); !strings.HasPrefix(cs, cacheStatus) {
 		t.Fatalf("Cache-Status = %q, want prefix %q", cs, cacheStatus)
 	}
+}
+
+// gunzipString decodes a gzip body.
+func gunzipString(t testing.TB, s string) string {
+	t.Helper()
+	zr, err := gzip.NewReader(strings.NewReader(s))
+	if err != nil {
+		t.Fatalf("gunzip: %v", err)
+	}
+	b, err := io.ReadAll(zr)
+	if err != nil {
+		t.Fatalf("gunzip: %v", err)
+	}
+	return string(b)
 }

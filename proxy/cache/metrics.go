@@ -25,6 +25,7 @@ type tierStats struct {
 type stats struct {
 	tiers                                            [numTiers]tierStats
 	evictions, coalesced, stale, originFetch, purges atomic.Int64
+	hitForMiss                                       atomic.Int64
 }
 
 // TierStats are the counters of one tier.
@@ -43,7 +44,10 @@ type Stats struct {
 	L3Enabled bool
 	Evictions int64
 	Coalesced int64 // requests that waited for another request's fetch
-	Stale     int64 // responses served stale (swr, stale-if-error, soft purge)
+	// HitForMiss counts hit-for-miss marks set: keys whose response could
+	// not be stored, whose next requests skip collapsing.
+	HitForMiss int64
+	Stale      int64 // responses served stale (swr, stale-if-error, soft purge)
 	// OriginFetches counts fetches made by the cache (misses, revalidations, passes).
 	OriginFetches int64
 	PurgeIndex    uint64 // latest applied purge index
@@ -79,6 +83,7 @@ func (c *Cache) Stats() Stats {
 		L3Enabled:     c.l3 != nil,
 		Evictions:     c.stats.evictions.Load(),
 		Coalesced:     c.stats.coalesced.Load(),
+		HitForMiss:    c.stats.hitForMiss.Load(),
 		Stale:         c.stats.stale.Load(),
 		OriginFetches: c.stats.originFetch.Load(),
 		PurgeIndex:    c.purges.latest.Load(),
@@ -113,6 +118,7 @@ func (c *Cache) registerMetrics(reg prometheus.Registerer) error {
 	cs = append(cs,
 		counter("evictions_total", "Objects evicted from L1 by size.", &c.stats.evictions, nil),
 		counter("coalesced_total", "Requests that waited on another request's origin fetch.", &c.stats.coalesced, nil),
+		counter("hit_for_miss_total", "Hit-for-miss marks set for keys whose response could not be stored.", &c.stats.hitForMiss, nil),
 		counter("stale_total", "Responses served stale.", &c.stats.stale, nil),
 		counter("origin_fetches_total", "Origin fetches made by the cache.", &c.stats.originFetch, nil),
 		counter("purges_total", "Purge records applied.", &c.stats.purges, nil),

@@ -34,11 +34,20 @@ type object struct {
 	varyVals string
 	marker   bool
 
+	// pass marks a hit-for-miss record: the last response for this key
+	// could not be stored (passReason says why), so the next requests go
+	// to the origin each on their own instead of queueing behind one
+	// collapsed fetch. It lives in L1 only, for hitForMissTTL, and a
+	// storable response replaces it.
+	pass       bool
+	passReason string
+
 	status   int
 	header   http.Header // stored end-to-end headers: no framing, encoding, Age or cookies
 	body     []byte
-	gzipped  bool  // body is gzip; clients without gzip get it decompressed
-	identLen int64 // length of the identity body
+	gzipped  bool   // body is gzip; clients without gzip get it decompressed
+	identLen int64  // length of the identity body
+	ident    []byte // identity body kept next to a small gzip body (see keepIdentity); not encoded
 
 	responseTime time.Time
 	initialAge   time.Duration
@@ -172,8 +181,8 @@ func compressible(h http.Header, n int) bool {
 
 // finish derives the serving headers and the weight of a built object.
 func (o *object) finish() {
-	o.weight = uint32(min(len(o.body)+len(o.pathQuery)+len(o.host)+len(o.tenant)+512, 1<<31))
-	if o.marker {
+	o.weight = uint32(min(len(o.body)+len(o.ident)+len(o.pathQuery)+len(o.host)+len(o.tenant)+512, 1<<31))
+	if o.marker || o.pass {
 		return
 	}
 	o.etag = o.header.Get("Etag")
@@ -267,10 +276,35 @@ func (p *gzipPools) reader(b []byte) (*gzip.Reader, error) {
 
 func (p *gzipPools) putReader(zr *gzip.Reader) { p.readers.Put(zr) }
 
+// keepIdentity is the largest identity body kept next to its gzip form.
+// Clients that do not send Accept-Encoding: gzip (API clients, load
+// testers, some bots) would otherwise pay a gunzip on every hit, which
+// for a small body costs more than writing it (building the Huffman
+// tables dominates); the copy costs at most this much memory per object.
+const keepIdentity = 8 << 10
+
+// withIdentity sets o.ident to the identity body when o is gzipped and
+// small enough; ident, when not nil, is that body already at hand.
+func (p *gzipPools) withIdentity(o *object, ident []byte) {
+	if !o.gzipped || o.identLen > keepIdentity || o.identLen < 0 {
+		return
+	}
+	if ident == nil {
+		var err error
+		if ident, err = p.identity(o); err != nil {
+			return // served by decompressing on every hit, as before
+		}
+	}
+	o.ident = slices.Clip(ident)
+}
+
 // identity returns the decompressed body of o.
 func (p *gzipPools) identity(o *object) ([]byte, error) {
 	if !o.gzipped {
 		return o.body, nil
+	}
+	if o.ident != nil {
+		return o.ident, nil
 	}
 	zr, err := p.reader(o.body)
 	if err != nil {

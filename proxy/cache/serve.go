@@ -162,6 +162,9 @@ func (c *Cache) serve(w http.ResponseWriter, r *http.Request, req Request, fetch
 	}
 	base := cacheKey(req.Tenant, req.Scheme, req.Host, pq, req.Variant)
 	o, key, tier, soft := c.lookup(r.Context(), base, r, req.Persist)
+	if o != nil && o.pass {
+		return c.fetchPass(w, r, &req, fetch, base, key, o, pq)
+	}
 	if o != nil {
 		age := o.age(c.now())
 		if !soft && !o.noCache && age < o.lifetime {
@@ -215,7 +218,7 @@ func (c *Cache) lookup(ctx context.Context, base string, r *http.Request, persis
 		o, tier, soft = c.get(ctx, key, persist)
 	}
 	t := &c.stats.tiers
-	if o == nil {
+	if o == nil || o.pass {
 		t[tierL1].misses.Add(1)
 		if c.l2 != nil {
 			t[tierL2].misses.Add(1)
@@ -223,7 +226,7 @@ func (c *Cache) lookup(ctx context.Context, base string, r *http.Request, persis
 		if persist && c.l3 != nil {
 			t[tierL3].misses.Add(1)
 		}
-		return nil, key, 0, false
+		return o, key, 0, false
 	}
 	t[tier].hits.Add(1)
 	for i := tierL1; i < tier; i++ {
@@ -245,6 +248,7 @@ func (c *Cache) get(ctx context.Context, key string, persist bool) (*object, int
 	if c.l2 != nil {
 		if o := c.l2.get(ctx, key); o != nil {
 			if o, soft := c.check("", o); o != nil {
+				c.promote(o)
 				c.l1.Set(key, o)
 				return o, tierL2, soft
 			}
@@ -253,6 +257,7 @@ func (c *Cache) get(ctx context.Context, key string, persist bool) (*object, int
 	if persist && c.l3 != nil {
 		if o := c.l3.get(ctx, key); o != nil {
 			if o, soft := c.check("", o); o != nil {
+				c.promote(o)
 				c.l1.Set(key, o)
 				if c.l2 != nil {
 					c.l2.putAsync(key, o, o.usableUntil().Sub(c.now()))
@@ -264,6 +269,15 @@ func (c *Cache) get(ctx context.Context, key string, persist bool) (*object, int
 	return nil, 0, false
 }
 
+// promote prepares an object decoded from L2 or L3 for L1: the identity
+// copy of a small gzip body is not stored in the lower tiers.
+func (c *Cache) promote(o *object) {
+	if o.gzipped && o.ident == nil && !o.marker {
+		c.gz.withIdentity(o, nil)
+		o.finish()
+	}
+}
+
 // check applies expiry and purge records to o; key, when set, is its L1
 // key, from which a dead object is removed.
 func (c *Cache) check(key string, o *object) (*object, bool) {
@@ -273,7 +287,7 @@ func (c *Cache) check(key string, o *object) (*object, bool) {
 		}
 		return nil, false
 	}
-	if o.marker {
+	if o.marker || o.pass {
 		return o, false
 	}
 	switch c.purges.effect(o) {
@@ -304,6 +318,7 @@ type outcome struct {
 	stored bool
 	err    error
 	dur    time.Duration
+	pass   string // why the response was not stored, when the next one likely will not be either
 }
 
 func (c *Cache) join(key string) (*flight, bool) {
@@ -331,6 +346,9 @@ func (c *Cache) fill(w http.ResponseWriter, r *http.Request, req *Request, fetch
 	if leader {
 		ctx := context.WithoutCancel(r.Context())
 		out := c.fetchOrigin(ctx, r, req, fetch, base, stale, pq)
+		if out.pass != "" && stale == nil {
+			c.markPass(key, req, pq, out.pass)
+		}
 		c.land(key, f, out)
 		return c.writeOutcome(w, r, req, out)
 	}
@@ -353,6 +371,39 @@ func (c *Cache) fill(w http.ResponseWriter, r *http.Request, req *Request, fetch
 	}
 	// The leader's response was not shareable: fetch for this client.
 	out = c.fetchOrigin(context.WithoutCancel(r.Context()), r, req, fetch, base, stale, pq)
+	return c.writeOutcome(w, r, req, out)
+}
+
+// hitForMissTTL is how long a key whose response could not be stored
+// (no-store, private, Set-Cookie, too large…) skips request collapsing.
+// Collapsing such a key makes every concurrent request wait for the one
+// in flight and then fetch again for itself: two origin round trips in a
+// row, and a queue under load. Varnish keeps its hit-for-miss objects for
+// 120 s by default; so does Edge. A storable response replaces the mark
+// at once, so a key that becomes cacheable is cached on its next miss.
+const hitForMissTTL = 2 * time.Minute
+
+// markPass records in L1 that key's last response was not storable.
+func (c *Cache) markPass(key string, req *Request, pq, reason string) {
+	m := &object{
+		pass: true, passReason: reason,
+		tenant: req.Tenant, host: req.Host, pathQuery: pq,
+		responseTime: c.now(), lifetime: hitForMissTTL,
+	}
+	m.finish()
+	c.l1.Set(key, m)
+	c.stats.hitForMiss.Add(1)
+}
+
+// fetchPass answers a key marked hit-for-miss: its own origin fetch,
+// bound to the client's context, with no collapsing. The response is
+// stored if it now can be, which replaces the mark; a mark past half its
+// life is renewed.
+func (c *Cache) fetchPass(w http.ResponseWriter, r *http.Request, req *Request, fetch Fetcher, base, key string, mark *object, pq string) (Result, error) {
+	out := c.fetchOrigin(r.Context(), r, req, fetch, base, nil, pq)
+	if out.pass != "" && c.now().Sub(mark.responseTime) > hitForMissTTL/2 {
+		c.markPass(key, req, pq, out.pass)
+	}
 	return c.writeOutcome(w, r, req, out)
 }
 
@@ -477,7 +528,14 @@ func (c *Cache) fetchOrigin(ctx context.Context, r *http.Request, req *Request, 
 		}
 	}
 	if !fr.storable {
-		return outcome{resp: resp, status: status + "; detail=" + fr.reason, dur: dur}
+		out := outcome{resp: resp, status: status + "; detail=" + fr.reason, dur: dur}
+		switch fr.reason {
+		case "no-store", "private", "set-cookie", "vary", "stale", "encoding", "too-large":
+			// Properties of the response, not of this request or a
+			// passing error ("status", "authorization").
+			out.pass = fr.reason
+		}
+		return out
 	}
 	body, err := readUpTo(resp.Body, c.cfg.MaxObjectBytes, resp.ContentLength)
 	if err != nil {
@@ -485,7 +543,7 @@ func (c *Cache) fetchOrigin(ctx context.Context, r *http.Request, req *Request, 
 		return outcome{err: fmt.Errorf("%w: read body: %w", ErrOrigin, err), dur: dur}
 	}
 	if int64(len(body)) > c.cfg.MaxObjectBytes {
-		return outcome{resp: resp, prefix: body, status: status + "; detail=too-large", dur: dur}
+		return outcome{resp: resp, prefix: body, status: status + "; detail=too-large", dur: dur, pass: "too-large"}
 	}
 	resp.Body.Close()
 	o, err := c.build(r, req, resp, body, fr, stamp, reqTime, respTime, pq)
@@ -538,6 +596,7 @@ func (c *Cache) build(r *http.Request, req *Request, resp *http.Response, body [
 	if len(o.vary) > 0 {
 		o.varyVals = varyValues(r, o.vary)
 	}
+	var ident []byte // the identity body, when at hand
 	switch {
 	case strings.EqualFold(h.Get("Content-Encoding"), "gzip"):
 		n, err := c.gz.gzipLen(body)
@@ -549,10 +608,12 @@ func (c *Cache) build(r *http.Request, req *Request, resp *http.Response, body [
 		o.body, o.identLen = body, int64(len(body))
 		if z, err := c.gz.compress(body); err == nil && len(z) < len(body)*9/10 {
 			o.body, o.gzipped = z, true
+			ident = body
 		}
 	default:
 		o.body, o.identLen = body, int64(len(body))
 	}
+	c.gz.withIdentity(o, ident)
 	delete(h, "Content-Encoding")
 	o.finish()
 	return o, nil

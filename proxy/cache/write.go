@@ -144,8 +144,12 @@ func (c *Cache) serveObject(w http.ResponseWriter, r *http.Request, req *Request
 	if r.Method == http.MethodHead || !bodyAllowed(code) {
 		return res, nil
 	}
-	if gz || !o.gzipped {
+	switch {
+	case gz || !o.gzipped:
 		_, _ = w.Write(o.body)
+		return res, nil
+	case o.ident != nil:
+		_, _ = w.Write(o.ident)
 		return res, nil
 	}
 	zr, err := c.gz.reader(o.body)
