@@ -580,7 +580,7 @@ func (h *Handler) record(w *responseWriter, r *http.Request) {
 	if w.clientGone || (status == 0 && r.Context().Err() != nil) {
 		status = StatusClientClosedRequest
 	}
-	h.m.observe(status, w.cache, w.total, w.x.OriginTime)
+	h.m.observe(status, w.cache, w.total, w.x.OriginTime, w.x.Tenant)
 	if !h.accessLog || !h.log.Enabled(r.Context(), slog.LevelInfo) {
 		return
 	}

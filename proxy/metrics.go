@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/edgeproxy/edge/raftstore"
 )
 
 // latencyBuckets resolve the sub-millisecond range the proxy's own
@@ -21,6 +23,9 @@ type metrics struct {
 	total    prometheus.Histogram
 	origin   prometheus.Histogram
 	added    prometheus.Histogram
+	// tenant counts requests of tenants that opted in (Tenant.Metrics), so
+	// the number of series is bounded by the operator's choice.
+	tenant *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -29,6 +34,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		Help: "Requests served by the proxy, by status class (499 = client went away) and cache result (none, miss, hit, stale, revalidated, bypass).",
 	}, []string{"code", "cache"})
 	m := &metrics{
+		tenant: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "edge_tenant_requests_total",
+			Help: "Requests per tenant, by status class; only tenants with per-tenant metrics enabled (edgectl tenant update --metrics).",
+		}, []string{"tenant", "code"}),
 		total: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "edge_request_duration_seconds",
 			Help:    "Time from receiving a request to writing its response headers.",
@@ -53,7 +62,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{reqs, m.total, m.origin, m.added} {
+	for _, c := range []prometheus.Collector{reqs, m.tenant, m.total, m.origin, m.added} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if errors.As(err, &are) {
@@ -65,12 +74,17 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	return m, nil
 }
 
-func (m *metrics) observe(status int, cl cacheLabel, total, origin time.Duration) {
+var classNames = [...]string{"unknown", "1xx", "2xx", "3xx", "4xx", "5xx"}
+
+func (m *metrics) observe(status int, cl cacheLabel, total, origin time.Duration, tenant *raftstore.Tenant) {
 	class := status / 100
 	if class < 1 || class > 5 {
 		class = 0
 	}
 	m.requests[class][cl].Inc()
+	if tenant != nil && tenant.Metrics {
+		m.tenant.WithLabelValues(tenant.Domain, classNames[class]).Inc()
+	}
 	if status == 0 {
 		return
 	}
