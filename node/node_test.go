@@ -33,14 +33,29 @@ var testTimings = raftstore.Timings{
 
 // freeAddr reserves a loopback port; nodes need to know each other's
 // admin addresses before they start.
-func freeAddr(t *testing.T) string {
+var (
+	portsMu sync.Mutex
+	ports   = map[string]bool{}
+)
+
+// freeAddr reserves a loopback port no other test in this binary got;
+// nodes need to know each other's admin addresses before they start.
+func freeAddr(t testing.TB) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	portsMu.Lock()
+	defer portsMu.Unlock()
+	for {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := l.Addr().String()
+		l.Close()
+		if !ports[addr] {
+			ports[addr] = true
+			return addr
+		}
 	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 type testNode struct {
@@ -387,14 +402,7 @@ func TestGracefulLeaderShutdownTransfersLeadership(t *testing.T) {
 	}
 }
 
-func freeAddrB(b *testing.B) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
+func freeAddrB(b *testing.B) string { return freeAddr(b) }
 
 func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
