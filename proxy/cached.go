@@ -58,17 +58,14 @@ func TenantPolicy(t *raftstore.Tenant) cache.Policy {
 // serveCached answers a routed, licensed request through the cache: a
 // hit is written by the cache; a miss runs fetchForCache (the fetch chain) and
 // the cache writes what it returns. Compression wraps the writer the cache
-// writes to; timing headers are stamped by the handler's writer underneath
-// once BeforeWrite has set the origin time.
+// writes to (see cacheWriter); timing headers are stamped by the handler's
+// writer underneath once BeforeWrite has set the origin time.
 func (h *Handler) serveCached(st *state, r *http.Request) {
 	w, x := &st.responseWriter, &st.x
 	var dst http.ResponseWriter = w
 	if h.wrapWriter != nil {
-		var err error
-		if dst, err = h.wrapWriter(w, r, nil); err != nil {
-			h.fail(w, x, err)
-			return
-		}
+		st.cw = cacheWriter{w: w, r: r, h: h}
+		dst = &st.cw
 	}
 	var variant string
 	if h.variant != nil {
@@ -84,9 +81,9 @@ func (h *Handler) serveCached(st *state, r *http.Request) {
 	}, h.cacheFetch)
 	w.cache = labelOf(res.Outcome)
 	x.OriginTime = res.OriginDuration
-	closer, _ := dst.(io.Closer)
-	if dst == http.ResponseWriter(w) {
-		closer = nil
+	var closer io.Closer
+	if st.cw.dst != nil && st.cw.dst != http.ResponseWriter(w) {
+		closer, _ = st.cw.dst.(io.Closer)
 	}
 	switch {
 	case err == nil:
@@ -126,12 +123,91 @@ func (st *state) BeforeWrite(hd http.Header, res cache.Result) {
 	if st.h.wrapWriter == nil {
 		return
 	}
+	st.cw.encoded, st.cw.checked = encoded(hd), true
+	if st.cw.encoded {
+		return // no wrapper will see this header
+	}
 	// Header values of stored objects are shared by every hit. A wrapper
 	// that adds Accept-Encoding to Vary in place (compress does, when the
 	// value lacks it) would write into the stored object: give it a copy.
 	if v := hd["Vary"]; len(v) > 0 && !varyHasAcceptEncoding(v) {
 		hd["Vary"] = append([]string(nil), v...)
 	}
+}
+
+// cacheWriter is the writer the cache writes to when a WrapWriter is
+// configured. It calls the wrapper only when the cache writes the header,
+// and not at all for a response that already has a Content-Encoding (a
+// gzip hit): the wrapper must pass such a response through untouched, so
+// calling it would only cost time on every hit. A wrapper error there
+// cannot answer 502 any more (the cache has committed to a response): the
+// response goes out unwrapped and the error is logged.
+type cacheWriter struct {
+	w   *responseWriter
+	r   *http.Request
+	h   *Handler
+	dst http.ResponseWriter // nil until the header is written
+
+	// encoded is encoded(Header()) once checked (by BeforeWrite, right
+	// before the header is written), so a hit looks it up once.
+	encoded, checked bool
+}
+
+func (cw *cacheWriter) Header() http.Header { return cw.w.Header() }
+
+func (cw *cacheWriter) WriteHeader(code int) {
+	if cw.dst == nil {
+		cw.dst = cw.w
+		if code >= 100 && code < 200 && code != http.StatusSwitchingProtocols {
+			cw.dst = nil // informational: the real status decides
+			cw.w.WriteHeader(code)
+			return
+		}
+		if !cw.checked {
+			cw.encoded = encoded(cw.w.Header())
+		}
+		if !cw.encoded {
+			if d, err := cw.h.wrapWriter(cw.w, cw.r, nil); err == nil {
+				cw.dst = d
+			} else {
+				cw.h.log.LogAttrs(cw.r.Context(), slog.LevelWarn, "response wrapper failed",
+					slog.String("tenant", tenantName(cw.w.x)), slog.String("host", cw.w.x.Host),
+					slog.String("error", err.Error()))
+			}
+		}
+	}
+	cw.dst.WriteHeader(code)
+}
+
+func (cw *cacheWriter) Write(b []byte) (int, error) {
+	if cw.dst == nil {
+		cw.WriteHeader(http.StatusOK)
+	}
+	return cw.dst.Write(b)
+}
+
+// Flush sends buffered data to the client (event streams through the
+// cache's pass path flush after every read).
+func (cw *cacheWriter) Flush() {
+	if cw.dst == nil {
+		cw.WriteHeader(http.StatusOK)
+	}
+	flushWriter(cw.dst)
+}
+
+// Unwrap lets http.ResponseController reach the writers underneath.
+func (cw *cacheWriter) Unwrap() http.ResponseWriter {
+	if cw.dst != nil {
+		return cw.dst
+	}
+	return cw.w
+}
+
+// encoded reports whether a response header carries a content coding
+// other than identity.
+func encoded(h http.Header) bool {
+	ce := h["Content-Encoding"]
+	return len(ce) > 0 && ce[0] != "" && !strings.EqualFold(ce[0], "identity")
 }
 
 // acceptsEventStream reports whether a request asks for server-sent

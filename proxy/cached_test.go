@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bufio"
 	"bytes"
 	"compress/gzip"
 	"context"
@@ -607,5 +608,121 @@ func TestCacheSharedHeadersNotModified(t *testing.T) {
 	}
 	if n := o.hits.Load(); n != 1 {
 		t.Fatalf("origin hit %d times", n)
+	}
+}
+
+// writeCountingListener counts the writes made to its connections: one
+// Write on a net.Conn is one write(2).
+type writeCountingListener struct {
+	net.Listener
+	writes, closed atomic.Int64
+}
+
+func (l *writeCountingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &writeCountingConn{Conn: c, l: l}, nil
+}
+
+type writeCountingConn struct {
+	net.Conn
+	l *writeCountingListener
+}
+
+func (c *writeCountingConn) Write(p []byte) (int, error) {
+	c.l.writes.Add(1)
+	return c.Conn.Write(p)
+}
+
+func (c *writeCountingConn) Close() error {
+	c.l.closed.Add(1)
+	return c.Conn.Close()
+}
+
+// A small cache hit leaves in one write, header and body together, for a
+// client with and without gzip: nothing on the hit path flushes the
+// header on its own.
+func TestCacheSmallHitOneWrite(t *testing.T) {
+	small := strings.Repeat("0123456789abcdef", 64)
+	o := newCountingOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=60")
+		w.Header().Set("Content-Type", "text/plain")
+		io.WriteString(w, small)
+	})
+	c, err := cache.New(cache.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	comp, err := compress.New(compress.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := New(Config{
+		Routes: routesOf(tenant("shop.example", o.url)), Upstreams: newTransportUpstreams(t, nil),
+		Cache: c, WrapWriter: CompressWriter(comp), DecodeOrigin: CompressDecoder(comp),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl := &writeCountingListener{Listener: ln}
+	srv := &http.Server{Handler: h}
+	go srv.Serve(cl)
+	t.Cleanup(func() { srv.Close() })
+
+	// get sends one request on its own connection and returns the
+	// response and the number of writes the server made for it.
+	get := func(acceptEncoding string) (*http.Response, string, int64) {
+		t.Helper()
+		conn, err := net.Dial("tcp", cl.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		before, closed := cl.writes.Load(), cl.closed.Load()
+		req := "GET /small HTTP/1.1\r\nHost: shop.example\r\nAccept-Encoding: " + acceptEncoding + "\r\n\r\n"
+		if _, err := io.WriteString(conn, req); err != nil {
+			t.Fatal(err)
+		}
+		conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn.Close()
+		waitFor(t, 5*time.Second, "server closing the connection", func() bool { return cl.closed.Load() > closed })
+		return resp, string(body), cl.writes.Load() - before
+	}
+
+	resp, _, _ := get("gzip")
+	wantCacheStatus(t, resp, 200, "edge; fwd=miss; stored")
+	for _, ae := range []string{"gzip", "identity", "br"} {
+		resp, body, writes := get(ae)
+		wantCacheStatus(t, resp, 200, "edge; hit")
+		timing(t, resp)
+		if ae == "gzip" {
+			if resp.Header.Get("Content-Encoding") != "gzip" || gunzip(t, body) != small {
+				t.Fatalf("gzip hit: Content-Encoding %q", resp.Header.Get("Content-Encoding"))
+			}
+		}
+		if ae == "identity" && body != small {
+			t.Fatalf("identity hit: %d bytes", len(body))
+		}
+		if ae != "br" && writes != 1 {
+			// br is compressed per hit: the encoder may write more than once.
+			t.Fatalf("%s hit: %d writes, want header and body in one", ae, writes)
+		}
+	}
+	if n := o.hits.Load(); n != 1 {
+		t.Fatalf("origin hit %d times, want 1", n)
 	}
 }

@@ -98,10 +98,12 @@ type Config struct {
 	// body was copied and must flush what the wrapper buffered. An error
 	// answers 502. CompressWriter adapts a *compress.Compressor.
 	//
-	// On the cache path resp is nil: the cache writes the headers itself
-	// (a gzip hit carries Content-Encoding: gzip, which the wrapper must
-	// pass through untouched). Header values the cache writes are shared
-	// with other requests: replace them, never modify them in place.
+	// On the cache path resp is nil and the call is made when the cache
+	// writes the header: not at all for a response that already has a
+	// Content-Encoding (a gzip hit), which a wrapper must pass through
+	// untouched; an error there sends the response unwrapped (logged).
+	// Header values the cache writes are shared with other requests:
+	// replace them, never modify them in place.
 	WrapWriter func(w http.ResponseWriter, r *http.Request, resp *http.Response) (http.ResponseWriter, error)
 
 	// IsTimeout classifies fetch errors as timeouts (→ 504). Context
@@ -224,6 +226,8 @@ type state struct {
 	x   Exchange
 	hdr [4]string // backing arrays for forwarded headers
 	h   *Handler
+	cw  cacheWriter // the cache's writer when a WrapWriter is set
+
 }
 
 // ServeHTTP routes, checks the license and proxies r.

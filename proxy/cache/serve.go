@@ -113,7 +113,9 @@ func outcomeOf(status string) Outcome {
 	switch {
 	case status == statusHit:
 		return OutcomeHit
-	case status == statusHitStale, strings.Contains(status, "detail=stale"):
+	case status == statusHitStale, strings.Contains(status, "detail=stale-if-error"):
+		// Not "fwd=miss; detail=stale": that is a fresh fetch whose
+		// response was already stale and so not stored — a miss.
 		return OutcomeStale
 	case strings.Contains(status, "fwd-status=304"):
 		return OutcomeRevalidated
@@ -157,23 +159,24 @@ func (c *Cache) serve(w http.ResponseWriter, r *http.Request, req Request, fetch
 		}
 		return res, err
 	}
-	if !req.Policy.CacheAuthorized && r.Header.Get("Authorization") != "" {
+	if !req.Policy.CacheAuthorized && headerValue(r.Header, "Authorization") != "" {
 		return c.pass(w, r, &req, fetch, cacheName+"; fwd=bypass; detail=authorization")
 	}
 	base := cacheKey(req.Tenant, req.Scheme, req.Host, pq, req.Variant)
-	o, key, tier, soft := c.lookup(r.Context(), base, r, req.Persist)
+	now := c.now() // one clock read for the lookup, freshness and Age
+	o, key, tier, soft := c.lookup(r.Context(), base, r, req.Persist, now)
 	if o != nil && o.pass {
 		return c.fetchPass(w, r, &req, fetch, base, key, o, pq)
 	}
 	if o != nil {
-		age := o.age(c.now())
+		age := o.age(now)
 		if !soft && !o.noCache && age < o.lifetime {
-			return c.serveObject(w, r, &req, o, Result{CacheStatus: statusHit, Tier: tierNames[tier]})
+			return c.serveObjectAt(w, r, &req, o, Result{CacheStatus: statusHit, Tier: tierNames[tier]}, now)
 		}
 		if !o.mustReval && !o.noCache && (soft || age-o.lifetime < o.swr) {
 			c.revalidateAsync(r, req, fetch, base, key, o, pq)
 			c.stats.stale.Add(1)
-			return c.serveObject(w, r, &req, o, Result{CacheStatus: statusHitStale, Tier: tierNames[tier]})
+			return c.serveObjectAt(w, r, &req, o, Result{CacheStatus: statusHitStale, Tier: tierNames[tier]}, now)
 		}
 	}
 	return c.fill(w, r, &req, fetch, base, key, o, pq)
@@ -210,12 +213,13 @@ func unsafeMethod(m string) bool {
 // lookup finds the object for r: L1, then L2, then (when persist) L3,
 // following a Vary marker to the varied key. It returns the key the object
 // lives under (the flight key for a miss) and whether a soft purge applies.
-func (c *Cache) lookup(ctx context.Context, base string, r *http.Request, persist bool) (o *object, key string, tier int, soft bool) {
+// now is the request's clock reading.
+func (c *Cache) lookup(ctx context.Context, base string, r *http.Request, persist bool, now time.Time) (o *object, key string, tier int, soft bool) {
 	key = base
-	o, tier, soft = c.get(ctx, base, persist)
+	o, tier, soft = c.get(ctx, base, persist, now)
 	if o != nil && o.marker {
 		key = varyKey(base, varyValues(r, o.vary))
-		o, tier, soft = c.get(ctx, key, persist)
+		o, tier, soft = c.get(ctx, key, persist, now)
 	}
 	t := &c.stats.tiers
 	if o == nil || o.pass {
@@ -239,15 +243,15 @@ func (c *Cache) lookup(ctx context.Context, base string, r *http.Request, persis
 
 // get reads one key through the tiers, dropping unusable and hard-purged
 // objects, and promotes lower-tier hits into the tiers above.
-func (c *Cache) get(ctx context.Context, key string, persist bool) (*object, int, bool) {
+func (c *Cache) get(ctx context.Context, key string, persist bool, now time.Time) (*object, int, bool) {
 	if o, ok := c.l1.GetIfPresent(key); ok {
-		if o, soft := c.check(key, o); o != nil {
+		if o, soft := c.check(key, o, now); o != nil {
 			return o, tierL1, soft
 		}
 	}
 	if c.l2 != nil {
 		if o := c.l2.get(ctx, key); o != nil {
-			if o, soft := c.check("", o); o != nil {
+			if o, soft := c.check("", o, now); o != nil {
 				c.promote(o)
 				c.l1.Set(key, o)
 				return o, tierL2, soft
@@ -256,7 +260,7 @@ func (c *Cache) get(ctx context.Context, key string, persist bool) (*object, int
 	}
 	if persist && c.l3 != nil {
 		if o := c.l3.get(ctx, key); o != nil {
-			if o, soft := c.check("", o); o != nil {
+			if o, soft := c.check("", o, now); o != nil {
 				c.promote(o)
 				c.l1.Set(key, o)
 				if c.l2 != nil {
@@ -280,8 +284,8 @@ func (c *Cache) promote(o *object) {
 
 // check applies expiry and purge records to o; key, when set, is its L1
 // key, from which a dead object is removed.
-func (c *Cache) check(key string, o *object) (*object, bool) {
-	if c.now().After(o.usableUntil()) {
+func (c *Cache) check(key string, o *object, now time.Time) (*object, bool) {
+	if now.After(o.usableUntil()) {
 		if key != "" {
 			c.l1.Invalidate(key)
 		}
@@ -518,7 +522,7 @@ func (c *Cache) fetchOrigin(ctx context.Context, r *http.Request, req *Request, 
 	if code != http.StatusOK {
 		status += "; fwd-status=" + strconv.Itoa(code)
 	}
-	fr := decide(code, resp.Header, req.Policy, r.Header.Get("Authorization") != "", respTime)
+	fr := decide(code, resp.Header, req.Policy, headerValue(r.Header, "Authorization") != "", respTime)
 	if fr.storable {
 		switch ce := strings.ToLower(resp.Header.Get("Content-Encoding")); {
 		case ce != "" && ce != "gzip" && ce != "identity":

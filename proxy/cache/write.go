@@ -78,6 +78,16 @@ func acceptsGzip(r *http.Request) bool {
 	return ok
 }
 
+// headerValue is h.Get(key) for a key already in canonical form: it
+// skips the canonicalization Get does on every call, which shows on the
+// hit path. Server requests always have canonical keys.
+func headerValue(h http.Header, key string) string {
+	if v := h[key]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
+
 // etagMatch is the weak comparison of RFC 9110 section 8.8.3.2 against an
 // If-None-Match list.
 func etagMatch(list, etag string) bool {
@@ -102,10 +112,10 @@ func notModified(r *http.Request, o *object, etag string) bool {
 	if o.status != http.StatusOK {
 		return false
 	}
-	if inm := r.Header.Get("If-None-Match"); inm != "" {
+	if inm := headerValue(r.Header, "If-None-Match"); inm != "" {
 		return etagMatch(inm, etag)
 	}
-	if ims := r.Header.Get("If-Modified-Since"); ims != "" && !o.lastModified.IsZero() {
+	if ims := headerValue(r.Header, "If-Modified-Since"); ims != "" && !o.lastModified.IsZero() {
 		t, err := http.ParseTime(ims)
 		return err == nil && !o.lastModified.After(t)
 	}
@@ -116,19 +126,25 @@ func notModified(r *http.Request, o *object, etag string) bool {
 // request, a byte range for a Range request, otherwise the whole body in
 // gzip (as stored) or identity.
 func (c *Cache) serveObject(w http.ResponseWriter, r *http.Request, req *Request, o *object, res Result) (Result, error) {
+	return c.serveObjectAt(w, r, req, o, res, c.now())
+}
+
+// serveObjectAt is serveObject with the clock already read: the hit path
+// reads it once per request.
+func (c *Cache) serveObjectAt(w http.ResponseWriter, r *http.Request, req *Request, o *object, res Result, now time.Time) (Result, error) {
 	h := w.Header()
 	gz := o.gzipped && acceptsGzip(r)
 	src, etag := o.hdrIdent, o.etag
 	if gz {
 		src, etag = o.hdrGzip, o.etagGzip
 	}
-	if r.Header.Get("Range") != "" && o.status == http.StatusOK {
+	if headerValue(r.Header, "Range") != "" && o.status == http.StatusOK {
 		return c.serveRange(w, r, req, o, res)
 	}
 	for k, v := range src {
 		h[k] = v
 	}
-	h["Age"] = ageValue(o.age(c.now()))
+	h["Age"] = ageValue(o.age(now))
 	h["Cache-Status"] = statusValue(res.CacheStatus)
 	code := o.status
 	if notModified(r, o, etag) {

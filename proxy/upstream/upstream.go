@@ -105,6 +105,10 @@ type Config struct {
 	Logger *slog.Logger
 	// Registerer receives the pool metrics. nil: not registered.
 	Registerer prometheus.Registerer
+	// DisableLeanHTTP1 sends plain-http requests through http.Transport
+	// too. By default they take the pool's own HTTP/1.1 client, which does
+	// the exchange on the calling goroutine (see the package doc).
+	DisableLeanHTTP1 bool
 }
 
 // Pools is the set of origin pools of one node. It is safe for concurrent use.
@@ -112,6 +116,8 @@ type Pools struct {
 	cfg Config
 	log *slog.Logger
 	m   *metrics
+
+	readers, writers sync.Pool // *bufio.Reader, *bufio.Writer of lean connections
 
 	mu      sync.RWMutex
 	tenants map[string]*binding // read under RLock on the request path
@@ -279,12 +285,13 @@ func (p *Pools) Close() {
 	p.m.pools.Set(0)
 }
 
-// pool is one http.Transport and what it needs. It is the http.RoundTripper
-// handed out by Get.
+// pool is one http.Transport, for plain http also a leanPool, and what
+// they need. It is the http.RoundTripper handed out by Get.
 type pool struct {
 	key  string
 	tr   *http.Transport
-	refs int // tenants bound to it; guarded by Pools.mu
+	lean *leanPool // nil for https or with Config.DisableLeanHTTP1
+	refs int       // tenants bound to it; guarded by Pools.mu
 
 	open    atomic.Int64 // connections open
 	retired atomic.Bool
@@ -309,14 +316,20 @@ func (p *Pools) newPool(key string, t Target) (*pool, error) {
 			return nil, err
 		}
 		tr.DialTLSContext = p.tlsDialer(pl, tc)
+	} else if !p.cfg.DisableLeanHTTP1 {
+		pl.lean = p.newLeanPool(pl, key[len("http://"):])
 	}
 	pl.tr = tr
 	return pl, nil
 }
 
-// RoundTrip sends req on the pool. A non-idempotent request loses its
-// GetBody so that http.Transport cannot replay it (see the package doc).
+// RoundTrip sends req on the pool: plain http without Upgrade on the lean
+// client, anything else on http.Transport. A non-idempotent request loses
+// its GetBody so that http.Transport cannot replay it (see the package doc).
 func (pl *pool) RoundTrip(req *http.Request) (*http.Response, error) {
+	if pl.lean != nil && usesLean(req) {
+		return pl.lean.roundTrip(req)
+	}
 	if req.GetBody != nil && !idempotent(req.Method) {
 		r2 := new(http.Request)
 		*r2 = *req
@@ -340,6 +353,9 @@ func idempotent(method string) bool {
 func (pl *pool) retire(maxWait time.Duration) {
 	pl.retired.Store(true)
 	pl.tr.CloseIdleConnections()
+	if pl.lean != nil {
+		pl.lean.retire()
+	}
 	deadline := time.Now().Add(maxWait)
 	var sweep func()
 	sweep = func() {

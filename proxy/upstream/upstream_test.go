@@ -35,7 +35,7 @@ func (o *origin) count(key string) int64 {
 }
 
 // startOrigin starts an origin; tlsConf nil means plain HTTP.
-func startOrigin(t *testing.T, h http.HandlerFunc, tlsConf *tls.Config, h2 bool) *origin {
+func startOrigin(t testing.TB, h http.HandlerFunc, tlsConf *tls.Config, h2 bool) *origin {
 	t.Helper()
 	o := &origin{}
 	if h == nil {

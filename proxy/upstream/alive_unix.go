@@ -1,0 +1,33 @@
+//go:build linux || darwin || freebsd || netbsd || openbsd
+
+package upstream
+
+import (
+	"net"
+	"syscall"
+)
+
+// alive reports whether an idle connection still looks usable: the origin
+// has not closed it and sent nothing on it. One non-blocking MSG_PEEK.
+// Connections that expose no file descriptor are assumed alive.
+func alive(nc net.Conn) bool {
+	if cc, ok := nc.(*countedConn); ok {
+		nc = cc.Conn
+	}
+	sc, ok := nc.(syscall.Conn)
+	if !ok {
+		return true
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return true
+	}
+	live := true
+	var b [1]byte
+	err = rc.Read(func(fd uintptr) bool {
+		n, _, rerr := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		live = n < 0 && (rerr == syscall.EAGAIN || rerr == syscall.EWOULDBLOCK)
+		return true
+	})
+	return err == nil && live
+}

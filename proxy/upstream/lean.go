@@ -1,0 +1,394 @@
+package upstream
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"time"
+)
+
+// maxResponseHeaderBytes bounds the bytes read from an origin before its
+// response headers are complete (like http.Transport.MaxResponseHeaderBytes).
+const maxResponseHeaderBytes = 1 << 20
+
+var errHeaderTooLarge = errors.New("response headers exceed 1 MiB")
+
+// leanPool is the HTTP/1.1 client of a plain-http pool. It does the whole
+// exchange on the caller's goroutine: take an idle keep-alive connection
+// (or dial one), write the request, read the response with http.ReadResponse
+// and hand back a body that returns the connection to the idle stack when it
+// has been read to EOF. http.Transport needs two goroutines per connection
+// and a hand-off between them and the caller for every request; on busy
+// cores those wake-ups, not the parsing, set the throughput.
+type leanPool struct {
+	p    *Pools
+	pl   *pool
+	addr string
+	dial DialFunc
+
+	mu      sync.Mutex
+	idle    []*leanConn // oldest first; reuse takes the newest
+	sweeper *time.Timer // closes connections idle longer than IdleConnTimeout
+	retired bool
+}
+
+// leanConn is one origin connection with its buffers. It is the io.Reader
+// under br: it counts the bytes of the current exchange and bounds the
+// response header.
+type leanConn struct {
+	conn   net.Conn
+	br     *bufio.Reader
+	bw     *bufio.Writer
+	idleAt time.Time
+	reused bool  // taken from the idle stack
+	nread  int64 // bytes read in the current exchange
+	budget int64 // > 0 while reading headers: bytes still allowed
+}
+
+func (c *leanConn) Read(p []byte) (int, error) {
+	if c.budget > 0 && int64(len(p)) > c.budget {
+		p = p[:c.budget]
+	}
+	n, err := c.conn.Read(p)
+	c.nread += int64(n)
+	if c.budget > 0 {
+		if c.budget -= int64(n); c.budget == 0 && err == nil {
+			err = errHeaderTooLarge
+		}
+	}
+	return n, err
+}
+
+func (p *Pools) newLeanPool(pl *pool, addr string) *leanPool {
+	return &leanPool{p: p, pl: pl, addr: addr, dial: p.dialer(pl)}
+}
+
+// usesLean reports whether req can take the lean path: plain http and no
+// protocol upgrade (101 needs the connection handed over) or CONNECT.
+func usesLean(req *http.Request) bool {
+	return req.URL != nil && req.URL.Scheme == "http" && req.Header["Upgrade"] == nil &&
+		req.Method != http.MethodConnect
+}
+
+// retryable: a request that may be sent again on a fresh connection when a
+// reused one failed before any response byte. Only idempotent methods
+// without a body; never POST, PUT, PATCH, DELETE.
+func retryable(req *http.Request) bool {
+	if req.Body != nil && req.Body != http.NoBody {
+		return false
+	}
+	switch req.Method {
+	case "", http.MethodGet, http.MethodHead, http.MethodOptions:
+		return true
+	}
+	return false
+}
+
+func (lp *leanPool) roundTrip(req *http.Request) (*http.Response, error) {
+	ctx := req.Context()
+	for attempt := 0; ; attempt++ {
+		c, err := lp.conn(ctx, attempt > 0, retryable(req))
+		if err != nil {
+			closeReqBody(req)
+			return nil, err
+		}
+		resp, err := lp.exchange(ctx, c, req)
+		if err == nil {
+			return resp, nil
+		}
+		var oe *opError
+		if attempt == 0 && c.reused && c.nread == 0 && ctx.Err() == nil &&
+			!errors.As(err, &oe) && retryable(req) {
+			continue // the origin closed a kept-alive connection: it saw nothing
+		}
+		closeReqBody(req)
+		return nil, err
+	}
+}
+
+func closeReqBody(req *http.Request) {
+	if req.Body != nil {
+		req.Body.Close()
+	}
+}
+
+// conn returns an idle connection (unless fresh) or dials a new one. A
+// request that cannot be retried (canRetry false) gets an idle connection
+// only after a peek showed the origin has not closed it: such a request
+// is never replayed, so the usual race with an origin's keep-alive timeout
+// must not cost it a 502.
+func (lp *leanPool) conn(ctx context.Context, fresh, canRetry bool) (*leanConn, error) {
+	for !fresh {
+		lp.mu.Lock()
+		n := len(lp.idle)
+		if n == 0 {
+			lp.mu.Unlock()
+			break
+		}
+		c := lp.idle[n-1]
+		lp.idle[n-1] = nil
+		lp.idle = lp.idle[:n-1]
+		lp.mu.Unlock()
+		if time.Since(c.idleAt) >= lp.p.cfg.IdleConnTimeout {
+			// The newest is stale: so are all below it.
+			lp.closeConn(c)
+			lp.closeIdle()
+			break
+		}
+		if canRetry || alive(c.conn) {
+			c.reused = true
+			return c, nil
+		}
+		lp.closeConn(c)
+	}
+	nc, err := lp.dial(ctx, "tcp", lp.addr)
+	if err != nil {
+		return nil, err
+	}
+	c := &leanConn{conn: nc}
+	if br, ok := lp.p.readers.Get().(*bufio.Reader); ok {
+		br.Reset(c)
+		c.br = br
+	} else {
+		c.br = bufio.NewReader(c)
+	}
+	if bw, ok := lp.p.writers.Get().(*bufio.Writer); ok {
+		bw.Reset(nc)
+		c.bw = bw
+	} else {
+		c.bw = bufio.NewWriter(nc)
+	}
+	return c, nil
+}
+
+// exchange writes req on c and reads the response headers. On error c is
+// closed.
+func (lp *leanPool) exchange(ctx context.Context, c *leanConn, req *http.Request) (*http.Response, error) {
+	c.nread = 0
+	stop := noStop
+	if ctx.Done() != nil {
+		conn := c.conn
+		stop = context.AfterFunc(ctx, func() { conn.Close() })
+	}
+	fail := func(err error) (*http.Response, error) {
+		stop()
+		lp.closeConn(c)
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("upstream %s: %w", lp.addr, context.Cause(ctx))
+		}
+		return nil, err
+	}
+	hasBody := req.Body != nil && req.Body != http.NoBody
+	rht := lp.p.cfg.ResponseHeaderTimeout
+	if !hasBody { // the write is a few hundred bytes: one deadline for both
+		c.conn.SetDeadline(time.Now().Add(rht))
+	}
+	err := req.Write(c.bw) // closes req.Body
+	if err == nil {
+		err = c.bw.Flush()
+	}
+	if err != nil {
+		werr := fmt.Errorf("upstream %s: write request: %w", lp.addr, err)
+		if !hasBody || ctx.Err() != nil {
+			return fail(werr)
+		}
+		// The origin may have answered (413, 401) and stopped reading:
+		// take its response if it is there, without keeping the connection.
+		c.conn.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+		resp, rerr := lp.readResponse(c, req)
+		if rerr != nil {
+			return fail(werr)
+		}
+		resp.Close = true
+		c.conn.SetReadDeadline(time.Time{})
+		return lp.wrap(c, resp, stop), nil
+	}
+	if hasBody {
+		c.conn.SetReadDeadline(time.Now().Add(rht))
+	}
+	resp, err := lp.readResponse(c, req)
+	if err != nil {
+		if errors.Is(err, os.ErrDeadlineExceeded) && ctx.Err() == nil {
+			err = &opError{op: "response header", addr: lp.addr, err: err, timeout: true}
+		} else {
+			err = fmt.Errorf("upstream %s: read response: %w", lp.addr, err)
+		}
+		return fail(err)
+	}
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		// Upgrade requests never come here; a 101 to anything else is
+		// a broken origin.
+		return fail(fmt.Errorf("upstream %s: 101 Switching Protocols to a request without Upgrade", lp.addr))
+	}
+	c.conn.SetDeadline(time.Time{})
+	return lp.wrap(c, resp, stop), nil
+}
+
+func noStop() bool { return true }
+
+// readResponse reads the final response, skipping 1xx (other than 101).
+func (lp *leanPool) readResponse(c *leanConn, req *http.Request) (*http.Response, error) {
+	c.budget = maxResponseHeaderBytes
+	defer func() { c.budget = 0 }()
+	for {
+		resp, err := http.ReadResponse(c.br, req)
+		if err != nil {
+			return nil, err
+		}
+		if resp.StatusCode >= 200 || resp.StatusCode == http.StatusSwitchingProtocols {
+			return resp, nil
+		}
+	}
+}
+
+// wrap makes resp's body give c back when read to EOF. A bodiless
+// response gives it back now.
+func (lp *leanPool) wrap(c *leanConn, resp *http.Response, stop func() bool) *http.Response {
+	keep := !resp.Close && !resp.Request.Close
+	if resp.Body == http.NoBody {
+		lp.release(c, stop() && keep)
+		return resp
+	}
+	resp.Body = &leanBody{lp: lp, c: c, body: resp.Body, stop: stop, keep: keep, ctx: resp.Request.Context()}
+	return resp
+}
+
+// release returns c to the idle stack, or closes it.
+func (lp *leanPool) release(c *leanConn, keep bool) {
+	if !keep || c.br.Buffered() > 0 { // bytes beyond the response: not reusable
+		lp.closeConn(c)
+		return
+	}
+	c.idleAt = time.Now()
+	lp.mu.Lock()
+	if lp.retired || len(lp.idle) >= lp.p.cfg.MaxIdleConnsPerHost {
+		lp.mu.Unlock()
+		lp.closeConn(c)
+		return
+	}
+	lp.idle = append(lp.idle, c)
+	if lp.sweeper == nil {
+		lp.sweeper = time.AfterFunc(lp.p.cfg.IdleConnTimeout, lp.sweep)
+	}
+	lp.mu.Unlock()
+}
+
+// sweep closes the connections idle longer than IdleConnTimeout and
+// schedules itself for the next one to expire.
+func (lp *leanPool) sweep() {
+	timeout := lp.p.cfg.IdleConnTimeout
+	var stale []*leanConn
+	lp.mu.Lock()
+	now := time.Now()
+	n := 0
+	for n < len(lp.idle) && now.Sub(lp.idle[n].idleAt) >= timeout {
+		n++
+	}
+	if n > 0 {
+		stale = append(stale, lp.idle[:n]...)
+		rest := copy(lp.idle, lp.idle[n:])
+		clear(lp.idle[rest:])
+		lp.idle = lp.idle[:rest]
+	}
+	if len(lp.idle) > 0 && !lp.retired {
+		lp.sweeper.Reset(lp.idle[0].idleAt.Add(timeout).Sub(now))
+	} else {
+		lp.sweeper = nil
+	}
+	lp.mu.Unlock()
+	for _, c := range stale {
+		lp.closeConn(c)
+	}
+}
+
+// closeIdle closes every idle connection.
+func (lp *leanPool) closeIdle() {
+	lp.mu.Lock()
+	idle := lp.idle
+	lp.idle = nil
+	lp.mu.Unlock()
+	for _, c := range idle {
+		lp.closeConn(c)
+	}
+}
+
+// retire closes the idle connections; busy ones close when released.
+func (lp *leanPool) retire() {
+	lp.mu.Lock()
+	lp.retired = true
+	lp.mu.Unlock()
+	lp.closeIdle()
+}
+
+// closeConn closes c and recycles its buffers. Only c's owner calls it.
+func (lp *leanPool) closeConn(c *leanConn) {
+	c.conn.Close()
+	c.br.Reset(nil)
+	c.bw.Reset(nil)
+	lp.p.readers.Put(c.br)
+	lp.p.writers.Put(c.bw)
+	c.br, c.bw = nil, nil
+}
+
+// leanBody is a response body on a lean connection. Read to EOF, it gives
+// the connection back for reuse; closed early, after an error or a
+// cancellation, the connection is closed.
+type leanBody struct {
+	lp   *leanPool
+	body io.ReadCloser
+	stop func() bool
+	ctx  context.Context
+	keep bool
+
+	mu   sync.Mutex
+	c    *leanConn // nil once released
+	rerr error     // returned by Read after release
+}
+
+func (b *leanBody) Read(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.c == nil {
+		return 0, b.rerr
+	}
+	n, err := b.body.Read(p)
+	switch {
+	case err == io.EOF:
+		b.finish(b.keep, io.EOF)
+	case err != nil:
+		if b.ctx.Err() != nil {
+			err = fmt.Errorf("upstream %s: %w", b.lp.addr, context.Cause(b.ctx))
+		}
+		b.finish(false, err)
+	}
+	return n, err
+}
+
+// Close ends the response. Before EOF the connection is closed, not
+// drained: the rest of the body may be large or endless.
+func (b *leanBody) Close() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.c != nil {
+		b.finish(false, errBodyClosed)
+	}
+	return nil
+}
+
+var errBodyClosed = errors.New("upstream: read on closed response body")
+
+// finish releases the connection. b.mu is held.
+func (b *leanBody) finish(keep bool, rerr error) {
+	c := b.c
+	b.c, b.rerr = nil, rerr
+	if !b.stop() { // the context ended: the AfterFunc closes c
+		keep = false
+	}
+	b.lp.release(c, keep)
+}
