@@ -133,7 +133,7 @@ func parseEncoding(ce string) (Encoding, bool) {
 // malformed body surfaces as an error from Read, or from Decode when the
 // gzip header is already bad.
 func (c *Compressor) Decode(resp *http.Response, acceptEncoding string) (bool, error) {
-	ce := resp.Header.Get("Content-Encoding")
+	ce := hget(resp.Header, "Content-Encoding")
 	if ce == "" || strings.EqualFold(ce, "identity") {
 		return false, nil
 	}
@@ -243,7 +243,7 @@ func addVary(h http.Header) {
 // weakenETag turns a strong ETag into a weak one: a transformed body is not
 // byte-for-byte the origin's representation.
 func weakenETag(h http.Header) {
-	if et := h.Get("Etag"); et != "" && !strings.HasPrefix(et, "W/") {
+	if et := hget(h, "Etag"); et != "" && !strings.HasPrefix(et, "W/") {
 		h.Set("Etag", "W/"+et)
 	}
 }
@@ -269,16 +269,25 @@ func (c *Compressor) eligible(h http.Header, code int) bool {
 	case code < 200, code == http.StatusNoContent, code == http.StatusPartialContent, code == http.StatusNotModified:
 		return false
 	}
-	if ce := h.Get("Content-Encoding"); ce != "" && !strings.EqualFold(ce, "identity") {
+	if ce := hget(h, "Content-Encoding"); ce != "" && !strings.EqualFold(ce, "identity") {
 		return false
 	}
-	if h.Get("Content-Range") != "" || hasNoTransform(h) || !Compressible(h.Get("Content-Type")) {
+	if hget(h, "Content-Range") != "" || hasNoTransform(h) || !Compressible(hget(h, "Content-Type")) {
 		return false
 	}
-	if cl := h.Get("Content-Length"); cl != "" {
+	if cl := hget(h, "Content-Length"); cl != "" {
 		if n, err := strconv.ParseInt(cl, 10, 64); err == nil && n < int64(c.cfg.MinSize) {
 			return false
 		}
 	}
 	return true
+}
+
+// hget reads a header by its canonical name without re-canonicalising it
+// (http.Header.Get does, on every call; this runs on every cache hit).
+func hget(h http.Header, canonicalKey string) string {
+	if v := h[canonicalKey]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
 }

@@ -46,7 +46,7 @@ var (
 func (c *Compressor) Wrap(w http.ResponseWriter, r *http.Request) *ResponseWriter {
 	cw := c.writers.Get().(*ResponseWriter)
 	cw.rw, cw.c = w, c
-	cw.enc = Negotiate(r.Header.Get("Accept-Encoding"))
+	cw.enc = Negotiate(hget(r.Header, "Accept-Encoding"))
 	cw.head = r.Method == http.MethodHead
 	cw.state = stateNew
 	return cw
@@ -91,7 +91,7 @@ func (cw *ResponseWriter) WriteHeader(code int) {
 		return
 	}
 	cw.code = code
-	if h.Get("Content-Length") != "" { // known and ≥ MinSize
+	if hget(h, "Content-Length") != "" { // known and ≥ MinSize
 		cw.start()
 		return
 	}
