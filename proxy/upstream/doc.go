@@ -1,6 +1,7 @@
 // Package upstream holds the proxy's connections to origins: one pool (an
-// *http.Transport) per origin and TLS settings, shared by every tenant that
-// uses the same origin with the same settings.
+// *http.Transport, plus for plain http a lean HTTP/1.1 client) per origin
+// and TLS settings, shared by every tenant that uses the same origin with
+// the same settings.
 //
 // # Pool key
 //
@@ -17,6 +18,17 @@
 // retired: its idle connections are closed at once, and connections that were
 // busy at that moment are closed when they turn idle (a sweep every second,
 // for up to IdleConnTimeout).
+//
+// # Lean HTTP/1.1 client
+//
+// Requests to plain http origins (unless Config.DisableLeanHTTP1) skip
+// http.Transport and its two goroutines per connection: the pool writes the
+// request and reads the response with http.ReadResponse on the caller's
+// goroutine, over a stack of idle keep-alive connections. A connection is
+// reused only after its response body was read to EOF and the response
+// allowed keep-alive; ResponseHeaderTimeout is a connection deadline, and
+// the end of the request's context closes the connection. Requests with an
+// Upgrade header, CONNECT and https origins use http.Transport.
 //
 // # TLS
 //
@@ -50,4 +62,10 @@
 // the caller (502). HTTP/2 retries only streams the origin refused
 // (REFUSED_STREAM, or above a GOAWAY's last stream), which by protocol were
 // not processed.
+//
+// The lean client replays a request once on a fresh connection only when a
+// reused connection failed before any response byte and the request is GET,
+// HEAD or OPTIONS without a body. Other requests first check with a
+// non-blocking peek that the origin has not closed the idle connection
+// they would reuse, which leaves only the Transport's own race window.
 package upstream

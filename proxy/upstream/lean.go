@@ -338,7 +338,8 @@ func (lp *leanPool) closeConn(c *leanConn) {
 
 // leanBody is a response body on a lean connection. Read to EOF, it gives
 // the connection back for reuse; closed early, after an error or a
-// cancellation, the connection is closed.
+// cancellation, the connection is closed. Close waits for a Read in
+// progress; to abort a blocked Read, cancel the request's context.
 type leanBody struct {
 	lp   *leanPool
 	body io.ReadCloser
