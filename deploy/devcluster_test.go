@@ -75,12 +75,15 @@ func startDevCluster(t *testing.T, dir string, offset int) *devCluster {
 	if err := c.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	scanned := make(chan struct{})
 	go func() {
 		c.err = c.cmd.Wait()
 		pw.Close()
+		<-scanned // every line the script printed is in c.out
 		close(c.exited)
 	}()
 	go func() {
+		defer close(scanned)
 		sc := bufio.NewScanner(pr)
 		once := sync.Once{}
 		for sc.Scan() {
