@@ -6,6 +6,7 @@ import (
 	"net"
 	"os/exec"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -70,6 +71,22 @@ func (s *RedisServer) Start() {
 	if s.proc != nil && !s.proc.exited() {
 		return
 	}
+	// On the first start, a port taken meanwhile by another test process
+	// (the port was only reserved, not held) is retried with a new one; a
+	// restart keeps its port because tests reconnect to it.
+	for attempt := 0; ; attempt++ {
+		err := s.startOnce()
+		if err == nil {
+			return
+		}
+		if s.proc != nil || attempt == 2 || !strings.Contains(err.Error(), "in use") {
+			s.t.Fatal(err)
+		}
+		s.port = freePort(s.t)
+	}
+}
+
+func (s *RedisServer) startOnce() error {
 	cmd := exec.Command(s.bin,
 		"--port", strconv.Itoa(s.port),
 		"--bind", "127.0.0.1",
@@ -81,20 +98,20 @@ func (s *RedisServer) Start() {
 	)
 	p, err := startProc(cmd)
 	if err != nil {
-		s.t.Fatalf("testsvc: start redis-server: %v", err)
+		return fmt.Errorf("testsvc: start redis-server: %w", err)
 	}
 	deadline := time.Now().Add(startTimeout)
 	for {
+		if p.exited() {
+			return fmt.Errorf("testsvc: redis-server on %s exited: %s", s.Addr(), p.out.String())
+		}
 		if err := ping(s.Addr()); err == nil {
 			s.proc = p
-			return
-		}
-		if p.exited() {
-			s.t.Fatalf("testsvc: redis-server on %s exited: %s", s.Addr(), p.out.String())
+			return nil
 		}
 		if time.Now().After(deadline) {
 			p.kill()
-			s.t.Fatalf("testsvc: redis-server on %s did not answer PING within %s: %s", s.Addr(), startTimeout, p.out.String())
+			return fmt.Errorf("testsvc: redis-server on %s did not answer PING within %s: %s", s.Addr(), startTimeout, p.out.String())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
