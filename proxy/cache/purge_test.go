@@ -110,7 +110,7 @@ func TestPurgeSoftServesStaleWhileRevalidating(t *testing.T) {
 		t.Fatalf("soft purge served %q, want the old body", r.body)
 	}
 	// The background revalidation (the origin answers 200 here) replaces it.
-	eventually(t, 5*time.Second, "revalidated object", func() bool {
+	eventually(t, 15*time.Second, "revalidated object", func() bool {
 		r := fx.fronts["acme"].get(t, "/soft")
 		return r.header.Get("Cache-Status") == "edge; hit" && r.body == "/soft #2"
 	})
