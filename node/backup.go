@@ -154,16 +154,24 @@ func (n *Node) restoreNewestBackup(ctx context.Context) {
 		n.logger.Error("newest S3 backup is damaged; starting empty", "key", key, "err", err)
 		return
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for !n.store.IsLeader() && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
-	idx, err := n.store.Restore(func() (io.ReadCloser, error) {
-		return io.NopCloser(io.NewSectionReader(tmp, 0, size)), nil
-	}, size)
-	if err != nil {
-		n.logger.Error("restore from S3 failed", "key", key, "err", err)
-		return
+	// Right after bootstrap the node may not lead yet, and raft refuses a
+	// restore until its first configuration entry is committed: retry.
+	var idx uint64
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if n.store.IsLeader() {
+			idx, err = n.store.Restore(func() (io.ReadCloser, error) {
+				return io.NopCloser(io.NewSectionReader(tmp, 0, size)), nil
+			}, size)
+			if err == nil {
+				break
+			}
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			n.logger.Error("restore from S3 failed", "key", key, "err", err)
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 	_ = n.putMember(ctx, raftstore.Member{ID: n.cfg.ID, RaftAddr: n.store.Addr(), AdminAddr: n.cfg.AdminAdvertise})
 	n.logger.Warn("empty cluster restored from the newest S3 backup", "key", key, "index", idx, "tenants", n.store.View().Len())

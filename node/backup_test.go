@@ -58,7 +58,7 @@ func TestBackupToS3AndRestoreOnEmptyBoot(t *testing.T) {
 	b := testConfig(t, "b")
 	b.BootstrapExpect, b.ProxyOptions = 1, s3opts
 	nb := startNode(t, b)
-	waitFor(t, 10*time.Second, "state restored from S3", func() bool {
+	waitFor(t, 30*time.Second, "state restored from S3", func() bool {
 		v := nb.store.View()
 		return v.Tenant("one.example") != nil && v.Tenant("two.example") != nil
 	})
