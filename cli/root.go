@@ -97,7 +97,6 @@ func newRoot(g *globals) *cobra.Command {
 	pf.StringVar(&g.caFile, "tls-ca", g.getenv("EDGECTL_TLS_CA"), "use TLS to the admin API, trusting this CA bundle (EDGECTL_TLS_CA)")
 	root.AddCommand(newTenantCmd(g), newClusterCmd(g), newCacheCmd(g), newCertCmd(g), newTransformCmd(g), newSnapshotCmd(g), newHistoryCmd(g), newVersionCmd(g))
 	root.AddCommand(newApplyCmd(g), newDiffCmd(g), newExportCmd(g))
-	root.CompletionOptions.DisableDefaultCmd = false
 	return root
 }
 

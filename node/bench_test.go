@@ -13,13 +13,16 @@ import (
 
 // benchCluster starts 3 in-process nodes with the production default raft
 // timings (not the tight test timings), over loopback TCP.
-func benchCluster(b *testing.B) []*testNode {
+func benchCluster(b *testing.B, mutate ...func(*Config)) []*testNode {
 	b.Helper()
 	var nodes []*testNode
 	cfgs := make([]Config, 3)
 	var join []string
 	for i := range cfgs {
 		cfgs[i] = benchConfig(b, fmt.Sprintf("b%d", i))
+		for _, m := range mutate {
+			m(&cfgs[i])
+		}
 		join = append(join, cfgs[i].AdminAddr)
 	}
 	for i := range cfgs {
@@ -54,7 +57,7 @@ func (tn *testNode) readyTermOK() bool {
 	if !tn.store.IsLeader() {
 		return true
 	}
-	return tn.readyTerm.Load() == currentTerm(tn.store.Raft())
+	return tn.readyTerm.Load() == tn.store.Term()
 }
 
 func benchConfig(b *testing.B, id string) Config {
@@ -164,33 +167,8 @@ func BenchmarkPlannedTransfer(b *testing.B) {
 // BenchmarkPurgeAllNodes: an `edgectl cache purge` as the API runs it —
 // through raft, applied by every node's cache, confirmed by all three.
 func BenchmarkPurgeAllNodes(b *testing.B) {
-	var nodes []*testNode
-	cfgs := make([]Config, 3)
-	var join []string
-	for i := range cfgs {
-		cfgs[i] = benchConfig(b, fmt.Sprintf("p%d", i))
-		cfgs[i].HTTPAddr = "127.0.0.1:0"
-		join = append(join, cfgs[i].AdminAddr)
-	}
-	for i := range cfgs {
-		cfgs[i].Join, cfgs[i].BootstrapExpect = join, 3
-		n, err := New(cfgs[i])
-		if err != nil {
-			b.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		tn := &testNode{Node: n, cfg: cfgs[i], cancel: cancel, done: make(chan error, 1)}
-		go func() { tn.done <- n.Run(ctx) }()
-		b.Cleanup(tn.stop)
-		nodes = append(nodes, tn)
-	}
-	deadline := time.Now().Add(15 * time.Second)
-	for leaderNode(nodes) == nil || len(nodes[0].store.View().Members()) < 3 || len(nodes[2].store.View().Members()) < 3 {
-		if time.Now().After(deadline) {
-			b.Fatal("cluster did not form")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	// With a proxy (and so a cache) on every node.
+	nodes := benchCluster(b, func(c *Config) { c.HTTPAddr = "127.0.0.1:0" })
 	f := follower(nodes)
 	if _, err := f.apply(context.Background(), addCmd("shop.example")); err != nil {
 		b.Fatal(err)

@@ -256,7 +256,7 @@ func (n *Node) info() *edgev1.InfoResponse {
 		LeaderRaftAddress: laddr,
 		AppliedIndex:      n.store.AppliedIndex(),
 		LastIndex:         r.LastIndex(),
-		Term:              currentTerm(r),
+		Term:              n.store.Term(),
 		PurgeIndex:        n.purgeIndex(),
 	}
 }
@@ -271,12 +271,6 @@ func stateName(s raft.RaftState) string {
 		return "candidate"
 	}
 	return "shutdown"
-}
-
-func currentTerm(r *raft.Raft) uint64 {
-	var t uint64
-	_, _ = fmt.Sscan(r.Stats()["term"], &t)
-	return t
 }
 
 func (s *internalService) Info(context.Context, *edgev1.InfoRequest) (*edgev1.InfoResponse, error) {

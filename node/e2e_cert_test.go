@@ -43,8 +43,6 @@ func writeCert(t *testing.T, dir, cn string) (certFile, keyFile string, serial *
 // TestE2EImportedCertificateServedOverHTTPS: a customer certificate
 // imported with edgectl is served by every node's TLS listener.
 func TestE2EImportedCertificateServedOverHTTPS(t *testing.T) {
-	edged, _ := binaries(t)
-	_ = edged
 	c := startE2EClusterWith(t, 2, func(p *proc) []string { p.https = freePort(t); return []string{"--https-addr", p.https} })
 	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "secure hello") }))
 	defer origin.Close()

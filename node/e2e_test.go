@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -20,6 +19,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/edgeproxy/edge/node"
 )
 
 var (
@@ -53,30 +54,7 @@ func binaries(t *testing.T) (edged, edgectl string) {
 	return filepath.Join(binDir, "edged"), filepath.Join(binDir, "edgectl")
 }
 
-var (
-	portsMu sync.Mutex
-	ports   = map[string]bool{}
-)
-
-// freePort reserves a loopback port that no other part of this test
-// binary has been given (the kernel may hand a just-closed port out again).
-func freePort(t *testing.T) string {
-	t.Helper()
-	portsMu.Lock()
-	defer portsMu.Unlock()
-	for {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addr := l.Addr().String()
-		l.Close()
-		if !ports[addr] {
-			ports[addr] = true
-			return addr
-		}
-	}
-}
+func freePort(t *testing.T) string { return node.FreeAddr(t) }
 
 type proc struct {
 	id                                string

@@ -10,19 +10,6 @@ import (
 	"testing"
 )
 
-// The rules file from issue 5, as-is.
-const issueRulesYAML = `inject:
-  - at: body-end            # also head-end and body-start; optional ` + "`paths:`" + ` glob list
-    html: '<div id="edge-toolbar"></div>'
-rewrite_links: true
-languages:
-  - code: fr
-    path_prefix: /fr/        # or host: fr.shop.example
-    dictionary:
-      Welcome: Bienvenue
-      Hello world: Bonjour le monde
-`
-
 func TestE2ETransformRules(t *testing.T) {
 	c := startE2ECluster(t, 1)
 	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -36,8 +23,7 @@ func TestE2ETransformRules(t *testing.T) {
 	srv := c.nodes[0].admin
 	c.mustCtl("--server", srv, "tenant", "add", "shop.example", "--origin", origin.URL)
 	dir := t.TempDir()
-	rules := filepath.Join(dir, "rules.yaml")
-	os.WriteFile(rules, []byte(issueRulesYAML), 0o600)
+	rules := "../testdata/transform/issue-example.yaml" // the rules file from issue 5, as-is
 
 	// Preview before traffic sees the rules.
 	diff := c.mustCtl("--server", srv, "transform", "preview", "shop.example", "--url", "/", "--lang", "fr", "-f", rules, "--diff")

@@ -157,7 +157,7 @@ func (n *Node) registerLoop(ctx context.Context) {
 			continue
 		}
 		me := raftstore.Member{ID: n.cfg.ID, RaftAddr: n.store.Addr(), AdminAddr: n.cfg.AdminAdvertise}
-		term := currentTerm(n.store.Raft())
+		term := n.store.Term()
 		leaderNewTerm := n.store.IsLeader() && n.readyTerm.Load() != term
 		cur, ok := n.store.View().Member(n.cfg.ID)
 		if !leaderNewTerm && ok && cur == me {
@@ -170,7 +170,7 @@ func (n *Node) registerLoop(ctx context.Context) {
 			n.logger.Debug("registering member", "err", err)
 			continue
 		}
-		if leaderNewTerm && currentTerm(n.store.Raft()) == term {
+		if leaderNewTerm && n.store.Term() == term {
 			n.readyTerm.Store(term)
 		}
 	}
@@ -184,7 +184,7 @@ func (n *Node) leaderReadIndex() (uint64, error) {
 	if !n.store.IsLeader() {
 		return 0, raftstore.ErrNotLeader
 	}
-	if n.readyTerm.Load() != currentTerm(n.store.Raft()) {
+	if n.readyTerm.Load() != n.store.Term() {
 		return 0, fmt.Errorf("%w: leader has not applied an entry of its term yet", raftstore.ErrNotLeader)
 	}
 	return n.store.ReadIndex()

@@ -49,7 +49,6 @@ type Node struct {
 	// bootstrapped is set by joinLoop when this node created the cluster.
 	bootstrapped bool
 
-	started   time.Time
 	readyTerm atomic.Uint64 // term in which this leader applied its first entry
 	wasReady  atomic.Bool   // /readyz answered ready once
 	wg        sync.WaitGroup
@@ -63,7 +62,7 @@ func New(cfg Config) (*Node, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	n := &Node{cfg: cfg, started: time.Now(), applied: make(chan struct{}, 1)}
+	n := &Node{cfg: cfg, applied: make(chan struct{}, 1)}
 	n.registry = newRegistry()
 	if cfg.LokiURL != "" {
 		labels := map[string]string{"job": "edge", "node": cfg.ID}

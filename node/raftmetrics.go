@@ -1,8 +1,6 @@
 package node
 
 import (
-	"strconv"
-
 	"github.com/hashicorp/raft"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -63,8 +61,7 @@ func (c *raftCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		ch <- prometheus.MustNewConstMetric(c.state, prometheus.GaugeValue, v, stateName(s))
 	}
-	term, _ := strconv.ParseFloat(r.Stats()["term"], 64)
-	ch <- prometheus.MustNewConstMetric(c.term, prometheus.GaugeValue, term)
+	ch <- prometheus.MustNewConstMetric(c.term, prometheus.GaugeValue, float64(r.CurrentTerm()))
 	ch <- prometheus.MustNewConstMetric(c.applied, prometheus.GaugeValue, float64(c.n.store.AppliedIndex()))
 	ch <- prometheus.MustNewConstMetric(c.commit, prometheus.GaugeValue, float64(r.CommitIndex()))
 	ch <- prometheus.MustNewConstMetric(c.last, prometheus.GaugeValue, float64(r.LastIndex()))

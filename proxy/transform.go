@@ -130,7 +130,7 @@ func (t *Transformer) Stage() Stage {
 			resp.Header.Del("Content-Encoding")
 			resp.Header.Del("Content-Length")
 			resp.ContentLength = -1
-			if et := resp.Header.Get("Etag"); et != "" && !bytes.HasPrefix([]byte(et), []byte("W/")) {
+			if et := resp.Header.Get("Etag"); et != "" && !strings.HasPrefix(et, "W/") {
 				resp.Header.Set("Etag", "W/"+et)
 			}
 			if v.Lang != "" {

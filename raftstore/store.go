@@ -276,8 +276,4 @@ func (s *Store) Close() error {
 }
 
 // Term is the current raft term, used to fence KV writes.
-func (s *Store) Term() uint64 {
-	var t uint64
-	_, _ = fmt.Sscan(s.raft.Stats()["term"], &t)
-	return t
-}
+func (s *Store) Term() uint64 { return s.raft.CurrentTerm() }

@@ -2,23 +2,22 @@ package transform
 
 import (
 	"errors"
+	"os"
 	"reflect"
 	"strconv"
 	"strings"
 	"testing"
 )
 
-const issueExample = `inject:
-  - at: body-end            # also head-end and body-start; optional ` + "`paths:`" + ` glob list
-    html: '<div id="edge-toolbar"></div>'
-rewrite_links: true
-languages:
-  - code: fr
-    path_prefix: /fr/        # or host: fr.shop.example
-    dictionary:
-      Welcome: Bienvenue
-      Hello world: Bonjour le monde
-`
+// issueExample is the rules file from issue 5, as-is; the end-to-end test
+// in node/ feeds the same file to edgectl.
+var issueExample = func() string {
+	b, err := os.ReadFile("../../testdata/transform/issue-example.yaml")
+	if err != nil {
+		panic(err)
+	}
+	return string(b)
+}()
 
 func TestParseRulesIssueExample(t *testing.T) {
 	r, err := ParseRules([]byte(issueExample))
