@@ -30,9 +30,10 @@ type Transformer struct {
 }
 
 type compiled struct {
-	src  string // the tenant's stored rules this program was built from
-	prog *transform.Program
-	err  error
+	src      string // the tenant's stored rules this program was built from
+	prog     *transform.Program
+	variants map[string]string // language code ("" = original) → cache variant
+	err      error
 }
 
 // NewTransformer returns a Transformer; reg may be nil.
@@ -54,12 +55,19 @@ func NewTransformer(log *slog.Logger, reg prometheus.Registerer) *Transformer {
 // they cannot be compiled (logged once per version; pages then pass
 // through untouched).
 func (t *Transformer) program(ten *raftstore.Tenant) *transform.Program {
+	if c := t.compiled(ten); c != nil {
+		return c.prog
+	}
+	return nil
+}
+
+func (t *Transformer) compiled(ten *raftstore.Tenant) *compiled {
 	if ten.Transform == "" {
 		return nil
 	}
 	if v, ok := t.progs.Load(ten.Domain); ok {
 		if c := v.(*compiled); c.src == ten.Transform {
-			return c.prog
+			return c
 		}
 	}
 	c := &compiled{src: ten.Transform}
@@ -74,19 +82,24 @@ func (t *Transformer) program(ten *raftstore.Tenant) *transform.Program {
 	if err != nil {
 		c.err = err
 		t.log.Error("tenant transform rules do not compile; pages pass through untouched", "tenant", ten.Domain, "err", err)
+	} else {
+		// Cache variants are built once per rules version, not per request.
+		c.variants = map[string]string{"": c.prog.Version() + "/"}
+		for _, l := range rules.Languages {
+			c.variants[l.Code] = c.prog.Version() + "/" + l.Code
+		}
 	}
 	t.progs.Store(ten.Domain, c)
-	return c.prog
+	return c
 }
 
 // Variant is the cache variant of a request: rules version and language.
 func (t *Transformer) Variant(x *Exchange) string {
-	p := t.program(x.Tenant)
-	if p == nil {
+	c := t.compiled(x.Tenant)
+	if c == nil || c.prog == nil {
 		return ""
 	}
-	v := p.Variant(x.Host, x.Request.URL.Path)
-	return p.Version() + "/" + v.Lang
+	return c.variants[c.prog.Variant(x.Host, x.Request.URL.Path).Lang]
 }
 
 // Stage returns the fetch stage that rewrites HTML responses.
