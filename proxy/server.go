@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/edgeproxy/edge/proxy/h1"
 )
 
 // Defaults for ServerConfig.
@@ -66,7 +68,9 @@ type ServerConfig struct {
 
 // Server runs the HTTP and HTTPS listeners of one node.
 type Server struct {
-	srv      *http.Server
+	srv      *http.Server // HTTPS, HTTP/2 and what fast hands over
+	fast     *h1.Server   // plain HTTP/1.1
+	handoff  *h1.Handoff
 	httpLn   net.Listener
 	httpsLn  net.Listener
 	log      *slog.Logger
@@ -130,6 +134,14 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		}
 		s.srv.ConnState = cs.track
 	}
+	s.fast = &h1.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+		IdleTimeout:       cfg.IdleTimeout,
+		MaxHeaderBytes:    cfg.MaxHeaderBytes,
+		ConnState:         s.srv.ConnState,
+		Logger:            log,
+	}
 
 	var sem chan struct{}
 	if cfg.MaxConns > 0 {
@@ -181,8 +193,13 @@ func (s *Server) Serve() error {
 	errc := make(chan error, 2)
 	n := 0
 	if s.httpLn != nil {
-		n++
-		go func() { errc <- s.srv.Serve(s.httpLn) }()
+		// Plain HTTP/1.1 is served by h1; the connections it hands over
+		// (request bodies, upgrades, anything unusual) go to net/http.
+		s.handoff = h1.NewHandoff(s.httpLn.Addr())
+		s.fast.Fallback = s.handoff.Offer
+		n += 2
+		go func() { errc <- s.fast.Serve(s.httpLn) }()
+		go func() { errc <- s.srv.Serve(s.handoff) }()
 	}
 	if s.httpsLn != nil {
 		n++
@@ -196,6 +213,7 @@ func (s *Server) Serve() error {
 		}
 		first = fmt.Errorf("proxy serve: %w", err)
 		s.srv.Close()
+		s.fast.Close()
 	}
 	if first == nil {
 		<-s.shutdown // let Shutdown finish draining before Serve returns
@@ -207,7 +225,10 @@ func (s *Server) Serve() error {
 // in-flight requests to finish or ctx to end. Upgraded (WebSocket)
 // connections are not waited for; they end with the process.
 func (s *Server) Shutdown(ctx context.Context) error {
+	fastDone := make(chan error, 1)
+	go func() { fastDone <- s.fast.Shutdown(ctx) }()
 	err := s.srv.Shutdown(ctx)
+	err = errors.Join(err, <-fastDone)
 	s.once.Do(func() { close(s.shutdown) })
 	if err != nil {
 		return fmt.Errorf("proxy shutdown: %w", err)
@@ -278,9 +299,12 @@ func newConnStats(reg prometheus.Registerer) (*connStats, error) {
 	return cs, nil
 }
 
-func (cs *connStats) track(_ net.Conn, st http.ConnState) {
+func (cs *connStats) track(c net.Conn, st http.ConnState) {
 	switch st {
 	case http.StateNew:
+		if h1.HandedOver(c) {
+			return // counted when h1 accepted it
+		}
 		cs.open.Inc()
 		cs.accepted.Inc()
 	case http.StateClosed, http.StateHijacked:

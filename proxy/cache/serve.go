@@ -348,6 +348,10 @@ func (c *Cache) land(key string, f *flight, out outcome) {
 func (c *Cache) fill(w http.ResponseWriter, r *http.Request, req *Request, fetch Fetcher, base, key string, stale *object, pq string) (Result, error) {
 	f, leader := c.join(key)
 	if leader {
+		// The fetch is detached from this client, but whether the client
+		// is still there decides its status (499) afterwards: ask for Done
+		// so a server that watches the connection lazily (proxy/h1) starts.
+		_ = r.Context().Done()
 		ctx := context.WithoutCancel(r.Context())
 		out := c.fetchOrigin(ctx, r, req, fetch, base, stale, pq)
 		if out.pass != "" && stale == nil {

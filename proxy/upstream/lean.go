@@ -21,11 +21,12 @@ var errHeaderTooLarge = errors.New("response headers exceed 1 MiB")
 
 // leanPool is the HTTP/1.1 client of a plain-http pool. It does the whole
 // exchange on the caller's goroutine: take an idle keep-alive connection
-// (or dial one), write the request, read the response with http.ReadResponse
-// and hand back a body that returns the connection to the idle stack when it
-// has been read to EOF. http.Transport needs two goroutines per connection
-// and a hand-off between them and the caller for every request; on busy
-// cores those wake-ups, not the parsing, set the throughput.
+// (or dial one), write the request, read the response (leanwire.go, or
+// http.ReadResponse for anything unusual) and hand back a body that returns
+// the connection to the idle stack when it has been read to EOF.
+// http.Transport needs two goroutines per connection and a hand-off
+// between them and the caller for every request; on busy cores those
+// wake-ups, not the parsing, set the throughput.
 type leanPool struct {
 	p    *Pools
 	pl   *pool
@@ -189,7 +190,10 @@ func (lp *leanPool) exchange(ctx context.Context, c *leanConn, req *http.Request
 	if !hasBody { // the write is a few hundred bytes: one deadline for both
 		c.conn.SetDeadline(time.Now().Add(rht))
 	}
-	err := req.Write(c.bw) // closes req.Body
+	var err error
+	if !writeRequest(c.bw, req) {
+		err = req.Write(c.bw) // closes req.Body
+	}
 	if err == nil {
 		err = c.bw.Flush()
 	}
@@ -236,6 +240,9 @@ func noStop() bool { return true }
 func (lp *leanPool) readResponse(c *leanConn, req *http.Request) (*http.Response, error) {
 	c.budget = maxResponseHeaderBytes
 	defer func() { c.budget = 0 }()
+	if resp, err := readResponseFast(c.br, req); resp != nil || err != nil {
+		return resp, err
+	}
 	for {
 		resp, err := http.ReadResponse(c.br, req)
 		if err != nil {

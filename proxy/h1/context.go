@@ -1,0 +1,104 @@
+package h1
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// ErrClientGone is the cause of a request context cancelled because the
+// client closed its connection while the handler was running.
+var ErrClientGone = errors.New("client closed the connection")
+
+// errHandlerDone is the cause once the handler has returned.
+var errHandlerDone = errors.New("handler returned")
+
+// watchDelay is how long a request may wait on its context before a
+// goroutine starts watching the connection. Most origin fetches end sooner
+// and never pay for the watch (a goroutine, a read that would block and a
+// deadline to stop it); a client that leaves is noticed this much later.
+const watchDelay = 25 * time.Millisecond
+
+// Watch states of a requestContext.
+const (
+	watchIdle     = iota // nobody waits on Done yet
+	watchArmed           // Done was called: the watch starts after watchDelay
+	watchRunning         // a goroutine reads the connection
+	watchFinished        // the handler returned; no new watch
+)
+
+// requestContext is a request's context. It is an ordinary cancelable
+// context, except that watching the connection for a client that left is
+// armed by the first call to Done: a cache hit never calls it and pays
+// nothing, an origin fetch does and, if it lasts longer than watchDelay,
+// gets the same cancellation net/http gives. context.WithCancel and
+// friends find the embedded context through Value, so children attach to
+// it directly.
+type requestContext struct {
+	context.Context
+	cancel context.CancelCauseFunc
+	c      *conn
+	state  atomic.Int32
+	mu     sync.Mutex // guards timer and exited against finish
+	timer  *time.Timer
+	exited chan struct{} // closed when the watch goroutine returns
+}
+
+func (x *requestContext) Done() <-chan struct{} {
+	if x.state.Load() == watchIdle {
+		x.mu.Lock()
+		if x.state.CompareAndSwap(watchIdle, watchArmed) {
+			x.exited = make(chan struct{})
+			x.timer = time.AfterFunc(watchDelay, x.watch)
+		}
+		x.mu.Unlock()
+	}
+	return x.Context.Done()
+}
+
+// watch blocks in a one-byte read of the raw connection while the handler
+// runs. A byte is the start of a pipelined request: it is kept for the
+// next read. An error other than the stop below means the client left.
+func (x *requestContext) watch() {
+	if !x.state.CompareAndSwap(watchArmed, watchRunning) {
+		return // finished first
+	}
+	defer close(x.exited)
+	c := x.c
+	n, err := c.rwc.Read(c.peek[:])
+	if n == 1 {
+		c.peeked = true
+	}
+	if err != nil && x.state.Load() != watchFinished {
+		var te interface{ Timeout() bool }
+		if errors.As(err, &te) && te.Timeout() {
+			return // the idle deadline passed during a long response: no news
+		}
+		x.cancel(ErrClientGone)
+	}
+}
+
+// finish ends the request: a pending watch is cancelled and a running one
+// stopped and waited for, so the connection is read by one goroutine at a
+// time; then the context is cancelled, as net/http does when the handler
+// returns.
+func (x *requestContext) finish() {
+	x.mu.Lock()
+	prev := x.state.Swap(watchFinished)
+	x.mu.Unlock()
+	switch prev {
+	case watchArmed:
+		// If the timer already fired, watch finds the state finished and
+		// returns without reading.
+		x.timer.Stop()
+	case watchRunning:
+		x.c.rwc.SetReadDeadline(aLongTimeAgo)
+		<-x.exited
+		x.c.deadline = time.Time{} // force a fresh read deadline
+	}
+	x.cancel(errHandlerDone)
+}
+
+var aLongTimeAgo = time.Unix(1, 0)

@@ -1,0 +1,338 @@
+package h1
+
+import (
+	"bufio"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+)
+
+// pendingMax is how much body a response without a Content-Length holds
+// back: a body that ends within it gets a Content-Length, a longer one is
+// sent chunked.
+const pendingMax = 4 << 10
+
+// response is the http.ResponseWriter of one request; a connection reuses
+// it (and its header map) for every request it serves.
+type response struct {
+	c    *conn
+	bw   *bufio.Writer
+	hdr  http.Header
+	head bool // HEAD request: no body on the wire
+
+	status      int
+	wroteHeader bool  // WriteHeader called with a final status
+	committed   bool  // status line and header are in bw
+	declared    int64 // Content-Length sent, or -1
+	written     int64 // body bytes accepted
+	chunked     bool
+	noBody      bool // status or method forbids a body
+	closeAfter  bool // close the connection after this response
+	err         error
+	pending     []byte
+}
+
+func (w *response) reset(head, closeAfter bool) {
+	clear(w.hdr)
+	w.head = head
+	w.status = 0
+	w.wroteHeader, w.committed, w.chunked, w.noBody = false, false, false, false
+	w.declared, w.written = -1, 0
+	w.closeAfter = closeAfter
+	w.err = nil
+	w.pending = w.pending[:0]
+}
+
+func (w *response) Header() http.Header { return w.hdr }
+
+// WriteHeader records the status; the header goes out with the first body
+// bytes, a Flush or the end of the handler, so that a short body can be
+// given a Content-Length. 1xx statuses other than 101 are written at once
+// and the handler goes on to its final status.
+func (w *response) WriteHeader(code int) {
+	if w.wroteHeader {
+		return
+	}
+	if code < 100 || code > 999 {
+		panic("h1: invalid WriteHeader code " + strconv.Itoa(code))
+	}
+	if code < 200 && code != http.StatusSwitchingProtocols {
+		writeStatus(w.bw, code)
+		writeHeaderMap(w.bw, w.hdr)
+		w.bw.WriteString("\r\n")
+		w.flushErr()
+		return
+	}
+	w.wroteHeader = true
+	w.status = code
+	if code == http.StatusNoContent || code == http.StatusNotModified || code < 200 {
+		w.noBody = true
+	}
+}
+
+func (w *response) Write(p []byte) (int, error) {
+	if !w.wroteHeader {
+		w.WriteHeader(http.StatusOK)
+	}
+	if w.err != nil {
+		return 0, w.err
+	}
+	if w.noBody {
+		return 0, http.ErrBodyNotAllowed
+	}
+	if !w.committed {
+		if cl, ok := w.contentLength(); ok {
+			w.commit(cl, false)
+		} else if len(w.pending)+len(p) <= pendingMax {
+			w.pending = append(w.pending, p...)
+			w.written += int64(len(p))
+			return len(p), nil
+		} else {
+			w.commit(-1, true)
+		}
+	}
+	n := len(p)
+	var err error
+	if w.declared >= 0 && w.written+int64(n) > w.declared {
+		n = int(w.declared - w.written)
+		err = http.ErrContentLength
+	}
+	w.written += int64(n)
+	if w.head {
+		return n, err
+	}
+	if w.chunked {
+		if n > 0 {
+			w.bw.WriteString(strconv.FormatInt(int64(n), 16))
+			w.bw.WriteString("\r\n")
+			w.bw.Write(p[:n])
+			w.bw.WriteString("\r\n")
+		}
+	} else {
+		w.bw.Write(p[:n])
+	}
+	if e := w.writeErr(); e != nil {
+		return 0, e
+	}
+	return n, err
+}
+
+// Flush sends the header and the body so far.
+func (w *response) Flush() { _ = w.FlushError() }
+
+// FlushError is Flush for http.ResponseController.
+func (w *response) FlushError() error {
+	if !w.wroteHeader {
+		w.WriteHeader(http.StatusOK)
+	}
+	if !w.committed {
+		if cl, ok := w.contentLength(); ok {
+			w.commit(cl, false)
+		} else {
+			w.commit(-1, !w.noBody && !w.head)
+		}
+	}
+	return w.flushErr()
+}
+
+// finish completes the response after the handler returned.
+func (w *response) finish() {
+	if !w.wroteHeader {
+		w.WriteHeader(http.StatusOK)
+	}
+	if !w.committed {
+		cl, ok := w.contentLength()
+		if !ok && !w.noBody && !(w.head && w.written == 0) {
+			cl = int64(len(w.pending))
+			w.hdr["Content-Length"] = []string{strconv.Itoa(len(w.pending))}
+		} else if !ok {
+			cl = -1
+		}
+		w.commit(cl, false)
+	}
+	if w.chunked {
+		w.bw.WriteString("0\r\n\r\n")
+	}
+	if w.declared >= 0 && w.written != w.declared && !w.head && !w.noBody {
+		w.closeAfter = true // the client cannot find the end of this body
+	}
+	if w.writeErr() != nil {
+		w.closeAfter = true
+	}
+}
+
+// contentLength is the handler's Content-Length header, if valid.
+func (w *response) contentLength() (int64, bool) {
+	v, ok := w.hdr["Content-Length"]
+	if !ok || len(v) != 1 {
+		if ok {
+			delete(w.hdr, "Content-Length")
+		}
+		return -1, false
+	}
+	n, err := strconv.ParseInt(v[0], 10, 64)
+	if err != nil || n < 0 {
+		delete(w.hdr, "Content-Length")
+		return -1, false
+	}
+	return n, true
+}
+
+// commit writes the status line and the header into bw, with the body
+// already held back (pending) after it.
+func (w *response) commit(cl int64, chunked bool) {
+	w.committed = true
+	w.declared = cl
+	if w.noBody {
+		w.declared = -1
+	}
+	delete(w.hdr, "Transfer-Encoding")
+	if chunked && w.noBody {
+		chunked = false
+	}
+	w.chunked = chunked
+	if w.c.srv.inShutdown.Load() {
+		w.closeAfter = true
+	}
+	bw := w.bw
+	writeStatus(bw, w.status)
+	writeHeaderMap(bw, w.hdr)
+	if _, ok := w.hdr["Date"]; !ok {
+		bw.Write(w.c.srv.date.line())
+	}
+	if chunked {
+		bw.WriteString("Transfer-Encoding: chunked\r\n")
+	}
+	if w.closeAfter {
+		if _, ok := w.hdr["Connection"]; !ok {
+			bw.WriteString("Connection: close\r\n")
+		}
+	} else if c := w.hdr["Connection"]; len(c) > 0 && strings.EqualFold(c[0], "close") {
+		w.closeAfter = true
+	}
+	bw.WriteString("\r\n")
+	if len(w.pending) > 0 {
+		p := w.pending
+		w.pending = w.pending[:0]
+		w.written -= int64(len(p))
+		if w.head {
+			w.written += int64(len(p))
+			return
+		}
+		if chunked {
+			bw.WriteString(strconv.FormatInt(int64(len(p)), 16))
+			bw.WriteString("\r\n")
+			bw.Write(p)
+			bw.WriteString("\r\n")
+			w.written += int64(len(p))
+			return
+		}
+		n := int64(len(p))
+		if cl >= 0 && n > cl {
+			n = cl
+		}
+		bw.Write(p[:n])
+		w.written += n
+	}
+}
+
+func (w *response) flushErr() error {
+	if w.err != nil {
+		return w.err
+	}
+	if err := w.bw.Flush(); err != nil {
+		w.err = err
+		w.closeAfter = true
+	}
+	return w.err
+}
+
+// writeErr reports a write bufio has failed: it keeps the first error
+// and returns it from every later call, Write(nil) included.
+func (w *response) writeErr() error {
+	if w.err == nil {
+		if _, err := w.bw.Write(nil); err != nil {
+			w.err = err
+			w.closeAfter = true
+		}
+	}
+	return w.err
+}
+
+// writeHeaderMap writes every field of h. A value's CR and LF become
+// spaces, as net/http does, so no handler can split a response; a field
+// name that is not a token is skipped.
+func writeHeaderMap(bw *bufio.Writer, h http.Header) {
+	for k, vv := range h {
+		if !validFieldName(k) {
+			continue
+		}
+		for _, v := range vv {
+			bw.WriteString(k)
+			bw.WriteString(": ")
+			if strings.ContainsAny(v, "\r\n") {
+				v = strings.NewReplacer("\r", " ", "\n", " ").Replace(v)
+			}
+			bw.WriteString(v)
+			bw.WriteString("\r\n")
+		}
+	}
+}
+
+func validFieldName(k string) bool {
+	if k == "" {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		if c := k[i]; c <= ' ' || c >= 0x7f || c == ':' {
+			return false
+		}
+	}
+	return true
+}
+
+// statusLines holds "HTTP/1.1 NNN Text\r\n" for the known statuses.
+var statusLines = func() (t [600]string) {
+	for code := 100; code < 600; code++ {
+		if txt := http.StatusText(code); txt != "" {
+			t[code] = "HTTP/1.1 " + strconv.Itoa(code) + " " + txt + "\r\n"
+		}
+	}
+	return t
+}()
+
+func writeStatus(bw *bufio.Writer, code int) {
+	if code < len(statusLines) && statusLines[code] != "" {
+		bw.WriteString(statusLines[code])
+		return
+	}
+	bw.WriteString("HTTP/1.1 ")
+	bw.WriteString(strconv.Itoa(code))
+	bw.WriteString(" status code ")
+	bw.WriteString(strconv.Itoa(code))
+	bw.WriteString("\r\n")
+}
+
+// dateCache holds the "Date: …\r\n" line, rebuilt once a second.
+type dateCache struct {
+	v atomic.Pointer[dateLine]
+}
+
+type dateLine struct {
+	sec  int64
+	line []byte
+}
+
+func (d *dateCache) line() []byte {
+	now := time.Now()
+	if l := d.v.Load(); l != nil && l.sec == now.Unix() {
+		return l.line
+	}
+	l := &dateLine{sec: now.Unix()}
+	l.line = now.UTC().AppendFormat([]byte("Date: "), http.TimeFormat)
+	l.line = append(l.line, "\r\n"...)
+	d.v.Store(l)
+	return l.line
+}

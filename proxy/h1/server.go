@@ -1,0 +1,405 @@
+package h1
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Buffer sizes per connection. A header block that does not fit in
+// readBufSize goes to the fallback, which allows up to its own
+// MaxHeaderBytes.
+const (
+	readBufSize  = 8 << 10
+	writeBufSize = 4 << 10
+)
+
+// Defaults for the zero Server fields.
+const (
+	DefaultReadHeaderTimeout = 10 * time.Second
+	DefaultIdleTimeout       = 120 * time.Second
+)
+
+// Server serves HTTP/1.1 connections with Handler, handing the ones it
+// does not serve to Fallback. The zero value needs Handler and Fallback.
+type Server struct {
+	// Handler serves every request this server parses.
+	Handler http.Handler
+	// Fallback receives a connection, with the bytes read so far replayed,
+	// when a request is not one this server handles. Use Handoff.Offer
+	// with a net/http server serving the Handoff. nil closes them.
+	Fallback func(net.Conn)
+	// ReadHeaderTimeout bounds the reading of a request's header once its
+	// first byte has arrived.
+	ReadHeaderTimeout time.Duration
+	// IdleTimeout closes a keep-alive connection idle this long (to
+	// within a second).
+	IdleTimeout time.Duration
+	// MaxHeaderBytes, when below the read buffer, hands larger header
+	// blocks to the fallback earlier (so its limit applies).
+	MaxHeaderBytes int
+	// ConnState, if set, is called with StateNew and StateClosed (and
+	// StateHijacked... never: upgrades go to the fallback).
+	ConnState func(net.Conn, http.ConnState)
+	// Logger receives handler panics. nil discards.
+	Logger *slog.Logger
+
+	date       dateCache
+	inShutdown atomic.Bool
+	mu         sync.Mutex
+	listeners  map[net.Listener]struct{}
+	conns      map[*conn]struct{}
+}
+
+var (
+	errHandoff  = errors.New("h1: hand over")
+	errShutdown = errors.New("h1: shutting down")
+)
+
+var (
+	readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, readBufSize) }}
+	writerPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, writeBufSize) }}
+)
+
+// Serve accepts connections on l until Shutdown or Close; it then
+// returns http.ErrServerClosed.
+func (s *Server) Serve(l net.Listener) error {
+	s.mu.Lock()
+	if s.inShutdown.Load() {
+		s.mu.Unlock()
+		return http.ErrServerClosed
+	}
+	if s.listeners == nil {
+		s.listeners = map[net.Listener]struct{}{}
+		s.conns = map[*conn]struct{}{}
+	}
+	s.listeners[l] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.listeners, l)
+		s.mu.Unlock()
+	}()
+
+	var backoff time.Duration
+	for {
+		rwc, err := l.Accept()
+		if err != nil {
+			if s.inShutdown.Load() {
+				return http.ErrServerClosed
+			}
+			if errors.Is(err, net.ErrClosed) {
+				return err
+			}
+			// Out of file descriptors and the like: wait and retry, as
+			// net/http does.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			time.Sleep(backoff)
+			continue
+		}
+		backoff = 0
+		c := s.newConn(rwc)
+		if c == nil {
+			return http.ErrServerClosed
+		}
+		go c.serve()
+	}
+}
+
+func (s *Server) newConn(rwc net.Conn) *conn {
+	c := &conn{srv: s, rwc: rwc}
+	s.mu.Lock()
+	if s.inShutdown.Load() {
+		s.mu.Unlock()
+		rwc.Close()
+		return nil
+	}
+	s.conns[c] = struct{}{}
+	s.mu.Unlock()
+	if s.ConnState != nil {
+		s.ConnState(rwc, http.StateNew)
+	}
+	return c
+}
+
+func (s *Server) forget(c *conn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+}
+
+// Shutdown stops accepting, closes idle connections, lets the others
+// finish their current request and waits for them, or for ctx.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.inShutdown.Store(true)
+	s.mu.Lock()
+	for l := range s.listeners {
+		l.Close()
+	}
+	s.mu.Unlock()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		s.mu.Lock()
+		n := len(s.conns)
+		for c := range s.conns {
+			if c.idle.Load() {
+				c.rwc.SetReadDeadline(aLongTimeAgo) // wakes its read
+			}
+		}
+		s.mu.Unlock()
+		if n == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
+}
+
+// Close closes the listeners and every connection now.
+func (s *Server) Close() error {
+	s.inShutdown.Store(true)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for l := range s.listeners {
+		l.Close()
+	}
+	for c := range s.conns {
+		c.rwc.Close()
+	}
+	return nil
+}
+
+func (s *Server) logger() *slog.Logger {
+	if s.Logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return s.Logger
+}
+
+// conn is one client connection.
+type conn struct {
+	srv    *Server
+	rwc    net.Conn
+	remote string
+	br     *bufio.Reader
+	bw     *bufio.Writer
+	w      response
+
+	// peek holds a byte the watch goroutine read: the first byte of a
+	// pipelined request, given to br before anything else.
+	peek   [1]byte
+	peeked bool
+	// deadline is the read deadline last set for an idle wait; zero when
+	// another deadline replaced it.
+	deadline time.Time
+	// idle is set while the connection waits for a request.
+	idle atomic.Bool
+}
+
+// Read feeds br: a byte the watcher took first, then the connection.
+func (c *conn) Read(p []byte) (int, error) {
+	if c.peeked && len(p) > 0 {
+		c.peeked = false
+		p[0] = c.peek[0]
+		return 1, nil
+	}
+	return c.rwc.Read(p)
+}
+
+func (c *conn) serve() {
+	s := c.srv
+	c.remote = c.rwc.RemoteAddr().String()
+	c.br = readerPool.Get().(*bufio.Reader)
+	c.br.Reset(c)
+	c.bw = writerPool.Get().(*bufio.Writer)
+	c.bw.Reset(c.rwc)
+	c.w = response{c: c, bw: c.bw, hdr: make(http.Header, 16)}
+	limit := readBufSize
+	if s.MaxHeaderBytes > 0 && s.MaxHeaderBytes < limit {
+		limit = s.MaxHeaderBytes
+	}
+
+	handedOver := false
+	lingering := false
+	defer func() {
+		if !handedOver {
+			c.bw.Flush()
+			if lingering {
+				if cw, ok := c.rwc.(interface{ CloseWrite() error }); ok {
+					cw.CloseWrite()
+					time.Sleep(500 * time.Millisecond) // let the client read before an RST
+				}
+			}
+			c.rwc.Close()
+			if s.ConnState != nil {
+				s.ConnState(c.rwc, http.StateClosed)
+			}
+		}
+		s.forget(c)
+		c.br.Reset(nil)
+		readerPool.Put(c.br)
+		c.bw.Reset(nil)
+		writerPool.Put(c.bw)
+	}()
+
+	for {
+		block, err := c.readHeader(limit)
+		if err == nil {
+			p, closeAfter, ok := parseRequest(block, c.remote)
+			if ok {
+				c.br.Discard(len(block))
+				if !c.serveOne(p, closeAfter) {
+					lingering = c.br.Buffered() > 0
+					return
+				}
+				continue
+			}
+			err = errHandoff
+		}
+		if errors.Is(err, errHandoff) {
+			handedOver = true
+			c.handOver()
+		}
+		return
+	}
+}
+
+// serveOne runs the handler for one request; false closes the connection.
+func (c *conn) serveOne(p *parsed, closeAfter bool) bool {
+	s := c.srv
+	p.ctx.c = c
+	p.ctx.Context, p.ctx.cancel = context.WithCancelCause(context.Background())
+	r := p.req.WithContext(&p.ctx)
+	c.w.reset(r.Method == http.MethodHead, closeAfter)
+	ok := c.runHandler(r)
+	p.ctx.finish()
+	if !ok {
+		return false
+	}
+	c.w.finish()
+	if c.w.closeAfter || s.inShutdown.Load() {
+		return false
+	}
+	if c.br.Buffered() == 0 {
+		if err := c.bw.Flush(); err != nil {
+			return false
+		}
+	}
+	return true
+}
+
+func (c *conn) runHandler(r *http.Request) (ok bool) {
+	defer func() {
+		if p := recover(); p != nil {
+			ok = false
+			if p == http.ErrAbortHandler { //nolint:errorlint // sentinel panic value
+				return
+			}
+			c.srv.logger().LogAttrs(r.Context(), slog.LevelError, "panic serving request",
+				slog.String("host", r.Host), slog.String("path", r.URL.Path),
+				slog.Any("panic", p), slog.String("stack", string(debug.Stack())))
+		}
+	}()
+	c.srv.Handler.ServeHTTP(&c.w, r)
+	return true
+}
+
+// readHeader returns the next request's header block (through CRLF CRLF),
+// still buffered in br. It flushes pending responses before it blocks.
+func (c *conn) readHeader(limit int) ([]byte, error) {
+	s := c.srv
+	br := c.br
+	if br.Buffered() == 0 {
+		if c.bw.Buffered() > 0 {
+			if err := c.bw.Flush(); err != nil {
+				return nil, err
+			}
+		}
+		c.idleDeadline()
+		c.idle.Store(true)
+		if s.inShutdown.Load() {
+			return nil, errShutdown
+		}
+		_, err := br.Peek(1)
+		c.idle.Store(false)
+		if err != nil {
+			return nil, err
+		}
+	}
+	slow := false
+	for {
+		buf, _ := br.Peek(br.Buffered())
+		if i := bytes.Index(buf, crlf2); i >= 0 {
+			return buf[:i+4], nil
+		}
+		if len(buf) >= limit || len(buf) >= br.Size() {
+			return nil, errHandoff
+		}
+		if c.bw.Buffered() > 0 {
+			if err := c.bw.Flush(); err != nil {
+				return nil, err
+			}
+		}
+		if !slow { // the header did not come in one read: bound the rest
+			slow = true
+			c.rwc.SetReadDeadline(time.Now().Add(s.readHeaderTimeout()))
+			c.deadline = time.Time{}
+		}
+		if _, err := br.Peek(len(buf) + 1); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// idleDeadline sets the read deadline for the wait for a request,
+// at most once a second.
+func (c *conn) idleDeadline() {
+	idle := c.srv.idleTimeout()
+	now := time.Now()
+	if c.deadline.IsZero() || now.Add(idle).Sub(c.deadline) > time.Second {
+		c.deadline = now.Add(idle)
+		c.rwc.SetReadDeadline(c.deadline)
+	}
+}
+
+// handOver passes the connection and its unread bytes to the fallback.
+func (c *conn) handOver() {
+	c.bw.Flush()
+	buf, _ := c.br.Peek(c.br.Buffered())
+	c.rwc.SetReadDeadline(time.Time{})
+	rc := &replayConn{Conn: c.rwc, buf: bytes.Clone(buf)}
+	if c.srv.Fallback == nil {
+		rc.Close()
+		if c.srv.ConnState != nil {
+			c.srv.ConnState(c.rwc, http.StateClosed)
+		}
+		return
+	}
+	c.srv.Fallback(rc)
+}
+
+func (s *Server) readHeaderTimeout() time.Duration {
+	if s.ReadHeaderTimeout > 0 {
+		return s.ReadHeaderTimeout
+	}
+	return DefaultReadHeaderTimeout
+}
+
+func (s *Server) idleTimeout() time.Duration {
+	if s.IdleTimeout > 0 {
+		return s.IdleTimeout
+	}
+	return DefaultIdleTimeout
+}

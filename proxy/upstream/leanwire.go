@@ -1,0 +1,249 @@
+package upstream
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"io"
+	"net/http"
+	"net/textproto"
+	"strconv"
+	"strings"
+
+	"golang.org/x/net/http/httpguts"
+)
+
+// The lean client's wire format for the common exchange: a request
+// without a body, answered with a Content-Length body. Both directions
+// skip net/http's general machinery (per-request header sorting and
+// copying, textproto's line-by-line allocation); anything else (bodies,
+// chunked or close-delimited responses, 1xx, HEAD, 204/304, HTTP/1.0,
+// odd headers) goes through req.Write and http.ReadResponse as before.
+
+// writeRequest writes a bodiless req in one go. It returns false, having
+// written nothing, when req needs req.Write.
+func writeRequest(bw *bufio.Writer, req *http.Request) bool {
+	u := req.URL
+	if (req.Body != nil && req.Body != http.NoBody) || len(req.Trailer) > 0 ||
+		len(req.TransferEncoding) > 0 || u.Opaque != "" || u.User != nil {
+		return false
+	}
+	host := req.Host
+	if host == "" {
+		host = u.Host
+	}
+	if !httpguts.ValidHostHeader(host) || !validMethodToken(req.Method) {
+		return false
+	}
+	for k, vv := range req.Header {
+		if !httpguts.ValidHeaderFieldName(k) {
+			return false
+		}
+		for _, v := range vv {
+			if !httpguts.ValidHeaderFieldValue(v) {
+				return false
+			}
+		}
+	}
+	method := req.Method
+	if method == "" {
+		method = http.MethodGet
+	}
+	bw.WriteString(method)
+	bw.WriteByte(' ')
+	path := u.EscapedPath()
+	if path == "" {
+		path = "/"
+	}
+	bw.WriteString(path)
+	if u.ForceQuery || u.RawQuery != "" {
+		bw.WriteByte('?')
+		bw.WriteString(u.RawQuery)
+	}
+	bw.WriteString(" HTTP/1.1\r\nHost: ")
+	bw.WriteString(host)
+	bw.WriteString("\r\n")
+	for k, vv := range req.Header {
+		switch k {
+		case "Host", "Content-Length", "Transfer-Encoding", "Trailer":
+			continue
+		}
+		for _, v := range vv {
+			bw.WriteString(k)
+			bw.WriteString(": ")
+			bw.WriteString(textproto.TrimString(v))
+			bw.WriteString("\r\n")
+		}
+	}
+	switch method {
+	case http.MethodPost, http.MethodPut, http.MethodPatch:
+		bw.WriteString("Content-Length: 0\r\n")
+	}
+	bw.WriteString("\r\n")
+	return true
+}
+
+func validMethodToken(m string) bool {
+	if m == "" {
+		return true
+	}
+	for i := 0; i < len(m); i++ {
+		if !httpguts.IsTokenRune(rune(m[i])) {
+			return false
+		}
+	}
+	return true
+}
+
+var (
+	crlf2 = []byte("\r\n\r\n")
+	lf2   = []byte("\n\n")
+)
+
+// readResponseFast parses a response whose header block fits in br's
+// buffer and whose body has a Content-Length. It returns nil, having
+// consumed nothing, when the response needs http.ReadResponse.
+func readResponseFast(br *bufio.Reader, req *http.Request) (*http.Response, error) {
+	if req.Method == http.MethodHead {
+		return nil, nil
+	}
+	if _, err := br.Peek(1); err != nil {
+		return nil, err
+	}
+	var block []byte
+	for {
+		buf, _ := br.Peek(br.Buffered())
+		i := bytes.Index(buf, crlf2)
+		if j := bytes.Index(buf, lf2); j >= 0 && (i < 0 || j < i) {
+			return nil, nil // bare LF line ends: net/http copes
+		}
+		if i >= 0 {
+			block = buf[:i+4]
+			break
+		}
+		if len(buf) >= br.Size() {
+			return nil, nil // a large header: net/http reads it
+		}
+		if _, err := br.Peek(len(buf) + 1); err != nil {
+			if errors.Is(err, bufio.ErrBufferFull) {
+				return nil, nil
+			}
+			return nil, err
+		}
+	}
+	// Status line: "HTTP/1.1 200 OK".
+	if len(block) < 16 || string(block[:9]) != "HTTP/1.1 " || block[12] != ' ' && block[12] != '\r' {
+		return nil, nil
+	}
+	code := int(block[9]-'0')*100 + int(block[10]-'0')*10 + int(block[11]-'0')
+	if block[9] < '2' || block[9] > '5' || block[10] < '0' || block[10] > '9' || block[11] < '0' || block[11] > '9' ||
+		code == http.StatusNoContent || code == http.StatusNotModified {
+		return nil, nil
+	}
+	eol := bytes.IndexByte(block, '\n')
+	if block[eol-1] != '\r' {
+		return nil, nil
+	}
+	for _, c := range block[12 : eol-1] {
+		if c < ' ' && c != '\t' || c == 0x7f {
+			return nil, nil // a control byte in the reason phrase
+		}
+	}
+	n := bytes.Count(block[eol+1:len(block)-2], []byte("\n"))
+
+	s := string(block)
+	resp := &http.Response{
+		Status:     strings.TrimLeft(s[9:eol-1], " "),
+		StatusCode: code,
+		Proto:      "HTTP/1.1",
+		ProtoMajor: 1,
+		ProtoMinor: 1,
+		Request:    req,
+	}
+	h := make(http.Header, n)
+	vals := make([]string, n)
+	vi := 0
+	cl := int64(-1)
+	for off := eol + 1; off < len(s)-2; {
+		end := strings.IndexByte(s[off:], '\n')
+		if end < 1 || s[off+end-1] != '\r' {
+			return nil, nil
+		}
+		ln := s[off : off+end-1]
+		off += end + 1
+		colon := strings.IndexByte(ln, ':')
+		if colon <= 0 || ln[0] == ' ' || ln[0] == '\t' {
+			return nil, nil
+		}
+		k, v := ln[:colon], textproto.TrimString(ln[colon+1:])
+		if !httpguts.ValidHeaderFieldName(k) || !httpguts.ValidHeaderFieldValue(v) {
+			return nil, nil
+		}
+		k = textproto.CanonicalMIMEHeaderKey(k)
+		switch k {
+		case "Content-Length":
+			if cl >= 0 {
+				return nil, nil // repeated: net/http decides
+			}
+			x, err := strconv.ParseInt(v, 10, 64)
+			if err != nil || x < 0 {
+				return nil, nil
+			}
+			cl = x
+		case "Transfer-Encoding", "Trailer":
+			return nil, nil
+		case "Connection":
+			if httpguts.HeaderValuesContainsToken([]string{v}, "close") {
+				resp.Close = true
+				continue // net/http drops it too
+			}
+		}
+		if old, dup := h[k]; dup {
+			h[k] = append(old, v)
+			continue
+		}
+		vals[vi] = v
+		h[k] = vals[vi : vi+1 : vi+1]
+		vi++
+	}
+	if cl < 0 {
+		return nil, nil // chunked or until close: net/http's body reader
+	}
+	br.Discard(len(block))
+	resp.Header = h
+	resp.ContentLength = cl
+	if cl == 0 {
+		resp.Body = http.NoBody
+	} else {
+		resp.Body = &clBody{br: br, n: cl}
+	}
+	return resp, nil
+}
+
+// clBody reads exactly n bytes of body from br. It returns io.EOF with
+// the last bytes, so the connection goes back to the pool without another
+// call.
+type clBody struct {
+	br *bufio.Reader
+	n  int64
+}
+
+func (b *clBody) Read(p []byte) (int, error) {
+	if b.n <= 0 {
+		return 0, io.EOF
+	}
+	if int64(len(p)) > b.n {
+		p = p[:b.n]
+	}
+	k, err := b.br.Read(p)
+	b.n -= int64(k)
+	if b.n == 0 {
+		return k, io.EOF
+	}
+	if err == io.EOF {
+		err = io.ErrUnexpectedEOF
+	}
+	return k, err
+}
+
+func (b *clBody) Close() error { return nil }
