@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/edgeproxy/edge/proxy/accesslog"
 	"github.com/edgeproxy/edge/raftstore"
 )
 
@@ -50,6 +51,13 @@ type Config struct {
 	ProxyOptions   ProxyOptions
 	ACME           ACMEOptions
 	Logger         *slog.Logger
+	// LogWriter, when set, is the buffered stdout writer behind Logger
+	// (cmd/edged makes one for the process). The proxy then writes its
+	// access lines straight into it, with "node" and "component" fields
+	// as Logger would add them, instead of through slog; shutdown flushes
+	// it after the proxy drained. Whoever made it closes it. Nil: access
+	// lines go through Logger.
+	LogWriter *accesslog.Writer
 	// LokiURL, when set, also ships every log line to Loki's push API.
 	LokiURL        string
 	LokiLabels     map[string]string

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/edgeproxy/edge/proxy"
+	"github.com/edgeproxy/edge/proxy/accesslog"
 	"github.com/edgeproxy/edge/proxy/cache"
 	"github.com/edgeproxy/edge/proxy/compress"
 	"github.com/edgeproxy/edge/proxy/dnscache"
@@ -62,6 +63,16 @@ func (n *Node) newDataPlane(reg *prometheus.Registry) (*dataPlane, error) {
 	if err != nil {
 		return nil, fmt.Errorf("compression: %w", err)
 	}
+	// The access line skips slog but keeps the shape n.logger's "node" and
+	// "component" attributes give it, and still reaches Loki.
+	var access *accesslog.Writer
+	if lw := n.cfg.LogWriter; lw != nil {
+		var tee func([]byte)
+		if n.shipper != nil {
+			tee = n.shipper.Ship
+		}
+		access = lw.With([]accesslog.Field{{Key: "node", Value: n.cfg.ID}, {Key: "component", Value: "proxy"}}, tee)
+	}
 	ups := proxy.NewPoolUpstreams(pools)
 	tr := proxy.NewTransformer(log, reg)
 	h, err := proxy.New(proxy.Config{
@@ -75,6 +86,7 @@ func (n *Node) newDataPlane(reg *prometheus.Registry) (*dataPlane, error) {
 		IsTimeout:    upstream.IsTimeout,
 		ErrorReason:  upstream.Reason,
 		Logger:       log,
+		AccessLog:    access,
 		Registerer:   reg,
 	})
 	if err != nil {

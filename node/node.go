@@ -64,6 +64,11 @@ func New(cfg Config) (*Node, error) {
 	}
 	n := &Node{cfg: cfg, applied: make(chan struct{}, 1)}
 	n.registry = newRegistry()
+	if cfg.LogWriter != nil {
+		if err := n.registry.Register(cfg.LogWriter.Collector()); err != nil {
+			return nil, fmt.Errorf("log writer metrics: %w", err)
+		}
+	}
 	if cfg.LokiURL != "" {
 		labels := map[string]string{"job": "edge", "node": cfg.ID}
 		for k, v := range cfg.LokiLabels {
@@ -274,6 +279,14 @@ func (n *Node) shutdown() {
 		}
 		n.peers.close()
 		n.logger.Info("edged stopped")
+		if n.cfg.LogWriter != nil {
+			// The proxy has drained: every access line is in the buffer.
+			// A stuck stdout is the owner's to report when it closes the
+			// writer; logging it here would only queue behind it.
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			_ = n.cfg.LogWriter.Flush(ctx)
+			cancel()
+		}
 		if n.shipper != nil {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			_ = n.shipper.Close(ctx)

@@ -10,30 +10,51 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/edgeproxy/edge/node"
+	"github.com/edgeproxy/edge/proxy/accesslog"
 )
 
 func main() {
-	logger := slog.New(slog.NewJSONHandler(os.Stdout, nil))
-	cfg, err := node.ParseFlags(os.Args[1:], os.Getenv, os.Stderr)
-	if errors.Is(err, flag.ErrHelp) {
-		os.Exit(0)
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "edged:", err)
-		os.Exit(2)
-	}
-	cfg.Logger = logger
-	n, err := node.New(cfg)
+	// Every log line goes through one buffered writer: no write(2) per
+	// request, and a stuck stdout never stalls the proxy
+	// (docs/logging.md). It is flushed before every exit.
+	out, err := accesslog.New(accesslog.Config{Out: os.Stdout})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "edged:", err)
 		os.Exit(1)
+	}
+	code := run(out)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	if err := out.Close(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "edged:", err)
+	}
+	cancel()
+	os.Exit(code)
+}
+
+func run(out *accesslog.Writer) int {
+	cfg, err := node.ParseFlags(os.Args[1:], os.Getenv, os.Stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "edged:", err)
+		return 2
+	}
+	cfg.Logger = slog.New(slog.NewJSONHandler(out, nil))
+	cfg.LogWriter = out
+	n, err := node.New(cfg)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "edged:", err)
+		return 1
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := n.Run(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "edged:", err)
-		os.Exit(1)
+		return 1
 	}
+	return 0
 }

@@ -55,6 +55,19 @@ func (h *handler) WithGroup(name string) slog.Handler {
 	return &handler{next: h.next.WithGroup(name), s: h.s, json: h.json.WithGroup(name)}
 }
 
+// Ship queues one line that is already formatted the way Handler formats
+// a record (e.g. an access line written without slog by
+// proxy/accesslog), labelled with the level read from the line. Like
+// Handler it never blocks; after Close the line is counted as dropped
+// (reason "closed"). line is only read during the call.
+func (s *Shipper) Ship(line []byte) {
+	if s.closedFlag.Load() {
+		s.dropped[reasonClosed].Add(1)
+		return
+	}
+	s.enqueue(lineLevel(line), line)
+}
+
 // sink receives each formatted line from the JSON handler in one Write call
 // and queues a copy of it.
 type sink struct{ s *Shipper }
