@@ -58,6 +58,10 @@ type Config struct {
 	// it after the proxy drained. Whoever made it closes it. Nil: access
 	// lines go through Logger.
 	LogWriter *accesslog.Writer
+	// GCMinHeap is the smallest heap goal edged lets the garbage
+	// collector work to (--gc-min-heap; node/gctune). cmd/edged applies
+	// it, for the process; node itself does not use it.
+	GCMinHeap int64
 	// LokiURL, when set, also ships every log line to Loki's push API.
 	LokiURL        string
 	LokiLabels     map[string]string

@@ -55,6 +55,7 @@ func ParseFlags(args []string, getenv func(string) string, stderr io.Writer) (Co
 	fs.StringVar(&c.ProxyOptions.S3Endpoint, "s3-endpoint", "", "S3 endpoint URL for S3-compatible servers")
 	fs.BoolVar(&c.ProxyOptions.S3PathStyle, "s3-path-style", false, "use path-style S3 addressing")
 	fs.Int64Var(&c.ProxyOptions.CacheSize, "cache-size", 256<<20, "L1 cache size in bytes")
+	fs.Int64Var(&c.GCMinHeap, "gc-min-heap", 64<<20, "heap size below which the garbage collector is not run more often (0: Go's default; ignored when GOGC is set)")
 
 	fs.StringVar(&c.ACME.Directory, "acme-directory", "https://acme-v02.api.letsencrypt.org/directory", "ACME directory URL (tests: Pebble's)")
 	fs.StringVar(&c.ACME.Email, "acme-email", "", "ACME account contact e-mail")

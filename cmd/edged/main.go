@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/edgeproxy/edge/node"
+	"github.com/edgeproxy/edge/node/gctune"
 	"github.com/edgeproxy/edge/proxy/accesslog"
 )
 
@@ -42,6 +43,9 @@ func run(out *accesslog.Writer) int {
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "edged:", err)
 		return 2
+	}
+	if cfg.GCMinHeap > 0 && os.Getenv("GOGC") == "" {
+		defer gctune.Start(uint64(cfg.GCMinHeap), 100).Stop()
 	}
 	cfg.Logger = slog.New(slog.NewJSONHandler(out, nil))
 	cfg.LogWriter = out

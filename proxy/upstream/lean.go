@@ -262,7 +262,14 @@ func (lp *leanPool) wrap(c *leanConn, resp *http.Response, stop func() bool) *ht
 		lp.release(c, stop() && keep)
 		return resp
 	}
-	resp.Body = &leanBody{lp: lp, c: c, body: resp.Body, stop: stop, keep: keep, ctx: resp.Request.Context()}
+	var b *leanBody
+	if cl, ok := resp.Body.(*clBody); ok && cl.lr != nil {
+		b = &cl.lr.lean
+	} else {
+		b = new(leanBody)
+	}
+	b.lp, b.c, b.body, b.stop, b.keep, b.ctx = lp, c, resp.Body, stop, keep, resp.Request.Context()
+	resp.Body = b
 	return resp
 }
 

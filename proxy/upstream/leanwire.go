@@ -152,14 +152,12 @@ func readResponseFast(br *bufio.Reader, req *http.Request) (*http.Response, erro
 	n := bytes.Count(block[eol+1:len(block)-2], []byte("\n"))
 
 	s := string(block)
-	resp := &http.Response{
-		Status:     strings.TrimLeft(s[9:eol-1], " "),
-		StatusCode: code,
-		Proto:      "HTTP/1.1",
-		ProtoMajor: 1,
-		ProtoMinor: 1,
-		Request:    req,
-	}
+	lr := &leanResponse{}
+	resp := &lr.resp
+	resp.Status = strings.TrimLeft(s[9:eol-1], " ")
+	resp.StatusCode = code
+	resp.Proto, resp.ProtoMajor, resp.ProtoMinor = "HTTP/1.1", 1, 1
+	resp.Request = req
 	h := make(http.Header, n)
 	vals := make([]string, n)
 	vi := 0
@@ -215,9 +213,18 @@ func readResponseFast(br *bufio.Reader, req *http.Request) (*http.Response, erro
 	if cl == 0 {
 		resp.Body = http.NoBody
 	} else {
-		resp.Body = &clBody{br: br, n: cl}
+		lr.cl = clBody{br: br, n: cl, lr: lr}
+		resp.Body = &lr.cl
 	}
 	return resp, nil
+}
+
+// leanResponse is a response parsed by readResponseFast with its body
+// readers, in one allocation; wrap finds it through the clBody.
+type leanResponse struct {
+	resp http.Response
+	cl   clBody
+	lean leanBody
 }
 
 // clBody reads exactly n bytes of body from br. It returns io.EOF with
@@ -226,6 +233,7 @@ func readResponseFast(br *bufio.Reader, req *http.Request) (*http.Response, erro
 type clBody struct {
 	br *bufio.Reader
 	n  int64
+	lr *leanResponse // the allocation it belongs to
 }
 
 func (b *clBody) Read(p []byte) (int, error) {
