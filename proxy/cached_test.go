@@ -21,6 +21,7 @@ import (
 
 	"github.com/edgeproxy/edge/proxy/cache"
 	"github.com/edgeproxy/edge/proxy/compress"
+	"github.com/edgeproxy/edge/proxy/h1"
 	"github.com/edgeproxy/edge/raftstore"
 )
 
@@ -645,6 +646,15 @@ func (c *writeCountingConn) Close() error {
 // client with and without gzip: nothing on the hit path flushes the
 // header on its own.
 func TestCacheSmallHitOneWrite(t *testing.T) {
+	for _, server := range []string{"net/http", "h1"} {
+		t.Run(strings.ReplaceAll(server, "/", "-"), func(t *testing.T) { testSmallHitOneWrite(t, server) })
+	}
+}
+
+// testSmallHitOneWrite checks a small hit leaves in one write(2) from
+// either client-facing server: net/http (HTTPS, handed-over connections)
+// or proxy/h1 (plain HTTP/1.1).
+func testSmallHitOneWrite(t *testing.T, server string) {
 	small := strings.Repeat("0123456789abcdef", 64)
 	o := newCountingOrigin(t, func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "max-age=60")
@@ -672,9 +682,15 @@ func TestCacheSmallHitOneWrite(t *testing.T) {
 		t.Fatal(err)
 	}
 	cl := &writeCountingListener{Listener: ln}
-	srv := &http.Server{Handler: h}
-	go srv.Serve(cl)
-	t.Cleanup(func() { srv.Close() })
+	if server == "h1" {
+		srv := &h1.Server{Handler: h}
+		go srv.Serve(cl)
+		t.Cleanup(func() { srv.Close() })
+	} else {
+		srv := &http.Server{Handler: h}
+		go srv.Serve(cl)
+		t.Cleanup(func() { srv.Close() })
+	}
 
 	// get sends one request on its own connection and returns the
 	// response and the number of writes the server made for it.
