@@ -41,7 +41,7 @@ type requestContext struct {
 	cancel context.CancelCauseFunc
 	c      *conn
 	state  atomic.Int32
-	mu     sync.Mutex // guards timer and exited against finish
+	mu     sync.Mutex // orders Done's and watch's state changes against finish
 	timer  *time.Timer
 	exited chan struct{} // closed when the watch goroutine returns
 }
@@ -62,11 +62,19 @@ func (x *requestContext) Done() <-chan struct{} {
 // runs. A byte is the start of a pipelined request: it is kept for the
 // next read. An error other than the stop below means the client left.
 func (x *requestContext) watch() {
+	c := x.c
+	x.mu.Lock()
 	if !x.state.CompareAndSwap(watchArmed, watchRunning) {
+		x.mu.Unlock()
 		return // finished first
 	}
+	// The deadline left by the idle wait, the header timeout or an earlier
+	// watch's stop would end the watch early (or at once), and a client
+	// that leaves after it would go unnoticed: watch as long as the handler
+	// runs, as net/http does. Under mu, so finish's stop comes after this.
+	c.rwc.SetReadDeadline(time.Time{})
+	x.mu.Unlock()
 	defer close(x.exited)
-	c := x.c
 	n, err := c.rwc.Read(c.peek[:])
 	if n == 1 {
 		c.peeked = true
@@ -74,7 +82,7 @@ func (x *requestContext) watch() {
 	if err != nil && x.state.Load() != watchFinished {
 		var te interface{ Timeout() bool }
 		if errors.As(err, &te) && te.Timeout() {
-			return // the idle deadline passed during a long response: no news
+			return // Shutdown's wake-up for an idle wait raced us: no news
 		}
 		x.cancel(ErrClientGone)
 	}

@@ -18,7 +18,11 @@ type parsed struct {
 	ctx requestContext
 }
 
-var crlf2 = []byte("\r\n\r\n")
+var (
+	crlf2  = []byte("\r\n\r\n")
+	lflf   = []byte("\n\n")
+	lfcrlf = []byte("\n\r\n")
+)
 
 // parseRequest parses a complete header block (ending in CRLF CRLF) into
 // a request without a body. ok is false when the request is not one this
@@ -71,7 +75,8 @@ func parseRequest(block []byte, remoteAddr string) (p *parsed, closeAfter bool, 
 	vi := 0
 
 	off := eol + 1
-	hosts := 0
+	hosts, pragmas := 0, 0
+	pragmaNoCache, cacheControl := false, false
 	for off < len(s)-2 {
 		end := strings.IndexByte(s[off:], '\n')
 		if end < 1 || s[off+end-1] != '\r' {
@@ -103,6 +108,14 @@ func parseRequest(block []byte, remoteAddr string) (p *parsed, closeAfter bool, 
 			if v != "0" {
 				return nil, false, false // a body: net/http reads it
 			}
+			if _, dup := h[k]; dup {
+				continue // net/http keeps one of equal values
+			}
+		case "Pragma":
+			pragmas++
+			pragmaNoCache = pragmaNoCache || pragmas == 1 && v == "no-cache"
+		case "Cache-Control":
+			cacheControl = true
 		case "Transfer-Encoding", "Upgrade", "Expect":
 			return nil, false, false
 		case "Connection":
@@ -121,13 +134,19 @@ func parseRequest(block []byte, remoteAddr string) (p *parsed, closeAfter bool, 
 	if hosts == 0 {
 		return nil, false, false // net/http answers 400
 	}
+	if pragmaNoCache && !cacheControl {
+		// As net/http does: an HTTP/1.0 cache's "no-cache" is a request
+		// directive a cache in the handler must see.
+		h["Cache-Control"] = []string{"no-cache"}
+	}
 	r.Close = closeAfter
 	return p, closeAfter, true
 }
 
 // fastURL fills u for an origin-form target that needs no unescaping:
-// every path byte is one url.URL keeps as is and the query has no
-// control characters, so the result is what url.ParseRequestURI returns.
+// every path byte is one url.URL neither unescapes nor would escape (so
+// RawPath stays empty) and the query has no control characters, so the
+// result is what url.ParseRequestURI returns.
 func fastURL(target string, u *url.URL) bool {
 	path, query := target, ""
 	if i := strings.IndexByte(target, '?'); i >= 0 {
@@ -148,7 +167,9 @@ func fastURL(target string, u *url.URL) bool {
 	return true
 }
 
-// pathByte marks the bytes url.URL keeps unescaped in a path.
+// pathByte marks the bytes url.URL keeps unescaped in a path. Not
+// !'()*: url.URL would escape them, so a path holding one has a RawPath
+// (which url.ParseRequestURI sets).
 var pathByte = func() (t [256]bool) {
 	for c := 'a'; c <= 'z'; c++ {
 		t[c] = true
@@ -159,7 +180,7 @@ var pathByte = func() (t [256]bool) {
 	for c := '0'; c <= '9'; c++ {
 		t[c] = true
 	}
-	for _, c := range "-._~!$&'()*+,;=:@/" {
+	for _, c := range "-._~$&+,;=:@/" {
 		t[c] = true
 	}
 	return t

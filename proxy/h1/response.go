@@ -7,12 +7,17 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/net/http/httpguts"
 )
 
 // pendingMax is how much body a response without a Content-Length holds
 // back: a body that ends within it gets a Content-Length, a longer one is
 // sent chunked.
 const pendingMax = 4 << 10
+
+// sniffLen is how much of the body http.DetectContentType looks at.
+const sniffLen = 512
 
 // response is the http.ResponseWriter of one request; a connection reuses
 // it (and its header map) for every request it serves.
@@ -32,6 +37,7 @@ type response struct {
 	closeAfter  bool // close the connection after this response
 	err         error
 	pending     []byte
+	num         [20]byte // formats lengths without allocating
 }
 
 func (w *response) reset(head, closeAfter bool) {
@@ -60,7 +66,7 @@ func (w *response) WriteHeader(code int) {
 	}
 	if code < 200 && code != http.StatusSwitchingProtocols {
 		writeStatus(w.bw, code)
-		writeHeaderMap(w.bw, w.hdr)
+		writeHeaderMap(w.bw, w.hdr, true)
 		w.bw.WriteString("\r\n")
 		w.flushErr()
 		return
@@ -84,13 +90,13 @@ func (w *response) Write(p []byte) (int, error) {
 	}
 	if !w.committed {
 		if cl, ok := w.contentLength(); ok {
-			w.commit(cl, false)
+			w.commit(cl, false, false, p)
 		} else if len(w.pending)+len(p) <= pendingMax {
 			w.pending = append(w.pending, p...)
 			w.written += int64(len(p))
 			return len(p), nil
 		} else {
-			w.commit(-1, true)
+			w.commit(-1, true, false, w.sniffData(p))
 		}
 	}
 	n := len(p)
@@ -105,10 +111,7 @@ func (w *response) Write(p []byte) (int, error) {
 	}
 	if w.chunked {
 		if n > 0 {
-			w.bw.WriteString(strconv.FormatInt(int64(n), 16))
-			w.bw.WriteString("\r\n")
-			w.bw.Write(p[:n])
-			w.bw.WriteString("\r\n")
+			w.writeChunk(p[:n])
 		}
 	} else {
 		w.bw.Write(p[:n])
@@ -129,9 +132,9 @@ func (w *response) FlushError() error {
 	}
 	if !w.committed {
 		if cl, ok := w.contentLength(); ok {
-			w.commit(cl, false)
+			w.commit(cl, false, false, w.pending)
 		} else {
-			w.commit(-1, !w.noBody && !w.head)
+			w.commit(-1, true, false, w.pending)
 		}
 	}
 	return w.flushErr()
@@ -144,13 +147,13 @@ func (w *response) finish() {
 	}
 	if !w.committed {
 		cl, ok := w.contentLength()
-		if !ok && !w.noBody && !(w.head && w.written == 0) {
+		// The whole body is known: give it a length (a HEAD response only
+		// when the handler wrote the body it would have sent, as net/http).
+		addCL := !ok && !w.noBody && !(w.head && w.written == 0)
+		if addCL {
 			cl = int64(len(w.pending))
-			w.hdr["Content-Length"] = []string{strconv.Itoa(len(w.pending))}
-		} else if !ok {
-			cl = -1
 		}
-		w.commit(cl, false)
+		w.commit(cl, false, addCL, w.pending)
 	}
 	if w.chunked {
 		w.bw.WriteString("0\r\n\r\n")
@@ -180,62 +183,111 @@ func (w *response) contentLength() (int64, bool) {
 	return n, true
 }
 
-// commit writes the status line and the header into bw, with the body
-// already held back (pending) after it.
-func (w *response) commit(cl int64, chunked bool) {
+// commit writes the status line and the header into bw, then the body
+// held back so far (pending). cl is the Content-Length to frame the body
+// with (-1: none), and addCL writes it as a field the handler did not set;
+// chunked frames it in chunks instead. body is the start of the body, for
+// Content-Type sniffing. As net/http does, a response that has no body
+// (1xx, 204, 304) or answers HEAD is neither framed nor chunked.
+func (w *response) commit(cl int64, chunked, addCL bool, body []byte) {
 	w.committed = true
-	w.declared = cl
+	h := w.hdr
+	_, hasTE := h["Transfer-Encoding"]
+	delete(h, "Transfer-Encoding")
 	if w.noBody {
-		w.declared = -1
+		delete(h, "Content-Length")
+		if w.status == http.StatusNotModified {
+			delete(h, "Content-Type")
+		}
+		cl, chunked, addCL = -1, false, false
 	}
-	delete(w.hdr, "Transfer-Encoding")
-	if chunked && w.noBody {
+	if w.head {
 		chunked = false
 	}
+	w.declared = cl
 	w.chunked = chunked
+
+	// net/http names the type of a body whose handler did not.
+	ctype := ""
+	if !w.noBody && !hasTE && len(body) > 0 {
+		if _, ok := h["Content-Type"]; !ok {
+			if ce := h["Content-Encoding"]; len(ce) == 0 || ce[0] == "" {
+				ctype = http.DetectContentType(body)
+			}
+		}
+	}
+
 	if w.c.srv.inShutdown.Load() {
 		w.closeAfter = true
 	}
+	addClose := false
+	if conn, ok := h["Connection"]; w.closeAfter {
+		// The handler's own Connection field would tell the client to
+		// expect a connection that is about to close.
+		if !httpguts.HeaderValuesContainsToken(conn, "close") {
+			delete(h, "Connection")
+			addClose = true
+		}
+	} else if ok && httpguts.HeaderValuesContainsToken(conn, "close") {
+		w.closeAfter = true
+	}
+
 	bw := w.bw
 	writeStatus(bw, w.status)
-	writeHeaderMap(bw, w.hdr)
-	if _, ok := w.hdr["Date"]; !ok {
+	writeHeaderMap(bw, h, false)
+	if addCL {
+		bw.WriteString("Content-Length: ")
+		bw.Write(strconv.AppendInt(w.num[:0], cl, 10))
+		bw.WriteString("\r\n")
+	}
+	if ctype != "" {
+		bw.WriteString("Content-Type: ")
+		bw.WriteString(ctype)
+		bw.WriteString("\r\n")
+	}
+	if _, ok := h["Date"]; !ok {
 		bw.Write(w.c.srv.date.line())
 	}
 	if chunked {
 		bw.WriteString("Transfer-Encoding: chunked\r\n")
 	}
-	if w.closeAfter {
-		if _, ok := w.hdr["Connection"]; !ok {
-			bw.WriteString("Connection: close\r\n")
-		}
-	} else if c := w.hdr["Connection"]; len(c) > 0 && strings.EqualFold(c[0], "close") {
-		w.closeAfter = true
+	if addClose {
+		bw.WriteString("Connection: close\r\n")
 	}
 	bw.WriteString("\r\n")
 	if len(w.pending) > 0 {
 		p := w.pending
 		w.pending = w.pending[:0]
-		w.written -= int64(len(p))
-		if w.head {
-			w.written += int64(len(p))
-			return
-		}
-		if chunked {
-			bw.WriteString(strconv.FormatInt(int64(len(p)), 16))
-			bw.WriteString("\r\n")
-			bw.Write(p)
-			bw.WriteString("\r\n")
-			w.written += int64(len(p))
-			return
-		}
 		n := int64(len(p))
 		if cl >= 0 && n > cl {
+			w.written -= n - cl
 			n = cl
 		}
-		bw.Write(p[:n])
-		w.written += n
+		switch {
+		case w.head: // counted in written, never sent
+		case chunked:
+			w.writeChunk(p)
+		default:
+			bw.Write(p[:n])
+		}
 	}
+}
+
+// sniffData is the start of the body for Content-Type sniffing: what was
+// held back, topped up from p (into pending's spare capacity).
+func (w *response) sniffData(p []byte) []byte {
+	s := w.pending
+	if len(s) < sniffLen && len(p) > 0 {
+		s = append(s, p[:min(len(p), sniffLen-len(s))]...)
+	}
+	return s
+}
+
+func (w *response) writeChunk(p []byte) {
+	w.bw.Write(strconv.AppendInt(w.num[:0], int64(len(p)), 16))
+	w.bw.WriteString("\r\n")
+	w.bw.Write(p)
+	w.bw.WriteString("\r\n")
 }
 
 func (w *response) flushErr() error {
@@ -261,25 +313,29 @@ func (w *response) writeErr() error {
 	return w.err
 }
 
-// writeHeaderMap writes every field of h. A value's CR and LF become
-// spaces, as net/http does, so no handler can split a response; a field
-// name that is not a token is skipped.
-func writeHeaderMap(bw *bufio.Writer, h http.Header) {
+// writeHeaderMap writes every field of h, but for an informational
+// response (noFraming) Content-Length and Transfer-Encoding, which belong
+// to the final one. A value's CR and LF become spaces, as net/http does,
+// so no handler can split a response; a field name that is not a token is
+// skipped.
+func writeHeaderMap(bw *bufio.Writer, h http.Header, noFraming bool) {
 	for k, vv := range h {
-		if !validFieldName(k) {
+		if !validFieldName(k) || noFraming && (k == "Content-Length" || k == "Transfer-Encoding") {
 			continue
 		}
 		for _, v := range vv {
 			bw.WriteString(k)
 			bw.WriteString(": ")
 			if strings.ContainsAny(v, "\r\n") {
-				v = strings.NewReplacer("\r", " ", "\n", " ").Replace(v)
+				v = newlineToSpace.Replace(v)
 			}
 			bw.WriteString(v)
 			bw.WriteString("\r\n")
 		}
 	}
 }
+
+var newlineToSpace = strings.NewReplacer("\r", " ", "\n", " ")
 
 func validFieldName(k string) bool {
 	if k == "" {

@@ -38,10 +38,12 @@ type Server struct {
 	// with a net/http server serving the Handoff. nil closes them.
 	Fallback func(net.Conn)
 	// ReadHeaderTimeout bounds the reading of a request's header once its
-	// first byte has arrived.
+	// first byte has arrived, and the wait for a connection's first
+	// request.
 	ReadHeaderTimeout time.Duration
-	// IdleTimeout closes a keep-alive connection idle this long (to
-	// within a second).
+	// IdleTimeout closes a keep-alive connection idle this long (less
+	// up to an eighth of it, at most a second: the deadline is not moved
+	// for every request).
 	IdleTimeout time.Duration
 	// MaxHeaderBytes, when below the read buffer, hands larger header
 	// blocks to the fallback earlier (so its limit applies).
@@ -62,6 +64,18 @@ type Server struct {
 var (
 	errHandoff  = errors.New("h1: hand over")
 	errShutdown = errors.New("h1: shutting down")
+)
+
+// newConnGrace is how long Shutdown leaves a connection that has not sent
+// its first request, as net/http does: a client that just connected is
+// about to send one, and closing it would fail that request.
+const newConnGrace = 5 * time.Second
+
+// Connection states, as Shutdown sees them.
+const (
+	stateActive = iota // reading or serving a request
+	stateIdle          // waiting for a request after serving one
+	stateNew           // waiting for its first request
 )
 
 var (
@@ -115,7 +129,7 @@ func (s *Server) Serve(l net.Listener) error {
 }
 
 func (s *Server) newConn(rwc net.Conn) *conn {
-	c := &conn{srv: s, rwc: rwc}
+	c := &conn{srv: s, rwc: rwc, start: time.Now()}
 	s.mu.Lock()
 	if s.inShutdown.Load() {
 		s.mu.Unlock()
@@ -137,7 +151,8 @@ func (s *Server) forget(c *conn) {
 }
 
 // Shutdown stops accepting, closes idle connections, lets the others
-// finish their current request and waits for them, or for ctx.
+// finish their current request and waits for them, or for ctx. A new
+// connection gets newConnGrace to send its first request.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.inShutdown.Store(true)
 	s.mu.Lock()
@@ -151,7 +166,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.mu.Lock()
 		n := len(s.conns)
 		for c := range s.conns {
-			if c.idle.Load() {
+			if st := c.state.Load(); st == stateIdle || st == stateNew && time.Since(c.start) > newConnGrace {
 				c.rwc.SetReadDeadline(aLongTimeAgo) // wakes its read
 			}
 		}
@@ -204,8 +219,11 @@ type conn struct {
 	// deadline is the read deadline last set for an idle wait; zero when
 	// another deadline replaced it.
 	deadline time.Time
-	// idle is set while the connection waits for a request.
-	idle atomic.Bool
+	start    time.Time // accepted; set before serve, then only read
+	served   bool      // a request was served
+	// state is stateActive, or stateIdle/stateNew while the connection
+	// waits for a request.
+	state atomic.Int32
 }
 
 // Read feeds br: a byte the watcher took first, then the connection.
@@ -260,6 +278,7 @@ func (c *conn) serve() {
 			p, closeAfter, ok := parseRequest(block, c.remote)
 			if ok {
 				c.br.Discard(len(block))
+				c.served = true
 				if !c.serveOne(p, closeAfter) {
 					lingering = c.br.Buffered() > 0
 					return
@@ -292,10 +311,10 @@ func (c *conn) serveOne(p *parsed, closeAfter bool) bool {
 	if c.w.closeAfter || s.inShutdown.Load() {
 		return false
 	}
-	if c.br.Buffered() == 0 {
-		if err := c.bw.Flush(); err != nil {
-			return false
-		}
+	// Flushed even when the next pipelined request is already buffered:
+	// its handler may be slow, and this response is complete.
+	if err := c.bw.Flush(); err != nil {
+		return false
 	}
 	return true
 }
@@ -318,6 +337,7 @@ func (c *conn) runHandler(r *http.Request) (ok bool) {
 
 // readHeader returns the next request's header block (through CRLF CRLF),
 // still buffered in br. It flushes pending responses before it blocks.
+// A block over limit is handed over, whether or not it came in one read.
 func (c *conn) readHeader(limit int) ([]byte, error) {
 	s := c.srv
 	br := c.br
@@ -327,26 +347,46 @@ func (c *conn) readHeader(limit int) ([]byte, error) {
 				return nil, err
 			}
 		}
-		c.idleDeadline()
-		c.idle.Store(true)
-		if s.inShutdown.Load() {
+		st := int32(stateIdle)
+		if c.served {
+			c.idleDeadline()
+		} else {
+			// As net/http: a connection that sends nothing is dropped
+			// after ReadHeaderTimeout, not kept for IdleTimeout.
+			st = stateNew
+			c.rwc.SetReadDeadline(time.Now().Add(s.readHeaderTimeout()))
+			c.deadline = time.Time{}
+		}
+		c.state.Store(st)
+		if st == stateIdle && s.inShutdown.Load() {
 			return nil, errShutdown
 		}
 		_, err := br.Peek(1)
-		c.idle.Store(false)
+		c.state.Store(stateActive)
 		if err != nil {
 			return nil, err
 		}
 	}
 	slow := false
+	scanned := 0 // buf[:scanned] holds no end of header
 	for {
 		buf, _ := br.Peek(br.Buffered())
-		if i := bytes.Index(buf, crlf2); i >= 0 {
-			return buf[:i+4], nil
+		if i := bytes.Index(buf[scanned:], crlf2); i >= 0 {
+			if end := scanned + i + 4; end <= limit {
+				return buf[:end], nil
+			}
+			return nil, errHandoff
+		}
+		// Lines ended by a bare LF (which net/http accepts) never make a
+		// CRLF CRLF: hand the request over once its blank line is in,
+		// rather than wait for the header timeout.
+		if bytes.Contains(buf[scanned:], lflf) || bytes.Contains(buf[scanned:], lfcrlf) {
+			return nil, errHandoff
 		}
 		if len(buf) >= limit || len(buf) >= br.Size() {
 			return nil, errHandoff
 		}
+		scanned = max(0, len(buf)-3) // an end may straddle the next read
 		if c.bw.Buffered() > 0 {
 			if err := c.bw.Flush(); err != nil {
 				return nil, err
@@ -363,12 +403,13 @@ func (c *conn) readHeader(limit int) ([]byte, error) {
 	}
 }
 
-// idleDeadline sets the read deadline for the wait for a request,
-// at most once a second.
+// idleDeadline sets the read deadline for the wait for a request, when
+// the one set before has drifted more than an eighth of the timeout (at
+// most a second) from it: a busy connection moves it about once a second.
 func (c *conn) idleDeadline() {
 	idle := c.srv.idleTimeout()
 	now := time.Now()
-	if c.deadline.IsZero() || now.Add(idle).Sub(c.deadline) > time.Second {
+	if c.deadline.IsZero() || now.Add(idle).Sub(c.deadline) > min(idle/8, time.Second) {
 		c.deadline = now.Add(idle)
 		c.rwc.SetReadDeadline(c.deadline)
 	}
