@@ -142,6 +142,9 @@ func (lp *leanPool) conn(ctx context.Context, fresh, canRetry bool) (*leanConn, 
 			lp.closeIdle()
 			break
 		}
+		if !canRetry {
+			c.conn.SetReadDeadline(time.Time{}) // a past one would fail the peek
+		}
 		if canRetry || alive(c.conn) {
 			c.reused = true
 			return c, nil
@@ -187,8 +190,10 @@ func (lp *leanPool) exchange(ctx context.Context, c *leanConn, req *http.Request
 	}
 	hasBody := req.Body != nil && req.Body != http.NoBody
 	rht := lp.p.cfg.ResponseHeaderTimeout
-	if !hasBody { // the write is a few hundred bytes: one deadline for both
-		c.conn.SetDeadline(time.Now().Add(rht))
+	if !hasBody {
+		// A bodiless request fits in the socket's send buffer, so the
+		// write cannot block: only the wait for the response is bounded.
+		c.conn.SetReadDeadline(time.Now().Add(rht))
 	}
 	var err error
 	if !writeRequest(c.bw, req) {
@@ -230,7 +235,13 @@ func (lp *leanPool) exchange(ctx context.Context, c *leanConn, req *http.Request
 		// a broken origin.
 		return fail(fmt.Errorf("upstream %s: 101 Switching Protocols to a request without Upgrade", lp.addr))
 	}
-	c.conn.SetDeadline(time.Time{})
+	// The body is read without a deadline (it may be long); when it is
+	// already buffered whole, the connection is not read again before the
+	// next exchange sets its own deadline, so the clear is skipped (conn
+	// clears it before its liveness peek).
+	if resp.ContentLength < 0 || resp.ContentLength > int64(c.br.Buffered()) {
+		c.conn.SetReadDeadline(time.Time{})
+	}
 	return lp.wrap(c, resp, stop), nil
 }
 
