@@ -462,7 +462,12 @@ func (c *Cache) staleIfError(o *object) bool {
 // those itself), gzip asked for when the client takes it, and the stored
 // validators when revalidating.
 func originRequest(ctx context.Context, r *http.Request, stale *object) *http.Request {
-	o := r.Clone(ctx)
+	// A shallow copy with its own header map: the URL is shared, as the
+	// fetch chain replaces URLs rather than changing them, and a GET
+	// without a body has nothing else to deep-copy.
+	o := r.WithContext(ctx)
+	o.Header = r.Header.Clone()
+	o.Trailer = nil
 	o.Method = http.MethodGet
 	o.RequestURI = ""
 	o.Body = http.NoBody

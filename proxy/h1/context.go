@@ -42,20 +42,40 @@ type requestContext struct {
 	c      *conn
 	state  atomic.Int32
 	mu     sync.Mutex // orders Done's and watch's state changes against finish
-	timer  *time.Timer
-	exited chan struct{} // closed when the watch goroutine returns
 }
 
 func (x *requestContext) Done() <-chan struct{} {
 	if x.state.Load() == watchIdle {
 		x.mu.Lock()
 		if x.state.CompareAndSwap(watchIdle, watchArmed) {
-			x.exited = make(chan struct{})
-			x.timer = time.AfterFunc(watchDelay, x.watch)
+			x.c.armWatch(x)
 		}
 		x.mu.Unlock()
 	}
 	return x.Context.Done()
+}
+
+// armWatch schedules the watch of x after watchDelay on the connection's
+// one timer, made on first use and reset for each request after that.
+// Requests on a connection are sequential, and finish (under x.mu, after
+// this) stops the timer, so the timer is never armed for two requests.
+func (c *conn) armWatch(x *requestContext) {
+	c.watched.Store(x)
+	if c.watchTimer == nil {
+		c.watchExited = make(chan struct{}, 1)
+		c.watchTimer = time.AfterFunc(watchDelay, c.fireWatch)
+		return
+	}
+	c.watchTimer.Reset(watchDelay)
+}
+
+// fireWatch runs on the timer. A late firing meant for an earlier request
+// finds either a request that is not armed (nothing happens) or one that
+// is (its watch just starts early).
+func (c *conn) fireWatch() {
+	if x := c.watched.Load(); x != nil {
+		x.watch()
+	}
 }
 
 // watch blocks in a one-byte read of the raw connection while the handler
@@ -74,7 +94,7 @@ func (x *requestContext) watch() {
 	// runs, as net/http does. Under mu, so finish's stop comes after this.
 	c.rwc.SetReadDeadline(time.Time{})
 	x.mu.Unlock()
-	defer close(x.exited)
+	defer func() { c.watchExited <- struct{}{} }()
 	n, err := c.rwc.Read(c.peek[:])
 	if n == 1 {
 		c.peeked = true
@@ -100,10 +120,10 @@ func (x *requestContext) finish() {
 	case watchArmed:
 		// If the timer already fired, watch finds the state finished and
 		// returns without reading.
-		x.timer.Stop()
+		x.c.watchTimer.Stop()
 	case watchRunning:
 		x.c.rwc.SetReadDeadline(aLongTimeAgo)
-		<-x.exited
+		<-x.c.watchExited
 		x.c.deadline = time.Time{} // force a fresh read deadline
 	}
 	x.cancel(errHandlerDone)

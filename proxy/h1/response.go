@@ -326,7 +326,7 @@ func writeHeaderMap(bw *bufio.Writer, h http.Header, noFraming bool) {
 		for _, v := range vv {
 			bw.WriteString(k)
 			bw.WriteString(": ")
-			if strings.ContainsAny(v, "\r\n") {
+			if strings.IndexByte(v, '\n') >= 0 || strings.IndexByte(v, '\r') >= 0 {
 				v = newlineToSpace.Replace(v)
 			}
 			bw.WriteString(v)

@@ -216,6 +216,12 @@ type conn struct {
 	// pipelined request, given to br before anything else.
 	peek   [1]byte
 	peeked bool
+	// The watch of the current request (context.go): one timer per
+	// connection, the request it is armed for, and a token the watch
+	// goroutine sends when it returns.
+	watchTimer  *time.Timer
+	watched     atomic.Pointer[requestContext]
+	watchExited chan struct{}
 	// deadline is the read deadline last set for an idle wait; zero when
 	// another deadline replaced it.
 	deadline time.Time
