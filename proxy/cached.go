@@ -78,6 +78,7 @@ func (h *Handler) serveCached(st *state, r *http.Request) {
 		Policy:      h.cachePolicy(x.Tenant),
 		Persist:     variant != "",
 		BeforeWrite: st,
+		Pass:        st,
 	}, h.cacheFetch)
 	w.cache = labelOf(res.Outcome)
 	x.OriginTime = res.OriginDuration
@@ -111,6 +112,19 @@ func (h *Handler) serveCached(st *state, r *http.Request) {
 			w.clientGone = true
 		}
 	}
+}
+
+// FetchPass implements cache.PassFetcher: a URL the cache has marked
+// uncacheable goes to the origin as if there were no cache, through the
+// same fetch chain as an uncached request.
+// An origin that sends a coding the client did not accept is decoded,
+// as on the cache path.
+func (st *state) FetchPass(r *http.Request) (*http.Response, error) {
+	resp, err := st.h.fetch(&st.x)
+	if err != nil {
+		return nil, err
+	}
+	return st.h.decode(resp, r)
 }
 
 // BeforeWrite implements cache.BeforeWriter: it records the origin time

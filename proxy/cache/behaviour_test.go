@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -315,5 +316,79 @@ func TestSmallGzipObjectKeepsIdentity(t *testing.T) {
 		if r.code != http.StatusPartialContent || r.body != tc.body[:5] {
 			t.Fatalf("%s: range: %d %q", tc.path, r.code, r.body)
 		}
+	}
+}
+
+// passTo is a PassFetcher that sends the client's request to the origin
+// as it is.
+type passTo struct {
+	base *url.URL
+	tr   *http.Transport
+}
+
+func (p passTo) FetchPass(r *http.Request) (*http.Response, error) {
+	o := r.Clone(r.Context())
+	o.RequestURI = ""
+	o.URL.Scheme, o.URL.Host = p.base.Scheme, p.base.Host
+	return p.tr.RoundTrip(o)
+}
+
+// TestHitForMissPassThrough checks Request.Pass: a key marked
+// uncacheable goes to the origin with the client's own headers (its
+// Accept-Encoding and Range, which a cache fill rewrites), concurrently,
+// and once the origin allows storing again the mark goes, so that the
+// next request fills the cache and the one after is a hit.
+func TestHitForMissPassThrough(t *testing.T) {
+	var cacheable atomic.Bool
+	var seen atomic.Pointer[http.Header]
+	o := newOrigin(t, func(w http.ResponseWriter, r *http.Request, n int64) {
+		h := r.Header.Clone()
+		seen.Store(&h)
+		if cacheable.Load() {
+			w.Header().Set("Cache-Control", "max-age=60")
+			_, _ = io.WriteString(w, "stored")
+			return
+		}
+		w.Header().Set("Cache-Control", "no-store")
+		if r.Header.Get("Range") != "" {
+			w.Header().Set("Content-Range", "bytes 0-1/5")
+			w.WriteHeader(http.StatusPartialContent)
+			_, _ = io.WriteString(w, "pa")
+			return
+		}
+		_, _ = io.WriteString(w, "pass!")
+	})
+	base, _ := url.Parse(o.srv.URL)
+	c := newCache(t, Config{})
+	f := newFront(t, c, o.srv.URL, Request{Tenant: "t1", Pass: passTo{base: base, tr: &http.Transport{DisableCompression: true}}})
+
+	wantStatus(t, f.get(t, "/p"), 200, "edge; fwd=miss; detail=no-store") // fill: marks the key
+	if h := *seen.Load(); h.Get("Accept-Encoding") != "" {
+		t.Fatalf("the fill sent Accept-Encoding %q for a client without one", h.Get("Accept-Encoding"))
+	}
+	r := f.do(t, "GET", "/p", "Accept-Encoding", "br", "Range", "bytes=0-1")
+	wantStatus(t, r, 206, "edge; fwd=miss; fwd-status=206")
+	if r.body != "pa" {
+		t.Fatalf("pass body %q, want the origin's partial content", r.body)
+	}
+	if h := *seen.Load(); h.Get("Accept-Encoding") != "br" || h.Get("Range") != "bytes=0-1" {
+		t.Fatalf("the pass rewrote the request: origin saw %v", h)
+	}
+	r = f.get(t, "/p")
+	wantStatus(t, r, 200, "edge; fwd=miss; detail=no-store")
+	if r.body != "pass!" {
+		t.Fatalf("pass body %q", r.body)
+	}
+
+	cacheable.Store(true)
+	wantStatus(t, f.get(t, "/p"), 200, "edge; fwd=miss")         // storable: the mark goes
+	wantStatus(t, f.get(t, "/p"), 200, "edge; fwd=miss; stored") // a fill stores it
+	r = f.get(t, "/p")
+	wantStatus(t, r, 200, "edge; hit")
+	if r.body != "stored" {
+		t.Fatalf("hit body %q", r.body)
+	}
+	if n := o.hits.Load(); n != 5 {
+		t.Fatalf("origin requests %d, want 5", n)
 	}
 }
