@@ -32,16 +32,21 @@ type Config struct {
 	BootstrapExpect int
 	Voters          int
 
-	AdminToken    string
-	AdminTLSCert  string
-	AdminTLSKey   string
-	AdminClientCA string
-	Dev           bool
-	Pprof         bool
-	RaftTimings   raftstore.Timings
-	RaftLogLevel  string
-	ShutdownGrace time.Duration
-	JoinRetry     time.Duration
+	AdminToken string
+	// AdminTokensAccepted are further tokens the admin API accepts, for a
+	// rotation without refused calls (docs/operations.md): the token file
+	// lists AdminToken first (the one this node sends to its peers), then
+	// these.
+	AdminTokensAccepted []string
+	AdminTLSCert        string
+	AdminTLSKey         string
+	AdminClientCA       string
+	Dev                 bool
+	Pprof               bool
+	RaftTimings         raftstore.Timings
+	RaftLogLevel        string
+	ShutdownGrace       time.Duration
+	JoinRetry           time.Duration
 	// ReapNonvotersAfter is how long the leader waits for an unreachable
 	// non-voter before removing it; 0 disables reaping.
 	ReapNonvotersAfter time.Duration

@@ -33,7 +33,7 @@ func ParseFlags(args []string, getenv func(string) string, stderr io.Writer) (Co
 	fs.StringVar(&join, "join", "", "comma-separated admin addresses of other nodes")
 	fs.IntVar(&c.BootstrapExpect, "bootstrap-expect", 0, "bootstrap a new cluster once this many nodes are found (1: alone)")
 	fs.IntVar(&c.Voters, "voters", 3, "voting members; nodes beyond join as non-voters")
-	fs.StringVar(&tokenFile, "admin-token-file", "", "file holding the admin API bearer token")
+	fs.StringVar(&tokenFile, "admin-token-file", "", "file holding the admin API bearer token (one per line: the first is sent to peers, all are accepted, for rotation)")
 	fs.StringVar(&c.AdminTLSCert, "admin-tls-cert", "", "PEM certificate for the admin listener")
 	fs.StringVar(&c.AdminTLSKey, "admin-tls-key", "", "PEM key for the admin listener")
 	fs.StringVar(&c.AdminClientCA, "admin-client-ca", "", "PEM CA bundle; clients presenting a certificate it signed need no token (mTLS)")
@@ -106,12 +106,12 @@ func ParseFlags(args []string, getenv func(string) string, stderr io.Writer) (Co
 		if err != nil {
 			return c, fmt.Errorf("--admin-token-file: %w", err)
 		}
-		c.AdminToken = strings.TrimSpace(string(b))
+		c.AdminToken, c.AdminTokensAccepted = splitTokens(string(b), "\n")
 		if c.AdminToken == "" {
 			return c, fmt.Errorf("--admin-token-file %s is empty", tokenFile)
 		}
 	} else if t := getenv("EDGE_ADMIN_TOKEN"); t != "" {
-		c.AdminToken = strings.TrimSpace(t)
+		c.AdminToken, c.AdminTokensAccepted = splitTokens(t, ",")
 	}
 	if c.ID == "" {
 		h, err := os.Hostname()
@@ -136,4 +136,22 @@ func ParseFlags(args []string, getenv func(string) string, stderr io.Writer) (Co
 		c.DataDir = filepath.Clean(c.DataDir)
 	}
 	return c, nil
+}
+
+// splitTokens reads admin tokens, one per line in a token file (or comma
+// separated in EDGE_ADMIN_TOKEN): the first is the node's own, the others
+// are accepted too, so that a token can be rotated without a window in
+// which nodes or clients are refused. Blank lines are skipped.
+func splitTokens(s, sep string) (own string, accepted []string) {
+	for _, t := range strings.Split(s, sep) {
+		if t = strings.TrimSpace(t); t == "" {
+			continue
+		}
+		if own == "" {
+			own = t
+			continue
+		}
+		accepted = append(accepted, t)
+	}
+	return own, accepted
 }

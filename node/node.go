@@ -119,7 +119,7 @@ func New(cfg Config) (*Node, error) {
 		ln.Close()
 		return nil, err
 	}
-	auth := &authenticator{token: []byte(cfg.AdminToken), mtls: cfg.AdminClientCA != ""}
+	auth := newAuthenticator(&cfg)
 	if cfg.AdminToken == "" && cfg.AdminClientCA == "" && cfg.Dev {
 		auth.open = true
 		n.logger.Warn("admin API runs WITHOUT authentication (--dev on loopback)", "addr", ln.Addr().String())

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -495,4 +496,57 @@ func TestRaftAddressesMayBeNames(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, 5*time.Second, "restarted node to catch up", func() bool { return again.store.Lookup("after-restart.example") != nil })
+}
+
+// TestAdminTokenRotation walks the rotation in docs/operations.md at its
+// middle step: node a still sends the old token and accepts the new one,
+// node b already sends the new one and accepts the old one. b joins a,
+// writes made on either node are forwarded to the leader and applied,
+// clients with either token are served, anything else is refused. The
+// token file's format (first line the node's own, then accepted ones,
+// blanks skipped) is read by ParseFlags.
+func TestAdminTokenRotation(t *testing.T) {
+	const oldTok, newTok = "old-token-0123456789", "new-token-9876543210"
+	file := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(file, []byte(" "+oldTok+"\n\n"+newTok+" \n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	parsed, err := ParseFlags([]string{"--id", "x", "--admin-token-file", file}, func(string) string { return "" }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if parsed.AdminToken != oldTok || len(parsed.AdminTokensAccepted) != 1 || parsed.AdminTokensAccepted[0] != newTok {
+		t.Fatalf("token file read as own %q, accepted %q", parsed.AdminToken, parsed.AdminTokensAccepted)
+	}
+
+	a := testConfig(t, "a")
+	a.AdminToken, a.AdminTokensAccepted = oldTok, []string{newTok}
+	a.BootstrapExpect, a.Voters = 1, 2
+	na := startNode(t, a)
+	waitFor(t, 5*time.Second, "a leads", func() bool { return na.store.IsLeader() })
+	b := testConfig(t, "b")
+	b.AdminToken, b.AdminTokensAccepted = newTok, []string{oldTok}
+	b.Join, b.Voters = []string{a.AdminAddr}, 2
+	nb := startNode(t, b)
+	waitFor(t, 10*time.Second, "b to join a", func() bool { return len(na.store.Raft().GetConfiguration().Configuration().Servers) == 2 })
+
+	for i, tc := range []struct {
+		node *testNode
+		tok  string
+	}{{na, oldTok}, {na, newTok}, {nb, oldTok}, {nb, newTok}} {
+		c := edgev1.NewTenantServiceClient(dial(t, tc.node.AdminAddr(), tc.tok))
+		d := fmt.Sprintf("rot%d.example", i)
+		if _, err := c.Add(authCtx(tc.tok), &edgev1.AddTenantRequest{Tenant: &edgev1.Tenant{Domain: d, Origin: &edgev1.Origin{Url: "http://o.example"}}}); err != nil {
+			t.Fatalf("add %s on %s with token %q: %v", d, tc.node.cfg.ID, tc.tok, err)
+		}
+	}
+	for _, n := range []*testNode{na, nb} {
+		c := edgev1.NewTenantServiceClient(dial(t, n.AdminAddr(), "wrong-token"))
+		if _, err := c.List(authCtx("wrong-token"), &edgev1.ListTenantsRequest{}); status.Code(err) != codes.Unauthenticated {
+			t.Fatalf("%s with a third token: err = %v, want Unauthenticated", n.cfg.ID, err)
+		}
+	}
+	waitFor(t, 5*time.Second, "all four tenants on b", func() bool {
+		return nb.store.View().Len() == 4
+	})
 }
