@@ -116,7 +116,10 @@ func (g *globals) resolveToken() (string, error) {
 		if err != nil {
 			return "", fmt.Errorf("--token-file: %w", err)
 		}
-		return strings.TrimSpace(string(b)), nil
+		// The node's token file may list several tokens during a rotation
+		// (docs/operations.md): the first line is the one to send.
+		tok, _, _ := strings.Cut(strings.TrimSpace(string(b)), "\n")
+		return strings.TrimSpace(tok), nil
 	}
 	return "", nil
 }

@@ -113,7 +113,10 @@ func startE2ECluster(t *testing.T, n int) *e2eCluster {
 func startE2EClusterWith(t *testing.T, n int, extra func(*proc) []string) *e2eCluster {
 	edged, edgectl := binaries(t)
 	c := &e2eCluster{t: t, edged: edged, edgectl: edgectl, tokenFile: filepath.Join(t.TempDir(), "token")}
-	if err := os.WriteFile(c.tokenFile, []byte("e2e-secret-token\n"), 0o600); err != nil {
+	// Two tokens, as during a rotation: edged sends the first and accepts
+	// both, edgectl sends the first line (TestE2ECLIContract uses the
+	// second).
+	if err := os.WriteFile(c.tokenFile, []byte("e2e-secret-token\ne2e-next-token\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	for i := 0; i < n; i++ {
@@ -409,6 +412,22 @@ func TestE2ECLIContract(t *testing.T) {
 	}
 	// A dead first server is skipped for the next one.
 	c.mustCtl("--server", dead+","+srv, "tenant", "add", "shop.example", "--origin", origin.URL)
+
+	// The second token of the node's file is accepted too; others are not.
+	for tok, want := range map[string]int{"e2e-next-token": 0, "not-a-token": 1} {
+		cmd := exec.Command(c.edgectl, "--server", srv, "tenant", "get", "shop.example")
+		cmd.Env = append(os.Environ(), "EDGECTL_TOKEN="+tok)
+		var errb bytes.Buffer
+		cmd.Stderr = &errb
+		err := cmd.Run()
+		code := 0
+		if ee := (*exec.ExitError)(nil); errors.As(err, &ee) {
+			code = ee.ExitCode()
+		}
+		if code != want || (want == 1 && !strings.Contains(errb.String(), "token")) {
+			t.Errorf("token %q: exit %d (%s), want %d", tok, code, strings.TrimSpace(errb.String()), want)
+		}
+	}
 
 	// Suspend → 403 on the next request, resume → served again.
 	if code, body := proxyStatus(t, c.nodes[0].http, "shop.example"); code != 200 || body != "ok" {
