@@ -18,13 +18,14 @@ var errHandlerDone = errors.New("handler returned")
 // watchDelay is how long a request may wait on its context before a
 // goroutine starts watching the connection. Most origin fetches end sooner
 // and never pay for the watch (a goroutine, a read that would block and a
-// deadline to stop it); a client that leaves is noticed this much later.
+// deadline to stop it); a client that leaves is noticed this much later
+// (up to twice as late: the sweep runs every watchDelay).
 const watchDelay = 25 * time.Millisecond
 
 // Watch states of a requestContext.
 const (
 	watchIdle     = iota // nobody waits on Done yet
-	watchArmed           // Done was called: the watch starts after watchDelay
+	watchArmed           // Done was called: the sweep starts the watch after watchDelay
 	watchRunning         // a goroutine reads the connection
 	watchFinished        // the handler returned; no new watch
 )
@@ -33,48 +34,78 @@ const (
 // context, except that watching the connection for a client that left is
 // armed by the first call to Done: a cache hit never calls it and pays
 // nothing, an origin fetch does and, if it lasts longer than watchDelay,
-// gets the same cancellation net/http gives. context.WithCancel and
-// friends find the embedded context through Value, so children attach to
-// it directly.
+// gets the same cancellation net/http gives. Arming is an atomic store:
+// no timer per request (a timer that is the earliest in the runtime's heap
+// wakes the network poller each time), one sweep per server instead
+// (Server.sweep). context.WithCancel and friends find the embedded
+// context through Value, so children attach to it directly.
 type requestContext struct {
 	context.Context
-	cancel context.CancelCauseFunc
-	c      *conn
-	state  atomic.Int32
-	mu     sync.Mutex // orders Done's and watch's state changes against finish
+	cancel  context.CancelCauseFunc
+	c       *conn
+	state   atomic.Int32
+	armedAt atomic.Int64 // the sweep round in which Done armed the watch
+	mu      sync.Mutex   // orders Done's and watch's state changes against finish
 }
 
 func (x *requestContext) Done() <-chan struct{} {
 	if x.state.Load() == watchIdle {
 		x.mu.Lock()
-		if x.state.CompareAndSwap(watchIdle, watchArmed) {
-			x.c.armWatch(x)
+		if x.state.Load() == watchIdle {
+			x.armedAt.Store(x.c.srv.sweepTick.Load())
+			x.c.watched.Store(x)
+			x.state.Store(watchArmed)
+			x.c.srv.startSweep()
 		}
 		x.mu.Unlock()
 	}
 	return x.Context.Done()
 }
 
-// armWatch schedules the watch of x after watchDelay on the connection's
-// one timer, made on first use and reset for each request after that.
-// Requests on a connection are sequential, and finish (under x.mu, after
-// this) stops the timer, so the timer is never armed for two requests.
-func (c *conn) armWatch(x *requestContext) {
-	c.watched.Store(x)
-	if c.watchTimer == nil {
-		c.watchExited = make(chan struct{}, 1)
-		c.watchTimer = time.AfterFunc(watchDelay, c.fireWatch)
-		return
-	}
-	c.watchTimer.Reset(watchDelay)
+// startSweep starts the server's sweep on the first armed watch.
+func (s *Server) startSweep() {
+	s.sweepOnce.Do(func() {
+		s.mu.Lock()
+		stop := make(chan struct{})
+		s.sweepStop = stop
+		s.mu.Unlock()
+		go s.sweep(stop)
+	})
 }
 
-// fireWatch runs on the timer. A late firing meant for an earlier request
-// finds either a request that is not armed (nothing happens) or one that
-// is (its watch just starts early).
-func (c *conn) fireWatch() {
-	if x := c.watched.Load(); x != nil {
-		x.watch()
+// stopSweep ends the sweep, and keeps a later Done from starting one.
+func (s *Server) stopSweep() {
+	s.sweepOnce.Do(func() {})
+	s.mu.Lock()
+	if s.sweepStop != nil {
+		close(s.sweepStop)
+		s.sweepStop = nil
+	}
+	s.mu.Unlock()
+}
+
+// sweep starts the watch of every request armed for at least watchDelay,
+// every watchDelay, until stop is closed. It visits each connection once
+// per round (an atomic load each).
+func (s *Server) sweep(stop <-chan struct{}) {
+	t := time.NewTicker(watchDelay)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+			// Armed in an earlier round: at least watchDelay ago. A round
+			// number, not a clock read, is what Done stores.
+			due := s.sweepTick.Add(1) - 1
+			s.mu.Lock()
+			for c := range s.conns {
+				if x := c.watched.Load(); x != nil && x.state.Load() == watchArmed && x.armedAt.Load() < due {
+					go x.watch()
+				}
+			}
+			s.mu.Unlock()
+		}
 	}
 }
 
@@ -94,7 +125,7 @@ func (x *requestContext) watch() {
 	// runs, as net/http does. Under mu, so finish's stop comes after this.
 	c.rwc.SetReadDeadline(time.Time{})
 	x.mu.Unlock()
-	defer func() { c.watchExited <- struct{}{} }()
+	defer func() { c.watchExited <- struct{}{} }() // cap 1, drained by finish
 	n, err := c.rwc.Read(c.peek[:])
 	if n == 1 {
 		c.peeked = true
@@ -117,10 +148,6 @@ func (x *requestContext) finish() {
 	prev := x.state.Swap(watchFinished)
 	x.mu.Unlock()
 	switch prev {
-	case watchArmed:
-		// If the timer already fired, watch finds the state finished and
-		// returns without reading.
-		x.c.watchTimer.Stop()
 	case watchRunning:
 		x.c.rwc.SetReadDeadline(aLongTimeAgo)
 		<-x.c.watchExited

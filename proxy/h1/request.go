@@ -13,9 +13,10 @@ import (
 // parsed is one request in a single allocation, apart from the header
 // block string, the header map and its values.
 type parsed struct {
-	req http.Request
-	url url.URL
-	ctx requestContext
+	req  http.Request
+	url  url.URL
+	ctx  requestContext
+	vals [16]string // header values of a typical request, without another allocation
 }
 
 var (
@@ -71,7 +72,11 @@ func parseRequest(block []byte, remoteAddr string) (p *parsed, closeAfter bool, 
 	r.Body = http.NoBody
 	h := make(http.Header, n)
 	r.Header = h
-	vals := make([]string, n)
+	vals := p.vals[:0]
+	if n > len(p.vals) {
+		vals = make([]string, 0, n)
+	}
+	vals = vals[:n]
 	vi := 0
 
 	off := eol + 1

@@ -59,6 +59,9 @@ type Server struct {
 	mu         sync.Mutex
 	listeners  map[net.Listener]struct{}
 	conns      map[*conn]struct{}
+	sweepOnce  sync.Once
+	sweepTick  atomic.Int64  // rounds of the watch sweep so far
+	sweepStop  chan struct{} // closes to end the watch sweep; guarded by mu
 }
 
 var (
@@ -172,10 +175,12 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}
 		s.mu.Unlock()
 		if n == 0 {
+			s.stopSweep()
 			return nil
 		}
 		select {
 		case <-ctx.Done():
+			s.stopSweep()
 			return ctx.Err()
 		case <-tick.C:
 		}
@@ -185,6 +190,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // Close closes the listeners and every connection now.
 func (s *Server) Close() error {
 	s.inShutdown.Store(true)
+	s.stopSweep()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for l := range s.listeners {
@@ -216,10 +222,8 @@ type conn struct {
 	// pipelined request, given to br before anything else.
 	peek   [1]byte
 	peeked bool
-	// The watch of the current request (context.go): one timer per
-	// connection, the request it is armed for, and a token the watch
-	// goroutine sends when it returns.
-	watchTimer  *time.Timer
+	// The watch of the current request (context.go): the request armed
+	// last, and a token the watch goroutine sends when it returns.
 	watched     atomic.Pointer[requestContext]
 	watchExited chan struct{}
 	// deadline is the read deadline last set for an idle wait; zero when
@@ -250,6 +254,7 @@ func (c *conn) serve() {
 	c.bw = writerPool.Get().(*bufio.Writer)
 	c.bw.Reset(c.rwc)
 	c.w = response{c: c, bw: c.bw, hdr: make(http.Header, 16)}
+	c.watchExited = make(chan struct{}, 1)
 	limit := readBufSize
 	if s.MaxHeaderBytes > 0 && s.MaxHeaderBytes < limit {
 		limit = s.MaxHeaderBytes

@@ -50,6 +50,8 @@ type leanConn struct {
 	reused bool  // taken from the idle stack
 	nread  int64 // bytes read in the current exchange
 	budget int64 // > 0 while reading headers: bytes still allowed
+	// closeConn closes conn; a cancelled request context calls it.
+	closeConn func()
 }
 
 func (c *leanConn) Read(p []byte) (int, error) {
@@ -156,6 +158,7 @@ func (lp *leanPool) conn(ctx context.Context, fresh, canRetry bool) (*leanConn, 
 		return nil, err
 	}
 	c := &leanConn{conn: nc}
+	c.closeConn = func() { nc.Close() } // made once: AfterFunc takes it per exchange
 	if br, ok := lp.p.readers.Get().(*bufio.Reader); ok {
 		br.Reset(c)
 		c.br = br
@@ -177,8 +180,7 @@ func (lp *leanPool) exchange(ctx context.Context, c *leanConn, req *http.Request
 	c.nread = 0
 	stop := noStop
 	if ctx.Done() != nil {
-		conn := c.conn
-		stop = context.AfterFunc(ctx, func() { conn.Close() })
+		stop = context.AfterFunc(ctx, c.closeConn)
 	}
 	fail := func(err error) (*http.Response, error) {
 		stop()

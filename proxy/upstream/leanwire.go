@@ -162,7 +162,11 @@ func readResponseFast(br *bufio.Reader, req *http.Request) (*http.Response, erro
 	resp.Proto, resp.ProtoMajor, resp.ProtoMinor = "HTTP/1.1", 1, 1
 	resp.Request = req
 	h := make(http.Header, n)
-	vals := make([]string, n)
+	vals := lr.vals[:0]
+	if n > len(lr.vals) {
+		vals = make([]string, 0, n)
+	}
+	vals = vals[:n]
 	vi := 0
 	cl := int64(-1)
 	for off := eol + 1; off < len(s)-2; {
@@ -228,6 +232,7 @@ type leanResponse struct {
 	resp http.Response
 	cl   clBody
 	lean leanBody
+	vals [16]string // header values of a typical response
 }
 
 // clBody reads exactly n bytes of body from br. It returns io.EOF with

@@ -20,7 +20,7 @@ func main() {
 
 func run(args []string, stdin io.Reader, stdout io.Writer) error {
 	if len(args) == 0 {
-		return errors.New("usage: benchorigin serve|conns [flags]")
+		return errors.New("usage: benchorigin serve|conns|floor [flags]")
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -45,7 +45,18 @@ func run(args []string, stdin io.Reader, stdout io.Writer) error {
 			return err
 		}
 		return holdConns(ctx, c, stdin, stdout)
+	case "floor":
+		fs := flag.NewFlagSet("floor", flag.ContinueOnError)
+		addr := fs.String("addr", "127.0.0.1:0", "listen address")
+		origin := fs.String("origin", "", "origin address (host:port)")
+		if err := fs.Parse(args[1:]); err != nil {
+			return err
+		}
+		if *origin == "" {
+			return errors.New("floor: -origin is required")
+		}
+		return floor(ctx, *addr, *origin, stdout)
 	default:
-		return fmt.Errorf("unknown command %q (serve or conns)", args[0])
+		return fmt.Errorf("unknown command %q (serve, conns or floor)", args[0])
 	}
 }
