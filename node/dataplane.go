@@ -99,14 +99,17 @@ func (n *Node) newDataPlane(reg *prometheus.Registry) (*dataPlane, error) {
 		return nil, fmt.Errorf("certificates: %w", err)
 	}
 	srv, err := proxy.NewServer(proxy.ServerConfig{
-		HTTPAddr:       n.cfg.HTTPAddr,
-		HTTPSAddr:      n.cfg.HTTPSAddr,
-		Handler:        n.certMgr.HTTPHandler(h),
-		GetCertificate: n.certMgr.GetCertificate,
-		TLSConfig:      n.certMgr.TLSConfig("h2", "http/1.1"),
-		MaxConns:       po.MaxConns,
-		Logger:         log,
-		Registerer:     reg,
+		HTTPAddr:  n.cfg.HTTPAddr,
+		HTTPSAddr: n.cfg.HTTPSAddr,
+		Handler:   n.certMgr.HTTPHandler(h),
+		// The proxy handler recovers its own panics; the challenge
+		// handler in front of it is a few map reads.
+		HandlerRecovers: true,
+		GetCertificate:  n.certMgr.GetCertificate,
+		TLSConfig:       n.certMgr.TLSConfig("h2", "http/1.1"),
+		MaxConns:        po.MaxConns,
+		Logger:          log,
+		Registerer:      reg,
 	})
 	if err != nil {
 		return nil, err

@@ -34,6 +34,10 @@ type ServerConfig struct {
 	HTTPSAddr string
 	// Handler serves every request, normally a *Handler.
 	Handler http.Handler
+	// HandlerRecovers says Handler turns its own panics into responses (a
+	// *Handler behind a thin router does), so the server adds no wrapper;
+	// a panic that still escapes closes the connection and is logged.
+	HandlerRecovers bool
 	// GetCertificate picks the certificate for a TLS handshake (by SNI):
 	// the store's certificates now, on-demand ACME later. Required with
 	// HTTPSAddr.
@@ -108,7 +112,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	}
 
 	handler := cfg.Handler
-	if _, ok := handler.(*Handler); !ok { // *Handler recovers by itself
+	if _, ok := handler.(*Handler); !ok && !cfg.HandlerRecovers { // *Handler recovers by itself
 		handler = recoverer{next: handler, log: log}
 	}
 	s := &Server{log: log, shutdown: make(chan struct{})}

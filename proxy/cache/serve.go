@@ -453,7 +453,11 @@ func (c *Cache) passThrough(w http.ResponseWriter, r *http.Request, req *Request
 	case fr.storable:
 		c.l1.Invalidate(key)
 	case fr.reason != "":
-		status += "; detail=" + fr.reason
+		if ps, ok := passStatuses[fr.reason]; ok && resp.StatusCode == http.StatusOK {
+			status = ps // the usual case, without building the string
+		} else {
+			status += "; detail=" + fr.reason
+		}
 		if passReason(fr.reason) && now.Sub(mark.responseTime) > hitForMissTTL/2 {
 			c.markPass(key, req, pq, fr.reason)
 		}
@@ -476,15 +480,22 @@ func (c *Cache) checkStorable(resp *http.Response, fr *freshness) {
 	}
 }
 
+// passStatuses holds the reasons not to store that are properties of the
+// response, with the Cache-Status of a 200 passed for each.
+var passStatuses = func() map[string]string {
+	m := map[string]string{}
+	for _, r := range []string{"no-store", "private", "set-cookie", "vary", "stale", "encoding", "too-large"} {
+		m[r] = cacheName + "; fwd=miss; detail=" + r
+	}
+	return m
+}()
+
 // passReason reports whether a reason not to store is a property of the
 // response, worth a hit-for-miss mark, rather than of this request or a
 // passing error ("status", "authorization").
 func passReason(reason string) bool {
-	switch reason {
-	case "no-store", "private", "set-cookie", "vary", "stale", "encoding", "too-large":
-		return true
-	}
-	return false
+	_, ok := passStatuses[reason]
+	return ok
 }
 
 // revalidateAsync refreshes a stale object in the background, at most once
