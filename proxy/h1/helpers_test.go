@@ -281,3 +281,20 @@ func mustContain(t *testing.T, s, sub string) {
 		t.Fatalf("%q does not contain %q", s, sub)
 	}
 }
+
+// waitWatching waits until a request on ts has its client-gone watch
+// running (armed by Done, started by the sweep), so that a test acts on
+// the watched path rather than guessing how long the sweep takes.
+func waitWatching(t *testing.T, ts *testServer) {
+	t.Helper()
+	waitFor(t, 2*time.Second, "the client-gone watch to start", func() bool {
+		ts.h1.mu.Lock()
+		defer ts.h1.mu.Unlock()
+		for c := range ts.h1.conns {
+			if x := c.watched.Load(); x != nil && x.state.Load() == watchRunning {
+				return true
+			}
+		}
+		return false
+	})
+}

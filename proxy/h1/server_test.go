@@ -762,7 +762,7 @@ func TestClientGone(t *testing.T) {
 		c := dialRaw(t, ts.addr)
 		c.send(get("/wait"))
 		<-started
-		time.Sleep(50 * time.Millisecond)
+		waitWatching(t, ts)
 		c.Close()
 		expectGone(t, time.Now())
 	})
@@ -777,7 +777,7 @@ func TestClientGone(t *testing.T) {
 		c := dialRaw(t, ts.addr)
 		c.send(get("/slow"))
 		<-started
-		time.Sleep(60 * time.Millisecond) // the watch is reading by now
+		waitWatching(t, ts)
 		c.send(get("/fast"))
 		if r := c.read("GET"); r.body != "slow" {
 			t.Fatalf("first %q", r.body)
@@ -799,7 +799,7 @@ func TestClientGone(t *testing.T) {
 		c := dialRaw(t, ts.addr)
 		c.send(get("/slow"))
 		<-started
-		time.Sleep(60 * time.Millisecond)
+		waitWatching(t, ts)
 		c.send("POST /fast HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi")
 		if r := c.read("GET"); r.body != "slow" {
 			t.Fatalf("first %q", r.body)
@@ -831,7 +831,7 @@ func TestClientGone(t *testing.T) {
 		<-started
 		<-results
 		<-started
-		time.Sleep(50 * time.Millisecond)
+		waitWatching(t, ts)
 		c.Close()
 		expectGone(t, time.Now())
 	})
@@ -1015,7 +1015,7 @@ func TestShutdownNewConnection(t *testing.T) {
 	})
 	done := make(chan error, 1)
 	go func() { done <- ts.h1.Shutdown(context.Background()) }()
-	time.Sleep(50 * time.Millisecond)
+	waitFor(t, time.Second, "shutdown to begin", ts.h1.inShutdown.Load)
 	c.send(get("/late"))
 	r := c.read("GET")
 	if e := decodeEcho(t, r.body); e.Path != "/late" || !r.Close {
