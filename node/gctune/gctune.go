@@ -77,7 +77,7 @@ func (t *Tuner) adjust() {
 	if t.sample[0].Value.Kind() == metrics.KindUint64 {
 		live = t.sample[0].Value.Uint64()
 	}
-	pct := Percent(live, t.minHeap, t.base)
+	pct := percentFor(live, t.minHeap, t.base)
 	// Avoid churn: only a change of more than an eighth is worth a call.
 	if last := t.last.Load(); last != 0 {
 		d := int64(pct) - last
@@ -92,9 +92,9 @@ func (t *Tuner) adjust() {
 	t.last.Store(int64(pct))
 }
 
-// Percent is the GOGC that makes the heap goal live×(1+GOGC/100) at least
+// percentFor is the GOGC that makes the heap goal live×(1+GOGC/100) at least
 // minHeap, and never below base.
-func Percent(live, minHeap uint64, base int) int {
+func percentFor(live, minHeap uint64, base int) int {
 	if live == 0 {
 		live = 1 << 20
 	}

@@ -6,7 +6,7 @@ import (
 	"testing"
 )
 
-func TestPercent(t *testing.T) {
+func TestPercentFor(t *testing.T) {
 	for _, tc := range []struct {
 		live, min  uint64
 		base, want int
@@ -18,8 +18,8 @@ func TestPercent(t *testing.T) {
 		{16 << 20, 64 << 20, 200, 300},   // base 200 → 48 MiB < 64: raise
 		{0, 64 << 20, 100, 6300},         // no reading yet: assume 1 MiB
 	} {
-		if got := Percent(tc.live, tc.min, tc.base); got != tc.want {
-			t.Errorf("Percent(%d, %d, %d) = %d, want %d", tc.live, tc.min, tc.base, got, tc.want)
+		if got := percentFor(tc.live, tc.min, tc.base); got != tc.want {
+			t.Errorf("percentFor(%d, %d, %d) = %d, want %d", tc.live, tc.min, tc.base, got, tc.want)
 		}
 	}
 }
