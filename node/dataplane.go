@@ -83,11 +83,15 @@ func (n *Node) newDataPlane(reg *prometheus.Registry) (*dataPlane, error) {
 		Cache:        n.cache,
 		WrapWriter:   proxy.CompressWriter(comp),
 		DecodeOrigin: proxy.CompressDecoder(comp),
-		IsTimeout:    upstream.IsTimeout,
-		ErrorReason:  upstream.Reason,
-		Logger:       log,
-		AccessLog:    access,
-		Registerer:   reg,
+		Direct: &proxy.DirectConfig{
+			Untransformed: tr.Untransformed,
+			Compressor:    comp,
+		},
+		IsTimeout:   upstream.IsTimeout,
+		ErrorReason: upstream.Reason,
+		Logger:      log,
+		AccessLog:   access,
+		Registerer:  reg,
 	})
 	if err != nil {
 		return nil, err

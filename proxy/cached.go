@@ -81,7 +81,7 @@ func (h *Handler) serveCached(st *state, r *http.Request) {
 		Pass:        st,
 	}, h.cacheFetch)
 	w.cache = labelOf(res.Outcome)
-	x.OriginTime = res.OriginDuration
+	x.OriginTime = x.originTime(res.OriginDuration)
 	var closer io.Closer
 	if st.cw.dst != nil && st.cw.dst != http.ResponseWriter(w) {
 		closer, _ = st.cw.dst.(io.Closer)
@@ -132,7 +132,7 @@ func (st *state) FetchPass(r *http.Request) (*http.Response, error) {
 // into the timing headers at WriteHeader. A *state in the interface costs
 // no allocation.
 func (st *state) BeforeWrite(hd http.Header, res cache.Result) {
-	st.x.OriginTime = res.OriginDuration
+	st.x.OriginTime = st.x.originTime(res.OriginDuration)
 	st.responseWriter.cache = labelOf(res.Outcome)
 	if st.h.wrapWriter == nil {
 		return

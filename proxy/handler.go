@@ -67,6 +67,23 @@ type Exchange struct {
 	OriginTime time.Duration
 
 	upgrade string // requested protocol switch, e.g. "websocket"
+
+	// prefetched is the origin's response the direct path got but could
+	// not relay; the origin fetch returns it instead of asking again.
+	// prefetchTime is the origin time it took.
+	prefetched   *http.Response
+	prefetchTime time.Duration
+	prefetchUsed bool
+}
+
+// originTime is the origin time of a response the cache reports having
+// waited d for: the direct path's, when the fetch chain returned the
+// response that path had fetched.
+func (x *Exchange) originTime(d time.Duration) time.Duration {
+	if x.prefetchUsed {
+		return x.prefetchTime
+	}
+	return d
 }
 
 // FetchFunc produces the response for an exchange. The innermost
@@ -155,6 +172,10 @@ type Config struct {
 	AccessLog *accesslog.Writer
 	// Registerer receives the edge_ metrics; nil keeps them unregistered.
 	Registerer prometheus.Registerer
+
+	// Direct, with a Cache, enables the direct path for GET requests the
+	// cache passes to the origin (direct.go); nil disables it.
+	Direct *DirectConfig
 }
 
 // Handler is the proxy's http.Handler. It is safe for concurrent use.
@@ -176,6 +197,7 @@ type Handler struct {
 	log         *slog.Logger
 	accessLog   bool
 	access      *accesslog.Writer
+	direct      *DirectConfig
 	m           *metrics
 }
 
@@ -208,6 +230,15 @@ func New(cfg Config) (*Handler, error) {
 		accessLog:   !cfg.DisableAccessLog,
 		access:      cfg.AccessLog,
 		m:           m,
+	}
+	if d := cfg.Direct; d != nil && cfg.Cache != nil {
+		if d.Untransformed == nil {
+			return nil, errors.New("proxy: Config.Direct.Untransformed is required")
+		}
+		if d.Compressor == nil && (cfg.WrapWriter != nil || cfg.DecodeOrigin != nil) {
+			return nil, errors.New("proxy: Config.Direct.Compressor is required with WrapWriter or DecodeOrigin")
+		}
+		h.direct = d
 	}
 	if h.pool == nil {
 		h.pool = newBufferPool(32 << 10)
@@ -289,7 +320,13 @@ func (h *Handler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	st.x.Start = w.start
 
 	if h.cache != nil && st.x.upgrade == "" && !acceptsEventStream(r.Header) {
+		if h.direct != nil && h.serveDirect(st, rw, r) {
+			return
+		}
 		h.serveCached(st, r)
+		if p := st.x.prefetched; p != nil {
+			p.Body.Close() // the cache answered without the fetch chain
+		}
 		return
 	}
 	if h.cache != nil {
@@ -339,6 +376,11 @@ var (
 // none of it was written, or when it is idempotent and bodiless (the
 // net/http.Transport rules).
 func (h *Handler) fetchOrigin(x *Exchange) (*http.Response, error) {
+	if resp := x.prefetched; resp != nil {
+		x.prefetched, x.prefetchUsed = nil, true
+		x.OriginTime = x.prefetchTime
+		return resp, nil
+	}
 	rt, target, err := h.upstreams.RoundTripper(x.Tenant)
 	if err != nil {
 		return nil, fmt.Errorf("upstream for %s: %w", x.Tenant.Domain, err)

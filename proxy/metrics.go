@@ -23,6 +23,7 @@ type metrics struct {
 	total    prometheus.Histogram
 	origin   prometheus.Histogram
 	added    prometheus.Histogram
+	direct   prometheus.Counter
 	// tenant counts requests of tenants that opted in (Tenant.Metrics), so
 	// the number of series is bounded by the operator's choice.
 	tenant *prometheus.CounterVec
@@ -48,6 +49,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help:    "Time the origin took to answer with headers, for requests that went to the origin.",
 			Buckets: latencyBuckets,
 		}),
+		direct: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "edge_direct_responses_total",
+			Help: "Responses relayed on the direct path (uncacheable GETs whose origin header lines are relayed without re-encoding), a subset of edge_requests_total.",
+		}),
 		added: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "edge_added_latency_seconds",
 			Help:    "Request duration minus origin duration, for requests that went to the origin.",
@@ -62,7 +67,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{reqs, m.tenant, m.total, m.origin, m.added} {
+	for _, c := range []prometheus.Collector{reqs, m.tenant, m.total, m.origin, m.added, m.direct} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if errors.As(err, &are) {

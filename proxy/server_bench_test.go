@@ -15,6 +15,7 @@ import (
 	"github.com/edgeproxy/edge/proxy/cache"
 	"github.com/edgeproxy/edge/proxy/compress"
 	"github.com/edgeproxy/edge/proxy/upstream"
+	"github.com/edgeproxy/edge/raftstore"
 )
 
 // rawOrigin answers every request on a keep-alive connection with the
@@ -66,9 +67,13 @@ func rawOrigin(b *testing.B, cacheControl string) string {
 // Compare edged's own share with -cpuprofile; the client and the origin
 // are in the numbers too.
 func BenchmarkServerRoundTrip(b *testing.B) {
-	for _, tc := range []struct{ name, path, cc string }{
-		{"pass-through", "/nostore", "no-store"},
-		{"hit-1KB", "/small", "public, max-age=3600"},
+	for _, tc := range []struct {
+		name, path, cc string
+		direct         bool
+	}{
+		{"pass-through", "/nostore", "no-store", true},
+		{"pass-through-full-path", "/nostore", "no-store", false},
+		{"hit-1KB", "/small", "public, max-age=3600", true},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			origin := rawOrigin(b, tc.cc)
@@ -91,11 +96,18 @@ func BenchmarkServerRoundTrip(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			h, err := New(Config{
+			cfg := Config{
 				Routes: routesOf(tenant("bench.example", "http://"+origin)), Upstreams: NewPoolUpstreams(pools),
 				Cache: c, WrapWriter: CompressWriter(comp), DecodeOrigin: CompressDecoder(comp),
 				IsTimeout: upstream.IsTimeout, ErrorReason: upstream.Reason, AccessLog: al, Registerer: reg,
-			})
+			}
+			if tc.direct {
+				cfg.Direct = &DirectConfig{
+					Untransformed: func(*raftstore.Tenant) bool { return true },
+					Compressor:    comp,
+				}
+			}
+			h, err := New(cfg)
 			if err != nil {
 				b.Fatal(err)
 			}

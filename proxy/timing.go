@@ -36,6 +36,19 @@ func FormatMillis(d time.Duration) string {
 // []string backing arrays so that setting them does not allocate either.
 // An origin-sent Server-Timing is kept and ours is appended after it.
 func setTimingHeaders(h http.Header, origin, total time.Duration, vals *[3]string) {
+	formatTiming(origin, total, vals)
+	h[headerOriginTime] = vals[0:1:1]
+	h[headerTotalTime] = vals[1:2:2]
+	if prior := h[headerServerTiming]; len(prior) > 0 {
+		h[headerServerTiming] = append(prior[:len(prior):len(prior)], vals[2])
+	} else {
+		h[headerServerTiming] = vals[2:3:3]
+	}
+}
+
+// formatTiming sets vals to the X-Origin-Time, X-Total-Time and
+// Server-Timing values, which share one string allocation.
+func formatTiming(origin, total time.Duration, vals *[3]string) {
 	var buf [96]byte
 	b := appendMillis(buf[:0], origin)
 	b = append(b, "ms"...)
@@ -49,11 +62,4 @@ func setTimingHeaders(h http.Header, origin, total time.Duration, vals *[3]strin
 	b = appendMillis(b, total)
 	s := string(b)
 	vals[0], vals[1], vals[2] = s[:o], s[o:t], s[t:]
-	h[headerOriginTime] = vals[0:1:1]
-	h[headerTotalTime] = vals[1:2:2]
-	if prior := h[headerServerTiming]; len(prior) > 0 {
-		h[headerServerTiming] = append(prior[:len(prior):len(prior)], vals[2])
-	} else {
-		h[headerServerTiming] = vals[2:3:3]
-	}
 }

@@ -102,6 +102,12 @@ func (t *Transformer) Variant(x *Exchange) string {
 	return c.variants[c.prog.Variant(x.Host, x.Request.URL.Path).Lang]
 }
 
+// Untransformed reports that the tenant has no transform rules: its
+// requests and responses pass the Stage untouched (DirectConfig).
+func (t *Transformer) Untransformed(tenant *raftstore.Tenant) bool {
+	return t.program(tenant) == nil
+}
+
 // Stage returns the fetch stage that rewrites HTML responses.
 func (t *Transformer) Stage() Stage {
 	return func(next FetchFunc) FetchFunc {

@@ -49,6 +49,15 @@ func (w *responseWriter) stamp(code int) {
 	setTimingHeaders(w.rw.Header(), w.x.OriginTime, w.total, &w.timing)
 }
 
+// stampDirect is stamp for the direct path, which writes the timing
+// fields itself: it fills w.timing and leaves the header map alone.
+func (w *responseWriter) stampDirect(code int) {
+	w.wroteHeader = true
+	w.status = code
+	w.total = time.Since(w.start)
+	formatTiming(w.x.OriginTime, w.total, &w.timing)
+}
+
 func (w *responseWriter) Write(b []byte) (int, error) {
 	if !w.wroteHeader {
 		w.WriteHeader(http.StatusOK)

@@ -436,24 +436,34 @@ func (c *Cache) fetchPass(w http.ResponseWriter, r *http.Request, req *Request, 
 // request fills the cache; a mark past half its life is renewed.
 func (c *Cache) passThrough(w http.ResponseWriter, r *http.Request, req *Request, key string, mark *object, pq string) (Result, error) {
 	c.stats.originFetch.Add(1)
-	status := cacheName + "; fwd=miss"
 	start := time.Now()
 	resp, err := req.Pass.FetchPass(r)
 	dur := time.Since(start)
 	if err != nil {
-		return Result{CacheStatus: status, OriginDuration: dur}, fmt.Errorf("%w: %w", ErrOrigin, err)
+		return Result{CacheStatus: cacheName + "; fwd=miss", OriginDuration: dur}, fmt.Errorf("%w: %w", ErrOrigin, err)
 	}
-	if resp.StatusCode != http.StatusOK {
-		status += "; fwd-status=" + strconv.Itoa(resp.StatusCode)
+	status := c.passed(key, req, mark, pq, resp.StatusCode, resp.Header, resp.ContentLength,
+		headerValue(r.Header, "Authorization") != "")
+	return c.writeOutcome(w, r, req, outcome{resp: resp, status: status, dur: dur})
+}
+
+// passed decides on the origin's answer to a request passed under a
+// hit-for-miss mark and returns its Cache-Status: when the origin allows
+// storing again the mark is dropped (the next request fills the cache); a
+// mark past half its life is renewed.
+func (c *Cache) passed(key string, req *Request, mark *object, pq string, code int, h http.Header, contentLength int64, authorized bool) string {
+	status := cacheName + "; fwd=miss"
+	if code != http.StatusOK {
+		status += "; fwd-status=" + strconv.Itoa(code)
 	}
 	now := c.now()
-	fr := decide(resp.StatusCode, resp.Header, req.Policy, headerValue(r.Header, "Authorization") != "", now)
-	c.checkStorable(resp, &fr)
+	fr := decide(code, h, req.Policy, authorized, now)
+	c.checkStorable(h, contentLength, &fr)
 	switch {
 	case fr.storable:
 		c.l1.Invalidate(key)
 	case fr.reason != "":
-		if ps, ok := passStatuses[fr.reason]; ok && resp.StatusCode == http.StatusOK {
+		if ps, ok := passStatuses[fr.reason]; ok && code == http.StatusOK {
 			status = ps // the usual case, without building the string
 		} else {
 			status += "; detail=" + fr.reason
@@ -462,20 +472,20 @@ func (c *Cache) passThrough(w http.ResponseWriter, r *http.Request, req *Request
 			c.markPass(key, req, pq, fr.reason)
 		}
 	}
-	return c.writeOutcome(w, r, req, outcome{resp: resp, status: status, dur: dur})
+	return status
 }
 
 // checkStorable adds what the cache itself cannot store to a storable
 // freshness decision: a content coding it cannot serve, or a body over
 // MaxObjectBytes.
-func (c *Cache) checkStorable(resp *http.Response, fr *freshness) {
+func (c *Cache) checkStorable(h http.Header, contentLength int64, fr *freshness) {
 	if !fr.storable {
 		return
 	}
-	switch ce := strings.ToLower(resp.Header.Get("Content-Encoding")); {
+	switch ce := strings.ToLower(h.Get("Content-Encoding")); {
 	case ce != "" && ce != "gzip" && ce != "identity":
 		fr.storable, fr.reason = false, "encoding"
-	case resp.ContentLength > c.cfg.MaxObjectBytes:
+	case contentLength > c.cfg.MaxObjectBytes:
 		fr.storable, fr.reason = false, "too-large"
 	}
 }
@@ -616,7 +626,7 @@ func (c *Cache) fetchOrigin(ctx context.Context, r *http.Request, req *Request, 
 		status += "; fwd-status=" + strconv.Itoa(code)
 	}
 	fr := decide(code, resp.Header, req.Policy, headerValue(r.Header, "Authorization") != "", respTime)
-	c.checkStorable(resp, &fr)
+	c.checkStorable(resp.Header, resp.ContentLength, &fr)
 	if !fr.storable {
 		out := outcome{resp: resp, status: status + "; detail=" + fr.reason, dur: dur}
 		if passReason(fr.reason) {

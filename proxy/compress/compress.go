@@ -265,22 +265,66 @@ func hasNoTransform(h http.Header) bool {
 // eligible reports whether a response with these headers and status would
 // be compressed for a client that accepts an encoding.
 func (c *Compressor) eligible(h http.Header, code int) bool {
-	switch {
+	hd := Head{
+		Code:            code,
+		ContentType:     hget(h, "Content-Type"),
+		ContentEncoding: hget(h, "Content-Encoding"),
+		ContentRange:    hget(h, "Content-Range") != "",
+		NoTransform:     hasNoTransform(h),
+		ContentLength:   -1,
+	}
+	if cl := hget(h, "Content-Length"); cl != "" {
+		if n, err := strconv.ParseInt(cl, 10, 64); err == nil {
+			hd.ContentLength = max(n, 0) // a negative length is below MinSize
+		}
+	}
+	return c.eligibleHead(&hd)
+}
+
+func (c *Compressor) eligibleHead(h *Head) bool {
+	switch code := h.Code; {
 	case code < 200, code == http.StatusNoContent, code == http.StatusPartialContent, code == http.StatusNotModified:
 		return false
 	}
-	if ce := hget(h, "Content-Encoding"); ce != "" && !strings.EqualFold(ce, "identity") {
+	if ce := h.ContentEncoding; ce != "" && !strings.EqualFold(ce, "identity") {
 		return false
 	}
-	if hget(h, "Content-Range") != "" || hasNoTransform(h) || !Compressible(hget(h, "Content-Type")) {
+	if h.ContentRange || h.NoTransform || !Compressible(h.ContentType) {
 		return false
 	}
-	if cl := hget(h, "Content-Length"); cl != "" {
-		if n, err := strconv.ParseInt(cl, 10, 64); err == nil && n < int64(c.cfg.MinSize) {
-			return false
+	return h.ContentLength < 0 || h.ContentLength >= int64(c.cfg.MinSize)
+}
+
+// Head is what the compression decisions read from a response, for a
+// caller that relays the origin's header lines without an http.Header
+// (the proxy's direct path).
+type Head struct {
+	Code            int
+	ContentType     string // the first Content-Type value
+	ContentEncoding string // the first Content-Encoding value
+	ContentRange    bool   // a non-empty Content-Range is present
+	NoTransform     bool   // Cache-Control has no-transform
+	ContentLength   int64  // -1 when unknown
+}
+
+// Untouched reports whether Decode and the writer Wrap returns would send
+// a response with head h to a client that sent acceptEncoding with its
+// body and header as they are, apart from Accept-Encoding added to Vary
+// (addVary) as addVary does. When untouched is false the response needs
+// the full path (an encoder or a decoder).
+func (c *Compressor) Untouched(acceptEncoding string, h *Head) (untouched, vary bool) {
+	if ce := h.ContentEncoding; ce != "" && !strings.EqualFold(ce, "identity") {
+		// Decode: a coding the client cannot read is decoded; any other
+		// passes, and the writer leaves an encoded response alone.
+		if _, ok := parseEncoding(ce); ok && !Accepts(acceptEncoding, ce) {
+			return false, true
 		}
+		return true, true
 	}
-	return true
+	if !c.eligibleHead(h) {
+		return true, false
+	}
+	return Negotiate(acceptEncoding) == Identity, true
 }
 
 // hget reads a header by its canonical name without re-canonicalising it

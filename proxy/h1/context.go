@@ -46,9 +46,57 @@ type requestContext struct {
 	state   atomic.Int32
 	armedAt atomic.Int64 // the sweep round in which Done armed the watch
 	mu      sync.Mutex   // orders Done's and watch's state changes against finish
+	after   func()       // AfterFunc's function until it runs or is stopped; guarded by mu
 }
 
 func (x *requestContext) Done() <-chan struct{} {
+	x.arm()
+	return x.Context.Done()
+}
+
+// AfterFunc arranges for f to run in its own goroutine once the context
+// is done (the client left, or the handler returned), as context.AfterFunc
+// does; stop reports whether it kept f from running. It arms the watch
+// like Done. One function is held without allocating a context and a
+// channel for it (the upstream client registers one per origin exchange,
+// finding this method through the interface the context package
+// documents); more go to context.AfterFunc.
+func (x *requestContext) AfterFunc(f func()) (stop func() bool) {
+	x.arm()
+	x.mu.Lock()
+	if x.after != nil || x.Context.Err() != nil {
+		x.mu.Unlock()
+		return context.AfterFunc(x.Context, f)
+	}
+	x.after = f
+	x.mu.Unlock()
+	return x.stopAfter
+}
+
+func (x *requestContext) stopAfter() bool {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.after == nil {
+		return false // it ran, or was stopped before
+	}
+	x.after = nil
+	return true
+}
+
+// cancelWith cancels the context and runs AfterFunc's function.
+func (x *requestContext) cancelWith(cause error) {
+	x.cancel(cause)
+	x.mu.Lock()
+	f := x.after
+	x.after = nil
+	x.mu.Unlock()
+	if f != nil {
+		go f()
+	}
+}
+
+// arm arms the watch of the connection on the first call.
+func (x *requestContext) arm() {
 	if x.state.Load() == watchIdle {
 		x.mu.Lock()
 		if x.state.Load() == watchIdle {
@@ -59,7 +107,6 @@ func (x *requestContext) Done() <-chan struct{} {
 		}
 		x.mu.Unlock()
 	}
-	return x.Context.Done()
 }
 
 // startSweep starts the server's sweep on the first armed watch.
@@ -135,7 +182,7 @@ func (x *requestContext) watch() {
 		if errors.As(err, &te) && te.Timeout() {
 			return // Shutdown's wake-up for an idle wait raced us: no news
 		}
-		x.cancel(ErrClientGone)
+		x.cancelWith(ErrClientGone)
 	}
 }
 
@@ -153,7 +200,7 @@ func (x *requestContext) finish() {
 		<-x.c.watchExited
 		x.c.deadline = time.Time{} // force a fresh read deadline
 	}
-	x.cancel(errHandlerDone)
+	x.cancelWith(errHandlerDone)
 }
 
 var aLongTimeAgo = time.Unix(1, 0)

@@ -273,6 +273,45 @@ func (w *response) commit(cl int64, chunked, addCL bool, body []byte) {
 	}
 }
 
+// WriteHead sends a response head the handler assembled itself, for a
+// proxy relaying an origin's header lines without building a header map:
+// the status line for code, then fields (complete header lines, each
+// ending in CRLF, with no Content-Length, Transfer-Encoding or Connection
+// field, and a Date field only when hasDate), then Content-Length, a Date
+// line unless hasDate, Connection: close when the connection ends after
+// this response, and the blank line. The header map is not sent. The body
+// follows with Write and must be contentLength bytes long (a shorter one
+// closes the connection; Write refuses more). It reports false, having
+// done nothing, when the header was already written or the response
+// cannot carry a body (HEAD, 1xx, 204, 304): the handler then uses the
+// header map as usual.
+func (w *response) WriteHead(code int, fields []byte, contentLength int64, hasDate bool) bool {
+	if w.wroteHeader || w.head || code < 200 || code > 999 || contentLength < 0 ||
+		code == http.StatusNoContent || code == http.StatusNotModified {
+		return false
+	}
+	w.wroteHeader, w.committed = true, true
+	w.status = code
+	w.declared = contentLength
+	if w.c.srv.inShutdown.Load() {
+		w.closeAfter = true
+	}
+	bw := w.bw
+	writeStatus(bw, code)
+	bw.Write(fields)
+	bw.WriteString("Content-Length: ")
+	bw.Write(strconv.AppendInt(w.num[:0], contentLength, 10))
+	bw.WriteString("\r\n")
+	if !hasDate {
+		bw.Write(w.c.srv.date.line())
+	}
+	if w.closeAfter {
+		bw.WriteString("Connection: close\r\n")
+	}
+	bw.WriteString("\r\n")
+	return true
+}
+
 // sniffData is the start of the body for Content-Type sniffing: what was
 // held back, topped up from p (into pending's spare capacity).
 func (w *response) sniffData(p []byte) []byte {

@@ -101,7 +101,7 @@ func (lp *leanPool) roundTrip(req *http.Request) (*http.Response, error) {
 			closeReqBody(req)
 			return nil, err
 		}
-		resp, err := lp.exchange(ctx, c, req)
+		resp, err := lp.exchange(ctx, c, req, nil)
 		if err == nil {
 			return resp, nil
 		}
@@ -176,10 +176,15 @@ func (lp *leanPool) conn(ctx context.Context, fresh, canRetry bool) (*leanConn, 
 
 // exchange writes req on c and reads the response headers. On error c is
 // closed.
-func (lp *leanPool) exchange(ctx context.Context, c *leanConn, req *http.Request) (*http.Response, error) {
+// exchange sends req on c and reads the response head. With d set, a
+// response peekDirect accepts is handed back through d (its head left in
+// c's buffer) and exchange returns a nil response.
+func (lp *leanPool) exchange(ctx context.Context, c *leanConn, req *http.Request, d *directResponse) (*http.Response, error) {
 	c.nread = 0
 	stop := noStop
-	if ctx.Done() != nil {
+	if a, ok := ctx.(afterFuncer); ok {
+		stop = a.AfterFunc(c.closeConn) // proxy/h1's request context, without allocating
+	} else if ctx.Done() != nil {
 		stop = context.AfterFunc(ctx, c.closeConn)
 	}
 	fail := func(err error) (*http.Response, error) {
@@ -223,14 +228,22 @@ func (lp *leanPool) exchange(ctx context.Context, c *leanConn, req *http.Request
 	if hasBody {
 		c.conn.SetReadDeadline(time.Now().Add(rht))
 	}
+	if d != nil {
+		ok, err := peekDirect(c, d)
+		if err != nil {
+			return fail(lp.readError(ctx, err))
+		}
+		if ok {
+			if d.d.ContentLength > int64(c.br.Buffered()) {
+				c.conn.SetReadDeadline(time.Time{})
+			}
+			lp.wrapDirect(c, d, stop)
+			return nil, nil
+		}
+	}
 	resp, err := lp.readResponse(c, req)
 	if err != nil {
-		if errors.Is(err, os.ErrDeadlineExceeded) && ctx.Err() == nil {
-			err = &opError{op: "response header", addr: lp.addr, err: err, timeout: true}
-		} else {
-			err = fmt.Errorf("upstream %s: read response: %w", lp.addr, err)
-		}
-		return fail(err)
+		return fail(lp.readError(ctx, err))
 	}
 	if resp.StatusCode == http.StatusSwitchingProtocols {
 		// Upgrade requests never come here; a 101 to anything else is
@@ -247,7 +260,24 @@ func (lp *leanPool) exchange(ctx context.Context, c *leanConn, req *http.Request
 	return lp.wrap(c, resp, stop), nil
 }
 
+// readError names a failure to read the response head: a deadline is a
+// response-header timeout (→ 504), unless the context ended.
+func (lp *leanPool) readError(ctx context.Context, err error) error {
+	if errors.Is(err, os.ErrDeadlineExceeded) && ctx.Err() == nil {
+		return &opError{op: "response header", addr: lp.addr, err: err, timeout: true}
+	}
+	return fmt.Errorf("upstream %s: read response: %w", lp.addr, err)
+}
+
 func noStop() bool { return true }
+
+// afterFuncer is a context with its own AfterFunc method, the interface
+// the context package documents for contexts that schedule functions
+// themselves. context.AfterFunc would still allocate a child context and
+// two closures around it; the lean client calls the method directly.
+type afterFuncer interface {
+	AfterFunc(f func()) (stop func() bool)
+}
 
 // readResponse reads the final response, skipping 1xx (other than 101).
 func (lp *leanPool) readResponse(c *leanConn, req *http.Request) (*http.Response, error) {

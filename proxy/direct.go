@@ -1,0 +1,358 @@
+package proxy
+
+import (
+	"bytes"
+	"io"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/edgeproxy/edge/proxy/cache"
+	"github.com/edgeproxy/edge/proxy/compress"
+	"github.com/edgeproxy/edge/proxy/upstream"
+	"github.com/edgeproxy/edge/raftstore"
+)
+
+// The direct path relays an origin response's header lines as bytes,
+// editing them on the way, instead of parsing them into an http.Header,
+// copying that into the response's and writing it out again. It serves
+// the requests the cache has marked hit-for-miss (the origin said the
+// URL is not storable: no-store, private, Set-Cookie, …), the bulk of
+// uncacheable traffic, when nothing would change the response's body:
+//
+//   - a GET on the plain-HTTP listener (proxy/h1), to a plain-HTTP origin
+//     on the lean client (upstream.DirectTripper);
+//   - the tenant has no transform rules (DirectConfig.Untransformed);
+//   - the response has a Content-Length body whose head fits the
+//     connection's buffer, and compression leaves it as it is (its type
+//     is not compressible, it is small, already encoded in a coding the
+//     client accepts, or the client accepts none).
+//
+// Everything else takes the full path: what the request decides, before
+// the origin is asked; what the response decides, with the response (the
+// origin is not asked twice). The result is the same bytes but for the
+// order and case of header fields: the same fields are removed (hop-by-hop,
+// those Connection names, the cache's own) and added (Cache-Status, Vary,
+// the timing headers); TestDirectMatchesFullPath compares both paths.
+
+// DirectConfig enables the direct path; see the comment above.
+type DirectConfig struct {
+	// Untransformed reports that the Stages pass a tenant's requests and
+	// responses through untouched. Required.
+	Untransformed func(t *raftstore.Tenant) bool
+	// Compressor is the one behind Config.WrapWriter and
+	// Config.DecodeOrigin (CompressWriter, CompressDecoder): the direct
+	// path takes only the responses it would leave as they are. nil when
+	// there is no compression.
+	Compressor *compress.Compressor
+}
+
+// headWriter is implemented by proxy/h1's ResponseWriter.
+type headWriter interface {
+	WriteHead(code int, fields []byte, contentLength int64, hasDate bool) bool
+}
+
+// serveDirect serves a routed, licensed request whose headers are
+// prepared for forwarding on the direct path. It reports false when the
+// request is not for it, having sent nothing; the caller then serves it
+// through the cache, and the fetch chain answers with the origin response
+// serveDirect may have left in st.x.prefetched.
+func (h *Handler) serveDirect(st *state, rw http.ResponseWriter, r *http.Request) bool {
+	x := &st.x
+	hw, ok := rw.(headWriter)
+	if !ok || r.Method != http.MethodGet || !h.direct.Untransformed(x.Tenant) {
+		return false
+	}
+	rt, target, err := h.upstreams.RoundTripper(x.Tenant)
+	if err != nil {
+		return false // the full path reports it
+	}
+	dt, ok := rt.(upstream.DirectTripper)
+	if !ok {
+		return false
+	}
+	var variant string
+	if h.variant != nil {
+		variant = h.variant(x)
+	}
+	mark, ok := h.cache.PassMarked(r, cache.Request{
+		Tenant:  x.Tenant.Domain,
+		Host:    x.Host,
+		Variant: variant,
+		Policy:  h.cachePolicy(x.Tenant),
+		Persist: variant != "",
+	})
+	if !ok {
+		return false
+	}
+
+	w := &st.responseWriter
+	out := newOutgoing(r, target, x.Tenant.Origin.HostHeader)
+	start := time.Now()
+	d, resp, ok, err := dt.RoundTripDirect(out)
+	x.OriginTime = time.Since(start)
+	switch {
+	case !ok:
+		return false
+	case err != nil:
+		mark.Fetching()
+		w.cache = cacheMiss
+		h.fail(w, x, err)
+		return true
+	case resp != nil:
+		x.prefetched, x.prefetchTime = resp, x.OriginTime // the full path relays it
+		return false
+	}
+
+	ae := firstValue(r.Header, "Accept-Encoding")
+	var f directFields
+	if !f.scan(d.Fields) || !f.untouched(h.direct.Compressor, ae, d) {
+		x.prefetched, x.prefetchTime = d.Response(out), x.OriginTime
+		return false
+	}
+	bp := h.pool.Get()
+	defer h.pool.Put(bp)
+	status := mark.Passed(d.StatusCode, f.cacheHeader(), d.ContentLength, firstValue(r.Header, "Authorization") != "")
+	w.stampDirect(d.StatusCode)
+	head := f.appendRelayed((*bp)[:0], d.Fields)
+	head = appendField(head, "Cache-Status", status)
+	if f.vary && !f.varyHasAE {
+		head = appendField(head, "Vary", "Accept-Encoding")
+	}
+	head = appendField(head, headerOriginTime, w.timing[0])
+	head = appendField(head, headerTotalTime, w.timing[1])
+	head = appendField(head, headerServerTiming, w.timing[2])
+	if !hw.WriteHead(d.StatusCode, head, d.ContentLength, f.date) {
+		// Cannot happen for a GET the h1 server has not answered yet;
+		// the full path copes anyway.
+		w.wroteHeader, w.status = false, 0
+		x.prefetched, x.prefetchTime = d.Response(out), x.OriginTime
+		return false
+	}
+	mark.Fetching()
+	w.cache = cacheMiss
+	h.m.direct.Inc()
+	h.relayBody(w, r, d.Body, *bp)
+	return true
+}
+
+// relayBody copies a Content-Length body to the client. As serveResponse
+// does, an origin that breaks off aborts the response (the client must not
+// take a truncated body for a complete one).
+func (h *Handler) relayBody(w *responseWriter, r *http.Request, body io.ReadCloser, buf []byte) {
+	defer body.Close()
+	for {
+		n, rerr := body.Read(buf)
+		if n > 0 {
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				w.clientGone = true
+				return
+			}
+		}
+		if rerr == io.EOF {
+			return
+		}
+		if rerr != nil {
+			if r.Context().Err() != nil {
+				w.clientGone = true
+				return
+			}
+			w.err = rerr
+			h.log.LogAttrs(r.Context(), slog.LevelWarn, "origin body failed",
+				slog.String("tenant", tenantName(w.x)), slog.String("host", w.x.Host),
+				slog.String("reason", h.reason(rerr)))
+			panic(http.ErrAbortHandler)
+		}
+	}
+}
+
+// directFields is what the direct path learns from an origin response's
+// header lines in one pass.
+type directFields struct {
+	ctype, cenc []byte
+	crange      bool
+	noTransform bool
+	date        bool
+	vary        bool // compression wants Accept-Encoding in Vary
+	varyHasAE   bool // Vary already lists Accept-Encoding or *
+	conn        [4][]byte
+	nconn       int
+	cacheVals   [8]string
+	cacheKeys   [8]string
+	ncache      int
+}
+
+// dropped names the response fields the full path does not relay: the
+// hop-by-hop ones (cache.passHeaders), the cache's own, Content-Length
+// (the server writes it) and the timing headers Edge sets.
+var dropped = []string{
+	"Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authenticate", "Te", "Trailer",
+	"Transfer-Encoding", "Upgrade", "Cache-Status", "Surrogate-Key", "Surrogate-Control", "Cache-Tag",
+	"Content-Length", headerOriginTime, headerTotalTime,
+}
+
+// cacheFields are the fields the cache's decision reads.
+var cacheFields = []string{
+	"Cache-Control", "Expires", "Date", "Last-Modified", "Set-Cookie", "Vary", "Content-Encoding",
+}
+
+// scan reads the header lines (validated by the upstream package). It
+// reports false for what the direct path leaves to the full one: more
+// than a few Connection tokens or caching fields.
+func (f *directFields) scan(fields []byte) bool {
+	for rest := fields; len(rest) > 0; {
+		i := bytes.IndexByte(rest, '\n')
+		ln := rest[:i-1]
+		rest = rest[i+1:]
+		colon := bytes.IndexByte(ln, ':')
+		k, v := ln[:colon], bytes.Trim(ln[colon+1:], " \t")
+		switch {
+		case fold(k, "Content-Type"):
+			if f.ctype == nil {
+				f.ctype = v
+			}
+		case fold(k, "Content-Encoding"):
+			if f.cenc == nil {
+				f.cenc = v
+			}
+		case fold(k, "Content-Range"):
+			f.crange = f.crange || len(v) > 0
+		case fold(k, "Date"):
+			f.date = true
+		case fold(k, "Connection"):
+			for _, tok := range bytes.Split(v, []byte(",")) {
+				if tok = bytes.Trim(tok, " \t"); len(tok) == 0 || fold(tok, "close") || fold(tok, "keep-alive") {
+					continue
+				}
+				if f.nconn == len(f.conn) {
+					return false
+				}
+				f.conn[f.nconn] = tok
+				f.nconn++
+			}
+		}
+		if fold(k, "Cache-Control") && hasToken(v, "no-transform") {
+			f.noTransform = true
+		}
+		if fold(k, "Vary") && (hasToken(v, "Accept-Encoding") || hasToken(v, "*")) {
+			f.varyHasAE = true
+		}
+		for _, c := range cacheFields {
+			if fold(k, c) {
+				if f.ncache == len(f.cacheVals) {
+					return false
+				}
+				f.cacheKeys[f.ncache], f.cacheVals[f.ncache] = c, string(v)
+				f.ncache++
+				break
+			}
+		}
+	}
+	return true
+}
+
+// untouched asks the compression whether the response goes out as it is.
+func (f *directFields) untouched(c *compress.Compressor, ae string, d *upstream.Direct) bool {
+	if c == nil {
+		return true
+	}
+	hd := compress.Head{
+		Code:            d.StatusCode,
+		ContentType:     string(f.ctype),
+		ContentEncoding: string(f.cenc),
+		ContentRange:    f.crange,
+		NoTransform:     f.noTransform,
+		ContentLength:   d.ContentLength,
+	}
+	ok, vary := c.Untouched(ae, &hd)
+	f.vary = vary
+	return ok
+}
+
+// cacheHeader holds the caching fields for the cache's decision.
+func (f *directFields) cacheHeader() http.Header {
+	if f.ncache == 0 {
+		return nil
+	}
+	h := make(http.Header, f.ncache)
+	for i := 0; i < f.ncache; i++ {
+		k := f.cacheKeys[i]
+		if old, ok := h[k]; ok {
+			h[k] = append(old, f.cacheVals[i])
+			continue
+		}
+		h[k] = f.cacheVals[i : i+1 : i+1]
+	}
+	return h
+}
+
+// appendRelayed appends the lines of fields the full path would relay.
+func (f *directFields) appendRelayed(b, fields []byte) []byte {
+next:
+	for rest := fields; len(rest) > 0; {
+		i := bytes.IndexByte(rest, '\n')
+		line := rest[:i+1]
+		rest = rest[i+1:]
+		k := line[:bytes.IndexByte(line, ':')]
+		for _, name := range dropped {
+			if fold(k, name) {
+				continue next
+			}
+		}
+		for _, c := range f.conn[:f.nconn] {
+			if bytes.EqualFold(k, c) {
+				continue next
+			}
+		}
+		b = append(b, line...)
+	}
+	return b
+}
+
+// firstValue is the first value of the canonical key k.
+func firstValue(h http.Header, k string) string {
+	if v := h[k]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
+
+func appendField(b []byte, k, v string) []byte {
+	b = append(b, k...)
+	b = append(b, ": "...)
+	b = append(b, v...)
+	return append(b, "\r\n"...)
+}
+
+// fold reports whether k equals name ignoring ASCII case. name holds
+// letters, '-' and '*' only; setting bit 0x20 maps no other byte a valid
+// field name or token can hold onto those.
+func fold(k []byte, name string) bool {
+	if len(k) != len(name) {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		a, b := k[i]|0x20, name[i]|0x20
+		if a != b {
+			return false
+		}
+	}
+	return true
+}
+
+// hasToken reports whether the comma-separated list v holds tok (ASCII
+// case-insensitive).
+func hasToken(v []byte, tok string) bool {
+	for len(v) > 0 {
+		var item []byte
+		if i := bytes.IndexByte(v, ','); i >= 0 {
+			item, v = v[:i], v[i+1:]
+		} else {
+			item, v = v, nil
+		}
+		if fold(bytes.Trim(item, " \t"), tok) {
+			return true
+		}
+	}
+	return false
+}
