@@ -119,9 +119,7 @@ func (h *Handler) serveDirect(st *state, rw http.ResponseWriter, r *http.Request
 	if f.vary && !f.varyHasAE {
 		head = appendField(head, "Vary", "Accept-Encoding")
 	}
-	head = appendField(head, headerOriginTime, w.timing[0])
-	head = appendField(head, headerTotalTime, w.timing[1])
-	head = appendField(head, headerServerTiming, w.timing[2])
+	head = appendTimingFields(head, x.OriginTime, w.total)
 	if !hw.WriteHead(d.StatusCode, head, d.ContentLength, f.date) {
 		// Cannot happen for a GET the h1 server has not answered yet;
 		// the full path copes anyway.
@@ -315,6 +313,16 @@ func firstValue(h http.Header, k string) string {
 		return v[0]
 	}
 	return ""
+}
+
+// appendTimingFields appends the X-Origin-Time, X-Total-Time and
+// Server-Timing lines setTimingHeaders would set.
+func appendTimingFields(b []byte, origin, total time.Duration) []byte {
+	b = append(b, headerOriginTime+": "...)
+	b = append(appendMillis(b, origin), "ms\r\n"+headerTotalTime+": "...)
+	b = append(appendMillis(b, total), "ms\r\n"+headerServerTiming+": origin;dur="...)
+	b = append(appendMillis(b, origin), ", total;dur="...)
+	return append(appendMillis(b, total), "\r\n"...)
 }
 
 func appendField(b []byte, k, v string) []byte {

@@ -50,12 +50,11 @@ func (w *responseWriter) stamp(code int) {
 }
 
 // stampDirect is stamp for the direct path, which writes the timing
-// fields itself: it fills w.timing and leaves the header map alone.
+// fields itself (appendTimingFields): the header map is not sent.
 func (w *responseWriter) stampDirect(code int) {
 	w.wroteHeader = true
 	w.status = code
 	w.total = time.Since(w.start)
-	formatTiming(w.x.OriginTime, w.total, &w.timing)
 }
 
 func (w *responseWriter) Write(b []byte) (int, error) {
