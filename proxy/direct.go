@@ -106,7 +106,9 @@ func (h *Handler) serveDirect(st *state, rw http.ResponseWriter, r *http.Request
 
 	ae := firstValue(r.Header, "Accept-Encoding")
 	var f directFields
-	if !f.scan(d.Fields) || !f.untouched(h.direct.Compressor, ae, d) {
+	// A body without a Content-Type gets a sniffed one on the full path
+	// (as from net/http): rare enough to leave to it.
+	if !f.scan(d.Fields) || f.ctype == nil && d.ContentLength > 0 || !f.untouched(h.direct.Compressor, ae, d) {
 		x.prefetched, x.prefetchTime = d.Response(out), x.OriginTime
 		return false
 	}
@@ -215,8 +217,6 @@ func (f *directFields) scan(fields []byte) bool {
 			}
 		case fold(k, "Content-Range"):
 			f.crange = f.crange || len(v) > 0
-		case fold(k, "Date"):
-			f.date = true
 		case fold(k, "Connection"):
 			for _, tok := range bytes.Split(v, []byte(",")) {
 				if tok = bytes.Trim(tok, " \t"); len(tok) == 0 || fold(tok, "close") || fold(tok, "keep-alive") {
@@ -231,9 +231,6 @@ func (f *directFields) scan(fields []byte) bool {
 		}
 		if fold(k, "Cache-Control") && hasToken(v, "no-transform") {
 			f.noTransform = true
-		}
-		if fold(k, "Vary") && (hasToken(v, "Accept-Encoding") || hasToken(v, "*")) {
-			f.varyHasAE = true
 		}
 		for _, c := range cacheFields {
 			if fold(k, c) {
@@ -301,6 +298,12 @@ next:
 			if bytes.EqualFold(k, c) {
 				continue next
 			}
+		}
+		switch v := bytes.Trim(line[len(k)+1:], " \t\r\n"); {
+		case fold(k, "Date"):
+			f.date = true
+		case fold(k, "Vary") && (hasToken(v, "Accept-Encoding") || hasToken(v, "*")):
+			f.varyHasAE = true
 		}
 		b = append(b, line...)
 	}
