@@ -270,13 +270,17 @@ func (f *directFields) cacheHeader() http.Header {
 		return nil
 	}
 	h := make(http.Header, f.ncache)
-	for i := 0; i < f.ncache; i++ {
+	// The values get their own array: slices of f's would move all of f
+	// to the heap.
+	vals := make([]string, f.ncache)
+	copy(vals, f.cacheVals[:f.ncache])
+	for i, v := range vals {
 		k := f.cacheKeys[i]
 		if old, ok := h[k]; ok {
-			h[k] = append(old, f.cacheVals[i])
+			h[k] = append(old, v)
 			continue
 		}
-		h[k] = f.cacheVals[i : i+1 : i+1]
+		h[k] = vals[i : i+1 : i+1]
 	}
 	return h
 }
