@@ -193,7 +193,7 @@ var dropped = []string{
 
 // cacheFields are the fields the cache's decision reads.
 var cacheFields = []string{
-	"Cache-Control", "Expires", "Date", "Last-Modified", "Set-Cookie", "Vary", "Content-Encoding",
+	"Cache-Control", "Expires", "Date", "Last-Modified", "Etag", "Set-Cookie", "Vary", "Content-Encoding",
 }
 
 // scan reads the header lines (validated by the upstream package). It

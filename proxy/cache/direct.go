@@ -41,12 +41,16 @@ func (c *Cache) PassMarked(r *http.Request, req Request) (PassMark, bool) {
 	}
 	pq := pathQuery(r)
 	key := cacheKey(req.Tenant, req.Scheme, req.Host, pq, req.Variant)
+	now := c.now()
 	o, ok := c.l1.GetIfPresent(key)
 	if ok && o.marker {
+		if now.After(o.usableUntil()) {
+			return PassMark{}, false // Serve drops it and fills under key
+		}
 		key = varyKey(key, varyValues(r, o.vary))
 		o, ok = c.l1.GetIfPresent(key)
 	}
-	if !ok || !o.pass || c.now().After(o.usableUntil()) {
+	if !ok || !o.pass || now.After(o.usableUntil()) {
 		return PassMark{}, false
 	}
 	return PassMark{c: c, req: req, key: key, pq: pq, mark: o}, true
@@ -71,7 +75,7 @@ func (m *PassMark) Fetching() {
 // Serve's pass-through does (the mark is dropped when the origin allows
 // storing again, renewed past half its life) and returns the
 // Cache-Status to send. h needs only the fields caching decisions read:
-// Cache-Control, Expires, Date, Last-Modified, Set-Cookie, Vary and
+// Cache-Control, Expires, Date, Last-Modified, ETag, Set-Cookie, Vary and
 // Content-Encoding.
 func (m *PassMark) Passed(code int, h http.Header, contentLength int64, authorized bool) string {
 	return m.c.passed(m.key, &m.req, m.mark, m.pq, code, h, contentLength, authorized)

@@ -47,6 +47,7 @@ type requestContext struct {
 	armedAt atomic.Int64 // the sweep round in which Done armed the watch
 	mu      sync.Mutex   // orders Done's and watch's state changes against finish
 	after   func()       // AfterFunc's function until it runs or is stopped; guarded by mu
+	afterN  uint64       // registrations so far, so a stale stop finds nothing; guarded by mu
 }
 
 func (x *requestContext) Done() <-chan struct{} {
@@ -69,15 +70,18 @@ func (x *requestContext) AfterFunc(f func()) (stop func() bool) {
 		return context.AfterFunc(x.Context, f)
 	}
 	x.after = f
+	x.afterN++
+	n := x.afterN
 	x.mu.Unlock()
-	return x.stopAfter
+	return func() bool { return x.stopAfter(n) }
 }
 
-func (x *requestContext) stopAfter() bool {
+// stopAfter unregisters registration n unless it ran or was stopped.
+func (x *requestContext) stopAfter(n uint64) bool {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	if x.after == nil {
-		return false // it ran, or was stopped before
+	if x.after == nil || x.afterN != n {
+		return false
 	}
 	x.after = nil
 	return true

@@ -170,7 +170,7 @@ func peekDirect(c *leanConn, dr *directResponse) (ok bool, err error) {
 				return false, nil
 			}
 			x, err := strconv.ParseInt(string(v), 10, 64)
-			if err != nil || x < 0 {
+			if err != nil || v[0] < '0' || v[0] > '9' { // no sign: net/http refuses "+2"
 				return false, nil
 			}
 			cl = x

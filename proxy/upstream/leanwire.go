@@ -191,7 +191,7 @@ func readResponseFast(br *bufio.Reader, req *http.Request) (*http.Response, erro
 				return nil, nil // repeated: net/http decides
 			}
 			x, err := strconv.ParseInt(v, 10, 64)
-			if err != nil || x < 0 {
+			if err != nil || v[0] < '0' || v[0] > '9' { // no sign: net/http refuses "+2"
 				return nil, nil
 			}
 			cl = x
