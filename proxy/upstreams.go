@@ -31,7 +31,10 @@ type targetShard struct {
 type targetEntry struct {
 	tenant *raftstore.Tenant
 	target upstream.Target
-	err    error
+	// rt is the tenant's pool, bound once per tenant version: a change of
+	// origin settings is a new *Tenant, hence a new entry and a rebind.
+	rt  http.RoundTripper
+	err error
 }
 
 var _ Upstreams = (*PoolUpstreams)(nil)
@@ -53,6 +56,13 @@ func (u *PoolUpstreams) RoundTripper(t *raftstore.Tenant) (http.RoundTripper, *u
 	s.mu.RUnlock()
 	if e == nil || e.tenant != t {
 		e = newTargetEntry(t)
+		if e.err == nil {
+			rt, err := u.pools.Get(t.Domain, e.target)
+			if err != nil {
+				return nil, nil, err // not remembered: the pools may recover
+			}
+			e.rt = rt
+		}
 		s.mu.Lock()
 		s.m[t.Domain] = e
 		s.mu.Unlock()
@@ -60,11 +70,7 @@ func (u *PoolUpstreams) RoundTripper(t *raftstore.Tenant) (http.RoundTripper, *u
 	if e.err != nil {
 		return nil, nil, e.err
 	}
-	rt, err := u.pools.Get(t.Domain, e.target)
-	if err != nil {
-		return nil, nil, err
-	}
-	return rt, e.target.URL, nil
+	return e.rt, e.target.URL, nil
 }
 
 // Forget drops the cached Target of a deleted tenant and its pool binding.

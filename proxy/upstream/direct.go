@@ -206,12 +206,20 @@ func trimOWSBytes(b []byte) []byte {
 // validFieldName is httpguts.ValidHeaderFieldName for bytes.
 func validFieldName(k []byte) bool {
 	for _, c := range k {
-		if !httpguts.IsTokenRune(rune(c)) {
+		if !tokenByte[c] {
 			return false
 		}
 	}
 	return len(k) > 0
 }
+
+// tokenByte is httpguts.IsTokenRune as a table, for the byte loops.
+var tokenByte = func() (t [256]bool) {
+	for c := range 128 {
+		t[c] = httpguts.IsTokenRune(rune(c))
+	}
+	return t
+}()
 
 // validFieldValue is httpguts.ValidHeaderFieldValue for bytes: no
 // control bytes but tab.
