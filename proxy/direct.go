@@ -2,8 +2,8 @@ package proxy
 
 import (
 	"bytes"
+	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"time"
 
@@ -28,9 +28,11 @@ import (
 //     is not compressible, it is small, already encoded in a coding the
 //     client accepts, or the client accepts none).
 //
-// Everything else takes the full path: what the request decides, before
-// the origin is asked; what the response decides, with the response (the
-// origin is not asked twice). The result is the same bytes but for the
+// The cache offers each request it passes under a mark (PassDirect,
+// cache.DirectPasser), after its own lookup. Everything else takes the
+// full path: what the request decides, before the origin is asked; what
+// the response decides, with the response (the origin is not asked
+// twice). The result is the same bytes but for the
 // order and case of header fields: the same fields are removed (hop-by-hop,
 // those Connection names, the cache's own) and added (Cache-Status, Vary,
 // the timing headers); TestDirectMatchesFullPath compares both paths.
@@ -47,61 +49,51 @@ type DirectConfig struct {
 	Compressor *compress.Compressor
 }
 
+var _ cache.DirectPasser = (*state)(nil)
+
 // headWriter is implemented by proxy/h1's ResponseWriter.
 type headWriter interface {
 	WriteHead(code int, fields []byte, contentLength int64, hasDate bool) bool
 }
 
-// serveDirect serves a routed, licensed request whose headers are
-// prepared for forwarding on the direct path. It reports false when the
-// request is not for it, having sent nothing; the caller then serves it
-// through the cache, and the fetch chain answers with the origin response
-// serveDirect may have left in st.x.prefetched.
-func (h *Handler) serveDirect(st *state, rw http.ResponseWriter, r *http.Request) bool {
-	x := &st.x
-	hw, ok := rw.(headWriter)
-	if !ok || r.Method != http.MethodGet || !h.direct.Untransformed(x.Tenant) {
-		return false
+// PassDirect implements cache.DirectPasser: the cache found a
+// hit-for-miss mark for the request and offers to let the direct path
+// answer it. It declines (handled false, nothing sent) when the request is
+// not for it; when the response is not, it leaves the fetched response in
+// st.x.prefetched, where the fetch chain the cache calls next picks it
+// up.
+func (st *state) PassDirect(r *http.Request, m cache.PassMark) (cache.Result, bool, error) {
+	h, x := st.h, &st.x
+	if h.direct == nil || r.Method != http.MethodGet {
+		return cache.Result{}, false, nil
+	}
+	w := &st.responseWriter
+	hw, ok := w.rw.(headWriter)
+	if !ok || !h.direct.Untransformed(x.Tenant) {
+		return cache.Result{}, false, nil
 	}
 	rt, target, err := h.upstreams.RoundTripper(x.Tenant)
 	if err != nil {
-		return false // the full path reports it
+		return cache.Result{}, false, nil // the full path reports it
 	}
 	dt, ok := rt.(upstream.DirectTripper)
 	if !ok {
-		return false
-	}
-	var variant string
-	if h.variant != nil {
-		variant = h.variant(x)
-	}
-	mark, ok := h.cache.PassMarked(r, cache.Request{
-		Tenant:  x.Tenant.Domain,
-		Host:    x.Host,
-		Variant: variant,
-		Policy:  h.cachePolicy(x.Tenant),
-		Persist: variant != "",
-	})
-	if !ok {
-		return false
+		return cache.Result{}, false, nil
 	}
 
-	w := &st.responseWriter
 	out := newOutgoing(r, target, x.Tenant.Origin.HostHeader)
 	start := time.Now()
 	d, resp, ok, err := dt.RoundTripDirect(out)
 	x.OriginTime = time.Since(start)
 	switch {
 	case !ok:
-		return false
+		return cache.Result{}, false, nil
 	case err != nil:
-		mark.Fetching()
-		w.cache = cacheMiss
-		h.fail(w, x, err)
-		return true
+		return cache.Result{CacheStatus: m.Status(), OriginDuration: x.OriginTime}, true,
+			fmt.Errorf("%w: %w", cache.ErrOrigin, err)
 	case resp != nil:
 		x.prefetched, x.prefetchTime = resp, x.OriginTime // the full path relays it
-		return false
+		return cache.Result{}, false, nil
 	}
 
 	ae := firstValue(r.Header, "Accept-Encoding")
@@ -110,11 +102,11 @@ func (h *Handler) serveDirect(st *state, rw http.ResponseWriter, r *http.Request
 	// (as from net/http): rare enough to leave to it.
 	if !f.scan(d.Fields) || f.ctype == nil && d.ContentLength > 0 || !f.untouched(h.direct.Compressor, ae, d) {
 		x.prefetched, x.prefetchTime = d.Response(out), x.OriginTime
-		return false
+		return cache.Result{}, false, nil
 	}
 	bp := h.pool.Get()
 	defer h.pool.Put(bp)
-	status := mark.Passed(d.StatusCode, f.cacheHeader(), d.ContentLength, firstValue(r.Header, "Authorization") != "")
+	status := m.Passed(d.StatusCode, f.cacheHeader(), d.ContentLength, firstValue(r.Header, "Authorization") != "")
 	w.stampDirect(d.StatusCode)
 	head := f.appendRelayed((*bp)[:0], d.Fields)
 	head = appendField(head, "Cache-Status", status)
@@ -127,41 +119,32 @@ func (h *Handler) serveDirect(st *state, rw http.ResponseWriter, r *http.Request
 		// the full path copes anyway.
 		w.wroteHeader, w.status = false, 0
 		x.prefetched, x.prefetchTime = d.Response(out), x.OriginTime
-		return false
+		return cache.Result{}, false, nil
 	}
-	mark.Fetching()
-	w.cache = cacheMiss
 	h.m.direct.Inc()
-	h.relayBody(w, r, d.Body, *bp)
-	return true
+	res := cache.Result{CacheStatus: status, StatusCode: d.StatusCode, OriginDuration: x.OriginTime}
+	return res, true, relayBody(w, d.Body, *bp)
 }
 
-// relayBody copies a Content-Length body to the client. As serveResponse
-// does, an origin that breaks off aborts the response (the client must not
-// take a truncated body for a complete one).
-func (h *Handler) relayBody(w *responseWriter, r *http.Request, body io.ReadCloser, buf []byte) {
+// relayBody copies a Content-Length body to the client. A client that
+// left is recorded on w; an origin that breaks off is an error wrapping
+// cache.ErrTruncated, on which the handler aborts the response (the
+// client must not take a truncated body for a complete one).
+func relayBody(w *responseWriter, body io.ReadCloser, buf []byte) error {
 	defer body.Close()
 	for {
 		n, rerr := body.Read(buf)
 		if n > 0 {
 			if _, werr := w.Write(buf[:n]); werr != nil {
 				w.clientGone = true
-				return
+				return nil
 			}
 		}
 		if rerr == io.EOF {
-			return
+			return nil
 		}
 		if rerr != nil {
-			if r.Context().Err() != nil {
-				w.clientGone = true
-				return
-			}
-			w.err = rerr
-			h.log.LogAttrs(r.Context(), slog.LevelWarn, "origin body failed",
-				slog.String("tenant", tenantName(w.x)), slog.String("host", w.x.Host),
-				slog.String("reason", h.reason(rerr)))
-			panic(http.ErrAbortHandler)
+			return fmt.Errorf("%w: %w", cache.ErrTruncated, rerr)
 		}
 	}
 }

@@ -320,10 +320,7 @@ func (h *Handler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	st.x.Start = w.start
 
 	if h.cache != nil && st.x.upgrade == "" && !acceptsEventStream(r.Header) {
-		if h.direct != nil && h.serveDirect(st, rw, r) {
-			return
-		}
-		h.serveCached(st, r)
+		h.serveCached(st, r) // the direct path, when set, from inside (PassDirect)
 		if p := st.x.prefetched; p != nil {
 			p.Body.Close() // the cache answered without the fetch chain
 		}

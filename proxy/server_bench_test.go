@@ -74,6 +74,7 @@ func BenchmarkServerRoundTrip(b *testing.B) {
 		{"pass-through", "/nostore", "no-store", true},
 		{"pass-through-full-path", "/nostore", "no-store", false},
 		{"hit-1KB", "/small", "public, max-age=3600", true},
+		{"hit-1KB-no-direct", "/small", "public, max-age=3600", false},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			origin := rawOrigin(b, tc.cc)

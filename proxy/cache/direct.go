@@ -1,74 +1,28 @@
 package cache
 
-import (
-	"net/http"
-	"strings"
-)
+import "net/http"
 
-// PassMark is a hit-for-miss mark found by PassMarked: the request goes
-// to the origin and nothing is stored, as Serve would do with it, but the
-// caller relays the response itself (the proxy's direct path, which
-// edits the origin's header lines without building an http.Header).
+// DirectPasser is implemented by a Request.Pass that can answer a request
+// passed under a hit-for-miss mark itself (the proxy's direct path, which
+// relays the origin's header lines as bytes): Serve offers it the request
+// before FetchPass. It reports handled false, having written nothing,
+// when it leaves the request to FetchPass and the usual pass-through
+// (it may have fetched the response already and hand it over through
+// FetchPass). When it handles the request, res and err are what Serve
+// returns: an error wrapping ErrOrigin when nothing was written, one
+// wrapping ErrTruncated when the origin broke off mid-body.
+type DirectPasser interface {
+	PassDirect(r *http.Request, m PassMark) (res Result, handled bool, err error)
+}
+
+// PassMark is the hit-for-miss mark a request is passed under, for a
+// DirectPasser to decide on the origin's answer as Serve would.
 type PassMark struct {
 	c    *Cache
-	req  Request
+	req  Request // a copy: a pointer to Serve's would move it to the heap on every call
 	key  string
 	pq   string
 	mark *object
-}
-
-// PassMarked reports whether Serve would pass the GET request r straight
-// to the origin under a hit-for-miss mark. It reads L1 alone (marks live
-// only there) and counts nothing; when it reports false the caller
-// serves r through Serve, which does the full lookup. req is as for
-// Serve; a request with Authorization the policy does not cache is never
-// reported (Serve bypasses it with its own Cache-Status).
-func (c *Cache) PassMarked(r *http.Request, req Request) (PassMark, bool) {
-	if r.Method != http.MethodGet {
-		return PassMark{}, false
-	}
-	if !req.Policy.CacheAuthorized && headerValue(r.Header, "Authorization") != "" {
-		return PassMark{}, false
-	}
-	if req.Scheme == "" {
-		req.Scheme = "http"
-		if r.TLS != nil {
-			req.Scheme = "https"
-		}
-	}
-	if req.Host == "" {
-		req.Host = strings.ToLower(r.Host)
-	}
-	pq := pathQuery(r)
-	key := cacheKey(req.Tenant, req.Scheme, req.Host, pq, req.Variant)
-	now := c.now()
-	o, ok := c.l1.GetIfPresent(key)
-	if ok && o.marker {
-		if now.After(o.usableUntil()) {
-			return PassMark{}, false // Serve drops it and fills under key
-		}
-		key = varyKey(key, varyValues(r, o.vary))
-		o, ok = c.l1.GetIfPresent(key)
-	}
-	if !ok || !o.pass || now.After(o.usableUntil()) {
-		return PassMark{}, false
-	}
-	return PassMark{c: c, req: req, key: key, pq: pq, mark: o}, true
-}
-
-// Fetching counts a request passed under m as Serve would (the lookup's
-// misses and the origin fetch); call it once, before the fetch.
-func (m *PassMark) Fetching() {
-	c := m.c
-	t := &c.stats.tiers
-	t[tierL1].misses.Add(1)
-	if c.l2 != nil {
-		t[tierL2].misses.Add(1)
-	}
-	if m.req.Persist && c.l3 != nil {
-		t[tierL3].misses.Add(1)
-	}
-	c.stats.originFetch.Add(1)
 }
 
 // Passed decides on the origin's answer to a request passed under m as
@@ -77,6 +31,10 @@ func (m *PassMark) Fetching() {
 // Cache-Status to send. h needs only the fields caching decisions read:
 // Cache-Control, Expires, Date, Last-Modified, ETag, Set-Cookie, Vary and
 // Content-Encoding.
-func (m *PassMark) Passed(code int, h http.Header, contentLength int64, authorized bool) string {
+func (m PassMark) Passed(code int, h http.Header, contentLength int64, authorized bool) string {
 	return m.c.passed(m.key, &m.req, m.mark, m.pq, code, h, contentLength, authorized)
 }
+
+// Status is the Cache-Status of a request passed under m that got no
+// response from the origin.
+func (m PassMark) Status() string { return cacheName + "; fwd=miss" }

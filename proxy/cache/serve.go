@@ -436,6 +436,12 @@ func (c *Cache) fetchPass(w http.ResponseWriter, r *http.Request, req *Request, 
 // request fills the cache; a mark past half its life is renewed.
 func (c *Cache) passThrough(w http.ResponseWriter, r *http.Request, req *Request, key string, mark *object, pq string) (Result, error) {
 	c.stats.originFetch.Add(1)
+	if dp, ok := req.Pass.(DirectPasser); ok {
+		res, handled, err := dp.PassDirect(r, PassMark{c: c, req: *req, key: key, pq: pq, mark: mark})
+		if handled {
+			return res, err
+		}
+	}
 	start := time.Now()
 	resp, err := req.Pass.FetchPass(r)
 	dur := time.Since(start)
