@@ -1,7 +1,6 @@
 package upstream
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -105,46 +104,9 @@ func (lp *leanPool) wrapDirect(c *leanConn, dr *directResponse, stop func() bool
 // does not fit in the buffer.
 func peekDirect(c *leanConn, dr *directResponse) (ok bool, err error) {
 	br := c.br
-	if _, err := br.Peek(1); err != nil {
+	block, code, eol, err := peekHead(br)
+	if block == nil {
 		return false, err
-	}
-	var block []byte
-	for {
-		buf, _ := br.Peek(br.Buffered())
-		i := bytes.Index(buf, crlf2)
-		if j := bytes.Index(buf, lf2); j >= 0 && (i < 0 || j < i) {
-			return false, nil
-		}
-		if i >= 0 {
-			block = buf[:i+4]
-			break
-		}
-		if len(buf) >= br.Size() {
-			return false, nil
-		}
-		if _, err := br.Peek(len(buf) + 1); err != nil {
-			if errors.Is(err, bufio.ErrBufferFull) {
-				return false, nil
-			}
-			return false, err
-		}
-	}
-	if len(block) < 16 || string(block[:9]) != "HTTP/1.1 " || block[12] != ' ' && block[12] != '\r' {
-		return false, nil
-	}
-	code := int(block[9]-'0')*100 + int(block[10]-'0')*10 + int(block[11]-'0')
-	if block[9] < '2' || block[9] > '5' || block[10] < '0' || block[10] > '9' || block[11] < '0' || block[11] > '9' ||
-		code == http.StatusNoContent || code == http.StatusNotModified {
-		return false, nil
-	}
-	eol := bytes.IndexByte(block, '\n')
-	if block[eol-1] != '\r' {
-		return false, nil
-	}
-	for _, ch := range block[12 : eol-1] {
-		if ch < ' ' && ch != '\t' || ch == 0x7f {
-			return false, nil
-		}
 	}
 	fields := block[eol+1 : len(block)-2]
 	cl := int64(-1)

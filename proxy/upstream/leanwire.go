@@ -110,47 +110,9 @@ func readResponseFast(br *bufio.Reader, req *http.Request) (*http.Response, erro
 	if req.Method == http.MethodHead {
 		return nil, nil
 	}
-	if _, err := br.Peek(1); err != nil {
+	block, code, eol, err := peekHead(br)
+	if block == nil {
 		return nil, err
-	}
-	var block []byte
-	for {
-		buf, _ := br.Peek(br.Buffered())
-		i := bytes.Index(buf, crlf2)
-		if j := bytes.Index(buf, lf2); j >= 0 && (i < 0 || j < i) {
-			return nil, nil // bare LF line ends: net/http copes
-		}
-		if i >= 0 {
-			block = buf[:i+4]
-			break
-		}
-		if len(buf) >= br.Size() {
-			return nil, nil // a large header: net/http reads it
-		}
-		if _, err := br.Peek(len(buf) + 1); err != nil {
-			if errors.Is(err, bufio.ErrBufferFull) {
-				return nil, nil
-			}
-			return nil, err
-		}
-	}
-	// Status line: "HTTP/1.1 200 OK".
-	if len(block) < 16 || string(block[:9]) != "HTTP/1.1 " || block[12] != ' ' && block[12] != '\r' {
-		return nil, nil
-	}
-	code := int(block[9]-'0')*100 + int(block[10]-'0')*10 + int(block[11]-'0')
-	if block[9] < '2' || block[9] > '5' || block[10] < '0' || block[10] > '9' || block[11] < '0' || block[11] > '9' ||
-		code == http.StatusNoContent || code == http.StatusNotModified {
-		return nil, nil
-	}
-	eol := bytes.IndexByte(block, '\n')
-	if block[eol-1] != '\r' {
-		return nil, nil
-	}
-	for _, c := range block[12 : eol-1] {
-		if c < ' ' && c != '\t' || c == 0x7f {
-			return nil, nil // a control byte in the reason phrase
-		}
 	}
 	n := bytes.Count(block[eol+1:len(block)-2], []byte("\n"))
 
@@ -180,7 +142,9 @@ func readResponseFast(br *bufio.Reader, req *http.Request) (*http.Response, erro
 		if colon <= 0 || ln[0] == ' ' || ln[0] == '\t' {
 			return nil, nil
 		}
-		k, v := ln[:colon], textproto.TrimString(ln[colon+1:])
+		// Only spaces and tabs are trimmed: a CR or LF left in the value
+		// makes it invalid below, as it is for net/http.
+		k, v := ln[:colon], strings.Trim(ln[colon+1:], " \t")
 		if !httpguts.ValidHeaderFieldName(k) || !httpguts.ValidHeaderFieldValue(v) {
 			return nil, nil
 		}
@@ -224,6 +188,58 @@ func readResponseFast(br *bufio.Reader, req *http.Request) (*http.Response, erro
 		resp.Body = &lr.cl
 	}
 	return resp, nil
+}
+
+// peekHead reads a response head into br's buffer, consuming nothing,
+// and checks its status line: "HTTP/1.1 NNN reason" with a status of
+// 200–599 other than 204 and 304 (which have no body to frame) and no
+// control byte in the reason. block is nil, with err nil, for a head the
+// fast parsers leave to http.ReadResponse: one of those statuses, bare LF
+// line ends, or a head that does not fit in the buffer. eol is the index
+// of the status line's LF.
+func peekHead(br *bufio.Reader) (block []byte, code, eol int, err error) {
+	if _, err := br.Peek(1); err != nil {
+		return nil, 0, 0, err
+	}
+	for {
+		buf, _ := br.Peek(br.Buffered())
+		i := bytes.Index(buf, crlf2)
+		if j := bytes.Index(buf, lf2); j >= 0 && (i < 0 || j < i) {
+			return nil, 0, 0, nil // bare LF line ends: net/http copes
+		}
+		if i >= 0 {
+			block = buf[:i+4]
+			break
+		}
+		if len(buf) >= br.Size() {
+			return nil, 0, 0, nil // a large header: net/http reads it
+		}
+		if _, err := br.Peek(len(buf) + 1); err != nil {
+			if errors.Is(err, bufio.ErrBufferFull) {
+				return nil, 0, 0, nil
+			}
+			return nil, 0, 0, err
+		}
+	}
+	// Status line: "HTTP/1.1 200 OK".
+	if len(block) < 16 || string(block[:9]) != "HTTP/1.1 " || block[12] != ' ' && block[12] != '\r' {
+		return nil, 0, 0, nil
+	}
+	code = int(block[9]-'0')*100 + int(block[10]-'0')*10 + int(block[11]-'0')
+	if block[9] < '2' || block[9] > '5' || block[10] < '0' || block[10] > '9' || block[11] < '0' || block[11] > '9' ||
+		code == http.StatusNoContent || code == http.StatusNotModified {
+		return nil, 0, 0, nil
+	}
+	eol = bytes.IndexByte(block, '\n')
+	if block[eol-1] != '\r' {
+		return nil, 0, 0, nil
+	}
+	for _, c := range block[12 : eol-1] {
+		if c < ' ' && c != '\t' || c == 0x7f {
+			return nil, 0, 0, nil // a control byte in the reason phrase
+		}
+	}
+	return block, code, eol, nil
 }
 
 // leanResponse is a response parsed by readResponseFast with its body
