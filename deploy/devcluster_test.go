@@ -90,7 +90,10 @@ func startDevCluster(t *testing.T, dir string, offset int) *devCluster {
 			c.mu.Lock()
 			c.out.WriteString(sc.Text() + "\n")
 			c.mu.Unlock()
-			if strings.HasPrefix(sc.Text(), "Edge dev cluster is up") {
+			// The last line of the script's banner: what it printed
+			// since "Edge dev cluster is up" (the edgectl settings) is
+			// in c.out once this line is.
+			if strings.HasPrefix(sc.Text(), "Ctrl-C stops all three nodes") {
 				once.Do(func() { close(c.up) })
 			}
 		}
