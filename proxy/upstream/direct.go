@@ -1,7 +1,6 @@
 package upstream
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -112,27 +111,19 @@ func peekDirect(c *leanConn, dr *directResponse) (ok bool, err error) {
 	cl := int64(-1)
 	closeConn := false
 	for off := 0; off < len(fields); {
-		end := bytes.IndexByte(fields[off:], '\n')
-		if end < 1 || fields[off+end-1] != '\r' {
+		colon, vs, ve, next, ok := headerLine(fields, off)
+		if !ok {
 			return false, nil
 		}
-		ln := fields[off : off+end-1]
-		off += end + 1
-		colon := bytes.IndexByte(ln, ':')
-		if colon <= 0 || ln[0] == ' ' || ln[0] == '\t' {
-			return false, nil
-		}
-		k, v := ln[:colon], trimOWSBytes(ln[colon+1:])
-		if !validFieldName(k) || !validFieldValue(v) {
-			return false, nil
-		}
+		k, v := fields[off:colon], fields[vs:ve]
+		off = next
 		switch {
 		case equalFold(k, "Content-Length"):
 			if cl >= 0 {
 				return false, nil
 			}
-			x, err := strconv.ParseInt(string(v), 10, 64)
-			if err != nil || v[0] < '0' || v[0] > '9' { // no sign: net/http refuses "+2"
+			x, ok := parseContentLength(v)
+			if !ok {
 				return false, nil
 			}
 			cl = x
@@ -153,16 +144,6 @@ func peekDirect(c *leanConn, dr *directResponse) (ok bool, err error) {
 	// later read, and the caller is done with Fields before the first.
 	br.Discard(len(block))
 	return true, nil
-}
-
-func trimOWSBytes(b []byte) []byte {
-	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
-		b = b[1:]
-	}
-	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t') {
-		b = b[:len(b)-1]
-	}
-	return b
 }
 
 // validFieldName is httpguts.ValidHeaderFieldName for bytes.

@@ -132,30 +132,20 @@ func readResponseFast(br *bufio.Reader, req *http.Request) (*http.Response, erro
 	vi := 0
 	cl := int64(-1)
 	for off := eol + 1; off < len(s)-2; {
-		end := strings.IndexByte(s[off:], '\n')
-		if end < 1 || s[off+end-1] != '\r' {
+		colon, vs, ve, next, ok := headerLine(block, off)
+		if !ok {
 			return nil, nil
 		}
-		ln := s[off : off+end-1]
-		off += end + 1
-		colon := strings.IndexByte(ln, ':')
-		if colon <= 0 || ln[0] == ' ' || ln[0] == '\t' {
-			return nil, nil
-		}
-		// Only spaces and tabs are trimmed: a CR or LF left in the value
-		// makes it invalid below, as it is for net/http.
-		k, v := ln[:colon], strings.Trim(ln[colon+1:], " \t")
-		if !httpguts.ValidHeaderFieldName(k) || !httpguts.ValidHeaderFieldValue(v) {
-			return nil, nil
-		}
+		k, v := s[off:colon], s[vs:ve]
+		off = next
 		k = textproto.CanonicalMIMEHeaderKey(k)
 		switch k {
 		case "Content-Length":
 			if cl >= 0 {
 				return nil, nil // repeated: net/http decides
 			}
-			x, err := strconv.ParseInt(v, 10, 64)
-			if err != nil || v[0] < '0' || v[0] > '9' { // no sign: net/http refuses "+2"
+			x, ok := parseContentLength(block[vs:ve])
+			if !ok {
 				return nil, nil
 			}
 			cl = x
@@ -240,6 +230,46 @@ func peekHead(br *bufio.Reader) (block []byte, code, eol int, err error) {
 		}
 	}
 	return block, code, eol, nil
+}
+
+// headerLine reads the field line of head that starts at off (lines end
+// in CRLF): its name is head[off:colon] and its value head[vs:ve], with
+// spaces and tabs around it trimmed (only those: a CR left in a value
+// makes it invalid, as it is for net/http); next is where the following
+// line starts. ok is false for what the fast parsers leave to
+// http.ReadResponse: a bare LF, obsolete line folding, no colon, a name
+// that is not a token, a value with a control byte.
+func headerLine(head []byte, off int) (colon, vs, ve, next int, ok bool) {
+	end := bytes.IndexByte(head[off:], '\n')
+	if end < 1 || head[off+end-1] != '\r' {
+		return 0, 0, 0, 0, false
+	}
+	ln := head[off : off+end-1]
+	c := bytes.IndexByte(ln, ':')
+	if c <= 0 || ln[0] == ' ' || ln[0] == '\t' || !validFieldName(ln[:c]) {
+		return 0, 0, 0, 0, false
+	}
+	vs, ve = off+c+1, off+end-1
+	for vs < ve && (head[vs] == ' ' || head[vs] == '\t') {
+		vs++
+	}
+	for ve > vs && (head[ve-1] == ' ' || head[ve-1] == '\t') {
+		ve--
+	}
+	if !validFieldValue(head[vs:ve]) {
+		return 0, 0, 0, 0, false
+	}
+	return off + c, vs, ve, off + end + 1, true
+}
+
+// parseContentLength parses a Content-Length value as net/http does:
+// digits only (no sign), within int64.
+func parseContentLength(v []byte) (int64, bool) {
+	if len(v) == 0 || v[0] < '0' || v[0] > '9' {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(string(v), 10, 64)
+	return n, err == nil
 }
 
 // leanResponse is a response parsed by readResponseFast with its body
