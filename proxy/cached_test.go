@@ -6,7 +6,6 @@ import (
 	"compress/gzip"
 	"context"
 	"crypto/rand"
-	"encoding/json"
 	"io"
 	"net"
 	"net/http"
@@ -136,18 +135,6 @@ func timing(t *testing.T, resp *http.Response) string {
 	return ot
 }
 
-// accessLines returns the access log lines for path, decoded.
-func accessLines(p *cachedProxy, path string) []map[string]any {
-	var out []map[string]any
-	for l := range strings.SplitSeq(p.logs.String(), "\n") {
-		var m map[string]any
-		if json.Unmarshal([]byte(l), &m) == nil && m["msg"] == "request" && m["path"] == path {
-			out = append(out, m)
-		}
-	}
-	return out
-}
-
 func gunzip(t *testing.T, s string) string {
 	t.Helper()
 	zr, err := gzip.NewReader(strings.NewReader(s))
@@ -187,7 +174,7 @@ func TestCacheMissThenHit(t *testing.T) {
 		t.Fatalf("origin hit %d times, want 1", n)
 	}
 
-	lines := accessLines(p, "/a")
+	lines := p.accessLines("/a")
 	if len(lines) != 2 || lines[0]["cache"] != "miss" || lines[1]["cache"] != "hit" || lines[1]["origin_ms"] != float64(0) {
 		t.Fatalf("access log: %v", lines)
 	}
@@ -320,7 +307,7 @@ func TestCacheUnknownHostNeverTouchesCache(t *testing.T) {
 	if st.L1.Hits+st.L1.Misses != 0 || st.OriginFetches != 0 || o.hits.Load() != 0 {
 		t.Fatalf("403s reached the cache or origin: %+v, origin %d", st, o.hits.Load())
 	}
-	if l := accessLines(p, "/"); len(l) != 2 || l[0]["cache"] != "none" {
+	if l := p.accessLines("/"); len(l) != 2 || l[0]["cache"] != "none" {
 		t.Fatalf("access log: %v", l)
 	}
 }
@@ -342,7 +329,7 @@ func TestCacheStaleIfErrorOriginDown(t *testing.T) {
 	if body != "still here" {
 		t.Fatalf("stale body %q", body)
 	}
-	if l := accessLines(p, "/s"); l[len(l)-1]["cache"] != "stale" {
+	if l := p.accessLines("/s"); l[len(l)-1]["cache"] != "stale" {
 		t.Fatalf("access log: %v", l[len(l)-1])
 	}
 	// Past the stale-if-error window the error goes through the
@@ -396,7 +383,7 @@ func TestCacheErrorMapping(t *testing.T) {
 		t.Fatal("request with a 100 ms deadline to a stuck origin succeeded")
 	}
 	waitFor(t, 5*time.Second, "the 499 in the access log", func() bool {
-		l := accessLines(p, "/gone")
+		l := p.accessLines("/gone")
 		return len(l) == 1 && l[0]["status"] == float64(StatusClientClosedRequest)
 	})
 }

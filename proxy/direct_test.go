@@ -7,7 +7,6 @@ import (
 	"compress/gzip"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -473,7 +472,7 @@ func TestDirectOriginFailures(t *testing.T) {
 		// origin instead of waiting for an answer nobody will read.
 		o.waitHungUp(t, "/leave")
 		waitFor(t, 5*time.Second, "a 499 access log line", func() bool {
-			for _, l := range requestLines(p, "/leave") {
+			for _, l := range p.accessLines("/leave") {
 				if l["status"] == float64(499) {
 					return true
 				}
@@ -1039,18 +1038,6 @@ func counterDelta(before, after map[string]float64) map[string]float64 {
 		}
 	}
 	return d
-}
-
-// requestLines returns p's access log lines for path.
-func requestLines(p *testProxy, path string) []map[string]any {
-	var out []map[string]any
-	for l := range strings.SplitSeq(p.logs.String(), "\n") {
-		var m map[string]any
-		if json.Unmarshal([]byte(l), &m) == nil && m["msg"] == "request" && m["path"] == path {
-			out = append(out, m)
-		}
-	}
-	return out
 }
 
 func wantValues(k string, want ...string) func(errorf, http.Header) {

@@ -9,6 +9,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/json"
 	"log/slog"
 	"math/big"
 	"net"
@@ -257,4 +258,16 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// accessLines returns p's access log lines for path, decoded.
+func (p *testProxy) accessLines(path string) []map[string]any {
+	var out []map[string]any
+	for l := range strings.SplitSeq(p.logs.String(), "\n") {
+		var m map[string]any
+		if json.Unmarshal([]byte(l), &m) == nil && m["msg"] == "request" && m["path"] == path {
+			out = append(out, m)
+		}
+	}
+	return out
 }
