@@ -81,9 +81,9 @@ func (st *state) PassDirect(r *http.Request, m cache.PassMark) (cache.Result, bo
 		return cache.Result{}, false, nil
 	}
 
-	out := newOutgoing(r, target, x.Tenant.Origin.HostHeader)
+	out := st.out.init(r, target, x.Tenant.Origin.HostHeader)
 	start := time.Now()
-	d, resp, ok, err := dt.RoundTripDirect(out)
+	d, resp, ok, err := dt.RoundTripDirect(out, &st.dbuf)
 	x.OriginTime = time.Since(start)
 	switch {
 	case !ok:
@@ -106,7 +106,10 @@ func (st *state) PassDirect(r *http.Request, m cache.PassMark) (cache.Result, bo
 	}
 	bp := h.pool.Get()
 	defer h.pool.Put(bp)
-	status := m.Passed(d.StatusCode, f.cacheHeader(), d.ContentLength, firstValue(r.Header, "Authorization") != "")
+	pf := h.passFields.Get().(*passFields)
+	status := m.Passed(d.StatusCode, f.cacheHeader(pf), d.ContentLength, firstValue(r.Header, "Authorization") != "")
+	pf.release()
+	h.passFields.Put(pf)
 	w.stampDirect(d.StatusCode)
 	head := f.appendRelayed((*bp)[:0], d.Fields)
 	head = appendField(head, "Cache-Status", status)
@@ -247,25 +250,37 @@ func (f *directFields) untouched(c *compress.Compressor, ae string, d *upstream.
 	return ok
 }
 
-// cacheHeader holds the caching fields for the cache's decision.
-func (f *directFields) cacheHeader() http.Header {
+// passFields is the header the cache decides a direct response on,
+// reused through Handler.passFields: PassMark.Passed reads it and keeps
+// nothing of it.
+type passFields struct {
+	h    http.Header
+	vals [len(directFields{}.cacheVals)]string
+}
+
+// cacheHeader fills pf with the caching fields and returns its header
+// (nil when there are none). release empties pf for the next use.
+func (f *directFields) cacheHeader(pf *passFields) http.Header {
 	if f.ncache == 0 {
 		return nil
 	}
-	h := make(http.Header, f.ncache)
-	// The values get their own array: slices of f's would move all of f
-	// to the heap.
-	vals := make([]string, f.ncache)
-	copy(vals, f.cacheVals[:f.ncache])
-	for i, v := range vals {
+	h := pf.h
+	copy(pf.vals[:], f.cacheVals[:f.ncache])
+	for i := range f.ncache {
 		k := f.cacheKeys[i]
 		if old, ok := h[k]; ok {
-			h[k] = append(old, v)
+			h[k] = append(old, pf.vals[i])
 			continue
 		}
-		h[k] = vals[i : i+1 : i+1]
+		h[k] = pf.vals[i : i+1 : i+1]
 	}
 	return h
+}
+
+// release empties pf: no key, no value kept alive.
+func (pf *passFields) release() {
+	clear(pf.h)
+	pf.vals = [len(pf.vals)]string{}
 }
 
 // appendRelayed appends the lines of fields the full path would relay.

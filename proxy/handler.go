@@ -17,6 +17,7 @@ import (
 
 	"github.com/edgeproxy/edge/proxy/accesslog"
 	"github.com/edgeproxy/edge/proxy/cache"
+	"github.com/edgeproxy/edge/proxy/upstream"
 	"github.com/edgeproxy/edge/raftstore"
 )
 
@@ -198,6 +199,7 @@ type Handler struct {
 	accessLog   bool
 	access      *accesslog.Writer
 	direct      *DirectConfig
+	passFields  sync.Pool // *passFields for the direct path
 	m           *metrics
 }
 
@@ -243,6 +245,7 @@ func New(cfg Config) (*Handler, error) {
 	if h.pool == nil {
 		h.pool = newBufferPool(32 << 10)
 	}
+	h.passFields.New = func() any { return &passFields{h: make(http.Header, len(cacheFields))} }
 	if h.cachePolicy == nil {
 		h.cachePolicy = TenantPolicy
 	}
@@ -268,6 +271,10 @@ type state struct {
 	h   *Handler
 	cw  cacheWriter // the cache's writer when a WrapWriter is set
 
+	// The direct path's origin request and response, here rather than
+	// in allocations of their own.
+	out  outgoing
+	dbuf upstream.DirectBuf
 }
 
 // ServeHTTP routes, checks the license and proxies r.
@@ -399,7 +406,11 @@ type outgoing struct {
 // in. Headers are shared with in, which is no longer used for anything
 // else.
 func newOutgoing(in *http.Request, target *url.URL, hostHeader string) *http.Request {
-	o := &outgoing{}
+	return new(outgoing).init(in, target, hostHeader)
+}
+
+// init makes o the origin request for in (see newOutgoing).
+func (o *outgoing) init(in *http.Request, target *url.URL, hostHeader string) *http.Request {
 	o.req = *in // shallow: same context, body and header map
 	o.url = *in.URL
 	o.url.Scheme = target.Scheme

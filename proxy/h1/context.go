@@ -63,18 +63,32 @@ func (x *requestContext) Done() <-chan struct{} {
 // finding this method through the interface the context package
 // documents); more go to context.AfterFunc.
 func (x *requestContext) AfterFunc(f func()) (stop func() bool) {
+	if n, ok := x.RegisterAfter(f); ok {
+		return func() bool { return x.stopAfter(n) }
+	}
+	return context.AfterFunc(x.Context, f)
+}
+
+// RegisterAfter is AfterFunc without the stop closure, for a caller that
+// keeps the registration number instead (the upstream client does, so an
+// origin exchange allocates nothing for it) and stops it with StopAfter.
+// ok is false, and nothing is registered, when the context holds a
+// function already or is done: AfterFunc then takes f.
+func (x *requestContext) RegisterAfter(f func()) (n uint64, ok bool) {
 	x.arm()
 	x.mu.Lock()
+	defer x.mu.Unlock()
 	if x.after != nil || x.Context.Err() != nil {
-		x.mu.Unlock()
-		return context.AfterFunc(x.Context, f)
+		return 0, false
 	}
 	x.after = f
 	x.afterN++
-	n := x.afterN
-	x.mu.Unlock()
-	return func() bool { return x.stopAfter(n) }
+	return x.afterN, true
 }
+
+// StopAfter unregisters registration n unless it ran or was stopped,
+// and reports whether it did: AfterFunc's stop.
+func (x *requestContext) StopAfter(n uint64) bool { return x.stopAfter(n) }
 
 // stopAfter unregisters registration n unless it ran or was stopped.
 func (x *requestContext) stopAfter(n uint64) bool {

@@ -286,11 +286,12 @@ func (c *conn) serve() {
 	for {
 		block, err := c.readHeader(limit)
 		if err == nil {
-			p, closeAfter, ok := parseRequest(block, c.remote)
+			var req http.Request
+			p, closeAfter, ok := parseRequest(block, c.remote, &req)
 			if ok {
 				c.br.Discard(len(block))
 				c.served = true
-				if !c.serveOne(p, closeAfter) {
+				if !c.serveOne(p, &req, closeAfter) {
 					lingering = c.br.Buffered() > 0
 					return
 				}
@@ -307,11 +308,11 @@ func (c *conn) serve() {
 }
 
 // serveOne runs the handler for one request; false closes the connection.
-func (c *conn) serveOne(p *parsed, closeAfter bool) bool {
+func (c *conn) serveOne(p *parsed, req *http.Request, closeAfter bool) bool {
 	s := c.srv
 	p.ctx.c = c
 	p.ctx.Context, p.ctx.cancel = context.WithCancelCause(context.Background())
-	r := p.req.WithContext(&p.ctx)
+	r := req.WithContext(&p.ctx)
 	c.w.reset(r.Method == http.MethodHead, closeAfter)
 	ok := c.runHandler(r)
 	p.ctx.finish()

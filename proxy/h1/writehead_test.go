@@ -409,6 +409,24 @@ func TestAfterFunc(t *testing.T) {
 		stop := register(r, "third", &returned)
 		fmt.Fprint(w, stop())
 	})
+	// What the upstream client uses: a number instead of a stop closure.
+	mux.HandleFunc("/registry", func(w http.ResponseWriter, r *http.Request) {
+		var returned atomic.Bool
+		defer returned.Store(true)
+		ctx := r.Context()
+		reg := ctx.(interface {
+			RegisterAfter(f func()) (uint64, bool)
+			StopAfter(n uint64) bool
+		})
+		record := func(name string) func() {
+			return func() { events <- event{name, returned.Load(), context.Cause(ctx)} }
+		}
+		n, ok := reg.RegisterAfter(record("dropped"))
+		_, full := reg.RegisterAfter(record("refused")) // the slot is taken
+		stopped, again := reg.StopAfter(n), reg.StopAfter(n)
+		m, _ := reg.RegisterAfter(record("kept"))
+		fmt.Fprint(w, ok, full, stopped, again, reg.StopAfter(n), m != n)
+	})
 	mux.HandleFunc("/wait", func(w http.ResponseWriter, r *http.Request) {
 		var returned atomic.Bool
 		defer returned.Store(true)
@@ -484,6 +502,20 @@ func TestAfterFunc(t *testing.T) {
 			t.Errorf("the first stop, called again after a new registration, = %s; want false", r.body)
 		}
 		next(t, "later")
+		noMore(t)
+	})
+	t.Run("registered by number", func(t *testing.T) {
+		c := dialRaw(t, ts.addr)
+		c.send(get("/registry"))
+		// registered, refused while held, stopped once, the stale
+		// number touches nothing, a new registration has its own.
+		if r := c.read("GET"); r.body != "true false true false false true" {
+			t.Fatalf("registry results = %s", r.body)
+		}
+		e := next(t, "kept")
+		if !e.returned || !errors.Is(e.cause, errHandlerDone) {
+			t.Fatalf("ran with returned=%v cause=%v", e.returned, e.cause)
+		}
 		noMore(t)
 	})
 	t.Run("second registration", func(t *testing.T) {

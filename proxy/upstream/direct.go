@@ -40,16 +40,30 @@ type DirectTripper interface {
 	// *http.Response, exactly as RoundTrip would have. Only plain-HTTP
 	// origins on the lean client answer with a Direct; ok is false (and
 	// nothing was sent) for any other pool or request.
-	RoundTripDirect(req *http.Request) (d *Direct, resp *http.Response, ok bool, err error)
+	//
+	// A Direct lives in buf when buf is not nil (else in a new one):
+	// buf must not serve another round trip before d.Body is closed.
+	RoundTripDirect(req *http.Request, buf *DirectBuf) (d *Direct, resp *http.Response, ok bool, err error)
+}
+
+// DirectBuf holds a Direct and its body readers, for a caller that keeps
+// it in a value it allocates per request anyway: the round trip then
+// allocates nothing for them. The zero value is ready to use.
+type DirectBuf struct {
+	dr directResponse
 }
 
 // RoundTripDirect implements DirectTripper.
-func (pl *pool) RoundTripDirect(req *http.Request) (*Direct, *http.Response, bool, error) {
+func (pl *pool) RoundTripDirect(req *http.Request, buf *DirectBuf) (*Direct, *http.Response, bool, error) {
 	if pl.lean == nil || !usesLean(req) || req.Method != http.MethodGet ||
 		(req.Body != nil && req.Body != http.NoBody) {
 		return nil, nil, false, nil
 	}
-	d, resp, err := pl.lean.roundTripDirect(req)
+	if buf == nil {
+		buf = new(DirectBuf)
+	}
+	buf.dr = directResponse{}
+	d, resp, err := pl.lean.roundTripDirect(req, &buf.dr)
 	return d, resp, true, err
 }
 
@@ -62,9 +76,9 @@ type directResponse struct {
 	closeConn bool // the origin sent Connection: close
 }
 
-func (lp *leanPool) roundTripDirect(req *http.Request) (*Direct, *http.Response, error) {
+func (lp *leanPool) roundTripDirect(req *http.Request, dr *directResponse) (*Direct, *http.Response, error) {
 	ctx := req.Context()
-	dr := &directResponse{ctx: ctx}
+	dr.ctx = ctx
 	for attempt := 0; ; attempt++ {
 		c, err := lp.conn(ctx, attempt > 0, true)
 		if err != nil {
@@ -89,7 +103,7 @@ func (lp *leanPool) roundTripDirect(req *http.Request) (*Direct, *http.Response,
 // head. The connection goes back to the pool at the body's EOF, which
 // needs a Read even for an empty body: until then no other exchange can
 // refill the buffer Fields points into.
-func (lp *leanPool) wrapDirect(c *leanConn, dr *directResponse, stop func() bool) {
+func (lp *leanPool) wrapDirect(c *leanConn, dr *directResponse, stop stopper) {
 	dr.cl = clBody{br: c.br, n: dr.d.ContentLength}
 	dr.lean = leanBody{lp: lp, c: c, body: &dr.cl, stop: stop, keep: !dr.closeConn, ctx: dr.ctx}
 	dr.d.Body = &dr.lean

@@ -165,6 +165,9 @@ func getReq(t *testing.T, addr string) *http.Request {
 // length and body are what RoundTrip reports (also through
 // Direct.Response); any other comes back as RoundTrip's response.
 func TestRoundTripDirectMatchesRoundTrip(t *testing.T) {
+	// One buffer for every case, left as the previous case left it: a
+	// round trip must start from a clean one.
+	var buf DirectBuf
 	for _, tc := range directCases {
 		t.Run(tc.name, func(t *testing.T) {
 			// Closed after the response: bodies without a length (and
@@ -178,7 +181,7 @@ func TestRoundTripDirectMatchesRoundTrip(t *testing.T) {
 
 			addr, _ := directOrigin(t, tc.raw, true)
 			dt := directTripper(t, newPools(t, nil), addr)
-			d, resp, ok, err := dt.RoundTripDirect(getReq(t, addr))
+			d, resp, ok, err := dt.RoundTripDirect(getReq(t, addr), &buf)
 			if !ok {
 				t.Fatal("ok = false for a GET on a plain-http pool")
 			}
@@ -251,7 +254,7 @@ func TestDirectResponseMatchesRoundTrip(t *testing.T) {
 
 			addr, _ := directOrigin(t, tc.raw, true)
 			req := getReq(t, addr)
-			d, _, _, err := directTripper(t, newPools(t, nil), addr).RoundTripDirect(req)
+			d, _, _, err := directTripper(t, newPools(t, nil), addr).RoundTripDirect(req, nil)
 			if err != nil || d == nil {
 				t.Fatalf("RoundTripDirect: %v, %v", d, err)
 			}
@@ -291,12 +294,12 @@ func TestRoundTripDirectDeclines(t *testing.T) {
 		"HEAD": mk(http.MethodHead, nil), "POST": mk(http.MethodPost, strings.NewReader("a=1")),
 		"OPTIONS": mk(http.MethodOptions, nil), "upgrade": upgrade, "GET with a body": withBody,
 	} {
-		if d, resp, ok, err := lean.RoundTripDirect(req); ok || d != nil || resp != nil || err != nil {
+		if d, resp, ok, err := lean.RoundTripDirect(req, nil); ok || d != nil || resp != nil || err != nil {
 			t.Errorf("%s: RoundTripDirect = %v, %v, %v, %v; want nothing", name, d, resp, ok, err)
 		}
 	}
 	noLean := directTripper(t, newPools(t, func(c *Config) { c.DisableLeanHTTP1 = true }), addr)
-	if _, _, ok, _ := noLean.RoundTripDirect(mk(http.MethodGet, nil)); ok {
+	if _, _, ok, _ := noLean.RoundTripDirect(mk(http.MethodGet, nil), nil); ok {
 		t.Error("ok = true on a pool without the lean client")
 	}
 	p := newPools(t, nil)
@@ -305,14 +308,14 @@ func TestRoundTripDirectDeclines(t *testing.T) {
 		t.Fatal(err)
 	}
 	req, _ := http.NewRequest(http.MethodGet, "https://"+addr+"/", nil)
-	if _, _, ok, _ := rt.(DirectTripper).RoundTripDirect(req); ok {
+	if _, _, ok, _ := rt.(DirectTripper).RoundTripDirect(req, nil); ok {
 		t.Error("ok = true on an https pool")
 	}
 	if n := conns.Load(); n != 0 {
 		t.Fatalf("origin saw %d connections, want none", n)
 	}
 	// The pool is still good for a GET.
-	d, _, ok, err := lean.RoundTripDirect(mk(http.MethodGet, nil))
+	d, _, ok, err := lean.RoundTripDirect(mk(http.MethodGet, nil), nil)
 	if !ok || err != nil || d == nil {
 		t.Fatalf("GET: %v, %v, %v", d, ok, err)
 	}
@@ -322,7 +325,7 @@ func TestRoundTripDirectDeclines(t *testing.T) {
 // directGet sends a GET through RoundTripDirect and expects a Direct.
 func directGet(t *testing.T, dt DirectTripper, addr string) *Direct {
 	t.Helper()
-	d, resp, ok, err := dt.RoundTripDirect(getReq(t, addr))
+	d, resp, ok, err := dt.RoundTripDirect(getReq(t, addr), nil)
 	if !ok || err != nil || d == nil {
 		t.Fatalf("RoundTripDirect: direct %v, resp %v, ok %v, err %v", d, resp, ok, err)
 	}

@@ -181,14 +181,9 @@ func (lp *leanPool) conn(ctx context.Context, fresh, canRetry bool) (*leanConn, 
 // c's buffer) and exchange returns a nil response.
 func (lp *leanPool) exchange(ctx context.Context, c *leanConn, req *http.Request, d *directResponse) (*http.Response, error) {
 	c.nread = 0
-	stop := noStop
-	if a, ok := ctx.(afterFuncer); ok {
-		stop = a.AfterFunc(c.closeConn) // proxy/h1's request context, without allocating
-	} else if ctx.Done() != nil {
-		stop = context.AfterFunc(ctx, c.closeConn)
-	}
+	stop := closeOnDone(ctx, c.closeConn)
 	fail := func(err error) (*http.Response, error) {
-		stop()
+		stop.stop()
 		lp.closeConn(c)
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("upstream %s: %w", lp.addr, context.Cause(ctx))
@@ -269,14 +264,59 @@ func (lp *leanPool) readError(ctx context.Context, err error) error {
 	return fmt.Errorf("upstream %s: read response: %w", lp.addr, err)
 }
 
-func noStop() bool { return true }
-
 // afterFuncer is a context with its own AfterFunc method, the interface
 // the context package documents for contexts that schedule functions
 // themselves. context.AfterFunc would still allocate a child context and
 // two closures around it; the lean client calls the method directly.
 type afterFuncer interface {
 	AfterFunc(f func()) (stop func() bool)
+}
+
+// afterRegistry is an afterFuncer that also registers a function under a
+// number and stops it by that number, so not even AfterFunc's stop
+// closure is allocated: proxy/h1's request context. RegisterAfter's ok
+// is false when it cannot hold f itself; AfterFunc then can.
+type afterRegistry interface {
+	afterFuncer
+	RegisterAfter(f func()) (n uint64, ok bool)
+	StopAfter(n uint64) bool
+}
+
+// stopper undoes closeOnDone's registration. The zero value has nothing
+// to undo.
+type stopper struct {
+	reg afterRegistry // with n, or
+	n   uint64
+	fn  func() bool // an AfterFunc's stop
+}
+
+// stop unregisters the function; false means it has run (or will).
+func (s stopper) stop() bool {
+	switch {
+	case s.reg != nil:
+		return s.reg.StopAfter(s.n)
+	case s.fn != nil:
+		return s.fn()
+	}
+	return true
+}
+
+// closeOnDone arranges for f (closing the connection) to run when ctx
+// ends, by the cheapest means ctx offers.
+func closeOnDone(ctx context.Context, f func()) stopper {
+	switch a := ctx.(type) {
+	case afterRegistry:
+		if n, ok := a.RegisterAfter(f); ok {
+			return stopper{reg: a, n: n}
+		}
+		return stopper{fn: a.AfterFunc(f)}
+	case afterFuncer:
+		return stopper{fn: a.AfterFunc(f)}
+	}
+	if ctx.Done() != nil {
+		return stopper{fn: context.AfterFunc(ctx, f)}
+	}
+	return stopper{}
 }
 
 // readResponse reads the final response, skipping 1xx (other than 101).
@@ -299,10 +339,10 @@ func (lp *leanPool) readResponse(c *leanConn, req *http.Request) (*http.Response
 
 // wrap makes resp's body give c back when read to EOF. A bodiless
 // response gives it back now.
-func (lp *leanPool) wrap(c *leanConn, resp *http.Response, stop func() bool) *http.Response {
+func (lp *leanPool) wrap(c *leanConn, resp *http.Response, stop stopper) *http.Response {
 	keep := !resp.Close && !resp.Request.Close
 	if resp.Body == http.NoBody {
-		lp.release(c, stop() && keep)
+		lp.release(c, stop.stop() && keep)
 		return resp
 	}
 	var b *leanBody
@@ -400,7 +440,7 @@ func (lp *leanPool) closeConn(c *leanConn) {
 type leanBody struct {
 	lp   *leanPool
 	body io.ReadCloser
-	stop func() bool
+	stop stopper
 	ctx  context.Context
 	keep bool
 
@@ -445,7 +485,7 @@ var errBodyClosed = errors.New("upstream: read on closed response body")
 func (b *leanBody) finish(keep bool, rerr error) {
 	c := b.c
 	b.c, b.rerr = nil, rerr
-	if !b.stop() { // the context ended: the AfterFunc closes c
+	if !b.stop.stop() { // the context ended: the AfterFunc closes c
 		keep = false
 	}
 	b.lp.release(c, keep)
