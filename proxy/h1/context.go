@@ -37,22 +37,76 @@ const (
 // gets the same cancellation net/http gives. Arming is an atomic store:
 // no timer per request (a timer that is the earliest in the runtime's heap
 // wakes the network poller each time), one sweep per server instead
-// (Server.sweep). context.WithCancel and friends find the embedded
-// context through Value, so children attach to it directly.
+// (Server.sweep).
+//
+// The cancelable context behind it (context.WithCancelCause: two
+// allocations) is made only when something needs one: a call to Done, a
+// child context (which asks for Done), or a cancellation while the
+// handler runs. Err, Value and AfterFunc need none, so a request served
+// from the cache or passed to the origin by the lean client never makes
+// it. Once made, the context package's children attach to it directly
+// (they find it through Value).
 type requestContext struct {
-	context.Context
-	cancel  context.CancelCauseFunc
 	c       *conn
 	state   atomic.Int32
 	armedAt atomic.Int64 // the sweep round in which Done armed the watch
-	mu      sync.Mutex   // orders Done's and watch's state changes against finish
+	mu      sync.Mutex   // orders Done's and watch's state changes against finish; guards making cc
 	after   func()       // AfterFunc's function until it runs or is stopped; guarded by mu
 	afterN  uint64       // registrations so far, so a stale stop finds nothing; guarded by mu
+
+	made     atomic.Bool // cc and cancel are set (under mu, before the store)
+	cc       context.Context
+	cancel   context.CancelCauseFunc
+	finished atomic.Bool // the handler returned before cc was made: cc is made cancelled
 }
+
+func (x *requestContext) Deadline() (time.Time, bool) { return time.Time{}, false }
 
 func (x *requestContext) Done() <-chan struct{} {
 	x.arm()
-	return x.Context.Done()
+	return x.cancelable().Done()
+}
+
+func (x *requestContext) Err() error {
+	switch {
+	case x.made.Load():
+		return x.cc.Err()
+	case x.finished.Load():
+		return context.Canceled
+	}
+	return nil
+}
+
+func (x *requestContext) Value(key any) any {
+	if x.made.Load() || x.finished.Load() {
+		// After the handler returned, context.Cause finds the cause
+		// through Value: make the context that holds it.
+		return x.cancelable().Value(key)
+	}
+	return nil
+}
+
+// cancelable returns the cancelable context, made on the first call.
+func (x *requestContext) cancelable() context.Context {
+	if !x.made.Load() {
+		x.mu.Lock()
+		x.makeLocked()
+		x.mu.Unlock()
+	}
+	return x.cc
+}
+
+// makeLocked makes the cancelable context unless it exists; already
+// cancelled when the handler has returned. x.mu is held.
+func (x *requestContext) makeLocked() {
+	if x.made.Load() {
+		return
+	}
+	x.cc, x.cancel = context.WithCancelCause(context.Background())
+	if x.finished.Load() {
+		x.cancel(errHandlerDone)
+	}
+	x.made.Store(true)
 }
 
 // AfterFunc arranges for f to run in its own goroutine once the context
@@ -66,7 +120,7 @@ func (x *requestContext) AfterFunc(f func()) (stop func() bool) {
 	if n, ok := x.RegisterAfter(f); ok {
 		return func() bool { return x.stopAfter(n) }
 	}
-	return context.AfterFunc(x.Context, f)
+	return context.AfterFunc(x.cancelable(), f)
 }
 
 // RegisterAfter is AfterFunc without the stop closure, for a caller that
@@ -78,7 +132,7 @@ func (x *requestContext) RegisterAfter(f func()) (n uint64, ok bool) {
 	x.arm()
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	if x.after != nil || x.Context.Err() != nil {
+	if x.after != nil || x.Err() != nil {
 		return 0, false
 	}
 	x.after = f
@@ -101,13 +155,20 @@ func (x *requestContext) stopAfter(n uint64) bool {
 	return true
 }
 
-// cancelWith cancels the context and runs AfterFunc's function.
+// cancelWith cancels the context and runs AfterFunc's function. The
+// handler's return cancels a context nobody made by marking it finished.
 func (x *requestContext) cancelWith(cause error) {
-	x.cancel(cause)
 	x.mu.Lock()
 	f := x.after
 	x.after = nil
+	if cause == errHandlerDone && f == nil && !x.made.Load() {
+		x.finished.Store(true)
+		x.mu.Unlock()
+		return
+	}
+	x.makeLocked()
 	x.mu.Unlock()
+	x.cancel(cause)
 	if f != nil {
 		go f()
 	}

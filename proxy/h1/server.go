@@ -311,7 +311,6 @@ func (c *conn) serve() {
 func (c *conn) serveOne(p *parsed, req *http.Request, closeAfter bool) bool {
 	s := c.srv
 	p.ctx.c = c
-	p.ctx.Context, p.ctx.cancel = context.WithCancelCause(context.Background())
 	r := req.WithContext(&p.ctx)
 	c.w.reset(r.Method == http.MethodHead, closeAfter)
 	ok := c.runHandler(r)
