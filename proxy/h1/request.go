@@ -10,11 +10,11 @@ import (
 	"golang.org/x/net/http/httpguts"
 )
 
-// parsed is what a request points to, in a single allocation apart from
-// the header block string, the header map and its values. The request
-// itself is parsed into the caller's http.Request on the stack:
-// WithContext makes the one copy on the heap.
+// parsed is one request in a single allocation, apart from the header
+// block string, the header map and its values (serveOne sets the
+// request's context without another one).
 type parsed struct {
+	req  http.Request
 	url  url.URL
 	ctx  requestContext
 	vals [16]string // header values of a typical request, without another allocation
@@ -27,10 +27,10 @@ var (
 )
 
 // parseRequest parses a complete header block (ending in CRLF CRLF) into
-// r, a request without a body, and the p it points to. ok is false when the request is not one this
+// a request without a body. ok is false when the request is not one this
 // server handles; the caller then hands the connection to the fallback,
 // which answers malformed requests as net/http always has.
-func parseRequest(block []byte, remoteAddr string, r *http.Request) (p *parsed, closeAfter bool, ok bool) {
+func parseRequest(block []byte, remoteAddr string) (p *parsed, closeAfter bool, ok bool) {
 	// Request line.
 	eol := bytes.IndexByte(block, '\n')
 	if eol < 1 || block[eol-1] != '\r' {
@@ -56,6 +56,7 @@ func parseRequest(block []byte, remoteAddr string, r *http.Request) (p *parsed, 
 
 	s := string(block) // the one copy: everything below slices it
 	p = &parsed{}
+	r := &p.req
 	r.Method = s[:sp1]
 	target := s[sp1+1 : sp1+1+sp2]
 	r.RequestURI = target

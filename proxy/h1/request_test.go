@@ -67,8 +67,7 @@ func FuzzParseRequest(f *testing.F) {
 			i = bytes.Index(data, crlf2)
 		}
 		block := data[:i+4] // as readHeader hands it over
-		var req http.Request
-		_, closeAfter, ok := parseRequest(block, "192.0.2.1:1234", &req)
+		p, closeAfter, ok := parseRequest(block, "192.0.2.1:1234")
 		if !ok {
 			return
 		}
@@ -95,7 +94,7 @@ func FuzzParseRequest(f *testing.F) {
 			}
 		}
 
-		got := &req
+		got := &p.req
 		for _, c := range []struct {
 			name      string
 			got, want any
@@ -167,12 +166,11 @@ func TestFastURL(t *testing.T) {
 }
 
 func TestParseRequest(t *testing.T) {
-	var req http.Request
-	_, closeAfter, ok := parseRequest([]byte(browserGET), "192.0.2.1:1234", &req)
+	p, closeAfter, ok := parseRequest([]byte(browserGET), "192.0.2.1:1234")
 	if !ok || closeAfter {
 		t.Fatalf("ok %v closeAfter %v", ok, closeAfter)
 	}
-	r := &req
+	r := &p.req
 	if r.Method != "GET" || r.URL.Path != "/assets/app.js" || r.URL.RawQuery != "v=123" || r.Host != "www.example.com" {
 		t.Fatalf("%+v", r)
 	}
@@ -193,7 +191,7 @@ func TestParseRequest(t *testing.T) {
 		"GET / HTTP/1.1\nHost: a\r\n\r\n",
 		"GET / HTTP/1.1\r\nHost: a\nX: b\r\n\r\n",
 	} {
-		if _, _, ok := parseRequest([]byte(bad), "x", new(http.Request)); ok {
+		if _, _, ok := parseRequest([]byte(bad), "x"); ok {
 			t.Errorf("accepted %q", bad)
 		}
 	}
@@ -205,7 +203,7 @@ func BenchmarkParseRequest(b *testing.B) {
 		b.ReportAllocs()
 		b.SetBytes(int64(len(block)))
 		for b.Loop() {
-			if _, _, ok := parseRequest(block, "192.0.2.1:1234", new(http.Request)); !ok {
+			if _, _, ok := parseRequest(block, "192.0.2.1:1234"); !ok {
 				b.Fatal("not parsed")
 			}
 		}

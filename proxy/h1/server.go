@@ -286,12 +286,11 @@ func (c *conn) serve() {
 	for {
 		block, err := c.readHeader(limit)
 		if err == nil {
-			var req http.Request
-			p, closeAfter, ok := parseRequest(block, c.remote, &req)
+			p, closeAfter, ok := parseRequest(block, c.remote)
 			if ok {
 				c.br.Discard(len(block))
 				c.served = true
-				if !c.serveOne(p, &req, closeAfter) {
+				if !c.serveOne(p, closeAfter) {
 					lingering = c.br.Buffered() > 0
 					return
 				}
@@ -308,10 +307,13 @@ func (c *conn) serve() {
 }
 
 // serveOne runs the handler for one request; false closes the connection.
-func (c *conn) serveOne(p *parsed, req *http.Request, closeAfter bool) bool {
+func (c *conn) serveOne(p *parsed, closeAfter bool) bool {
 	s := c.srv
 	p.ctx.c = c
-	r := req.WithContext(&p.ctx)
+	// WithContext is the one way to set a request's context. Inlined,
+	// its copy stays on the stack: the request keeps living in p.
+	p.req = *p.req.WithContext(&p.ctx)
+	r := &p.req
 	c.w.reset(r.Method == http.MethodHead, closeAfter)
 	ok := c.runHandler(r)
 	p.ctx.finish()
