@@ -126,7 +126,9 @@ func (st *state) PassDirect(r *http.Request, m cache.PassMark) (cache.Result, bo
 	}
 	h.m.direct.Inc()
 	res := cache.Result{CacheStatus: status, StatusCode: d.StatusCode, OriginDuration: x.OriginTime}
-	return res, true, relayBody(w, d.Body, *bp)
+	err = relayBody(w, d.Body, *bp)
+	st.recycle = err == nil // the body is closed: nothing refers to st any more
+	return res, true, err
 }
 
 // relayBody copies a Content-Length body to the client. A client that

@@ -200,6 +200,7 @@ type Handler struct {
 	access      *accesslog.Writer
 	direct      *DirectConfig
 	passFields  sync.Pool // *passFields for the direct path
+	states      sync.Pool // *state of finished direct-path requests (state.recycle)
 	m           *metrics
 }
 
@@ -275,6 +276,15 @@ type state struct {
 	// in allocations of their own.
 	out  outgoing
 	dbuf upstream.DirectBuf
+
+	// recycle is set when nothing can hold the state once the handler
+	// returns: the direct path relayed the response (its head went out
+	// as bytes; no header map the server writes later points into
+	// w.timing, and no fill or revalidation runs on). done then zeroes
+	// the state and keeps it for the next request. Not after a hit:
+	// the server may write the header map, timing values and all, after
+	// the handler has returned.
+	recycle bool
 }
 
 // ServeHTTP routes, checks the license and proxies r.
@@ -283,10 +293,14 @@ type state struct {
 // response headers are written (it has to be known then); the access log's
 // duration_ms also covers the body.
 func (h *Handler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
-	st := &state{h: h}
+	st, _ := h.states.Get().(*state)
+	if st == nil {
+		st = new(state)
+	}
+	st.h = h
 	st.responseWriter = responseWriter{rw: rw, start: time.Now(), x: &st.x}
 	w := &st.responseWriter
-	defer h.done(w, r)
+	defer h.done(st, r)
 
 	host, err := NormalizeHost(r.Host)
 	if err != nil {
@@ -614,9 +628,12 @@ func tenantName(x *Exchange) string {
 	return x.Tenant.Domain
 }
 
-// done recovers panics, then records the access log line and metrics.
-func (h *Handler) done(w *responseWriter, r *http.Request) {
+// done recovers panics, then records the access log line and metrics,
+// and recycles the state when it may.
+func (h *Handler) done(st *state, r *http.Request) {
+	w := &st.responseWriter
 	if p := recover(); p != nil {
+		st.recycle = false
 		if p == http.ErrAbortHandler { //nolint:errorlint // sentinel panic value
 			h.record(w, r)
 			panic(p)
@@ -635,6 +652,10 @@ func (h *Handler) done(w *responseWriter, r *http.Request) {
 		h.plain(w, http.StatusInternalServerError, "edge: internal error\n", "")
 	}
 	h.record(w, r)
+	if st.recycle {
+		*st = state{}
+		h.states.Put(st)
+	}
 }
 
 // record writes the access log line and updates the metrics.
