@@ -81,9 +81,14 @@ func (st *state) PassDirect(r *http.Request, m cache.PassMark) (cache.Result, bo
 		return cache.Result{}, false, nil
 	}
 
-	out := st.out.init(r, target, x.Tenant.Origin.HostHeader)
+	ds := st.direct
+	if ds == nil {
+		ds = new(directState)
+		st.direct = ds
+	}
+	out := ds.out.init(r, target, x.Tenant.Origin.HostHeader)
 	start := time.Now()
-	d, resp, ok, err := dt.RoundTripDirect(out, &st.dbuf)
+	d, resp, ok, err := dt.RoundTripDirect(out, &ds.dbuf)
 	x.OriginTime = time.Since(start)
 	switch {
 	case !ok:
@@ -129,6 +134,13 @@ func (st *state) PassDirect(r *http.Request, m cache.PassMark) (cache.Result, bo
 	err = relayBody(w, d.Body, *bp)
 	st.recycle = err == nil // the body is closed: nothing refers to st any more
 	return res, true, err
+}
+
+// directState is the direct path's origin request and the buffer its
+// response lives in, in one allocation that recycled states keep.
+type directState struct {
+	out  outgoing
+	dbuf upstream.DirectBuf
 }
 
 // relayBody copies a Content-Length body to the client. A client that

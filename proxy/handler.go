@@ -17,7 +17,6 @@ import (
 
 	"github.com/edgeproxy/edge/proxy/accesslog"
 	"github.com/edgeproxy/edge/proxy/cache"
-	"github.com/edgeproxy/edge/proxy/upstream"
 	"github.com/edgeproxy/edge/raftstore"
 )
 
@@ -272,10 +271,10 @@ type state struct {
 	h   *Handler
 	cw  cacheWriter // the cache's writer when a WrapWriter is set
 
-	// The direct path's origin request and response, here rather than
-	// in allocations of their own.
-	out  outgoing
-	dbuf upstream.DirectBuf
+	// direct holds the direct path's origin request and response, made
+	// on its first use and kept when the state is recycled (only after a
+	// direct-path response): a hit does not carry them.
+	direct *directState
 
 	// recycle is set when nothing can hold the state once the handler
 	// returns: the direct path relayed the response (its head went out
@@ -653,7 +652,9 @@ func (h *Handler) done(st *state, r *http.Request) {
 	}
 	h.record(w, r)
 	if st.recycle {
-		*st = state{}
+		ds := st.direct // set: only the direct path recycles
+		*ds = directState{}
+		*st = state{direct: ds}
 		h.states.Put(st)
 	}
 }
