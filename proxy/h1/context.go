@@ -157,6 +157,9 @@ func (x *requestContext) stopAfter(n uint64) bool {
 
 // cancelWith cancels the context and runs AfterFunc's function. The
 // handler's return cancels a context nobody made by marking it finished.
+// The cancel happens under mu, as the function is taken: a RegisterAfter
+// either came first (its function is the one taken) or sees Err and
+// leaves the function to context.AfterFunc, which runs it.
 func (x *requestContext) cancelWith(cause error) {
 	x.mu.Lock()
 	f := x.after
@@ -167,8 +170,8 @@ func (x *requestContext) cancelWith(cause error) {
 		return
 	}
 	x.makeLocked()
+	x.cancel(cause) // runs no code of x's: children and AfterFuncs hang off cc
 	x.mu.Unlock()
-	x.cancel(cause)
 	if f != nil {
 		go f()
 	}
