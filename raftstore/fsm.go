@@ -6,6 +6,7 @@ import (
 	"hash/maphash"
 	"io"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 
 	"github.com/hashicorp/raft"
@@ -16,9 +17,15 @@ import (
 type fsm struct {
 	view    atomic.Pointer[View]
 	seed    maphash.Seed
-	dedupe  *dedupe
 	logger  *slog.Logger
 	onApply func(*View) // called after every published batch; may be nil
+
+	// mu guards dedupe and makes it and the published View one state
+	// for Snapshot, which is also called off raft's FSM goroutine (the
+	// node's backups, edgectl snapshot save): ApplyBatch and Restore
+	// hold it while they change either, not while onApply runs.
+	mu     sync.Mutex
+	dedupe *dedupe
 }
 
 var (
@@ -39,6 +46,15 @@ func (f *fsm) Apply(l *raft.Log) any {
 
 // ApplyBatch applies committed entries in order and publishes one View.
 func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
+	v, out := f.applyBatch(logs)
+	f.notify(v)
+	return out
+}
+
+// applyBatch applies logs and stores the new View, under mu.
+func (f *fsm) applyBatch(logs []*raft.Log) (*View, []any) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	tx := f.begin()
 	out := make([]any, len(logs))
 	for i, l := range logs {
@@ -54,8 +70,8 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 		}
 		out[i] = f.applyOne(tx, cmd, l.Index)
 	}
-	f.publish(tx.v)
-	return out
+	f.view.Store(tx.v)
+	return tx.v, out
 }
 
 func (f *fsm) applyOne(tx *txn, cmd *Command, index uint64) *Result {
@@ -123,16 +139,19 @@ func (tx *txn) record(cmd *Command, r *Result) {
 	}
 }
 
-func (f *fsm) publish(v *View) {
-	f.view.Store(v)
+// notify tells onApply about a View just published.
+func (f *fsm) notify(v *View) {
 	if f.onApply != nil {
 		f.onApply(v)
 	}
 }
 
-// Snapshot captures the current View; raft persists it concurrently with
-// further applies, which is safe because Views are immutable.
+// Snapshot captures the current View and request IDs, as of one moment;
+// raft persists it concurrently with further applies, which is safe
+// because Views are immutable and the IDs are copied.
 func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	return &fsmSnapshot{view: f.view.Load(), requests: f.dedupe.entries()}, nil
 }
 
@@ -147,8 +166,11 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	for _, e := range reqs {
 		d.put(e.ID, e.Result)
 	}
+	f.mu.Lock()
 	f.dedupe = d
-	f.publish(v)
+	f.view.Store(v)
+	f.mu.Unlock()
+	f.notify(v)
 	return nil
 }
 

@@ -178,3 +178,47 @@ func TestUndecodableEntryPanics(t *testing.T) {
 	}()
 	f.Apply(&raft.Log{Index: 1, Type: raft.LogCommand, Data: []byte("{garbage")})
 }
+
+// TestSnapshotWhileApplying: Snapshot is also called off raft's FSM
+// goroutine (backups, edgectl snapshot save). Taken while batches are
+// applied, each snapshot is one moment of the state: as many remembered
+// request IDs as tenants, when every command added one tenant under its
+// own ID. Under the race detector, this is also the check that reading
+// the request IDs does not race the applies.
+func TestSnapshotWhileApplying(t *testing.T) {
+	a := newApplier(t)
+	const n = 600
+	logs := make([]*raft.Log, n)
+	for i := range logs {
+		logs[i] = a.log(CmdTenantAdd, fmt.Sprintf("req-%d", i), tenant(fmt.Sprintf("t%d.example", i)))
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; i < n; i += 3 {
+			a.f.ApplyBatch(logs[i : i+3])
+		}
+	}()
+	snaps := 0
+	for finished := false; !finished; snaps++ {
+		select {
+		case <-done:
+			finished = true
+		default:
+		}
+		s, err := a.f.Snapshot()
+		if err != nil {
+			t.Fatal(err)
+		}
+		fs := s.(*fsmSnapshot)
+		if got, want := len(fs.requests), fs.view.tenants; got != want {
+			t.Fatalf("snapshot %d: %d request IDs, %d tenants: not one moment", snaps, got, want)
+		}
+		if err := fs.writeTo(io.Discard); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if v := a.f.view.Load(); v.tenants != n {
+		t.Fatalf("%d tenants after the applies, want %d", v.tenants, n)
+	}
+}
