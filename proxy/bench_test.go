@@ -10,7 +10,6 @@ import (
 	"testing"
 
 	"github.com/edgeproxy/edge/proxy/cache"
-	"github.com/edgeproxy/edge/proxy/compress"
 	"github.com/edgeproxy/edge/raftstore"
 )
 
@@ -127,15 +126,7 @@ func (u *cacheableUpstream) RoundTrip(*http.Request) (*http.Response, error) {
 // object through the compression writer, timing headers, metrics (access
 // log off: discard logger).
 func benchCacheHit(b *testing.B, body, contentType, acceptEncoding, wantCE string) {
-	c, err := cache.New(cache.Config{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer c.Close()
-	comp, err := compress.New(compress.Config{})
-	if err != nil {
-		b.Fatal(err)
-	}
+	c, comp := newCacheCompressor(b, cache.Config{})
 	target, _ := url.Parse("http://origin.internal")
 	up := &cacheableUpstream{target: target, body: body, contentType: contentType}
 	h, err := New(Config{

@@ -19,7 +19,6 @@ import (
 	"github.com/andybalholm/brotli"
 
 	"github.com/edgeproxy/edge/proxy/cache"
-	"github.com/edgeproxy/edge/proxy/compress"
 	"github.com/edgeproxy/edge/proxy/h1"
 	"github.com/edgeproxy/edge/raftstore"
 )
@@ -75,15 +74,7 @@ type cachedProxy struct {
 func startCachedProxy(t *testing.T, routes Routes, cfg Config) *cachedProxy {
 	t.Helper()
 	clock := &testClock{t: time.Now()}
-	c, err := cache.New(cache.Config{MaxBytes: 64 << 20, Now: clock.Now})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	comp, err := compress.New(compress.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, comp := newCacheCompressor(t, cache.Config{MaxBytes: 64 << 20, Now: clock.Now})
 	cfg.Cache = c
 	cfg.WrapWriter = CompressWriter(comp)
 	cfg.DecodeOrigin = CompressDecoder(comp)
@@ -648,15 +639,7 @@ func testSmallHitOneWrite(t *testing.T, server string) {
 		w.Header().Set("Content-Type", "text/plain")
 		io.WriteString(w, small)
 	})
-	c, err := cache.New(cache.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	comp, err := compress.New(compress.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, comp := newCacheCompressor(t, cache.Config{})
 	h, err := New(Config{
 		Routes: routesOf(tenant("shop.example", o.url)), Upstreams: newTransportUpstreams(t, nil),
 		Cache: c, WrapWriter: CompressWriter(comp), DecodeOrigin: CompressDecoder(comp),

@@ -6,7 +6,6 @@ import (
 	"testing"
 
 	"github.com/edgeproxy/edge/proxy/cache"
-	"github.com/edgeproxy/edge/proxy/compress"
 	"github.com/edgeproxy/edge/raftstore"
 )
 
@@ -14,15 +13,7 @@ import (
 // without a way to know a tenant's stages pass responses through, or
 // without the compressor behind the compression hooks.
 func TestDirectConfigRefusedWhenIncomplete(t *testing.T) {
-	c, err := cache.New(cache.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	comp, err := compress.New(compress.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, comp := newCacheCompressor(t, cache.Config{})
 	untransformed := func(*raftstore.Tenant) bool { return true }
 	base := Config{Routes: routesOf(), Upstreams: newTransportUpstreams(t, nil), Cache: c}
 

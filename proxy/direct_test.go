@@ -24,7 +24,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/edgeproxy/edge/proxy/cache"
-	"github.com/edgeproxy/edge/proxy/compress"
 	"github.com/edgeproxy/edge/proxy/upstream"
 	"github.com/edgeproxy/edge/raftstore"
 )
@@ -539,13 +538,8 @@ func TestDirectConcurrentClients(t *testing.T) {
 			path := "/p" + strconv.Itoa(i)
 			for range per {
 				resp, body, err := c.get(path, "")
-				switch {
-				case err != nil:
-					errs <- fmt.Errorf("%s: %w", path, err)
-					return
-				case resp.StatusCode != 200 || resp.Header.Get("X-Path") != path || !bytes.Equal(body, pathBody(path)):
-					errs <- fmt.Errorf("%s: status %d, X-Path %q, %d bytes: another request's response",
-						path, resp.StatusCode, resp.Header.Get("X-Path"), len(body))
+				if err := ownResponse(path, resp, body, err); err != nil {
+					errs <- err
 					return
 				}
 			}
@@ -563,20 +557,30 @@ func TestDirectConcurrentClients(t *testing.T) {
 
 // ---- helpers ----
 
+// ownResponse checks a response to path from the concurrent tests'
+// origin: path's own status, X-Path and body (not another request's),
+// and the header values the handler's state backs (written after the
+// handler returned from a recycled state, they would come out empty).
+func ownResponse(path string, resp *http.Response, body []byte, err error) error {
+	switch {
+	case err != nil:
+		return fmt.Errorf("%s: %w", path, err)
+	case resp.StatusCode != 200 || resp.Header.Get("X-Path") != path || !bytes.Equal(body, pathBody(path)):
+		return fmt.Errorf("%s: status %d, X-Path %q, %d bytes: another request's response",
+			path, resp.StatusCode, resp.Header.Get("X-Path"), len(body))
+	case !strings.HasSuffix(resp.Header.Get("X-Total-Time"), "ms") || resp.Header.Get("Cache-Status") == "":
+		return fmt.Errorf("%s: X-Total-Time %q, Cache-Status %q", path,
+			resp.Header.Get("X-Total-Time"), resp.Header.Get("Cache-Status"))
+	}
+	return nil
+}
+
 // startDirectProxy starts a proxy for shop.example in front of the
 // origin at addr, wired as node wires it: lean upstream pools, a cache,
 // compression both ways and, when direct is set, the direct path.
 func startDirectProxy(t *testing.T, addr string, up upstream.Config, direct bool) *testProxy {
 	t.Helper()
-	c, err := cache.New(cache.Config{MaxBytes: 64 << 20})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	comp, err := compress.New(compress.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, comp := newCacheCompressor(t, cache.Config{MaxBytes: 64 << 20})
 	cfg := Config{
 		Upstreams: newPools(t, up), Cache: c,
 		WrapWriter: CompressWriter(comp), DecodeOrigin: CompressDecoder(comp),
@@ -1135,19 +1139,8 @@ func TestRecycledStateMixedTraffic(t *testing.T) {
 					path += "?n=" + strconv.Itoa(i*100+j)
 				}
 				resp, body, err := c.get(path, "")
-				switch {
-				case err != nil:
-					errs <- fmt.Errorf("%s: %w", path, err)
-					return
-				case resp.StatusCode != 200 || resp.Header.Get("X-Path") != path || !bytes.Equal(body, pathBody(path)):
-					errs <- fmt.Errorf("%s: status %d, X-Path %q, %d bytes: another request's response",
-						path, resp.StatusCode, resp.Header.Get("X-Path"), len(body))
-					return
-				case !strings.HasSuffix(resp.Header.Get("X-Total-Time"), "ms") || resp.Header.Get("Cache-Status") == "":
-					// Header values the state backs, written after the
-					// handler returned from a recycled state, come out empty.
-					errs <- fmt.Errorf("%s: X-Total-Time %q, Cache-Status %q", path,
-						resp.Header.Get("X-Total-Time"), resp.Header.Get("Cache-Status"))
+				if err := ownResponse(path, resp, body, err); err != nil {
+					errs <- err
 					return
 				}
 			}

@@ -23,8 +23,27 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/edgeproxy/edge/proxy/cache"
+	"github.com/edgeproxy/edge/proxy/compress"
 	"github.com/edgeproxy/edge/raftstore"
 )
+
+// newCacheCompressor returns a cache on cfg, closed when the test ends,
+// and the real compressor with its defaults: what node wires in front of
+// the handler.
+func newCacheCompressor(t testing.TB, cfg cache.Config) (*cache.Cache, *compress.Compressor) {
+	t.Helper()
+	c, err := cache.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	comp, err := compress.New(compress.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, comp
+}
 
 // mapRoutes is a Routes over a fixed map (host → tenant).
 type mapRoutes map[string]*raftstore.Tenant

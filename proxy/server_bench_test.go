@@ -13,7 +13,6 @@ import (
 
 	"github.com/edgeproxy/edge/proxy/accesslog"
 	"github.com/edgeproxy/edge/proxy/cache"
-	"github.com/edgeproxy/edge/proxy/compress"
 	"github.com/edgeproxy/edge/proxy/upstream"
 	"github.com/edgeproxy/edge/raftstore"
 )
@@ -84,15 +83,7 @@ func BenchmarkServerRoundTrip(b *testing.B) {
 				b.Fatal(err)
 			}
 			b.Cleanup(pools.Close)
-			c, err := cache.New(cache.Config{Registerer: reg})
-			if err != nil {
-				b.Fatal(err)
-			}
-			b.Cleanup(func() { c.Close() })
-			comp, err := compress.New(compress.Config{})
-			if err != nil {
-				b.Fatal(err)
-			}
+			c, comp := newCacheCompressor(b, cache.Config{Registerer: reg})
 			al, err := accesslog.New(accesslog.Config{Out: io.Discard})
 			if err != nil {
 				b.Fatal(err)
