@@ -253,16 +253,8 @@ func newPassFrontTo(t testing.TB, c *Cache, originURL string, passBase *url.URL,
 // the error reading the response, if any.
 func (f *passFront) try(t testing.TB, method, path string, hdr ...string) (response, served, error) {
 	t.Helper()
-	req, err := http.NewRequest(method, f.srv.URL+path, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Host = "www.example.com"
-	for i := 0; i+1 < len(hdr); i += 2 {
-		req.Header.Set(hdr[i], hdr[i+1])
-	}
 	var r response
-	resp, err := f.client.Do(req)
+	resp, err := f.client.Do(frontRequest(t, f.srv.URL, method, path, hdr...))
 	if err == nil {
 		var b []byte
 		b, err = io.ReadAll(resp.Body)

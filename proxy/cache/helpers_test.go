@@ -123,9 +123,11 @@ type response struct {
 	body   string
 }
 
-func (f *front) do(t testing.TB, method, path string, hdr ...string) response {
+// frontRequest is a request for www.example.com to the test server at
+// base, with hdr as name, value pairs.
+func frontRequest(t testing.TB, base, method, path string, hdr ...string) *http.Request {
 	t.Helper()
-	req, err := http.NewRequest(method, f.srv.URL+path, nil)
+	req, err := http.NewRequest(method, base+path, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -133,7 +135,12 @@ func (f *front) do(t testing.TB, method, path string, hdr ...string) response {
 	for i := 0; i+1 < len(hdr); i += 2 {
 		req.Header.Set(hdr[i], hdr[i+1])
 	}
-	resp, err := f.client.Do(req)
+	return req
+}
+
+func (f *front) do(t testing.TB, method, path string, hdr ...string) response {
+	t.Helper()
+	resp, err := f.client.Do(frontRequest(t, f.srv.URL, method, path, hdr...))
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, path, err)
 	}
