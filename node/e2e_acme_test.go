@@ -28,6 +28,9 @@ func TestE2EOnDemandACMECertificate(t *testing.T) {
 			follower = c.node(m.ID)
 		}
 	}
+	// The add returned once a majority had it; the follower may apply it
+	// a moment later, and until then refuses the name as unlicensed.
+	c.waitLocalTenant(follower, "shop.example", "shop.example")
 	conn, err := tls.DialWithDialer(&netDialer, "tcp", follower.https, &tls.Config{ServerName: "shop.example", RootCAs: ca.Roots})
 	if err != nil {
 		t.Fatalf("handshake for a licensed domain through a follower: %v", err)

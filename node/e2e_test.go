@@ -244,6 +244,17 @@ func (c *e2eCluster) node(id string) *proc {
 	return nil
 }
 
+// waitLocalTenant waits until p's own view (a --local read, which is not
+// leader-confirmed) resolves name to the tenant domain. A write returns
+// once a majority has it; a follower applies it moments later.
+func (c *e2eCluster) waitLocalTenant(p *proc, name, domain string) {
+	c.t.Helper()
+	waitUntil(c.t, 3*time.Second, p.id+" to apply tenant "+domain, func() bool {
+		o, _, code := c.ctl("--server", p.admin, "--local", "tenant", "get", name, "-o", "json")
+		return code == 0 && strings.Contains(o, `"domain": "`+domain+`"`)
+	})
+}
+
 func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(d)
@@ -280,10 +291,7 @@ func TestE2EClusterSurvivesLeaderKill(t *testing.T) {
 	}
 	// Every node's own view has it (poll: --local is not leader-confirmed).
 	for _, p := range c.nodes {
-		waitUntil(t, 3*time.Second, p.id+" local read", func() bool {
-			o, _, code := c.ctl("--server", p.admin, "--local", "tenant", "get", "www.shop.example", "-o", "json")
-			return code == 0 && strings.Contains(o, `"domain": "shop.example"`)
-		})
+		c.waitLocalTenant(p, "www.shop.example", "shop.example")
 		// And serves it.
 		body := proxyGet(t, p.http, "www.shop.example", "/x")
 		if !strings.Contains(body, "hello from origin") {
