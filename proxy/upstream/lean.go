@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -52,6 +53,49 @@ type leanConn struct {
 	budget int64 // > 0 while reading headers: bytes still allowed
 	// closeConn closes conn; a cancelled request context calls it.
 	closeConn func()
+
+	// raw waits for the response without a read that would find nothing
+	// (sendThenWait); nil when conn exposes no descriptor.
+	raw     syscall.RawConn
+	idleFor time.Duration // how long it sat in the idle stack before this exchange
+	sent    bool          // sendThenWait's state, kept here so the
+	sendErr error         // callback (afterSend, made once) allocates nothing
+	// afterSend is c.sendOnce as a func value, made once per connection.
+	afterSend func(uintptr) bool
+}
+
+// parkFirstMaxIdle bounds how long a connection may have sat idle and
+// still skip the read before the wait. See sendThenWait.
+const parkFirstMaxIdle = time.Second
+
+// sendThenWait flushes the request and waits until the origin's answer
+// is readable, without the read that finds nothing yet. A plain Read
+// right after the write almost always fails with EAGAIN before the
+// goroutine parks: one wasted system call per exchange. Here the flush
+// runs inside RawConn.Read, after it has cleared the descriptor's stale
+// readiness and before it parks, so whatever the origin sends after the
+// request wakes it. Bytes that arrived before the request (an origin
+// that closed the idle connection) wake it too: writing to a closed
+// socket draws a reset. The one case that waits for the deadline instead
+// is an origin that half-closed an idle connection and kept reading; a
+// connection idle longer than parkFirstMaxIdle takes the plain path.
+// sendErr is the flush's error, waitErr the wait's (deadline, closed).
+func (c *leanConn) sendThenWait() (sendErr, waitErr error) {
+	c.sent, c.sendErr = false, nil
+	waitErr = c.raw.Read(c.afterSend)
+	sendErr, c.sendErr = c.sendErr, nil
+	return sendErr, waitErr
+}
+
+// sendOnce is sendThenWait's callback: the first call flushes and asks
+// to wait (unless the flush failed); the next, on readiness, ends it.
+func (c *leanConn) sendOnce(uintptr) bool {
+	if c.sent {
+		return true
+	}
+	c.sent = true
+	c.sendErr = c.bw.Flush()
+	return c.sendErr != nil
 }
 
 func (c *leanConn) Read(p []byte) (int, error) {
@@ -138,7 +182,7 @@ func (lp *leanPool) conn(ctx context.Context, fresh, canRetry bool) (*leanConn, 
 		lp.idle[n-1] = nil
 		lp.idle = lp.idle[:n-1]
 		lp.mu.Unlock()
-		if time.Since(c.idleAt) >= lp.p.cfg.IdleConnTimeout {
+		if c.idleFor = time.Since(c.idleAt); c.idleFor >= lp.p.cfg.IdleConnTimeout {
 			// The newest is stale: so are all below it.
 			lp.closeConn(c)
 			lp.closeIdle()
@@ -157,8 +201,11 @@ func (lp *leanPool) conn(ctx context.Context, fresh, canRetry bool) (*leanConn, 
 	if err != nil {
 		return nil, err
 	}
-	c := &leanConn{conn: nc}
+	c := &leanConn{conn: nc, raw: rawConn(nc)}
 	c.closeConn = func() { nc.Close() } // made once: AfterFunc takes it per exchange
+	if c.raw != nil {
+		c.afterSend = c.sendOnce
+	}
 	if br, ok := lp.p.readers.Get().(*bufio.Reader); ok {
 		br.Reset(c)
 		c.br = br
@@ -202,7 +249,14 @@ func (lp *leanPool) exchange(ctx context.Context, c *leanConn, req *http.Request
 		err = req.Write(c.bw) // closes req.Body
 	}
 	if err == nil {
-		err = c.bw.Flush()
+		if !hasBody && c.raw != nil && c.idleFor < parkFirstMaxIdle {
+			var waitErr error
+			if err, waitErr = c.sendThenWait(); err == nil && waitErr != nil {
+				return fail(lp.readError(ctx, waitErr))
+			}
+		} else {
+			err = c.bw.Flush()
+		}
 	}
 	if err != nil {
 		werr := fmt.Errorf("upstream %s: write request: %w", lp.addr, err)
