@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/edgeproxy/edge/proxy/h1"
+	"github.com/edgeproxy/edge/proxy/rawconn"
 )
 
 // Defaults for ServerConfig.
@@ -151,10 +152,13 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	if cfg.MaxConns > 0 {
 		sem = make(chan struct{}, cfg.MaxConns)
 	}
-	listen := func(addr string) (net.Listener, error) {
+	listen := func(addr string, raw bool) (net.Listener, error) {
 		ln, err := net.Listen("tcp", addr)
 		if err != nil {
 			return nil, fmt.Errorf("listen %s: %w", addr, err)
+		}
+		if raw {
+			ln = rawListener{ln}
 		}
 		if sem == nil {
 			return ln, nil
@@ -163,12 +167,15 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	}
 	var err error
 	if cfg.HTTPAddr != "" {
-		if s.httpLn, err = listen(cfg.HTTPAddr); err != nil {
+		// Plain HTTP connections read and write with raw system calls
+		// (proxy/rawconn): the hot path's sockets, where the scheduler's
+		// system-call bookkeeping costs the most.
+		if s.httpLn, err = listen(cfg.HTTPAddr, true); err != nil {
 			return nil, err
 		}
 	}
 	if cfg.HTTPSAddr != "" {
-		if s.httpsLn, err = listen(cfg.HTTPSAddr); err != nil {
+		if s.httpsLn, err = listen(cfg.HTTPSAddr, false); err != nil {
 			if s.httpLn != nil {
 				s.httpLn.Close()
 			}
@@ -278,6 +285,27 @@ func (c *limitConn) Close() error {
 	err := c.Conn.Close()
 	c.once.Do(c.release)
 	return err
+}
+
+// CloseWrite half-closes the connection (the h1 server's lingering close
+// and net/http look for it).
+func (c *limitConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return errors.ErrUnsupported
+}
+
+// rawListener hands out connections that read and write with raw system
+// calls (rawconn.Wrap).
+type rawListener struct{ net.Listener }
+
+func (l rawListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return rawconn.Wrap(c), nil
 }
 
 // connStats tracks client connections for metrics.

@@ -5,15 +5,20 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"reflect"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
 
 	"golang.org/x/net/websocket"
+
+	"github.com/edgeproxy/edge/proxy/rawconn"
 )
 
 func TestHTTP2OverTLS(t *testing.T) {
@@ -312,5 +317,47 @@ func TestUpgradeResponseHasTimingHeaders(t *testing.T) {
 		if resp.Header.Get(k) == "" {
 			t.Errorf("101 lacks %s: %v", k, resp.Header)
 		}
+	}
+}
+
+// The plain listener's connections read and write with raw system calls
+// (proxy/rawconn), under the connection cap, and can still be half-closed
+// (h1's lingering close looks for CloseWrite); the TLS listener's do not.
+func TestPlainListenerUsesRawCalls(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("raw calls are linux only")
+	}
+	s, err := NewServer(ServerConfig{HTTPAddr: "127.0.0.1:0", HTTPSAddr: "127.0.0.1:0", MaxConns: 10, Handler: http.NotFoundHandler(),
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return nil, errors.New("none") }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Shutdown(context.Background())
+	accept := func(ln net.Listener) net.Conn {
+		t.Helper()
+		cli, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cli.Close() })
+		c, err := ln.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		lc, ok := c.(*limitConn)
+		if !ok {
+			t.Fatalf("accepted %T, want the connection cap's *limitConn", c)
+		}
+		if _, ok := c.(interface{ CloseWrite() error }); !ok {
+			t.Fatal("no CloseWrite")
+		}
+		return lc.Conn
+	}
+	if c := accept(s.httpLn); reflect.TypeOf(c) != reflect.TypeOf(&rawconn.Conn{}) {
+		t.Fatalf("plain listener's connection is %T, want *rawconn.Conn", c)
+	}
+	if c := accept(s.httpsLn); reflect.TypeOf(c) != reflect.TypeOf(&net.TCPConn{}) {
+		t.Fatalf("TLS listener's connection is %T, want *net.TCPConn", c)
 	}
 }

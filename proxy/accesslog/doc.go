@@ -14,7 +14,7 @@
 //     log lines) plus Log(*Entry). Lines are appended whole to an
 //     in-memory buffer and written to the underlying writer by one
 //     background goroutine every FlushInterval (100 ms) or as soon as
-//     FlushBytes (32 KiB) are pending. The buffer is double: the goroutine
+//     FlushBytes (256 KiB) are pending. The buffer is double: the goroutine
 //     swaps it under the lock and writes outside it, so a slow or blocked
 //     stdout never blocks a request. Past MaxPending (1 MiB) bytes waiting,
 //     lines are dropped and counted instead.

@@ -16,7 +16,7 @@ import (
 // Defaults applied by New to zero Config fields.
 const (
 	DefaultFlushInterval = 100 * time.Millisecond
-	DefaultFlushBytes    = 32 << 10
+	DefaultFlushBytes    = 256 << 10
 	DefaultMaxPending    = 1 << 20
 )
 

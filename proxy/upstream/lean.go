@@ -12,6 +12,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/edgeproxy/edge/proxy/rawconn"
 )
 
 // maxResponseHeaderBytes bounds the bytes read from an origin before its
@@ -201,7 +203,15 @@ func (lp *leanPool) conn(ctx context.Context, fresh, canRetry bool) (*leanConn, 
 	if err != nil {
 		return nil, err
 	}
-	c := &leanConn{conn: nc, raw: rawConn(nc)}
+	raw := rawConn(nc)
+	if raw != nil {
+		// Reads and writes as raw system calls (proxy/rawconn); nc keeps
+		// Close (and its gauge) and the deadlines.
+		if rc := rawconn.New(nc, raw); rc != nil {
+			nc = rc
+		}
+	}
+	c := &leanConn{conn: nc, raw: raw}
 	c.closeConn = func() { nc.Close() } // made once: AfterFunc takes it per exchange
 	if c.raw != nil {
 		c.afterSend = c.sendOnce

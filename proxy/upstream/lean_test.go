@@ -9,12 +9,15 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/edgeproxy/edge/proxy/rawconn"
 )
 
 // leanOf returns the lean client behind tenant's pool, failing the test if
@@ -61,8 +64,17 @@ func TestLeanKeepAliveReuse(t *testing.T) {
 	if n := o.newConns.Load(); n != 1 {
 		t.Fatalf("origin saw %d connections for 10 sequential requests, want 1", n)
 	}
-	if n := idleCount(leanOf(t, p, tg)); n != 1 {
+	lp := leanOf(t, p, tg)
+	if n := idleCount(lp); n != 1 {
 		t.Fatalf("lean idle connections = %d, want 1", n)
+	}
+	if runtime.GOOS == "linux" {
+		lp.mu.Lock()
+		_, raw := lp.idle[0].conn.(*rawconn.Conn)
+		lp.mu.Unlock()
+		if !raw {
+			t.Error("the origin connection does not read and write with raw system calls (proxy/rawconn)")
+		}
 	}
 	for name, want := range map[string]float64{"edge_upstream_conns_open": 1, "edge_upstream_dials_total": 1} {
 		if v := gathered(t, reg, name); v != want {
