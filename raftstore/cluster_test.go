@@ -144,3 +144,66 @@ func openStoreAt(t *testing.T, id, dir, addr string) *Store {
 	})
 	return s
 }
+
+// A leader-confirmed read right after entries the FSM never sees (the
+// no-op of a fresh election, a barrier) returns at once: the View is
+// current even though its index is below the commit index. It used to
+// wait until the next write (found by CI: a tenant get right after a
+// barrier timed out).
+func TestReadAfterNoopAndBarrier(t *testing.T) {
+	s := openStore(t, "solo", t.TempDir())
+	t.Cleanup(func() { s.Close() })
+	if err := s.Bootstrap([]raft.Server{{ID: "solo", Address: raft.ServerAddress(s.Addr()), Suffrage: raft.Voter}}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "leader", s.IsLeader)
+	read := func(what string) {
+		t.Helper()
+		idx, err := s.ReadIndex()
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		if err := s.WaitApplied(ctx, idx); err != nil {
+			t.Fatalf("read after %s: %v (view at %d, commit %d)", what, err, s.AppliedIndex(), idx)
+		}
+	}
+	if err := s.Raft().Barrier(5 * time.Second).Error(); err != nil {
+		t.Fatal(err)
+	}
+	read("the election's no-op and a barrier")
+	r := addTenant(t, s, "shop.example")
+	read("a write")
+	if s.AppliedIndex() < r.Index {
+		t.Fatalf("view at %d after the write at %d", s.AppliedIndex(), r.Index)
+	}
+	for range 3 {
+		if err := s.Raft().Barrier(5 * time.Second).Error(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	read("three barriers after a write")
+	if s.View().Tenant("shop.example") == nil {
+		t.Fatal("the tenant is missing from the view")
+	}
+	// A write still in flight is waited for, not skipped.
+	idx := s.Raft().LastIndex()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	cmd, err := NewCommand(CmdTenantAdd, "", time.Now(), tenant("blog.example"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	applied := make(chan error, 1)
+	go func() { _, err := s.Apply(context.Background(), cmd); applied <- err }()
+	if err := s.WaitApplied(ctx, idx+1); err != nil {
+		t.Fatal(err)
+	}
+	if s.View().Tenant("blog.example") == nil {
+		t.Fatal("WaitApplied returned before the write it waited for was applied")
+	}
+	if err := <-applied; err != nil {
+		t.Fatal(err)
+	}
+}

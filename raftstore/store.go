@@ -65,6 +65,7 @@ type Store struct {
 	raft      *raft.Raft
 	fsm       *fsm
 	bolt      *raftboltdb.BoltStore
+	logs      raft.LogStore // the cached log raft uses (WaitApplied reads it)
 	transport *raft.NetworkTransport
 	logger    *slog.Logger
 }
@@ -148,7 +149,7 @@ func Open(cfg Config) (*Store, error) {
 		bolt.Close()
 		return nil, fmt.Errorf("raftstore: start raft: %w", err)
 	}
-	return &Store{cfg: cfg, raft: r, fsm: f, bolt: bolt, transport: transport, logger: cfg.Logger}, nil
+	return &Store{cfg: cfg, raft: r, fsm: f, bolt: bolt, logs: logs, transport: transport, logger: cfg.Logger}, nil
 }
 
 // ID is this node's server ID.
@@ -249,17 +250,52 @@ func (s *Store) ReadIndex() (uint64, error) {
 }
 
 // WaitApplied blocks until the local state has applied index.
+//
+// The View's index moves only with the entries raft hands the FSM
+// (commands and configurations). Raft's own no-ops (one after every
+// election) and barriers are committed without reaching it, so when the
+// newest committed entries are of that kind the View never reaches the
+// commit index a read waits for, until the next write. The View is
+// nonetheless current: WaitApplied also returns once every entry between
+// the View's index and index is one the FSM never sees.
 func (s *Store) WaitApplied(ctx context.Context, index uint64) error {
 	t := time.NewTicker(time.Millisecond)
 	defer t.Stop()
-	for s.AppliedIndex() < index {
+	for {
+		applied := s.AppliedIndex()
+		if applied >= index || s.noneForFSM(applied+1, index) {
+			return nil
+		}
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("wait for index %d (at %d): %w", index, s.AppliedIndex(), ctx.Err())
 		case <-t.C:
 		}
 	}
-	return nil
+}
+
+// maxSkipCheck bounds how many log entries noneForFSM reads; a longer gap
+// is waited out (it holds commands, or the View would not be that far
+// behind for more than a moment).
+const maxSkipCheck = 64
+
+// noneForFSM reports whether the log entries from..to (inclusive) are all
+// of the kinds raft does not pass to the FSM (no-ops and barriers). An
+// entry it cannot read counts as one the FSM needs.
+func (s *Store) noneForFSM(from, to uint64) bool {
+	if to < from || to-from >= maxSkipCheck {
+		return false
+	}
+	var l raft.Log
+	for i := from; i <= to; i++ {
+		if err := s.logs.GetLog(i, &l); err != nil {
+			return false
+		}
+		if l.Type == raft.LogCommand || l.Type == raft.LogConfiguration {
+			return false
+		}
+	}
+	return true
 }
 
 // Close stops raft and closes the stores. It does not transfer leadership;
