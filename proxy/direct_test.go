@@ -528,15 +528,28 @@ func TestDirectConcurrentClients(t *testing.T) {
 		mustGet(t, newRawClient(t, p), "/p"+strconv.Itoa(i), "", 200)
 	}
 	before := gatherCounters(t, p.reg)
+	concurrentClients(t, p, paths, per, func(i, _ int) string { return "/p" + strconv.Itoa(i) })
+	if d := counterDelta(before, gatherCounters(t, p.reg))["edge_direct_responses_total"]; d != paths*per {
+		t.Errorf("%v direct responses, want %d", d, paths*per)
+	}
+}
+
+// ---- helpers ----
+
+// concurrentClients runs that many keep-alive clients at once, each making
+// per requests to pathOf(client, request) and checking every response with
+// ownResponse; failures are reported when all are done.
+func concurrentClients(t *testing.T, p *testProxy, clients, per int, pathOf func(i, j int) string) {
+	t.Helper()
 	var wg sync.WaitGroup
-	errs := make(chan error, paths)
-	for i := range paths {
+	errs := make(chan error, clients)
+	for i := range clients {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			c := newRawClient(t, p)
-			path := "/p" + strconv.Itoa(i)
-			for range per {
+			for j := range per {
+				path := pathOf(i, j)
 				resp, body, err := c.get(path, "")
 				if err := ownResponse(path, resp, body, err); err != nil {
 					errs <- err
@@ -550,12 +563,7 @@ func TestDirectConcurrentClients(t *testing.T) {
 	for err := range errs {
 		t.Error(err)
 	}
-	if d := counterDelta(before, gatherCounters(t, p.reg))["edge_direct_responses_total"]; d != paths*per {
-		t.Errorf("%v direct responses, want %d", d, paths*per)
-	}
 }
-
-// ---- helpers ----
 
 // ownResponse checks a response to path from the concurrent tests'
 // origin: path's own status, X-Path and body (not another request's),
@@ -1126,31 +1134,13 @@ func TestRecycledStateMixedTraffic(t *testing.T) {
 		mustGet(t, newRawClient(t, p), path, "", 200)
 	}
 	before := gatherCounters(t, p.reg)
-	var wg sync.WaitGroup
-	errs := make(chan error, len(paths))
-	for i := range paths {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			c := newRawClient(t, p)
-			for j := range 40 {
-				path := paths[(i+j)%len(paths)]
-				if strings.HasPrefix(path, "/miss") {
-					path += "?n=" + strconv.Itoa(i*100+j)
-				}
-				resp, body, err := c.get(path, "")
-				if err := ownResponse(path, resp, body, err); err != nil {
-					errs <- err
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Error(err)
-	}
+	concurrentClients(t, p, len(paths), 40, func(i, j int) string {
+		path := paths[(i+j)%len(paths)]
+		if strings.HasPrefix(path, "/miss") {
+			path += "?n=" + strconv.Itoa(i*100+j)
+		}
+		return path
+	})
 	// Every kind was served the way it was meant to be.
 	d := counterDelta(before, gatherCounters(t, p.reg))
 	for _, k := range []string{"edge_direct_responses_total",

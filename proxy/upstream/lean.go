@@ -213,9 +213,7 @@ func (lp *leanPool) conn(ctx context.Context, fresh, canRetry bool) (*leanConn, 
 	}
 	c := &leanConn{conn: nc, raw: raw}
 	c.closeConn = func() { nc.Close() } // made once: AfterFunc takes it per exchange
-	if c.raw != nil {
-		c.afterSend = c.sendOnce
-	}
+	c.afterSend = c.sendOnce
 	if br, ok := lp.p.readers.Get().(*bufio.Reader); ok {
 		br.Reset(c)
 		c.br = br
