@@ -8,10 +8,13 @@
 //	/small      1 KB text, Cache-Control: public, max-age=3600
 //	/page.html  ~40 KB HTML page (text/html), Cache-Control: public, max-age=3600
 //	/nostore    1 KB text, Cache-Control: no-store
-//	/stats      JSON request counters, {"total":N,"paths":{"/small":N,…}}
+//	/stats      JSON request counters, {"total":N,"paths":{"/small":N,…},
+//	            "forwarded":{"/small":N,…}}
 //
 // The counters let the benchmark prove that a cache-hit case never reached
-// the origin. /stats itself is not counted.
+// the origin; "forwarded" counts, per path, the requests that carried an
+// X-Forwarded-For header, to prove which proxy forwards the client's
+// address. /stats itself is not counted.
 //
 //	benchorigin conns -addr 127.0.0.1:PORT -host bench.example -n 10000
 //
