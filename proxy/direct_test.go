@@ -103,6 +103,25 @@ func TestDirectMatchesFullPath(t *testing.T) {
 			check:  wantValues("X-Kept", "yes"),
 		},
 		{
+			// net/http's response reader drops a Connection field that
+			// says close, with the names in it; the lean client keeps it
+			// so that X-Hop is stripped on the full path too.
+			name:  "connection-close-names-a-field",
+			reply: closing(originResp("200 OK", noStore("Connection: close, X-Hop", "X-Hop: secret", "X-Kept: yes"), small)),
+			body:  small, direct: 2,
+			absent: []string{"X-Hop", "Connection"},
+			check:  wantValues("X-Kept", "yes"),
+		},
+		{
+			// The same through net/http's reader (chunked framing), on
+			// the full path in both proxies.
+			name: "chunked-connection-close-names-a-field",
+			reply: closing(originResp("200 OK", noStore("Transfer-Encoding: chunked", "Connection: close, X-Hop", "X-Hop: secret"),
+				[]byte("5\r\nhello\r\n7\r\n, edge\n\r\n0\r\n\r\n"))),
+			body: []byte("hello, edge\n"), direct: 0,
+			absent: []string{"X-Hop", "Connection"},
+		},
+		{
 			name: "hop-by-hop-fields",
 			reply: fixed(originResp("200 OK", noStore("Keep-Alive: timeout=5", "Proxy-Connection: keep-alive",
 				"Proxy-Authenticate: Basic realm=x", "Upgrade: h2c", "TE: trailers"), small)),

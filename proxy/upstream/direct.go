@@ -233,8 +233,7 @@ func (d *Direct) Response(req *http.Request) *http.Response {
 		k, v, _ := strings.Cut(strings.TrimSuffix(ln, "\r"), ":")
 		k, v = textproto.CanonicalMIMEHeaderKey(k), textproto.TrimString(v)
 		if k == "Connection" && httpguts.HeaderValuesContainsToken([]string{v}, "close") {
-			resp.Close = true
-			continue // readResponseFast drops it too
+			resp.Close = true // the field stays, as in readResponseFast
 		}
 		resp.Header[k] = append(resp.Header[k], v)
 	}

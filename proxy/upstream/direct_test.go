@@ -112,7 +112,7 @@ func readSeen(t *testing.T, resp *http.Response) seen {
 
 // fieldsHeader parses Direct.Fields as a caller relaying them would:
 // canonical names, trimmed values, and a Connection field naming close
-// dropped, as readResponseFast and net/http drop it (reported as Close).
+// reported as closeConn (and kept, as readResponseFast keeps it).
 func fieldsHeader(t testing.TB, fields []byte) (h http.Header, closeConn bool) {
 	t.Helper()
 	h = http.Header{}
@@ -130,7 +130,6 @@ func fieldsHeader(t testing.TB, fields []byte) (h http.Header, closeConn bool) {
 		k, v = textproto.CanonicalMIMEHeaderKey(k), textproto.TrimString(v)
 		if k == "Connection" && httpguts.HeaderValuesContainsToken([]string{v}, "close") {
 			closeConn = true
-			continue
 		}
 		h[k] = append(h[k], v)
 	}
@@ -540,8 +539,9 @@ func checkPeekDirect(t *testing.T, raw string, must bool) {
 		t.Fatalf("raw %q: peekDirect accepts what http.ReadResponse rejects", raw)
 	}
 	if closeConn {
-		// net/http drops every Connection field when one names close,
-		// readResponseFast and Direct.Response the lines that do.
+		// net/http drops every Connection field when one names close;
+		// readResponseFast and Direct.Response keep them, so that the
+		// proxy strips the fields they name.
 		delete(std.header, "Connection")
 		delete(got.header, "Connection")
 	}

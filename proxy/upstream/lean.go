@@ -389,9 +389,13 @@ func (lp *leanPool) readResponse(c *leanConn, req *http.Request) (*http.Response
 		return resp, err
 	}
 	for {
+		conn := connectionFields(c.br)
 		resp, err := http.ReadResponse(c.br, req)
 		if err != nil {
 			return nil, err
+		}
+		if resp.Close && resp.Header["Connection"] == nil && conn != nil {
+			resp.Header["Connection"] = conn // net/http consumed it
 		}
 		if resp.StatusCode >= 200 || resp.StatusCode == http.StatusSwitchingProtocols {
 			return resp, nil

@@ -152,9 +152,12 @@ func readResponseFast(br *bufio.Reader, req *http.Request) (*http.Response, erro
 		case "Transfer-Encoding", "Trailer":
 			return nil, nil
 		case "Connection":
+			// Kept, unlike net/http, which drops every Connection field
+			// once one says close, and with it the names of the other
+			// hop-by-hop fields: the proxy strips the field and what it
+			// names (see connectionFields).
 			if httpguts.HeaderValuesContainsToken([]string{v}, "close") {
 				resp.Close = true
-				continue // net/http drops it too
 			}
 		}
 		if old, dup := h[k]; dup {
@@ -178,6 +181,33 @@ func readResponseFast(br *bufio.Reader, req *http.Request) (*http.Response, erro
 		resp.Body = &lr.cl
 	}
 	return resp, nil
+}
+
+// connectionFields returns the values of the Connection fields of the
+// response head buffered in br, or nil when there are none or the head is
+// not all buffered. http.ReadResponse drops every Connection field of a
+// response that says close, and with them the other fields they name as
+// hop-by-hop (Connection: close, X-Hop); the lean client puts the values
+// back so that the proxy can strip X-Hop too. It consumes nothing.
+func connectionFields(br *bufio.Reader) []string {
+	buf, _ := br.Peek(br.Buffered())
+	end := bytes.Index(buf, crlf2)
+	if j := bytes.Index(buf, lf2); j >= 0 && (end < 0 || j < end) {
+		end = j
+	}
+	if end < 0 {
+		return nil
+	}
+	var vals []string
+	for i, line := range bytes.Split(buf[:end], []byte("\n")) {
+		line = bytes.TrimSuffix(line, []byte("\r"))
+		k, v, ok := bytes.Cut(line, []byte(":"))
+		if i == 0 || !ok || !bytes.EqualFold(k, []byte("Connection")) {
+			continue
+		}
+		vals = append(vals, string(bytes.Trim(v, " \t")))
+	}
+	return vals
 }
 
 // peekHead reads a response head into br's buffer, consuming nothing,
