@@ -3,6 +3,7 @@
 package upstream
 
 import (
+	"crypto/tls"
 	"net"
 	"syscall"
 )
@@ -11,6 +12,12 @@ import (
 // has not closed it and sent nothing on it. One non-blocking MSG_PEEK.
 // Connections that expose no file descriptor are assumed alive.
 func alive(nc net.Conn) bool {
+	if tc, ok := nc.(*tls.Conn); ok {
+		// The socket under TLS: any record the origin sent on an idle
+		// connection (close_notify, a late ticket) counts as not alive,
+		// which costs at most a redial.
+		nc = tc.NetConn()
+	}
 	rc := rawConn(nc)
 	if rc == nil {
 		return true

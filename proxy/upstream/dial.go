@@ -82,6 +82,33 @@ func (p *Pools) tlsDialer(pl *pool, tc *tls.Config) DialFunc {
 	}
 }
 
+// errOriginH2: a lean dial to an https origin that chose HTTP/2 by ALPN.
+// The lean client speaks HTTP/1.1 only; the pool hands such an origin to
+// http.Transport from then on (pool.h2), and the request, not yet sent,
+// goes there too.
+var errOriginH2 = errors.New("origin negotiated HTTP/2")
+
+// leanTLSDialer is tlsDialer for the lean client: the same configuration,
+// so the same ALPN offer (h2, http/1.1), and an origin that picks h2 is
+// marked for http.Transport instead. The handshake is wasted once per
+// pool; an origin that offers no ALPN, or http/1.1, stays on the lean
+// client.
+func (p *Pools) leanTLSDialer(pl *pool, tc *tls.Config) DialFunc {
+	dial := p.tlsDialer(pl, tc)
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := dial(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		if c.(*tls.Conn).ConnectionState().NegotiatedProtocol == "h2" {
+			pl.h2.Store(true)
+			c.Close()
+			return nil, errOriginH2
+		}
+		return c, nil
+	}
+}
+
 // countedConn keeps the open-connection gauges right.
 type countedConn struct {
 	net.Conn

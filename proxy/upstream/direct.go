@@ -37,9 +37,11 @@ type DirectTripper interface {
 	// RoundTripDirect sends a bodiless GET and returns the response as
 	// a Direct when its head allows it (HTTP/1.1, Content-Length body,
 	// head within the connection's buffer, …), else as an
-	// *http.Response, exactly as RoundTrip would have. Only plain-HTTP
-	// origins on the lean client answer with a Direct; ok is false (and
-	// nothing was sent) for any other pool or request.
+	// *http.Response, exactly as RoundTrip would have. Only origins on
+	// the lean client answer with a Direct: plain http, and https
+	// origins that speak HTTP/1.1 (one that picks HTTP/2 by ALPN goes to
+	// http.Transport). ok is false (and nothing was sent) for any other
+	// pool or request.
 	//
 	// A Direct lives in buf when buf is not nil (else in a new one):
 	// buf must not serve another round trip before d.Body is closed.
@@ -55,7 +57,7 @@ type DirectBuf struct {
 
 // RoundTripDirect implements DirectTripper.
 func (pl *pool) RoundTripDirect(req *http.Request, buf *DirectBuf) (*Direct, *http.Response, bool, error) {
-	if pl.lean == nil || !usesLean(req) || req.Method != http.MethodGet ||
+	if !pl.usesLean(req) || req.Method != http.MethodGet ||
 		(req.Body != nil && req.Body != http.NoBody) {
 		return nil, nil, false, nil
 	}
@@ -64,6 +66,9 @@ func (pl *pool) RoundTripDirect(req *http.Request, buf *DirectBuf) (*Direct, *ht
 	}
 	buf.dr = directResponse{}
 	d, resp, err := pl.lean.roundTripDirect(req, &buf.dr)
+	if errors.Is(err, errOriginH2) {
+		return nil, nil, false, nil // nothing sent: the caller's full path takes it
+	}
 	return d, resp, true, err
 }
 

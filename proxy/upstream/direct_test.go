@@ -3,6 +3,7 @@ package upstream
 import (
 	"bufio"
 	"bytes"
+	"crypto/tls"
 	"io"
 	"net"
 	"net/http"
@@ -272,9 +273,9 @@ func TestDirectResponseMatchesRoundTrip(t *testing.T) {
 	}
 }
 
-// TestRoundTripDirectDeclines: only a bodiless GET to a plain-http origin
-// on the lean client is for RoundTripDirect; for anything else it reports
-// ok false without sending anything.
+// TestRoundTripDirectDeclines: only a bodiless GET on the lean client is
+// for RoundTripDirect; for anything else it reports ok false without
+// sending anything. (https origins: TestLeanTLS.)
 func TestRoundTripDirectDeclines(t *testing.T) {
 	addr, conns := directOrigin(t, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", false)
 	mk := func(method string, body io.Reader) *http.Request {
@@ -300,15 +301,6 @@ func TestRoundTripDirectDeclines(t *testing.T) {
 	noLean := directTripper(t, newPools(t, func(c *Config) { c.DisableLeanHTTP1 = true }), addr)
 	if _, _, ok, _ := noLean.RoundTripDirect(mk(http.MethodGet, nil), nil); ok {
 		t.Error("ok = true on a pool without the lean client")
-	}
-	p := newPools(t, nil)
-	rt, err := p.Get("t", Target{URL: mustURL(t, "https://"+addr)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	req, _ := http.NewRequest(http.MethodGet, "https://"+addr+"/", nil)
-	if _, _, ok, _ := rt.(DirectTripper).RoundTripDirect(req, nil); ok {
-		t.Error("ok = true on an https pool")
 	}
 	if n := conns.Load(); n != 0 {
 		t.Fatalf("origin saw %d connections, want none", n)
@@ -555,4 +547,78 @@ func checkPeekDirect(t *testing.T, raw string, must bool) {
 	if !reflect.DeepEqual(got, std) {
 		t.Fatalf("raw %q\npeekDirect:\n %+v\nhttp.ReadResponse:\n %+v", raw, got, std)
 	}
+}
+
+// TestLeanTLS: an https origin that speaks HTTP/1.1 is served by the lean
+// client, direct path included, over one reused verified connection; one
+// that picks HTTP/2 by ALPN costs a single wasted handshake, after which
+// its pool declines the direct path and RoundTrip speaks HTTP/2.
+func TestLeanTLS(t *testing.T) {
+	ca := newCA(t, "CA")
+	leaf, _, _ := ca.issue(t, false, "origin.internal")
+	directGet := func(t *testing.T, dt DirectTripper, u string) (bool, string) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodGet, u, nil)
+		d, resp, ok, err := dt.RoundTripDirect(req, nil)
+		if err != nil {
+			t.Fatalf("RoundTripDirect: %v", err)
+		}
+		switch {
+		case !ok:
+			return false, ""
+		case d == nil:
+			resp.Body.Close()
+			t.Fatalf("RoundTripDirect answered with an *http.Response (%s), want a Direct", resp.Proto)
+		}
+		b, err := io.ReadAll(d.Body)
+		d.Body.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return true, string(b)
+	}
+
+	t.Run("http/1.1", func(t *testing.T) {
+		o := startOrigin(t, nil, &tls.Config{Certificates: []tls.Certificate{leaf}}, false)
+		rt, err := newPools(t, nil).Get("t", Target{URL: o.url, TLS: TLS{CAPEM: ca.pem, ServerName: "origin.internal"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range 3 {
+			ok, body := directGet(t, rt.(DirectTripper), o.url.String()+"/x")
+			if !ok || body != "proto=HTTP/1.1 sni=origin.internal" {
+				t.Fatalf("request %d: direct %v, body %q", i, ok, body)
+			}
+		}
+		if n := o.newConns.Load(); n != 1 {
+			t.Fatalf("origin saw %d connections for 3 requests, want 1", n)
+		}
+	})
+
+	t.Run("h2", func(t *testing.T) {
+		o := startOrigin(t, nil, &tls.Config{Certificates: []tls.Certificate{leaf}}, true)
+		rt, err := newPools(t, nil).Get("t", Target{URL: o.url, TLS: TLS{CAPEM: ca.pem, ServerName: "origin.internal"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ok, _ := directGet(t, rt.(DirectTripper), o.url.String()+"/x"); ok {
+			t.Fatal("direct path taken for an HTTP/2 origin")
+		}
+		for range 3 {
+			resp, body, err := get(rt, o.url)
+			if err != nil || resp.ProtoMajor != 2 || body != "proto=HTTP/2.0 sni=origin.internal" {
+				t.Fatalf("RoundTrip: %v, body %q", err, body)
+			}
+		}
+		if ok, _ := directGet(t, rt.(DirectTripper), o.url.String()+"/x"); ok {
+			t.Fatal("direct path taken for an HTTP/2 origin")
+		}
+		// The lean client's handshake, then http.Transport's one.
+		if n := o.newConns.Load(); n != 2 {
+			t.Fatalf("origin saw %d connections, want 2", n)
+		}
+		if n := o.count("GET /x"); n != 0 {
+			t.Fatalf("origin got %d requests from the declined direct path, want none", n)
+		}
+	})
 }

@@ -114,15 +114,8 @@ func (c *leanConn) Read(p []byte) (int, error) {
 	return n, err
 }
 
-func (p *Pools) newLeanPool(pl *pool, addr string) *leanPool {
-	return &leanPool{p: p, pl: pl, addr: addr, dial: p.dialer(pl)}
-}
-
-// usesLean reports whether req can take the lean path: plain http and no
-// protocol upgrade (101 needs the connection handed over) or CONNECT.
-func usesLean(req *http.Request) bool {
-	return req.URL != nil && req.URL.Scheme == "http" && req.Header["Upgrade"] == nil &&
-		req.Method != http.MethodConnect
+func (p *Pools) newLeanPool(pl *pool, addr string, dial DialFunc) *leanPool {
+	return &leanPool{p: p, pl: pl, addr: addr, dial: dial}
 }
 
 // retryable: a request that may be sent again on a fresh connection when a

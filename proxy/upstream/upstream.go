@@ -290,8 +290,11 @@ func (p *Pools) Close() {
 type pool struct {
 	key  string
 	tr   *http.Transport
-	lean *leanPool // nil for https or with Config.DisableLeanHTTP1
+	lean *leanPool // nil with Config.DisableLeanHTTP1
 	refs int       // tenants bound to it; guarded by Pools.mu
+	// h2 is set once an https origin chose HTTP/2 by ALPN on a lean dial:
+	// from then on every request goes to http.Transport, which speaks it.
+	h2 atomic.Bool
 
 	open    atomic.Int64 // connections open
 	retired atomic.Bool
@@ -316,8 +319,12 @@ func (p *Pools) newPool(key string, t Target) (*pool, error) {
 			return nil, err
 		}
 		tr.DialTLSContext = p.tlsDialer(pl, tc)
+		if !p.cfg.DisableLeanHTTP1 {
+			addr, _, _ := strings.Cut(key[len("https://"):], "#")
+			pl.lean = p.newLeanPool(pl, addr, p.leanTLSDialer(pl, tc))
+		}
 	} else if !p.cfg.DisableLeanHTTP1 {
-		pl.lean = p.newLeanPool(pl, key[len("http://"):])
+		pl.lean = p.newLeanPool(pl, key[len("http://"):], p.dialer(pl))
 	}
 	pl.tr = tr
 	return pl, nil
@@ -327,8 +334,12 @@ func (p *Pools) newPool(key string, t Target) (*pool, error) {
 // client, anything else on http.Transport. A non-idempotent request loses
 // its GetBody so that http.Transport cannot replay it (see the package doc).
 func (pl *pool) RoundTrip(req *http.Request) (*http.Response, error) {
-	if pl.lean != nil && usesLean(req) {
-		return pl.lean.roundTrip(req)
+	if pl.usesLean(req) {
+		resp, err := pl.lean.roundTrip(req)
+		if !errors.Is(err, errOriginH2) {
+			return resp, err
+		}
+		// Nothing was sent: the lean dial found an HTTP/2 origin.
 	}
 	if req.GetBody != nil && !idempotent(req.Method) {
 		r2 := new(http.Request)
@@ -337,6 +348,16 @@ func (pl *pool) RoundTrip(req *http.Request) (*http.Response, error) {
 		req = r2
 	}
 	return pl.tr.RoundTrip(req)
+}
+
+// usesLean reports whether req goes to the lean client: a pool that has
+// one and has not found its https origin speaking HTTP/2, and a request
+// without a protocol upgrade (101 needs the connection handed over) or
+// CONNECT.
+func (pl *pool) usesLean(req *http.Request) bool {
+	return pl.lean != nil && !pl.h2.Load() && req.URL != nil &&
+		(req.URL.Scheme == "http" || req.URL.Scheme == "https") &&
+		req.Header["Upgrade"] == nil && req.Method != http.MethodConnect
 }
 
 func idempotent(method string) bool {
