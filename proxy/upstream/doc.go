@@ -1,5 +1,5 @@
 // Package upstream holds the proxy's connections to origins: one pool (an
-// *http.Transport, plus for plain http a lean HTTP/1.1 client) per origin
+// *http.Transport, plus a lean HTTP/1.1 client) per origin
 // and TLS settings, shared by every tenant that uses the same origin with
 // the same settings.
 //
@@ -21,14 +21,19 @@
 //
 // # Lean HTTP/1.1 client
 //
-// Requests to plain http origins (unless Config.DisableLeanHTTP1) skip
+// Requests to http origins, and to https origins that speak HTTP/1.1
+// (unless Config.DisableLeanHTTP1), skip
 // http.Transport and its two goroutines per connection: the pool writes the
 // request and reads the response with http.ReadResponse on the caller's
 // goroutine, over a stack of idle keep-alive connections. A connection is
 // reused only after its response body was read to EOF and the response
 // allowed keep-alive; ResponseHeaderTimeout is a connection deadline, and
 // the end of the request's context closes the connection. Requests with an
-// Upgrade header, CONNECT and https origins use http.Transport.
+// Upgrade header or CONNECT use http.Transport. An https pool's lean client
+// dials with the pool's TLS configuration (ALPN h2, http/1.1): when the
+// origin picks h2, the connection is closed, the pool marks itself for
+// http.Transport (which speaks HTTP/2), and the request, not yet sent,
+// goes there; the one wasted handshake is paid once per pool.
 //
 // # TLS
 //
