@@ -27,11 +27,14 @@ func run(args []string, stdin io.Reader, stdout io.Writer) error {
 	switch args[0] {
 	case "serve":
 		fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-		addr := fs.String("addr", "127.0.0.1:0", "listen address")
+		var c serveConfig
+		fs.StringVar(&c.Addr, "addr", "127.0.0.1:0", "listen address")
+		fs.StringVar(&c.TLSAddr, "tls-addr", "", "also serve https (HTTP/1.1 only, certificate for "+originTLSName+") on this address")
+		fs.StringVar(&c.TLSCA, "tls-ca", "", "with -tls-addr: write the PEM of the CA that verifies its certificate to this file")
 		if err := fs.Parse(args[1:]); err != nil {
 			return err
 		}
-		return serve(ctx, *addr, stdout)
+		return serve(ctx, c, stdout)
 	case "conns":
 		fs := flag.NewFlagSet("conns", flag.ContinueOnError)
 		var c connsConfig

@@ -28,12 +28,14 @@ type object struct {
 // all of them per path, and per path those that carry X-Forwarded-For, so
 // that scripts/bench can tell a proxy that forwards the client's address
 // (edged, its nginx doing the same work) from one that does not
-// (nginx-min).
+// (nginx-min), and per path those that came over TLS, so that it can tell
+// a proxy that used the https listener from one that fell back to http.
 type origin struct {
 	objects   map[string]*object
 	total     atomic.Int64
 	counts    map[string]*atomic.Int64
 	forwarded map[string]*atomic.Int64
+	overTLS   map[string]*atomic.Int64
 	lastMod   string
 }
 
@@ -42,6 +44,7 @@ func newOrigin() *origin {
 		objects:   make(map[string]*object),
 		counts:    make(map[string]*atomic.Int64),
 		forwarded: make(map[string]*atomic.Int64),
+		overTLS:   make(map[string]*atomic.Int64),
 		lastMod:   time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC).Format(http.TimeFormat),
 	}
 	small := textBody(1024)
@@ -55,6 +58,7 @@ func newOrigin() *origin {
 		o.objects[ob.path] = ob
 		o.counts[ob.path] = new(atomic.Int64)
 		o.forwarded[ob.path] = new(atomic.Int64)
+		o.overTLS[ob.path] = new(atomic.Int64)
 	}
 	return o
 }
@@ -77,6 +81,9 @@ func (o *origin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if _, ok := r.Header["X-Forwarded-For"]; ok {
 		o.forwarded[ob.path].Add(1)
 	}
+	if r.TLS != nil {
+		o.overTLS[ob.path].Add(1)
+	}
 	h := w.Header()
 	h["Content-Type"] = []string{ob.contentType}
 	h["Content-Length"] = []string{ob.length}
@@ -90,11 +97,13 @@ func (o *origin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // stats is the JSON body of /stats. Forwarded counts, per path, the
-// requests that arrived with an X-Forwarded-For header.
+// requests that arrived with an X-Forwarded-For header, TLS those that
+// arrived on the https listener.
 type stats struct {
 	Total     int64            `json:"total"`
 	Paths     map[string]int64 `json:"paths"`
 	Forwarded map[string]int64 `json:"forwarded"`
+	TLS       map[string]int64 `json:"tls"`
 }
 
 func (o *origin) writeStats(w http.ResponseWriter) {
@@ -102,6 +111,7 @@ func (o *origin) writeStats(w http.ResponseWriter) {
 		Total:     o.total.Load(),
 		Paths:     make(map[string]int64, len(o.counts)),
 		Forwarded: make(map[string]int64, len(o.forwarded)),
+		TLS:       make(map[string]int64, len(o.overTLS)),
 	}
 	for p, c := range o.counts {
 		s.Paths[p] = c.Load()
@@ -109,21 +119,53 @@ func (o *origin) writeStats(w http.ResponseWriter) {
 	for p, c := range o.forwarded {
 		s.Forwarded[p] = c.Load()
 	}
+	for p, c := range o.overTLS {
+		s.TLS[p] = c.Load()
+	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	_ = json.NewEncoder(w).Encode(s)
 }
 
-// serve runs the origin on addr until ctx ends.
-func serve(ctx context.Context, addr string, stdout io.Writer) error {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return fmt.Errorf("listen %s: %w", addr, err)
+// serveConfig is what `benchorigin serve` is told.
+type serveConfig struct {
+	Addr    string // plain HTTP listen address
+	TLSAddr string // optional: also serve the same origin over https here
+	TLSCA   string // with TLSAddr: file to write the PEM that verifies it
+}
+
+// serve runs the origin on c.Addr, and with c.TLSAddr also over https
+// (see listenTLS), until ctx ends. Both listeners share one origin, so
+// /stats on either counts the requests of both.
+func serve(ctx context.Context, c serveConfig, stdout io.Writer) error {
+	if c.TLSAddr != "" && c.TLSCA == "" {
+		return errors.New("serve: -tls-addr needs -tls-ca, the file to write its CA to")
 	}
-	srv := &http.Server{Handler: newOrigin(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
+	ln, err := net.Listen("tcp", c.Addr)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", c.Addr, err)
+	}
+	o := newOrigin()
+	newServer := func() *http.Server {
+		return &http.Server{Handler: o, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
+	}
+	srvs := []*http.Server{newServer()}
+	lns := []net.Listener{ln}
 	fmt.Fprintf(stdout, "listening %s\n", ln.Addr())
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	if c.TLSAddr != "" {
+		tln, err := listenTLS(c.TLSAddr, c.TLSCA)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("tls: %w", err)
+		}
+		srvs = append(srvs, newServer())
+		lns = append(lns, tln)
+		fmt.Fprintf(stdout, "listening https %s (%s, CA in %s)\n", tln.Addr(), originTLSName, c.TLSCA)
+	}
+	errc := make(chan error, len(srvs))
+	for i, srv := range srvs {
+		go func() { errc <- srv.Serve(lns[i]) }()
+	}
 	select {
 	case err := <-errc:
 		return fmt.Errorf("serve: %w", err)
@@ -131,8 +173,10 @@ func serve(ctx context.Context, addr string, stdout io.Writer) error {
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
-		return fmt.Errorf("shutdown: %w", err)
+	for _, srv := range srvs {
+		if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+			return fmt.Errorf("shutdown: %w", err)
+		}
 	}
 	return nil
 }

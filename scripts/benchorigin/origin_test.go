@@ -51,6 +51,9 @@ func TestOriginObjectsAndCounter(t *testing.T) {
 	if s.Forwarded["/small"] != 0 || s.Forwarded["/nostore"] != 0 || s.Forwarded["/page.html"] != 0 {
 		t.Fatalf("stats %+v, want no forwarded requests: none sent X-Forwarded-For", s)
 	}
+	if s.TLS["/small"] != 0 || s.TLS["/nostore"] != 0 || s.TLS["/page.html"] != 0 {
+		t.Fatalf("stats %+v, want no requests over TLS", s)
+	}
 }
 
 // TestOriginCountsForwarded checks /stats's "forwarded" map: per path, the
