@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"crypto/tls"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -595,6 +596,31 @@ func TestLeanTLS(t *testing.T) {
 		}
 	})
 
+	t.Run("h2, a POST first", func(t *testing.T) {
+		// The request that finds out the origin speaks h2 goes to
+		// http.Transport with its body intact.
+		o := startOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+			b, _ := io.ReadAll(r.Body)
+			fmt.Fprintf(w, "%s %s", r.Proto, b)
+		}, &tls.Config{Certificates: []tls.Certificate{leaf}}, true)
+		rt, err := newPools(t, nil).Get("t", Target{URL: o.url, TLS: TLS{CAPEM: ca.pem, ServerName: "origin.internal"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// A client's body, as a server hands it over: unreadable once closed.
+		req, _ := http.NewRequest(http.MethodPost, o.url.String()+"/form", &closableBody{r: strings.NewReader("a=1")})
+		req.ContentLength = 3
+		resp, err := rt.RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if string(b) != "HTTP/2.0 a=1" {
+			t.Fatalf("origin answered %q, want HTTP/2.0 and the body a=1", b)
+		}
+	})
+
 	t.Run("h2", func(t *testing.T) {
 		o := startOrigin(t, nil, &tls.Config{Certificates: []tls.Certificate{leaf}}, true)
 		rt, err := newPools(t, nil).Get("t", Target{URL: o.url, TLS: TLS{CAPEM: ca.pem, ServerName: "origin.internal"}})
@@ -622,3 +648,19 @@ func TestLeanTLS(t *testing.T) {
 		}
 	})
 }
+
+// closableBody reads r until closed, then fails like a server's request
+// body read after the handler closed it.
+type closableBody struct {
+	r      io.Reader
+	closed atomic.Bool
+}
+
+func (b *closableBody) Read(p []byte) (int, error) {
+	if b.closed.Load() {
+		return 0, http.ErrBodyReadAfterClose
+	}
+	return b.r.Read(p)
+}
+
+func (b *closableBody) Close() error { b.closed.Store(true); return nil }

@@ -137,7 +137,9 @@ func (lp *leanPool) roundTrip(req *http.Request) (*http.Response, error) {
 	for attempt := 0; ; attempt++ {
 		c, err := lp.conn(ctx, attempt > 0, retryable(req))
 		if err != nil {
-			closeReqBody(req)
+			if !errors.Is(err, errOriginH2) { // that request goes to http.Transport, body and all
+				closeReqBody(req)
+			}
 			return nil, err
 		}
 		resp, err := lp.exchange(ctx, c, req, nil)
