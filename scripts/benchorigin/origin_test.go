@@ -36,15 +36,7 @@ func TestOriginObjectsAndCounter(t *testing.T) {
 			t.Errorf("%s: %d bytes, want %d..%d", tc.path, len(body), tc.min, tc.max)
 		}
 	}
-	resp, err := http.Get(srv.URL + "/stats")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var s stats
-	if err := json.NewDecoder(resp.Body).Decode(&s); err != nil {
-		t.Fatal(err)
-	}
+	s, _ := getStats(t, srv.URL)
 	if s.Total != 3 || s.Paths["/small"] != 1 || s.Paths["/page.html"] != 1 {
 		t.Fatalf("stats %+v, want 3 requests, one per object", s)
 	}
@@ -88,19 +80,7 @@ func TestOriginCountsForwarded(t *testing.T) {
 	get("/small", "")
 	get("/page.html", "127.0.0.1")
 
-	resp, err := http.Get(srv.URL + "/stats")
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw, err := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var s stats
-	if err := json.Unmarshal(raw, &s); err != nil {
-		t.Fatal(err)
-	}
+	s, raw := getStats(t, srv.URL)
 	wantPaths := map[string]int64{"/nostore": 3, "/small": 1, "/page.html": 1}
 	wantFwd := map[string]int64{"/nostore": 2, "/small": 0, "/page.html": 1}
 	for p, n := range wantPaths {
@@ -136,4 +116,24 @@ func TestHoldConns(t *testing.T) {
 	if !strings.HasPrefix(out.String(), "ready 50 ") {
 		t.Fatalf("output %q", out.String())
 	}
+}
+
+// getStats fetches base/stats and returns it decoded and raw (scripts/bench
+// greps the raw JSON).
+func getStats(t *testing.T, base string) (stats, []byte) {
+	t.Helper()
+	resp, err := http.Get(base + "/stats")
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s stats
+	if err := json.Unmarshal(raw, &s); err != nil {
+		t.Fatalf("/stats %s: %v", raw, err)
+	}
+	return s, raw
 }

@@ -105,12 +105,7 @@ func TestServeTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	resp, err = http.Get("http://" + addr + "/stats")
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	_, raw := getStats(t, "http://"+addr)
 	for _, want := range []string{`"paths":{"/nostore":2,`, `"tls":{"/nostore":1,`} {
 		if !strings.Contains(string(raw), want) {
 			t.Errorf("/stats %s lacks %s", raw, want)
