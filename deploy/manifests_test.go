@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
+	"github.com/edgeproxy/edge/raftstore/peertls"
 	"net"
 	"os"
 	"os/exec"
@@ -357,6 +358,29 @@ func TestStatefulSet(t *testing.T) {
 		}
 	}
 
+	// The raft port's cluster key: a file from its own Secret, which the
+	// admin token's holders (operators, CI) need not see.
+	keyFile := args["cluster-key-file"]
+	var keyVol *corev1.Volume
+	for _, vm := range c.VolumeMounts {
+		if filepath.Dir(keyFile) == filepath.Clean(vm.MountPath) {
+			v := volumes[vm.Name]
+			keyVol = &v
+			if !vm.ReadOnly {
+				t.Errorf("the cluster key volume is mounted read-write")
+			}
+		}
+	}
+	if keyFile == "" || keyVol == nil || keyVol.Secret == nil {
+		t.Fatalf("--cluster-key-file=%q is not in a mounted Secret volume: the raft port would accept anyone", keyFile)
+	}
+	if keyVol.Secret.SecretName != "edge-cluster-key" || m.secrets["edge-cluster-key"] == nil {
+		t.Errorf("the cluster key volume uses Secret %q, want edge-cluster-key defined in deploy/k8s", keyVol.Secret.SecretName)
+	}
+	if m := keyVol.Secret.DefaultMode; m == nil || *m&0o007 != 0 {
+		t.Errorf("the cluster key must not be world-readable (defaultMode %s)", ptrString(m))
+	}
+
 	// The admin token: a file from the Secret.
 	tokenFile := args["admin-token-file"]
 	var tokenVol *corev1.Volume
@@ -604,6 +628,23 @@ func TestNetworkPolicy(t *testing.T) {
 	}
 }
 
+// TestClusterKeySecretIsRefused: the base's cluster key is a placeholder
+// edged will not start with, so nobody runs a cluster whose raft key is in
+// a public repository.
+func TestClusterKeySecretIsRefused(t *testing.T) {
+	m := loadManifests(t)
+	s := m.secrets["edge-cluster-key"]
+	if s == nil {
+		t.Fatal("no Secret edge-cluster-key")
+	}
+	if s.Annotations["edge.example/placeholder"] == "" {
+		t.Errorf("the example Secret must be visibly a placeholder: %v", s.Annotations)
+	}
+	if _, err := peertls.ParseKeys(s.StringData["key"]); err == nil {
+		t.Errorf("edged accepts the placeholder cluster key %q", s.StringData["key"])
+	}
+}
+
 func TestAdminTokenSecretIsAPlaceholder(t *testing.T) {
 	m := loadManifests(t)
 	s := m.secrets["edge-admin-token"]
@@ -713,7 +754,7 @@ func devClusterArgs(t *testing.T, n int) []string {
 var addressFlags = map[string]bool{
 	"id": true, "data-dir": true, "raft-addr": true, "raft-advertise": true, "admin-addr": true,
 	"admin-advertise": true, "http-addr": true, "https-addr": true, "metrics-addr": true,
-	"join": true, "admin-token-file": true,
+	"join": true, "admin-token-file": true, "cluster-key-file": true,
 }
 
 func TestDevClusterUsesTheStatefulSetFlags(t *testing.T) {
@@ -747,6 +788,9 @@ func TestDevClusterUsesTheStatefulSetFlags(t *testing.T) {
 		}
 		if dev["admin-token-file"] != nodes[0]["admin-token-file"] {
 			t.Errorf("node %d uses another token file", i+1)
+		}
+		if dev["cluster-key-file"] == "" || dev["cluster-key-file"] != nodes[0]["cluster-key-file"] {
+			t.Errorf("node %d: --cluster-key-file=%q, want the one key file every node shares", i+1, dev["cluster-key-file"])
 		}
 	}
 	if u := slices.Compact(slices.Sorted(slices.Values(ids))); len(u) != 3 {

@@ -61,7 +61,7 @@ func (tn *testNode) readyTermOK() bool {
 }
 
 func benchConfig(b *testing.B, id string) Config {
-	cfg := Config{ID: id, DataDir: b.TempDir(), RaftAddr: "127.0.0.1:0", AdminToken: testToken, Voters: 3, JoinRetry: 50 * time.Millisecond, RaftLogLevel: "error"}
+	cfg := Config{ID: id, DataDir: b.TempDir(), RaftAddr: "127.0.0.1:0", AdminToken: testToken, ClusterKeys: [][]byte{[]byte(testClusterKey)}, Voters: 3, JoinRetry: 50 * time.Millisecond, RaftLogLevel: "error"}
 	cfg.AdminAddr = freeAddrB(b)
 	cfg.Logger = discardLogger()
 	return cfg

@@ -41,12 +41,22 @@ type Config struct {
 	AdminTLSCert        string
 	AdminTLSKey         string
 	AdminClientCA       string
-	Dev                 bool
-	Pprof               bool
-	RaftTimings         raftstore.Timings
-	RaftLogLevel        string
-	ShutdownGrace       time.Duration
-	JoinRetry           time.Duration
+	// ClusterKeys authenticate the raft port (raftstore/peertls): the
+	// first signs this node's certificate, all are trusted, so a key can be
+	// rotated like the admin token. --dev makes one in the data dir when
+	// none is given.
+	ClusterKeys [][]byte
+	// PeerTLSCert, PeerTLSKey and PeerTLSCA use an operator's PKI for the
+	// raft port instead of a cluster key (etcd's --peer-* flags).
+	PeerTLSCert   string
+	PeerTLSKey    string
+	PeerTLSCA     string
+	Dev           bool
+	Pprof         bool
+	RaftTimings   raftstore.Timings
+	RaftLogLevel  string
+	ShutdownGrace time.Duration
+	JoinRetry     time.Duration
 	// ReapNonvotersAfter is how long the leader waits for an unreachable
 	// non-voter before removing it; 0 disables reaping.
 	ReapNonvotersAfter time.Duration
@@ -137,6 +147,15 @@ func (c *Config) validate() error {
 	}
 	if (c.AdminTLSCert == "") != (c.AdminTLSKey == "") {
 		errs = append(errs, errors.New("--admin-tls-cert and --admin-tls-key go together"))
+	}
+	pki := c.PeerTLSCert != "" || c.PeerTLSKey != "" || c.PeerTLSCA != ""
+	switch {
+	case pki && (c.PeerTLSCert == "" || c.PeerTLSKey == "" || c.PeerTLSCA == ""):
+		errs = append(errs, errors.New("--peer-tls-cert, --peer-tls-key and --peer-tls-ca go together"))
+	case pki && len(c.ClusterKeys) > 0:
+		errs = append(errs, errors.New("give the raft port a cluster key (--cluster-key-file) or peer certificates (--peer-tls-*), not both"))
+	case !pki && len(c.ClusterKeys) == 0 && !c.Dev:
+		errs = append(errs, errors.New("the raft port needs the cluster credential: --cluster-key-file (or EDGE_CLUSTER_KEY; make one with: head -c 32 /dev/urandom | base64) or --peer-tls-cert/--peer-tls-key/--peer-tls-ca; only --dev makes its own"))
 	}
 	if c.AdminToken == "" && c.AdminClientCA == "" {
 		if !c.Dev {

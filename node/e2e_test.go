@@ -71,6 +71,7 @@ type e2eCluster struct {
 	edged     string
 	edgectl   string
 	tokenFile string
+	keyFile   string // the raft port's cluster key
 	nodes     []*proc
 }
 
@@ -119,6 +120,10 @@ func startE2EClusterWith(t *testing.T, n int, extra func(*proc) []string) *e2eCl
 	if err := os.WriteFile(c.tokenFile, []byte("e2e-secret-token\ne2e-next-token\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	c.keyFile = filepath.Join(t.TempDir(), "cluster-key")
+	if err := os.WriteFile(c.keyFile, []byte("e2e-cluster-key-0123456789abcdef0123\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	for i := 0; i < n; i++ {
 		c.nodes = append(c.nodes, &proc{
 			id: fmt.Sprintf("edge-%d", i), dataDir: t.TempDir(),
@@ -128,7 +133,7 @@ func startE2EClusterWith(t *testing.T, n int, extra func(*proc) []string) *e2eCl
 	for _, p := range c.nodes {
 		p.args = []string{
 			"--id", p.id, "--data-dir", p.dataDir, "--raft-addr", p.raft, "--admin-addr", p.admin,
-			"--http-addr", p.http, "--metrics-addr", p.metrics, "--admin-token-file", c.tokenFile,
+			"--http-addr", p.http, "--metrics-addr", p.metrics, "--admin-token-file", c.tokenFile, "--cluster-key-file", c.keyFile,
 			"--bootstrap-expect", fmt.Sprint(n), "--join", c.servers(), "--raft-log-level", "error",
 		}
 		if extra != nil {
@@ -356,7 +361,7 @@ func TestE2EClusterSurvivesLeaderKill(t *testing.T) {
 	// The killed node restarts from its data dir with no join flags and
 	// catches up.
 	restartArgs := []string{"--id", leader.id, "--data-dir", leader.dataDir, "--raft-addr", leader.raft,
-		"--admin-addr", leader.admin, "--http-addr", leader.http, "--admin-token-file", c.tokenFile, "--raft-log-level", "error"}
+		"--admin-addr", leader.admin, "--http-addr", leader.http, "--admin-token-file", c.tokenFile, "--cluster-key-file", c.keyFile, "--raft-log-level", "error"}
 	c.start(leader, restartArgs)
 	last := acked[len(acked)-1]
 	waitUntil(t, 15*time.Second, "restarted node to catch up", func() bool {

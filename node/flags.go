@@ -4,6 +4,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/edgeproxy/edge/raftstore/peertls"
 	"io"
 	"os"
 	"path/filepath"
@@ -37,6 +38,11 @@ func ParseFlags(args []string, getenv func(string) string, stderr io.Writer) (Co
 	fs.StringVar(&c.AdminTLSCert, "admin-tls-cert", "", "PEM certificate for the admin listener")
 	fs.StringVar(&c.AdminTLSKey, "admin-tls-key", "", "PEM key for the admin listener")
 	fs.StringVar(&c.AdminClientCA, "admin-client-ca", "", "PEM CA bundle; clients presenting a certificate it signed need no token (mTLS)")
+	var clusterKeyFile string
+	fs.StringVar(&clusterKeyFile, "cluster-key-file", "", "file holding the raft port's cluster key, at least 32 bytes (one per line: the first signs, all are accepted, for rotation); or EDGE_CLUSTER_KEY")
+	fs.StringVar(&c.PeerTLSCert, "peer-tls-cert", "", "PEM certificate of this node for the raft port (instead of --cluster-key-file)")
+	fs.StringVar(&c.PeerTLSKey, "peer-tls-key", "", "PEM key for --peer-tls-cert")
+	fs.StringVar(&c.PeerTLSCA, "peer-tls-ca", "", "PEM CA bundle that signed every member's --peer-tls-cert")
 	fs.BoolVar(&c.Pprof, "pprof", false, "serve /debug/pprof on --metrics-addr")
 	fs.BoolVar(&c.Dev, "dev", false, "throwaway single node: temporary data dir, bootstrap alone, token optional on loopback")
 	fs.DurationVar(&c.RaftTimings.HeartbeatTimeout, "raft-heartbeat-timeout", 0, "raft heartbeat timeout (default 250ms)")
@@ -112,6 +118,20 @@ func ParseFlags(args []string, getenv func(string) string, stderr io.Writer) (Co
 		}
 	} else if t := getenv("EDGE_ADMIN_TOKEN"); t != "" {
 		c.AdminToken, c.AdminTokensAccepted = splitTokens(t, ",")
+	}
+	if clusterKeyFile != "" {
+		b, err := os.ReadFile(clusterKeyFile)
+		if err != nil {
+			return c, fmt.Errorf("--cluster-key-file: %w", err)
+		}
+		if c.ClusterKeys, err = peertls.ParseKeys(string(b)); err != nil {
+			return c, fmt.Errorf("--cluster-key-file %s: %w", clusterKeyFile, err)
+		}
+	} else if k := getenv("EDGE_CLUSTER_KEY"); k != "" {
+		var err error
+		if c.ClusterKeys, err = peertls.ParseKeys(k); err != nil {
+			return c, fmt.Errorf("EDGE_CLUSTER_KEY: %w", err)
+		}
 	}
 	if c.ID == "" {
 		h, err := os.Hostname()

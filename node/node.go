@@ -97,6 +97,11 @@ func New(cfg Config) (*Node, error) {
 	if hasZeroPort(adv) {
 		adv = ""
 	}
+	peerTLS, err := raftCredentials(&n.cfg)
+	if err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("raft credential: %w", err)
+	}
 	st, err := raftstore.Open(raftstore.Config{
 		ID:           cfg.ID,
 		DataDir:      cfg.DataDir,
@@ -106,6 +111,7 @@ func New(cfg Config) (*Node, error) {
 		Logger:       n.logger,
 		RaftLogLevel: cfg.RaftLogLevel,
 		OnApply:      n.onApply,
+		PeerTLS:      peerTLS,
 	})
 	if err != nil {
 		ln.Close()

@@ -25,6 +25,9 @@ import (
 
 const testToken = "test-token-0123456789"
 
+// testClusterKey is the raft credential of every node a test starts.
+const testClusterKey = "node-test-cluster-key-0123456789abcdef"
+
 var testTimings = raftstore.Timings{
 	HeartbeatTimeout:   100 * time.Millisecond,
 	ElectionTimeout:    100 * time.Millisecond,
@@ -82,6 +85,7 @@ func testConfig(t *testing.T, id string) Config {
 		RaftAddr:    freeAddr(t),
 		AdminAddr:   freeAddr(t),
 		AdminToken:  testToken,
+		ClusterKeys: [][]byte{[]byte(testClusterKey)},
 		RaftTimings: testTimings,
 		Voters:      3,
 		Logger:      testLogger(),

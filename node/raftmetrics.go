@@ -10,6 +10,7 @@ import (
 type raftCollector struct {
 	n                                  *Node
 	state, term, applied, commit, last *prometheus.Desc
+	peersRejected                      *prometheus.Desc
 	leaderChanges                      prometheus.Counter
 	applyLatency                       prometheus.Histogram
 	purgeLatency                       prometheus.Histogram
@@ -23,6 +24,8 @@ func newRaftCollector(n *Node, reg prometheus.Registerer) *raftCollector {
 		applied: prometheus.NewDesc("edge_raft_applied_index", "Last log index applied to this node's state.", nil, nil),
 		commit:  prometheus.NewDesc("edge_raft_commit_index", "Last log index known to be committed.", nil, nil),
 		last:    prometheus.NewDesc("edge_raft_last_index", "Last log index stored on this node.", nil, nil),
+		peersRejected: prometheus.NewDesc("edge_raft_peers_rejected_total",
+			"Raft connections refused because the peer did not present the cluster credential.", nil, nil),
 		leaderChanges: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "edge_raft_leader_changes_total", Help: "Leader changes observed by this node.",
 		}),
@@ -49,6 +52,7 @@ func (c *raftCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.applied
 	ch <- c.commit
 	ch <- c.last
+	ch <- c.peersRejected
 }
 
 func (c *raftCollector) Collect(ch chan<- prometheus.Metric) {
@@ -65,6 +69,7 @@ func (c *raftCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.applied, prometheus.GaugeValue, float64(c.n.store.AppliedIndex()))
 	ch <- prometheus.MustNewConstMetric(c.commit, prometheus.GaugeValue, float64(r.CommitIndex()))
 	ch <- prometheus.MustNewConstMetric(c.last, prometheus.GaugeValue, float64(r.LastIndex()))
+	ch <- prometheus.MustNewConstMetric(c.peersRejected, prometheus.CounterValue, float64(c.n.store.RejectedPeers()))
 }
 
 // observeLeaders counts leader changes through a raft observer.

@@ -80,7 +80,7 @@ func BenchmarkApplyBatch(b *testing.B) {
 // BenchmarkRaftApply measures end-to-end commits on a single-node raft
 // with concurrent proposers, so raft batches log writes.
 func BenchmarkRaftApply(b *testing.B) {
-	s, err := Open(Config{ID: "bench", DataDir: b.TempDir(), BindAddr: "127.0.0.1:0", Timings: fastTimings, RaftLogLevel: "error"})
+	s, err := Open(Config{ID: "bench", DataDir: b.TempDir(), BindAddr: "127.0.0.1:0", Timings: fastTimings, RaftLogLevel: "error", PeerTLS: testPeerTLS(b)})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -3,6 +3,7 @@ package raftstore
 import (
 	"context"
 	"fmt"
+	"github.com/edgeproxy/edge/raftstore/peertls"
 	"testing"
 	"time"
 
@@ -18,11 +19,24 @@ var fastTimings = Timings{
 
 func openStore(t *testing.T, id, dir string) *Store {
 	t.Helper()
-	s, err := Open(Config{ID: id, DataDir: dir, BindAddr: "127.0.0.1:0", Timings: fastTimings, RaftLogLevel: "error"})
+	s, err := Open(Config{ID: id, DataDir: dir, BindAddr: "127.0.0.1:0", Timings: fastTimings, RaftLogLevel: "error", PeerTLS: testPeerTLS(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return s
+}
+
+// testClusterKey is the cluster credential of every store a test opens.
+const testClusterKey = "raftstore-test-cluster-key-0123456789abcdef"
+
+// testPeerTLS is the raft transport credential for testClusterKey.
+func testPeerTLS(tb testing.TB) *peertls.Credentials {
+	tb.Helper()
+	c, err := peertls.FromClusterKeys([][]byte{[]byte(testClusterKey)})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return c
 }
 
 // waitFor polls cond until it holds or the deadline passes.
@@ -139,7 +153,7 @@ func openStoreAt(t *testing.T, id, dir, addr string) *Store {
 	var err error
 	// The old listener's port may take a moment to be free again.
 	waitFor(t, 5*time.Second, "port "+addr, func() bool {
-		s, err = Open(Config{ID: id, DataDir: dir, BindAddr: addr, Timings: fastTimings, RaftLogLevel: "error"})
+		s, err = Open(Config{ID: id, DataDir: dir, BindAddr: addr, Timings: fastTimings, RaftLogLevel: "error", PeerTLS: testPeerTLS(t)})
 		return err == nil
 	})
 	return s

@@ -4,10 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/edgeproxy/edge/raftstore/peertls"
 	"io"
 	"log/slog"
 	"net"
-	"os"
 	"path/filepath"
 	"time"
 
@@ -57,6 +57,10 @@ type Config struct {
 	// OnApply is called after each published View (from raft's FSM
 	// goroutine); keep it quick.
 	OnApply func(*View)
+	// PeerTLS authenticates and encrypts every raft connection, both ways
+	// (required: the raft port accepts no peer without the cluster
+	// credential).
+	PeerTLS *peertls.Credentials
 }
 
 // Store is one node's replica of the control state.
@@ -67,6 +71,7 @@ type Store struct {
 	bolt      *raftboltdb.BoltStore
 	logs      raft.LogStore // the cached log raft uses (WaitApplied reads it)
 	transport *raft.NetworkTransport
+	stream    *streamLayer
 	logger    *slog.Logger
 }
 
@@ -76,6 +81,9 @@ type Store struct {
 func Open(cfg Config) (*Store, error) {
 	if cfg.ID == "" || cfg.DataDir == "" || cfg.BindAddr == "" {
 		return nil, errors.New("raftstore: ID, DataDir and BindAddr are required")
+	}
+	if cfg.PeerTLS == nil {
+		return nil, errors.New("raftstore: PeerTLS is required: the raft port must authenticate its peers")
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -92,7 +100,7 @@ func Open(cfg Config) (*Store, error) {
 	if cfg.RaftLogLevel == "" {
 		cfg.RaftLogLevel = "info"
 	}
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+	if err := tighten(cfg.DataDir); err != nil {
 		return nil, fmt.Errorf("raftstore: data dir: %w", err)
 	}
 	hl := newHCLogger(cfg.Logger, cfg.RaftLogLevel)
@@ -101,10 +109,15 @@ func Open(cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("raftstore: open raft.db: %w", err)
 	}
-	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, 3, hl)
+	files, err := raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, 3, hl)
 	if err != nil {
 		bolt.Close()
 		return nil, fmt.Errorf("raftstore: snapshot store: %w", err)
+	}
+	snaps := &privateSnapshots{SnapshotStore: files, dir: filepath.Join(cfg.DataDir, "snapshots")}
+	if err := tighten(snaps.dir); err != nil {
+		bolt.Close()
+		return nil, fmt.Errorf("raftstore: snapshot dir: %w", err)
 	}
 	ln, err := net.Listen("tcp", cfg.BindAddr)
 	if err != nil {
@@ -115,8 +128,9 @@ func Open(cfg Config) (*Store, error) {
 	if adv == "" {
 		adv = ln.Addr().String()
 	}
+	stream := newStreamLayer(ln, adv, cfg.PeerTLS, cfg.Logger)
 	transport := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-		Stream:  &streamLayer{Listener: ln, advertise: adv},
+		Stream:  stream,
 		MaxPool: 4,
 		Timeout: 5 * time.Second,
 		Logger:  hl,
@@ -149,7 +163,7 @@ func Open(cfg Config) (*Store, error) {
 		bolt.Close()
 		return nil, fmt.Errorf("raftstore: start raft: %w", err)
 	}
-	return &Store{cfg: cfg, raft: r, fsm: f, bolt: bolt, logs: logs, transport: transport, logger: cfg.Logger}, nil
+	return &Store{cfg: cfg, raft: r, fsm: f, bolt: bolt, logs: logs, transport: transport, stream: stream, logger: cfg.Logger}, nil
 }
 
 // ID is this node's server ID.
@@ -157,6 +171,10 @@ func (s *Store) ID() string { return s.cfg.ID }
 
 // Addr is the raft address peers use for this node.
 func (s *Store) Addr() string { return string(s.transport.LocalAddr()) }
+
+// RejectedPeers counts raft connections refused because the peer did not
+// present the cluster credential.
+func (s *Store) RejectedPeers() uint64 { return s.stream.rejected.Load() }
 
 // Raft exposes the raft instance for membership and status calls.
 func (s *Store) Raft() *raft.Raft { return s.raft }

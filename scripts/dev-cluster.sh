@@ -11,9 +11,9 @@
 #                                     print node N's edged arguments, one per line
 #
 # Node N (1..3) listens on raft 127.0.0.1:70N0, admin 70N1, HTTP 808N,
-# HTTPS 844N and metrics 909N. Data, logs and the admin token live under
-# data/dev-cluster/. Running it again reuses the data: the nodes come back
-# with their state and need no bootstrap.
+# HTTPS 844N and metrics 909N. Data, logs, the admin token and the raft
+# cluster key live under data/dev-cluster/. Running it again reuses the
+# data: the nodes come back with their state and need no bootstrap.
 #
 # Environment: DEV_CLUSTER_DIR (data directory), DEV_CLUSTER_PORT_OFFSET
 # (added to every port), EDGED and EDGECTL (binaries; default bin/, built
@@ -63,6 +63,7 @@ node_args() {
 --join=$(admin_list)
 --voters=3
 --admin-token-file=$DIR/admin-token
+--cluster-key-file=$DIR/cluster-key
 --cache-size=536870912
 --shutdown-grace=20s
 --raft-heartbeat-timeout=500ms
@@ -115,6 +116,10 @@ echo "$layout" >"$DIR/layout"
 
 if [[ ! -s "$DIR/admin-token" ]]; then
   (umask 077 && od -An -tx1 -N32 /dev/urandom | tr -d ' \n' >"$DIR/admin-token")
+fi
+# The raft port's credential (docs/security.md): only the three nodes read it.
+if [[ ! -s "$DIR/cluster-key" ]]; then
+  (umask 077 && od -An -tx1 -N32 /dev/urandom | tr -d ' \n' >"$DIR/cluster-key")
 fi
 
 pids=()

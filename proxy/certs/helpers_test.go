@@ -11,6 +11,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"github.com/edgeproxy/edge/raftstore/peertls"
 	"io"
 	"log"
 	"math/big"
@@ -94,8 +95,12 @@ func newCluster(t testing.TB, n int) *cluster {
 	t.Helper()
 	c := &cluster{stores: make([]*raftstore.Store, n), closed: make([]bool, n)}
 	var servers []raft.Server
+	peerTLS, err := peertls.FromClusterKeys([][]byte{[]byte(peertls.NewKey())})
+	if err != nil {
+		t.Fatal(err)
+	}
 	for i := range c.stores {
-		s, err := raftstore.Open(raftstore.Config{ID: fmt.Sprintf("n%d", i), DataDir: t.TempDir(), BindAddr: "127.0.0.1:0", Timings: fastTimings, RaftLogLevel: "error"})
+		s, err := raftstore.Open(raftstore.Config{ID: fmt.Sprintf("n%d", i), DataDir: t.TempDir(), BindAddr: "127.0.0.1:0", Timings: fastTimings, RaftLogLevel: "error", PeerTLS: peerTLS})
 		if err != nil {
 			t.Fatal(err)
 		}
