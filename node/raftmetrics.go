@@ -10,6 +10,7 @@ import (
 type raftCollector struct {
 	n                                  *Node
 	state, term, applied, commit, last *prometheus.Desc
+	rejected                           *prometheus.Desc
 	leaderChanges                      prometheus.Counter
 	applyLatency                       prometheus.Histogram
 	purgeLatency                       prometheus.Histogram
@@ -23,6 +24,8 @@ func newRaftCollector(n *Node, reg prometheus.Registerer) *raftCollector {
 		applied: prometheus.NewDesc("edge_raft_applied_index", "Last log index applied to this node's state.", nil, nil),
 		commit:  prometheus.NewDesc("edge_raft_commit_index", "Last log index known to be committed.", nil, nil),
 		last:    prometheus.NewDesc("edge_raft_last_index", "Last log index stored on this node.", nil, nil),
+		rejected: prometheus.NewDesc("edge_raft_entries_rejected_total",
+			"Log entries this node could not decode and applied as rejected no-ops (replays after a restart count again); see docs/raftstore.md.", nil, nil),
 		leaderChanges: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "edge_raft_leader_changes_total", Help: "Leader changes observed by this node.",
 		}),
@@ -49,6 +52,7 @@ func (c *raftCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.applied
 	ch <- c.commit
 	ch <- c.last
+	ch <- c.rejected
 }
 
 func (c *raftCollector) Collect(ch chan<- prometheus.Metric) {
@@ -65,6 +69,7 @@ func (c *raftCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.applied, prometheus.GaugeValue, float64(c.n.store.AppliedIndex()))
 	ch <- prometheus.MustNewConstMetric(c.commit, prometheus.GaugeValue, float64(r.CommitIndex()))
 	ch <- prometheus.MustNewConstMetric(c.last, prometheus.GaugeValue, float64(r.LastIndex()))
+	ch <- prometheus.MustNewConstMetric(c.rejected, prometheus.CounterValue, float64(c.n.store.RejectedEntries()))
 }
 
 // observeLeaders counts leader changes through a raft observer.
