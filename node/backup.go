@@ -16,7 +16,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	edgev1 "github.com/edgeproxy/edge/api/edgev1"
-	"github.com/edgeproxy/edge/raftstore"
 )
 
 // Backups: with --s3-bucket and --backup-interval, the leader uploads a
@@ -173,7 +172,7 @@ func (n *Node) restoreNewestBackup(ctx context.Context) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	_ = n.putMember(ctx, raftstore.Member{ID: n.cfg.ID, RaftAddr: n.store.Addr(), AdminAddr: n.cfg.AdminAdvertise})
+	_ = n.putMember(ctx, n.selfMember())
 	n.logger.Warn("empty cluster restored from the newest S3 backup", "key", key, "index", idx, "tenants", n.store.View().Len())
 }
 

@@ -99,7 +99,12 @@ func (s *clusterService) Join(ctx context.Context, req *edgev1.JoinRequest) (*ed
 		return nil, grpcError(err)
 	}
 	if req.GetAdminAddress() != "" {
+		// The joiner's level is not in the request: keep the one it
+		// published (registerLoop) rather than reset it to the base.
 		m := raftstore.Member{ID: req.GetId(), RaftAddr: req.GetRaftAddress(), AdminAddr: req.GetAdminAddress()}
+		if cur, ok := s.n.store.View().Member(m.ID); ok {
+			m.Protocol = cur.Protocol
+		}
 		if err := s.n.putMember(ctx, m); err != nil {
 			return nil, grpcError(err)
 		}

@@ -29,7 +29,7 @@ func grpcError(err error) error {
 		return status.Error(codes.NotFound, err.Error())
 	case errors.Is(err, raftstore.ErrAlreadyExists), errors.Is(err, raftstore.ErrConflict):
 		return status.Error(codes.AlreadyExists, err.Error())
-	case errors.Is(err, raftstore.ErrStaleIndex):
+	case errors.Is(err, raftstore.ErrStaleIndex), errors.Is(err, raftstore.ErrUnsupportedByCluster):
 		return status.Error(codes.FailedPrecondition, err.Error())
 	case errors.Is(err, raftstore.ErrNotLeader), errors.Is(err, errNoLeader):
 		return status.Error(codes.Unavailable, err.Error())

@@ -139,8 +139,11 @@ func (n *Node) tryJoin(ctx context.Context, self raft.Server) (bool, error) {
 	return true, nil
 }
 
-// registerLoop keeps this node's admin address in the replicated member
-// table (so others can forward to it), and, on the leader, applies one
+// registerLoop keeps this node's admin address and protocol level in the
+// replicated member table (so others can forward to it, and the leader
+// knows which commands every member can apply: after an upgrade the
+// record differs and is put again, which lets the cluster's level rise),
+// and, on the leader, applies one
 // command at the start of every term: until the leader has applied an
 // entry of its own term it cannot serve linearizable reads (see
 // leaderReadIndex).
@@ -156,7 +159,7 @@ func (n *Node) registerLoop(ctx context.Context) {
 		if _, id := n.store.Leader(); id == "" {
 			continue
 		}
-		me := raftstore.Member{ID: n.cfg.ID, RaftAddr: n.store.Addr(), AdminAddr: n.cfg.AdminAdvertise}
+		me := n.selfMember()
 		term := n.store.Term()
 		leaderNewTerm := n.store.IsLeader() && n.readyTerm.Load() != term
 		cur, ok := n.store.View().Member(n.cfg.ID)
@@ -174,6 +177,11 @@ func (n *Node) registerLoop(ctx context.Context) {
 			n.readyTerm.Store(term)
 		}
 	}
+}
+
+// selfMember is this node's member record.
+func (n *Node) selfMember() raftstore.Member {
+	return raftstore.Member{ID: n.cfg.ID, RaftAddr: n.store.Addr(), AdminAddr: n.cfg.AdminAdvertise, Protocol: raftstore.Protocol}
 }
 
 // leaderReadIndex confirms leadership and returns the commit index that a

@@ -11,6 +11,7 @@ type raftCollector struct {
 	n                                  *Node
 	state, term, applied, commit, last *prometheus.Desc
 	peersRejected                      *prometheus.Desc
+	rejected                           *prometheus.Desc
 	leaderChanges                      prometheus.Counter
 	applyLatency                       prometheus.Histogram
 	purgeLatency                       prometheus.Histogram
@@ -26,6 +27,8 @@ func newRaftCollector(n *Node, reg prometheus.Registerer) *raftCollector {
 		last:    prometheus.NewDesc("edge_raft_last_index", "Last log index stored on this node.", nil, nil),
 		peersRejected: prometheus.NewDesc("edge_raft_peers_rejected_total",
 			"Raft connections refused because the peer did not present the cluster credential.", nil, nil),
+		rejected: prometheus.NewDesc("edge_raft_entries_rejected_total",
+			"Log entries this node could not decode and applied as rejected no-ops (replays after a restart count again); see docs/raftstore.md.", nil, nil),
 		leaderChanges: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "edge_raft_leader_changes_total", Help: "Leader changes observed by this node.",
 		}),
@@ -53,6 +56,7 @@ func (c *raftCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.commit
 	ch <- c.last
 	ch <- c.peersRejected
+	ch <- c.rejected
 }
 
 func (c *raftCollector) Collect(ch chan<- prometheus.Metric) {
@@ -70,6 +74,7 @@ func (c *raftCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.commit, prometheus.GaugeValue, float64(r.CommitIndex()))
 	ch <- prometheus.MustNewConstMetric(c.last, prometheus.GaugeValue, float64(r.LastIndex()))
 	ch <- prometheus.MustNewConstMetric(c.peersRejected, prometheus.CounterValue, float64(c.n.store.RejectedPeers()))
+	ch <- prometheus.MustNewConstMetric(c.rejected, prometheus.CounterValue, float64(c.n.store.RejectedEntries()))
 }
 
 // observeLeaders counts leader changes through a raft observer.

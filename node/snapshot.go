@@ -137,7 +137,7 @@ func (s *snapshotService) Restore(stream edgev1.SnapshotService_RestoreServer) e
 	// every view past the restore point (read barriers rely on it).
 	ctx, cancel := context.WithTimeout(stream.Context(), 10*time.Second)
 	defer cancel()
-	_ = n.putMember(ctx, raftstore.Member{ID: n.cfg.ID, RaftAddr: n.store.Addr(), AdminAddr: n.cfg.AdminAdvertise})
+	_ = n.putMember(ctx, n.selfMember())
 	n.logger.Warn("state replaced from an uploaded snapshot", "index", idx, "tenants", tenants, "actor", actor(stream.Context()))
 	return stream.SendAndClose(&edgev1.RestoreSnapshotResponse{Index: idx, Tenants: int64(tenants)})
 }

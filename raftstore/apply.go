@@ -1,7 +1,9 @@
 package raftstore
 
 import (
+	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 )
 
@@ -9,10 +11,22 @@ import (
 // They must be deterministic (no clocks, no randomness, no I/O): every
 // replica runs them on the same entries and must reach the same state.
 
-func decodePayload(cmd *Command, index uint64, v any) {
-	if err := json.Unmarshal(cmd.Payload, v); err != nil {
-		panic(fmt.Sprintf("raftstore: log entry %d (%s): decode payload: %v", index, cmd.Type, err))
+// decodePayload parses the command's payload into v. An applier answers a
+// failure with undecodable(err) before changing anything; applyOne turns
+// that into a rejected no-op (fsm.reject).
+func decodePayload(cmd *Command, v any) error {
+	if p := bytes.TrimSpace(cmd.Payload); len(p) == 0 || bytes.Equal(p, []byte("null")) {
+		return errors.New("decode payload: no payload")
 	}
+	if err := json.Unmarshal(cmd.Payload, v); err != nil {
+		return fmt.Errorf("decode payload: %w", err)
+	}
+	return nil
+}
+
+// undecodable is an applier's result for a payload it cannot decode.
+func undecodable(err error) *Result {
+	return &Result{Err: &Error{Kind: kindRejected, Message: err.Error()}}
 }
 
 // checkOwnership returns an error when one of hosts already belongs to a
@@ -31,7 +45,9 @@ func checkOwnership(tx *txn, self string, hosts []string) *Error {
 
 func applyTenantAdd(tx *txn, cmd *Command, index uint64) *Result {
 	var t Tenant
-	decodePayload(cmd, index, &t)
+	if err := decodePayload(cmd, &t); err != nil {
+		return undecodable(err)
+	}
 	if cur := tx.hosts.t.get(t.Domain); cur != nil {
 		if cur.Domain == t.Domain {
 			return &Result{Err: opErr(kindExists, "tenant %s already exists", t.Domain)}
@@ -51,7 +67,9 @@ func applyTenantAdd(tx *txn, cmd *Command, index uint64) *Result {
 
 func applyTenantUpdate(tx *txn, cmd *Command, index uint64) *Result {
 	var u TenantUpdate
-	decodePayload(cmd, index, &u)
+	if err := decodePayload(cmd, &u); err != nil {
+		return undecodable(err)
+	}
 	cur := tx.hosts.t.get(u.Domain)
 	if cur == nil || cur.Domain != u.Domain {
 		return &Result{Err: opErr(kindNotFound, "tenant %s not found", u.Domain)}
@@ -78,7 +96,9 @@ func applyTenantUpdate(tx *txn, cmd *Command, index uint64) *Result {
 
 func applyTenantRemove(tx *txn, cmd *Command, index uint64) *Result {
 	var ref DomainRef
-	decodePayload(cmd, index, &ref)
+	if err := decodePayload(cmd, &ref); err != nil {
+		return undecodable(err)
+	}
 	cur := tx.hosts.t.get(ref.Domain)
 	if cur == nil || cur.Domain != ref.Domain {
 		return &Result{Err: opErr(kindNotFound, "tenant %s not found", ref.Domain)}
@@ -92,14 +112,18 @@ func applyTenantRemove(tx *txn, cmd *Command, index uint64) *Result {
 
 func applyMemberPut(tx *txn, cmd *Command, index uint64) *Result {
 	var m Member
-	decodePayload(cmd, index, &m)
+	if err := decodePayload(cmd, &m); err != nil {
+		return undecodable(err)
+	}
 	tx.ownMembers()[m.ID] = m
 	return &Result{}
 }
 
 func applyMemberRemove(tx *txn, cmd *Command, index uint64) *Result {
 	var ref MemberRef
-	decodePayload(cmd, index, &ref)
+	if err := decodePayload(cmd, &ref); err != nil {
+		return undecodable(err)
+	}
 	delete(tx.ownMembers(), ref.ID)
 	return &Result{}
 }
@@ -111,7 +135,9 @@ const maxPurgeRecords = 1024
 
 func applyPurge(tx *txn, cmd *Command, index uint64) *Result {
 	var p Purge
-	decodePayload(cmd, index, &p)
+	if err := decodePayload(cmd, &p); err != nil {
+		return undecodable(err)
+	}
 	if !tx.purges {
 		tx.v.purges = append([]PurgeRecord(nil), tx.v.purges...)
 		tx.purges = true
@@ -125,7 +151,9 @@ func applyPurge(tx *txn, cmd *Command, index uint64) *Result {
 
 func applyKVPut(tx *txn, cmd *Command, index uint64) *Result {
 	var p KVPut
-	decodePayload(cmd, index, &p)
+	if err := decodePayload(cmd, &p); err != nil {
+		return undecodable(err)
+	}
 	if cur, ok := tx.kv.t.lookup(p.Key); ok && cur.Term > p.Term {
 		return &Result{Err: opErr(kindFenced, "key %s was written in term %d, proposal is from term %d", p.Key, cur.Term, p.Term)}
 	}
@@ -136,7 +164,9 @@ func applyKVPut(tx *txn, cmd *Command, index uint64) *Result {
 
 func applyKVDelete(tx *txn, cmd *Command, index uint64) *Result {
 	var p KVDelete
-	decodePayload(cmd, index, &p)
+	if err := decodePayload(cmd, &p); err != nil {
+		return undecodable(err)
+	}
 	cur, ok := tx.kv.t.lookup(p.Key)
 	if !ok {
 		return &Result{Err: opErr(kindNotFound, "key %s not found", p.Key)}

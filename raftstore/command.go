@@ -46,6 +46,32 @@ func (c CommandType) String() string {
 	return fmt.Sprintf("command(%d)", uint16(c))
 }
 
+// Protocol levels let a cluster run two releases at once during a rolling
+// upgrade. Each command type needs a level; each member records the level
+// its build runs (Member.Protocol); the leader proposes a command only when
+// every server in the raft configuration runs a level that can apply it
+// (see Store.ApplyEncoded and docs/raftstore.md).
+const (
+	// BaseProtocol applies command types 1..8. A member record written
+	// before levels existed (no protocol field) counts as this level.
+	BaseProtocol = 1
+	// Protocol is the highest level this build applies. Raise it when a
+	// command type is added, and give the new type that level in
+	// CommandType.Protocol.
+	Protocol = 1
+)
+
+// Protocol is the level a member must run to apply commands of type c; 0
+// means this build does not know c at all.
+func (c CommandType) Protocol() int {
+	switch c {
+	case CmdTenantAdd, CmdTenantUpdate, CmdTenantRemove, CmdMemberPut, CmdMemberRemove,
+		CmdPurge, CmdKVPut, CmdKVDelete:
+		return BaseProtocol
+	}
+	return 0
+}
+
 // envelopeVersion is the version of the Command encoding itself.
 const envelopeVersion = 1
 
@@ -162,6 +188,10 @@ func (e *Error) Unwrap() error {
 		return ErrStaleIndex
 	case kindFenced:
 		return ErrFenced
+	case kindUnsupported:
+		return ErrUnsupportedByCluster
+	case kindRejected:
+		return ErrRejectedEntry
 	}
 	return nil
 }
@@ -173,6 +203,12 @@ const (
 	kindInvalid  = "invalid"
 	kindStale    = "stale_index"
 	kindFenced   = "fenced"
+	// kindUnsupported: the leader refused to propose a command some
+	// member cannot apply yet; it never reached the log.
+	kindUnsupported = "unsupported_by_cluster"
+	// kindRejected: a log entry the state machine could not decode; it
+	// occupies its index and changed nothing.
+	kindRejected = "rejected_entry"
 )
 
 // Sentinel errors, matched with errors.Is.
@@ -184,6 +220,13 @@ var (
 	ErrStaleIndex    = errors.New("index does not match")
 	ErrNotLeader     = errors.New("not the leader")
 	ErrFenced        = errors.New("written in a later term")
+	// ErrUnsupportedByCluster: a member of the raft configuration runs a
+	// protocol level too old to apply the command (a rolling upgrade is
+	// not finished); the message names the lagging members.
+	ErrUnsupportedByCluster = errors.New("not supported by every cluster member yet")
+	// ErrRejectedEntry: the command reached the log but no replica could
+	// decode it, so every replica applied it as a no-op.
+	ErrRejectedEntry = errors.New("log entry rejected")
 )
 
 func opErr(kind, format string, args ...any) *Error {

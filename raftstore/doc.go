@@ -4,8 +4,11 @@
 //
 // The state machine is the only writer. Commands travel in a versioned
 // envelope (command.go), are validated before they are proposed
-// (validate.go) and are applied by small appliers (apply.go) that build a
-// new immutable View. The View is published with one atomic pointer swap
+// (validate.go), are proposed only when every member's protocol level can
+// apply them (Store.ApplyEncoded) and are applied by small appliers
+// (apply.go) that build a new immutable View. A log entry that cannot be
+// decoded is applied as a rejected no-op, the same on every replica, never
+// a panic (docs/raftstore.md, "Entries that cannot be decoded"). The View is published with one atomic pointer swap
 // per applied batch, so the proxy's Lookup is a lock-free, allocation-free
 // map read that never sees a half-applied change.
 //

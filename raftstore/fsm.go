@@ -20,6 +20,10 @@ type fsm struct {
 	logger  *slog.Logger
 	onApply func(*View) // called after every published batch; may be nil
 
+	// rejected counts log entries applied as rejected no-ops because
+	// they could not be decoded (see reject).
+	rejected atomic.Uint64
+
 	// mu guards dedupe and makes it and the published View one state
 	// for Snapshot, which is also called off raft's FSM goroutine (the
 	// node's backups, edgectl snapshot save): ApplyBatch and Restore
@@ -34,6 +38,9 @@ var (
 )
 
 func newFSM(logger *slog.Logger, onApply func(*View)) *fsm {
+	if logger == nil {
+		logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
 	f := &fsm{seed: maphash.MakeSeed(), dedupe: newDedupe(dedupeSize), logger: logger, onApply: onApply}
 	f.view.Store(&View{hosts: newTable[*Tenant](f.seed), kv: newTable[*KV](f.seed), members: map[string]Member{}})
 	return f
@@ -64,9 +71,8 @@ func (f *fsm) applyBatch(logs []*raft.Log) (*View, []any) {
 		}
 		cmd, err := DecodeCommand(l.Data)
 		if err != nil {
-			// Every replica would fail the same way; continuing would let
-			// state diverge from what the proposer intended.
-			panic(fmt.Sprintf("raftstore: log entry %d: %v", l.Index, err))
+			out[i] = f.reject(l.Index, "", err)
+			continue
 		}
 		out[i] = f.applyOne(tx, cmd, l.Index)
 	}
@@ -97,12 +103,31 @@ func (f *fsm) applyOne(tx *txn, cmd *Command, index uint64) *Result {
 	case CmdKVDelete:
 		r = applyKVDelete(tx, cmd, index)
 	default:
-		panic(fmt.Sprintf("raftstore: log entry %d: unknown command type %d (is this node older than the leader?)", index, cmd.Type))
+		return f.reject(index, cmd.Type.String(), fmt.Errorf("unknown command type %d (protocol %d build; is the proposer newer?)", cmd.Type, Protocol))
+	}
+	if r.Err != nil && r.Err.Kind == kindRejected {
+		return f.reject(index, cmd.Type.String(), r.Err)
 	}
 	r.Index = index
 	f.dedupe.put(cmd.RequestID, r)
 	tx.record(cmd, r)
 	return r
+}
+
+// reject answers a log entry this build cannot decode (garbage bytes, an
+// unknown command type, a payload that does not parse): it is applied as a
+// no-op that changes nothing but the View's index, and its proposer gets
+// ErrRejectedEntry. Every replica running the same build reaches the same
+// verdict on the same bytes, so they stay identical, and a restarted node
+// replays the entry the same way instead of crash-looping on it. The
+// request ID is not remembered: nothing was applied, so a retry cannot
+// apply anything twice. See docs/raftstore.md, "Entries that cannot be
+// decoded".
+func (f *fsm) reject(index uint64, typ string, err error) *Result {
+	f.rejected.Add(1)
+	f.logger.Error("raft log entry rejected: cannot decode it, applied as a no-op",
+		"index", index, "type", typ, "err", err)
+	return &Result{Index: index, Err: opErr(kindRejected, "log entry %d rejected: %v", index, err)}
 }
 
 // maxHistory bounds the change history kept in the state.

@@ -130,7 +130,8 @@ func TestSnapshotRestoreRoundTrip(t *testing.T) {
 	for i := 0; i < 500; i++ {
 		a.apply(CmdTenantAdd, fmt.Sprintf("r%d", i), tenant(fmt.Sprintf("t%d.example", i), fmt.Sprintf("www.t%d.example", i)))
 	}
-	a.apply(CmdMemberPut, "", Member{ID: "n1", RaftAddr: "a:1", AdminAddr: "a:2"})
+	a.apply(CmdMemberPut, "", Member{ID: "n1", RaftAddr: "a:1", AdminAddr: "a:2", Protocol: 7})
+	a.apply(CmdMemberPut, "", Member{ID: "n0", RaftAddr: "b:1", AdminAddr: "b:2"}) // recorded before levels
 	snap, err := a.f.Snapshot()
 	if err != nil {
 		t.Fatal(err)
@@ -150,8 +151,11 @@ func TestSnapshotRestoreRoundTrip(t *testing.T) {
 	if got := v.Lookup("www.t42.example"); got == nil || got.Domain != "t42.example" {
 		t.Fatalf("restored alias lookup = %v", got)
 	}
-	if m, ok := v.Member("n1"); !ok || m.AdminAddr != "a:2" {
-		t.Fatalf("restored member = %+v %v", m, ok)
+	if m, ok := v.Member("n1"); !ok || m.AdminAddr != "a:2" || m.ProtocolLevel() != 7 {
+		t.Fatalf("restored member = %+v %v, want admin a:2 at protocol 7", m, ok)
+	}
+	if m, ok := v.Member("n0"); !ok || m.ProtocolLevel() != BaseProtocol {
+		t.Fatalf("restored member without a level = %+v %v, want protocol %d", m, ok, BaseProtocol)
 	}
 	// The dedupe table survives too: a retry after restore is not re-applied.
 	r, ok := b.dedupe.get("r7")
@@ -169,14 +173,47 @@ func TestSnapshotRestoreRoundTrip(t *testing.T) {
 	}
 }
 
-func TestUndecodableEntryPanics(t *testing.T) {
-	f := newFSM(nil, nil)
-	defer func() {
-		if recover() == nil {
-			t.Fatal("garbage log entry did not panic")
-		}
-	}()
-	f.Apply(&raft.Log{Index: 1, Type: raft.LogCommand, Data: []byte("{garbage")})
+// badEntries are log entries no replica can decode: garbage bytes, an
+// unknown command type (as a newer build would propose it), and a known
+// type whose payload does not parse.
+func badEntries() map[string][]byte {
+	return map[string][]byte{
+		"garbage":        []byte("{garbage"),
+		"unknown type":   []byte(`{"v":1,"t":999,"rid":"from-the-future","ts":"2026-01-02T03:04:05Z","p":{"domain":"x.example"}}`),
+		"bad payload":    []byte(`{"v":1,"t":1,"rid":"bad-payload","ts":"2026-01-02T03:04:05Z","p":[1,2,3]}`),
+		"no payload":     []byte(`{"v":1,"t":1,"rid":"no-payload","ts":"2026-01-02T03:04:05Z"}`),
+		"newer envelope": []byte(`{"v":2,"t":1,"ts":"2026-01-02T03:04:05Z","p":{}}`),
+	}
+}
+
+// An entry that cannot be decoded is applied as a rejected no-op: the
+// proposer gets ErrRejectedEntry, the state is unchanged but for the
+// index, and the next entries apply normally. (It used to panic, and a
+// restarted node replayed it and panicked again, forever.)
+func TestUndecodableEntryIsRejectedNoOp(t *testing.T) {
+	for name, data := range badEntries() {
+		t.Run(name, func(t *testing.T) {
+			a := newApplier(t)
+			a.apply(CmdTenantAdd, "", tenant("shop.example"))
+			before := a.f.view.Load()
+			a.index++
+			r, ok := a.f.Apply(&raft.Log{Index: a.index, Term: 1, Type: raft.LogCommand, Data: data}).(*Result)
+			if !ok || !errors.Is(r.Err, ErrRejectedEntry) || r.Index != a.index {
+				t.Fatalf("result = %+v, want ErrRejectedEntry at index %d", r, a.index)
+			}
+			if got := a.f.rejected.Load(); got != 1 {
+				t.Fatalf("rejected count = %d, want 1", got)
+			}
+			v := a.f.view.Load()
+			if v.Index() != a.index || v.Len() != before.Len() || len(v.History("", 0)) != len(before.History("", 0)) {
+				t.Fatalf("view after rejection: index %d, %d tenants, %d history; want index %d and nothing else changed",
+					v.Index(), v.Len(), len(v.History("", 0)), a.index)
+			}
+			if r := a.apply(CmdTenantAdd, "", tenant("blog.example")); r.Err != nil || a.f.view.Load().Lookup("blog.example") == nil {
+				t.Fatalf("the next entry did not apply: %+v", r)
+			}
+		})
+	}
 }
 
 // TestSnapshotWhileApplying: Snapshot is also called off raft's FSM

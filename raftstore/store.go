@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -61,6 +62,12 @@ type Config struct {
 	// (required: the raft port accepts no peer without the cluster
 	// credential).
 	PeerTLS *peertls.Credentials
+
+	// commandProtocol replaces CommandType.Protocol in the leader's
+	// gate. Tests only: no released command needs more than
+	// BaseProtocol yet, so a test gives one a higher level to exercise
+	// the gate with real members.
+	commandProtocol func(CommandType) int
 }
 
 // Store is one node's replica of the control state.
@@ -99,6 +106,9 @@ func Open(cfg Config) (*Store, error) {
 	}
 	if cfg.RaftLogLevel == "" {
 		cfg.RaftLogLevel = "info"
+	}
+	if cfg.commandProtocol == nil {
+		cfg.commandProtocol = CommandType.Protocol
 	}
 	if err := tighten(cfg.DataDir); err != nil {
 		return nil, fmt.Errorf("raftstore: data dir: %w", err)
@@ -226,12 +236,20 @@ func (s *Store) Apply(ctx context.Context, cmd *Command) (*Result, error) {
 
 // ApplyEncoded is Apply for an already encoded command (forwarded by a
 // follower).
+//
+// A command that some server of the raft configuration cannot apply yet
+// (see checkProtocol) is not proposed: the Result's Err is
+// ErrUnsupportedByCluster, naming the lagging members, and Index is 0.
 func (s *Store) ApplyEncoded(ctx context.Context, b []byte) (*Result, error) {
 	if s.raft.State() != raft.Leader {
 		return nil, ErrNotLeader
 	}
-	if _, err := DecodeCommand(b); err != nil {
+	cmd, err := DecodeCommand(b)
+	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	if e := s.checkProtocol(cmd.Type); e != nil {
+		return &Result{Err: e}, nil
 	}
 	timeout := 10 * time.Second
 	if d, ok := ctx.Deadline(); ok {
@@ -250,6 +268,46 @@ func (s *Store) ApplyEncoded(ctx context.Context, b []byte) (*Result, error) {
 	}
 	return r, nil
 }
+
+// checkProtocol is the leader's gate for rolling upgrades: it refuses a
+// command type that this build does not know, or that needs a protocol
+// level above that of some server in the raft configuration (voter or
+// not: every one of them applies the log). A server's level is the one
+// its member record reports; a server without a record yet counts as
+// BaseProtocol. Base commands always pass, member.put among them, so a
+// node can always publish the level it runs and let the cluster's rise.
+func (s *Store) checkProtocol(t CommandType) *Error {
+	need := s.cfg.commandProtocol(t)
+	if need == 0 {
+		return opErr(kindUnsupported, "%s is unknown to the leader %s (protocol %d): upgrade it first", t, s.cfg.ID, Protocol)
+	}
+	if need <= BaseProtocol {
+		return nil
+	}
+	f := s.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return opErr(kindUnsupported, "%s needs protocol %d; cannot read the raft configuration: %v", t, need, err)
+	}
+	v := s.View()
+	var lagging []string
+	for _, srv := range f.Configuration().Servers {
+		level := BaseProtocol
+		if m, ok := v.Member(string(srv.ID)); ok {
+			level = m.ProtocolLevel()
+		}
+		if level < need {
+			lagging = append(lagging, fmt.Sprintf("%s (protocol %d)", srv.ID, level))
+		}
+	}
+	if len(lagging) == 0 {
+		return nil
+	}
+	return opErr(kindUnsupported, "%s needs protocol %d; not yet on %s: finish upgrading them first", t, need, strings.Join(lagging, ", "))
+}
+
+// RejectedEntries is how many log entries this node has applied as
+// rejected no-ops since it started (fsm.reject), replays included.
+func (s *Store) RejectedEntries() uint64 { return s.fsm.rejected.Load() }
 
 // ReadIndex confirms this node still leads and returns the index a
 // linearizable read must wait for.

@@ -80,11 +80,24 @@ func (x *tableTxn[V]) own(i int) {
 	x.dirty[i] = true
 }
 
-// Member is a node registered in the cluster with its addresses.
+// Member is a node registered in the cluster with its addresses and the
+// protocol level its build runs.
 type Member struct {
 	ID        string `json:"id"`
 	RaftAddr  string `json:"raft_addr"`
 	AdminAddr string `json:"admin_addr"`
+	// Protocol is the highest command protocol level the node applies;
+	// 0 (a record written before levels existed) means BaseProtocol.
+	Protocol int `json:"protocol,omitempty"`
+}
+
+// ProtocolLevel is the level the member runs, BaseProtocol for a record
+// without one.
+func (m Member) ProtocolLevel() int {
+	if m.Protocol == 0 {
+		return BaseProtocol
+	}
+	return m.Protocol
 }
 
 // View is an immutable snapshot of the replicated state at one raft index.
