@@ -273,6 +273,19 @@ func (m *Manager) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, 
 	return c, nil
 }
 
+// Certificate returns the certificate a handshake for serverName would be
+// served from the store now (exact name, then wildcard), or nil. Unlike
+// GetCertificate it never orders one and touches nothing but memory: the
+// proxy calls it for resumed TLS sessions, which skip GetCertificate, to
+// learn which names the connection's certificate covers (its 421 check).
+func (m *Manager) Certificate(serverName string) *tls.Certificate {
+	name, err := NormalizeDomain(serverName, false)
+	if err != nil {
+		return nil
+	}
+	return m.stored(name, time.Now())
+}
+
 // onDemand obtains a certificate for a licensed name: ordered here on the
 // leader, through the Forwarder on a follower, then served from the store.
 // Concurrent handshakes for the same name share one attempt.
