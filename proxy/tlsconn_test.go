@@ -1,14 +1,10 @@
 package proxy
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
+	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"fmt"
-	"math/big"
 	"net"
 	"net/http"
 	"sync/atomic"
@@ -17,41 +13,6 @@ import (
 
 	"github.com/edgeproxy/edge/raftstore"
 )
-
-// certFor makes a self-signed certificate (its own root) for names; IP
-// literals become IP SANs.
-func certFor(t testing.TB, names ...string) *tls.Certificate {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()),
-		Subject:      pkix.Name{CommonName: names[0]},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		IsCA:         true, BasicConstraintsValid: true,
-	}
-	for _, n := range names {
-		if ip := net.ParseIP(n); ip != nil {
-			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
-		} else {
-			tmpl.DNSNames = append(tmpl.DNSNames, n)
-		}
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}
-}
 
 // frontingProxy is a proxy whose TLS listener picks a certificate by SNI,
 // like the certificate manager: a.test and b.test have their own,
@@ -246,5 +207,37 @@ func TestCovers(t *testing.T) {
 	}
 	if covers(nil, "shop.example") {
 		t.Error("a nil leaf covers nothing")
+	}
+}
+
+// BenchmarkMisdirected is the 421 check alone, per request, with a
+// context chain as deep as net/http's (server, connection, request).
+func BenchmarkMisdirected(b *testing.B) {
+	c1, c2 := net.Pipe()
+	defer c1.Close()
+	defer c2.Close()
+	cert := certFor(b, "shop.example", "www.shop.example", "*.cdn.shop.example")
+	src := &certSource{get: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return cert, nil }}
+	ctx := context.WithValue(context.Background(), http.ServerContextKey, nil)
+	ctx = src.connContext(ctx, tls.Server(c1, &tls.Config{}))
+	ctx = context.WithValue(ctx, http.LocalAddrContextKey, c1.LocalAddr())
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	ctx.Value(presentedKey{}).(*presented).cert.Store(cert)
+	ctx, cancel = context.WithCancel(ctx)
+	defer cancel()
+	r := (&http.Request{TLS: &tls.ConnectionState{ServerName: "shop.example"}}).WithContext(ctx)
+	for _, tc := range []struct {
+		host string
+		want bool
+	}{{"shop.example", false}, {"img.cdn.shop.example", false}, {"other.example", true}} {
+		b.Run(tc.host, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if misdirected(r, tc.host) != tc.want {
+					b.Fatal("wrong answer")
+				}
+			}
+		})
 	}
 }
