@@ -150,3 +150,32 @@ func TestACMEALPNHelloFailsFastUnlessTLSALPN01AndLicensed(t *testing.T) {
 		}
 	})
 }
+
+// TestCertificateLooksUpWithoutOrdering: the proxy's lookup for resumed
+// sessions serves what a handshake would from the store and never starts
+// an order, even for a licensed name without a certificate.
+func TestCertificateLooksUpWithoutOrdering(t *testing.T) {
+	c, n := single(t, Config{Registerer: prometheus.NewRegistry()})
+	c.addTenant(t, "shop.example")
+	c.addTenant(t, "new.example")
+	now := time.Now()
+	certPEM, keyPEM := selfSigned(t, now.Add(-time.Hour), now.Add(24*time.Hour), "shop.example")
+	if _, err := n.m.Import(context.Background(), "shop.example", certPEM, keyPEM); err != nil {
+		t.Fatal(err)
+	}
+	want, _ := parseKeyPair(certPEM, keyPEM)
+	if got := n.m.Certificate("Shop.Example."); got == nil || !got.Leaf.Equal(want.Leaf) {
+		t.Fatalf("Certificate(shop.example) = %v", got)
+	}
+	for _, name := range []string{"new.example", "unknown.example", "", "bad name"} {
+		if got := n.m.Certificate(name); got != nil {
+			t.Fatalf("Certificate(%q) = %v, want nil", name, got.Leaf.DNSNames)
+		}
+	}
+	if got := testutil.ToFloat64(n.m.metrics.orders.WithLabelValues(orderPlaced)); got != 0 {
+		t.Fatalf("orders placed = %v", got)
+	}
+	if got := n.lic.calls.Load(); got != 0 {
+		t.Fatalf("license checked %d times: a lookup must not start the on-demand path", got)
+	}
+}
