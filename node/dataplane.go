@@ -111,9 +111,12 @@ func (n *Node) newDataPlane(reg *prometheus.Registry) (*dataPlane, error) {
 		HandlerRecovers: true,
 		GetCertificate:  n.certMgr.GetCertificate,
 		TLSConfig:       n.certMgr.TLSConfig("h2", "http/1.1"),
-		MaxConns:        po.MaxConns,
-		Logger:          log,
-		Registerer:      reg,
+		// Resumed sessions: the stored certificate for their SNI, never
+		// an order from the request path (the proxy's 421 check).
+		LookupCertificate: n.certMgr.Certificate,
+		MaxConns:          po.MaxConns,
+		Logger:            log,
+		Registerer:        reg,
 	})
 	if err != nil {
 		return nil, err

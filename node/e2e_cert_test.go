@@ -18,6 +18,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -46,8 +47,12 @@ func TestE2EImportedCertificateServedOverHTTPS(t *testing.T) {
 	c := startE2EClusterWith(t, 2, func(p *proc) []string { p.https = freePort(t); return []string{"--https-addr", p.https} })
 	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "secure hello") }))
 	defer origin.Close()
+	var otherHits atomic.Int64
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { otherHits.Add(1) }))
+	defer other.Close()
 	srv := c.servers()
 	c.mustCtl("--server", srv, "tenant", "add", "shop.example", "--origin", origin.URL)
+	c.mustCtl("--server", srv, "tenant", "add", "other.example", "--origin", other.URL)
 	dir := t.TempDir()
 	certFile, keyFile, serial := writeCert(t, dir, "shop.example")
 	otherCert, otherKey, _ := writeCert(t, dir, "other.example")
@@ -95,6 +100,17 @@ func TestE2EImportedCertificateServedOverHTTPS(t *testing.T) {
 		resp.Body.Close()
 		if string(b) != "secure hello" {
 			t.Fatalf("%s over HTTPS: %q", p.id, b)
+		}
+		// Domain fronting: shop.example's connection asking for another
+		// tenant gets 421 and that tenant's origin never sees it.
+		req.Host = "other.example"
+		resp, err = client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusMisdirectedRequest || otherHits.Load() != 0 {
+			t.Fatalf("%s: SNI shop.example, Host other.example: %d, other origin hit %d times", p.id, resp.StatusCode, otherHits.Load())
 		}
 		// An unknown SNI name fails the handshake at once.
 		start := time.Now()

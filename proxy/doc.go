@@ -4,6 +4,8 @@
 // A request goes through Handler.ServeHTTP in this order:
 //
 //  1. the Host (or HTTP/2 :authority) is normalised by NormalizeHost;
+//     over TLS, a Host the connection's certificate does not cover gets
+//     421 Misdirected Request (domain fronting, tlsconn.go);
 //  2. the tenant is looked up in memory (Routes); unknown domains and
 //     suspended or expired licenses get a 403 without any network call;
 //  3. the request is cleaned (hop-by-hop headers removed, X-Forwarded-*

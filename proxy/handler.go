@@ -288,6 +288,12 @@ type state struct {
 
 // ServeHTTP routes, checks the license and proxies r.
 //
+// Over TLS it first answers 421 Misdirected Request when the certificate
+// the connection presented does not cover the Host (domain fronting; see
+// tlsconn.go). It reads that certificate from what Server recorded for
+// the connection, so TLS requests must come through Server: any other TLS
+// request gets 421.
+//
 // X-Total-Time is measured from the start of ServeHTTP to the moment the
 // response headers are written (it has to be known then); the access log's
 // duration_ms also covers the body.
@@ -311,6 +317,10 @@ func (h *Handler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		return
 	}
 	st.x.Host = host
+	if r.TLS != nil && misdirected(r, host) {
+		h.plain(w, http.StatusMisdirectedRequest, "edge: the certificate of this connection does not cover ", host)
+		return
+	}
 	t := h.lookup.Lookup(host)
 	if t == nil {
 		h.plain(w, http.StatusForbidden, "edge: unknown domain ", host)

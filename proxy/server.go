@@ -44,9 +44,19 @@ type ServerConfig struct {
 	// HTTPSAddr.
 	GetCertificate func(*tls.ClientHelloInfo) (*tls.Certificate, error)
 	// TLSConfig, when set, replaces the listener's TLS configuration (its
-	// GetCertificate and NextProtos must be set; the ACME manager adds
-	// "acme-tls/1" for TLS-ALPN-01 validation).
+	// NextProtos must be set; the ACME manager adds "acme-tls/1" when
+	// TLS-ALPN-01 is its challenge). Its GetCertificate, if set, replaces
+	// GetCertificate. The server uses a copy whose GetCertificate records
+	// the certificate each connection presented, for the 421 check.
 	TLSConfig *tls.Config
+	// LookupCertificate returns the certificate a full handshake for
+	// serverName would present now, without side effects (no ACME order,
+	// no network call), or nil. A resumed TLS session skips GetCertificate,
+	// so its first request asks this to know what the connection's
+	// certificate covers (the 421 check; see Handler). nil calls
+	// GetCertificate with a ClientHelloInfo holding only the server name,
+	// which suits a static certificate but not one obtained on demand.
+	LookupCertificate func(serverName string) *tls.Certificate
 
 	// ReadHeaderTimeout bounds the TLS handshake and the reading of the
 	// request headers; a slowloris client is disconnected after it.
@@ -123,14 +133,19 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		IdleTimeout:       cfg.IdleTimeout,
 		MaxHeaderBytes:    cfg.MaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
-		TLSConfig: &tls.Config{
-			MinVersion:     tls.VersionTLS12,
-			GetCertificate: cfg.GetCertificate,
-			NextProtos:     []string{"h2", "http/1.1"},
-		},
 	}
-	if cfg.TLSConfig != nil {
-		s.srv.TLSConfig = cfg.TLSConfig
+	if cfg.HTTPSAddr != "" {
+		src := &certSource{get: cfg.GetCertificate, lookup: cfg.LookupCertificate}
+		tc := &tls.Config{MinVersion: tls.VersionTLS12, NextProtos: []string{"h2", "http/1.1"}}
+		if cfg.TLSConfig != nil {
+			tc = cfg.TLSConfig.Clone()
+			if tc.GetCertificate != nil {
+				src.get = tc.GetCertificate
+			}
+		}
+		tc.GetCertificate = src.getCertificate
+		s.srv.TLSConfig = tc
+		s.srv.ConnContext = src.connContext
 	}
 	if cfg.Registerer != nil {
 		cs, err := newConnStats(cfg.Registerer)

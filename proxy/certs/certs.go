@@ -214,13 +214,18 @@ func New(cfg Config) (*Manager, error) {
 }
 
 // TLSConfig returns a server configuration that takes its certificates
-// from m, offers nextProtos (plus the TLS-ALPN-01 protocol) and keeps TLS
-// session resumption on (crypto/tls issues session tickets by default,
-// with keys rotated automatically).
+// from m, offers nextProtos (plus the TLS-ALPN-01 protocol when that is
+// the configured challenge) and keeps TLS session resumption on
+// (crypto/tls issues session tickets by default, with keys rotated
+// automatically).
 func (m *Manager) TLSConfig(nextProtos ...string) *tls.Config {
+	protos := append([]string(nil), nextProtos...)
+	if m.cfg.Challenge == ChallengeTLSALPN01 {
+		protos = append(protos, ALPNProto)
+	}
 	return &tls.Config{
 		GetCertificate: m.GetCertificate,
-		NextProtos:     append(append([]string(nil), nextProtos...), ALPNProto),
+		NextProtos:     protos,
 		MinVersion:     tls.VersionTLS12,
 	}
 }
@@ -235,7 +240,7 @@ func (m *Manager) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, 
 		return nil, fmt.Errorf("certs: %w", err)
 	}
 	if len(hello.SupportedProtos) == 1 && hello.SupportedProtos[0] == acme.ALPNProto {
-		return m.challengeCert(name)
+		return m.challengeCert(hello, name)
 	}
 	now := time.Now()
 	if c := m.stored(name, now); c != nil {
@@ -266,6 +271,19 @@ func (m *Manager) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, 
 	}
 	m.metrics.handshake(resultIssued)
 	return c, nil
+}
+
+// Certificate returns the certificate a handshake for serverName would be
+// served from the store now (exact name, then wildcard), or nil. Unlike
+// GetCertificate it never orders one and touches nothing but memory: the
+// proxy calls it for resumed TLS sessions, which skip GetCertificate, to
+// learn which names the connection's certificate covers (its 421 check).
+func (m *Manager) Certificate(serverName string) *tls.Certificate {
+	name, err := NormalizeDomain(serverName, false)
+	if err != nil {
+		return nil
+	}
+	return m.stored(name, time.Now())
 }
 
 // onDemand obtains a certificate for a licensed name: ordered here on the
@@ -390,9 +408,20 @@ func (m *Manager) parse(domain string, val []byte, version uint64) *entry {
 }
 
 // challengeCert answers a TLS-ALPN-01 validation from the replicated store,
-// so it works on whichever node the CA reaches.
-func (m *Manager) challengeCert(name string) (*tls.Certificate, error) {
-	val, ok := m.waitKey(context.Background(), acmePrefix+name+"+token")
+// so it works on whichever node the CA reaches. Only a licensed name with
+// tls-alpn-01 configured gets that far: for any other hello the wait for
+// the challenge key would be an unauthenticated way to hold a handshake
+// open for challengeWait, so it fails at once.
+func (m *Manager) challengeCert(hello *tls.ClientHelloInfo, name string) (*tls.Certificate, error) {
+	if m.cfg.Challenge != ChallengeTLSALPN01 || !m.cfg.Licenses.Active(name) {
+		m.metrics.handshake(resultRejected)
+		return nil, fmt.Errorf("certs: no TLS-ALPN-01 challenge for %q", name)
+	}
+	ctx := hello.Context()
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	val, ok := m.waitKey(ctx, acmePrefix+name+"+token")
 	if !ok {
 		m.metrics.handshake(resultRejected)
 		return nil, fmt.Errorf("certs: no TLS-ALPN-01 challenge for %q", name)

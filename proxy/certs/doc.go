@@ -9,7 +9,9 @@
 // leader places (followers ask the leader through a Forwarder and then serve
 // from the replicated store); (3) otherwise the handshake fails at once,
 // without touching the CA or storage, and a bounded negative cache absorbs
-// repeats of the same unknown name.
+// repeats of the same unknown name. A TLS-ALPN-01 hello (ALPN acme-tls/1
+// only) is answered from the store only with tls-alpn-01 configured and a
+// licensed name; any other fails at once.
 //
 // Everything the ACME flow needs on more than one node lives in the
 // replicated KV space: certificates with their keys and metadata, the ACME
