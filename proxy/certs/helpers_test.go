@@ -78,10 +78,13 @@ func (l *licenses) Active(host string) bool {
 	return t != nil && t.License.Active(time.Now())
 }
 
+// fastTimings are short enough for quick elections, long enough that a
+// loaded 2-core machine running the race detector does not lose the leader
+// in the middle of an ACME order (100 ms did, about once in three runs).
 var fastTimings = raftstore.Timings{
-	HeartbeatTimeout:   100 * time.Millisecond,
-	ElectionTimeout:    100 * time.Millisecond,
-	LeaderLeaseTimeout: 50 * time.Millisecond,
+	HeartbeatTimeout:   300 * time.Millisecond,
+	ElectionTimeout:    300 * time.Millisecond,
+	LeaderLeaseTimeout: 150 * time.Millisecond,
 	CommitTimeout:      5 * time.Millisecond,
 }
 
