@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"net/url"
 	"strings"
 	"sync"
@@ -296,6 +297,8 @@ type pool struct {
 	// from then on every request goes to http.Transport, which speaks it.
 	h2 atomic.Bool
 
+	plain bool // http origin: the Transport's connections are HTTP/1.1 on TCP
+
 	open    atomic.Int64 // connections open
 	retired atomic.Bool
 }
@@ -323,8 +326,11 @@ func (p *Pools) newPool(key string, t Target) (*pool, error) {
 			addr, _, _ := strings.Cut(key[len("https://"):], "#")
 			pl.lean = p.newLeanPool(pl, addr, p.leanTLSDialer(pl, tc))
 		}
-	} else if !p.cfg.DisableLeanHTTP1 {
-		pl.lean = p.newLeanPool(pl, key[len("http://"):], p.dialer(pl))
+	} else {
+		pl.plain = true
+		if !p.cfg.DisableLeanHTTP1 {
+			pl.lean = p.newLeanPool(pl, key[len("http://"):], p.dialer(pl))
+		}
 	}
 	pl.tr = tr
 	return pl, nil
@@ -347,8 +353,32 @@ func (pl *pool) RoundTrip(req *http.Request) (*http.Response, error) {
 		r2.GetBody = nil
 		req = r2
 	}
+	if pl.plain {
+		req = req.WithContext(httptrace.WithClientTrace(req.Context(), &strayCheck))
+	}
 	return pl.tr.RoundTrip(req)
 }
+
+// strayCheck closes a reused plain-http connection of http.Transport
+// that has bytes pending when a request takes it. The Transport's
+// background reader closes an idle connection on which bytes arrive,
+// but a request that takes the connection between their arrival and
+// the reader's wake-up would read them as its response (the lean
+// client's clean, for the same reason). The request then fails before
+// a byte of it was written: the Transport retries a bodiless GET on a
+// new connection, anything else gets an error (502), never the stray
+// bytes. Plain http only: an HTTP/2 connection is reused while frames
+// arrive, and is framed against this anyway.
+var strayCheck = httptrace.ClientTrace{GotConn: func(info httptrace.GotConnInfo) {
+	if !info.Reused {
+		return
+	}
+	var p peeker
+	p.init(socketOf(info.Conn))
+	if p.pending() {
+		info.Conn.Close()
+	}
+}}
 
 // usesLean reports whether req goes to the lean client: a pool that has
 // one and has not found its https origin speaking HTTP/2, and a request
