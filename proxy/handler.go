@@ -68,6 +68,11 @@ type Exchange struct {
 
 	upgrade string // requested protocol switch, e.g. "websocket"
 
+	// body is the client's request body as the fetch chain reads it
+	// (nil for a bodiless request): a read of it that failed makes a
+	// failed fetch the client's error (fail).
+	body *clientBody
+
 	// prefetched is the origin's response the direct path got but could
 	// not relay; the origin fetch returns it instead of asking again.
 	// prefetchTime is the origin time it took.
@@ -176,6 +181,13 @@ type Config struct {
 	// Direct, with a Cache, enables the direct path for GET requests the
 	// cache passes to the origin (direct.go); nil disables it.
 	Direct *DirectConfig
+
+	// ClientBodyTimeout bounds each wait for the next bytes of a
+	// request body while it streams to the origin (nginx's
+	// client_body_timeout): a client that stops sending is answered 408
+	// and its origin connection closed, instead of holding it.
+	// 0 → DefaultClientBodyTimeout; negative: no bound.
+	ClientBodyTimeout time.Duration
 }
 
 // Handler is the proxy's http.Handler. It is safe for concurrent use.
@@ -198,6 +210,7 @@ type Handler struct {
 	accessLog   bool
 	access      *accesslog.Writer
 	direct      *DirectConfig
+	bodyTimeout time.Duration
 	passFields  sync.Pool // *passFields for the direct path
 	states      sync.Pool // *state of finished direct-path requests (state.recycle)
 	m           *metrics
@@ -245,6 +258,12 @@ func New(cfg Config) (*Handler, error) {
 	if h.pool == nil {
 		h.pool = newBufferPool(32 << 10)
 	}
+	switch h.bodyTimeout = cfg.ClientBodyTimeout; {
+	case h.bodyTimeout == 0:
+		h.bodyTimeout = DefaultClientBodyTimeout
+	case h.bodyTimeout < 0:
+		h.bodyTimeout = 0
+	}
 	h.passFields.New = func() any { return &passFields{h: make(http.Header, len(cacheFields))} }
 	if h.cachePolicy == nil {
 		h.cachePolicy = TenantPolicy
@@ -266,10 +285,11 @@ func New(cfg Config) (*Handler, error) {
 // state is everything one request needs, allocated once.
 type state struct {
 	responseWriter
-	x   Exchange
-	hdr [4]string // backing arrays for forwarded headers
-	h   *Handler
-	cw  cacheWriter // the cache's writer when a WrapWriter is set
+	x    Exchange
+	hdr  [4]string // backing arrays for forwarded headers
+	h    *Handler
+	cw   cacheWriter // the cache's writer when a WrapWriter is set
+	body clientBody  // the request body's wrapper, when it has one
 
 	// direct holds the direct path's origin request and response, made
 	// on its first use and kept when the state is recycled (only after a
@@ -334,6 +354,14 @@ func (h *Handler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	if r.Body != nil && r.Body != http.NoBody {
+		st.body.rc, st.body.timeout = r.Body, h.bodyTimeout
+		if h.bodyTimeout > 0 {
+			st.body.ctl = http.NewResponseController(rw)
+		}
+		r.Body = &st.body
+		st.x.body = &st.body
+	}
 	st.x.upgrade = upgradeType(r.Header)
 	prepareRequestHeaders(r, st.x.upgrade, &st.hdr)
 	st.x.Request = r
@@ -570,11 +598,19 @@ func (h *Handler) copyBody(dst http.ResponseWriter, src io.Reader, flush bool) e
 }
 
 // statusForError is the one place that maps a fetch error to a status:
-// the client left → 499 (logged only), a timeout → 504, anything else →
-// 502.
+// the client left → 499 (logged only), the client's request body failed
+// (ClientBodyError) → 400, or 408 when it stalled, a timeout → 504,
+// anything else → 502.
 func (h *Handler) statusForError(r *http.Request, err error) int {
 	if r.Context().Err() != nil {
 		return StatusClientClosedRequest
+	}
+	var be *ClientBodyError
+	if errors.As(err, &be) {
+		if be.Timeout {
+			return http.StatusRequestTimeout
+		}
+		return http.StatusBadRequest
 	}
 	if errors.Is(err, context.DeadlineExceeded) {
 		return http.StatusGatewayTimeout
@@ -590,9 +626,29 @@ func (h *Handler) statusForError(r *http.Request, err error) int {
 }
 
 // fail answers a failed fetch and logs it with the tenant and the reason.
+// A fetch that failed because the client's request body did (its read
+// error may come back wrapped, or hidden by the origin client) is the
+// client's error: 400 or 408, logged at Info, the connection closed
+// (what is left of the body cannot be framed, or is not coming).
 func (h *Handler) fail(w *responseWriter, x *Exchange, err error) {
+	if be := x.body.failed(); be != nil {
+		err = be
+	}
 	code := h.statusForError(x.Request, err)
 	w.err = err
+	switch code {
+	case http.StatusBadRequest, http.StatusRequestTimeout:
+		h.log.LogAttrs(x.Request.Context(), slog.LevelInfo, "client request body failed",
+			slog.String("tenant", x.Tenant.Domain), slog.String("host", x.Host),
+			slog.Int("status", code), slog.String("error", err.Error()))
+		w.Header().Set("Connection", "close")
+		if code == http.StatusRequestTimeout {
+			h.plain(w, code, "edge: request body timed out\n", "")
+		} else {
+			h.plain(w, code, "edge: malformed request body\n", "")
+		}
+		return
+	}
 	level := slog.LevelWarn
 	if code == StatusClientClosedRequest {
 		level = slog.LevelInfo
