@@ -36,13 +36,28 @@ func (e *ClientBodyError) Unwrap() error { return e.Err }
 // The handler consults err because the error the origin client returns
 // does not always wrap the body's (net/http's request writer hides it).
 type clientBody struct {
-	rc      io.ReadCloser
-	ctl     *http.ResponseController // nil: no deadline
-	timeout time.Duration
-	moved   time.Time // when the deadline was last set
+	rw      http.ResponseWriter // set by ServeHTTP for a request with a body
+	timeout time.Duration       // 0: none
+
+	rc    io.ReadCloser
+	ctl   *http.ResponseController // nil: no deadline
+	moved time.Time                // when the deadline was last set
 
 	mu  sync.Mutex // err is read by the handler, set by the origin client's reader
 	err *ClientBodyError
+}
+
+// wrap makes b the reader of rc (the client's body) and returns it; rc
+// is returned as is for a request ServeHTTP saw no body in.
+func (b *clientBody) wrap(rc io.ReadCloser) io.ReadCloser {
+	if b.rw == nil {
+		return rc
+	}
+	b.rc = rc
+	if b.timeout > 0 {
+		b.ctl = http.NewResponseController(b.rw)
+	}
+	return b
 }
 
 func (b *clientBody) Read(p []byte) (int, error) {
@@ -72,7 +87,11 @@ func (b *clientBody) Read(p []byte) (int, error) {
 	return n, err
 }
 
-func (b *clientBody) Close() error { return b.rc.Close() }
+// Close does not close the server's body: net/http does that after the
+// handler, and its Close reads up to 256 KiB of what is left, which the
+// origin client would then wait for on a slow client (a pool that
+// refuses the request, a dial that fails) before the answer goes out.
+func (b *clientBody) Close() error { return nil }
 
 func (b *clientBody) clearDeadline() {
 	if b.ctl != nil {
@@ -83,9 +102,6 @@ func (b *clientBody) clearDeadline() {
 
 // failed returns the body's read error, if any.
 func (b *clientBody) failed() *ClientBodyError {
-	if b == nil {
-		return nil
-	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.err

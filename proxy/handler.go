@@ -17,6 +17,7 @@ import (
 
 	"github.com/edgeproxy/edge/proxy/accesslog"
 	"github.com/edgeproxy/edge/proxy/cache"
+	"github.com/edgeproxy/edge/proxy/upstream"
 	"github.com/edgeproxy/edge/raftstore"
 )
 
@@ -68,10 +69,11 @@ type Exchange struct {
 
 	upgrade string // requested protocol switch, e.g. "websocket"
 
-	// body is the client's request body as the fetch chain reads it
-	// (nil for a bodiless request): a read of it that failed makes a
-	// failed fetch the client's error (fail).
-	body *clientBody
+	// body wraps the client's request body in the origin request
+	// (fetchOrigin); a read of it that failed makes a failed fetch the
+	// client's error (fail). The server's own request keeps its body:
+	// net/http decides by its type whether an unread rest is discarded.
+	body clientBody
 
 	// prefetched is the origin's response the direct path got but could
 	// not relay; the origin fetch returns it instead of asking again.
@@ -355,12 +357,7 @@ func (h *Handler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	}
 
 	if r.Body != nil && r.Body != http.NoBody {
-		st.body.rc, st.body.timeout = r.Body, h.bodyTimeout
-		if h.bodyTimeout > 0 {
-			st.body.ctl = http.NewResponseController(rw)
-		}
-		r.Body = &st.body
-		st.x.body = &st.body
+		st.x.body.rw, st.x.body.timeout = rw, h.bodyTimeout
 	}
 	st.x.upgrade = upgradeType(r.Header)
 	prepareRequestHeaders(r, st.x.upgrade, &st.hdr)
@@ -431,6 +428,9 @@ func (h *Handler) fetchOrigin(x *Exchange) (*http.Response, error) {
 		return nil, fmt.Errorf("upstream for %s: %w", x.Tenant.Domain, err)
 	}
 	out := newOutgoing(x.Request, target, x.Tenant.Origin.HostHeader)
+	if out.Body != nil && out.Body != http.NoBody {
+		out.Body = x.body.wrap(out.Body)
+	}
 	start := time.Now()
 	resp, err := rt.RoundTrip(out)
 	x.OriginTime = time.Since(start)
@@ -599,18 +599,25 @@ func (h *Handler) copyBody(dst http.ResponseWriter, src io.Reader, flush bool) e
 
 // statusForError is the one place that maps a fetch error to a status:
 // the client left → 499 (logged only), the client's request body failed
-// (ClientBodyError) → 400, or 408 when it stalled, a timeout → 504,
-// anything else → 502.
+// (ClientBodyError) → 400, or 408 when it stalled, too many request
+// bodies streaming to the origin (upstream.ErrUploadsBusy) → 503, a
+// timeout → 504, anything else → 502.
 func (h *Handler) statusForError(r *http.Request, err error) int {
+	var be *ClientBodyError
+	isBody := errors.As(err, &be)
+	if isBody && be.Timeout {
+		// Before the context check: net/http cancels the request's
+		// context when a read of the connection fails, deadline too.
+		return http.StatusRequestTimeout
+	}
 	if r.Context().Err() != nil {
 		return StatusClientClosedRequest
 	}
-	var be *ClientBodyError
-	if errors.As(err, &be) {
-		if be.Timeout {
-			return http.StatusRequestTimeout
-		}
+	if isBody {
 		return http.StatusBadRequest
+	}
+	if errors.Is(err, upstream.ErrUploadsBusy) {
+		return http.StatusServiceUnavailable
 	}
 	if errors.Is(err, context.DeadlineExceeded) {
 		return http.StatusGatewayTimeout
@@ -662,6 +669,12 @@ func (h *Handler) fail(w *responseWriter, x *Exchange, err error) {
 		w.clientGone = true
 	case http.StatusGatewayTimeout:
 		h.plain(w, code, "edge: origin timed out\n", "")
+	case http.StatusServiceUnavailable:
+		// The body was not read: closing spares net/http discarding it
+		// from a client that may be sending it slowly.
+		w.Header().Set("Connection", "close")
+		w.Header().Set("Retry-After", "1")
+		h.plain(w, code, "edge: too many uploads to this origin\n", "")
 	default:
 		h.plain(w, code, "edge: origin unreachable\n", "")
 	}

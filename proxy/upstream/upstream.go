@@ -106,6 +106,11 @@ type Config struct {
 	Logger *slog.Logger
 	// Registerer receives the pool metrics. nil: not registered.
 	Registerer prometheus.Registerer
+	// MaxUploadsPerOrigin bounds the request bodies streaming to one
+	// pool's origin at once; a request with a body beyond it fails with
+	// ErrUploadsBusy before anything is sent (see uploads.go). 0 →
+	// DefaultMaxUploadsPerOrigin, negative: unbounded.
+	MaxUploadsPerOrigin int
 	// DisableLeanHTTP1 sends plain-http requests through http.Transport
 	// too. By default they take the pool's own HTTP/1.1 client, which does
 	// the exchange on the calling goroutine (see the package doc).
@@ -161,6 +166,9 @@ func New(cfg Config) (*Pools, error) {
 	}
 	if cfg.ResponseHeaderTimeout <= 0 {
 		cfg.ResponseHeaderTimeout = 60 * time.Second
+	}
+	if cfg.MaxUploadsPerOrigin == 0 {
+		cfg.MaxUploadsPerOrigin = DefaultMaxUploadsPerOrigin
 	}
 	if cfg.DialContext == nil {
 		d := &net.Dialer{KeepAlive: 30 * time.Second}
@@ -297,7 +305,8 @@ type pool struct {
 	// from then on every request goes to http.Transport, which speaks it.
 	h2 atomic.Bool
 
-	plain bool // http origin: the Transport's connections are HTTP/1.1 on TCP
+	plain   bool    // http origin: the Transport's connections are HTTP/1.1 on TCP
+	uploads uploads // request bodies streaming now
 
 	open    atomic.Int64 // connections open
 	retired atomic.Bool
@@ -305,6 +314,7 @@ type pool struct {
 
 func (p *Pools) newPool(key string, t Target) (*pool, error) {
 	pl := &pool{key: key}
+	pl.uploads.max = int64(p.cfg.MaxUploadsPerOrigin)
 	tr := &http.Transport{
 		Proxy:                  nil, // origins are reached directly
 		DialContext:            p.dialer(pl),
@@ -340,6 +350,10 @@ func (p *Pools) newPool(key string, t Target) (*pool, error) {
 // client, anything else on http.Transport. A non-idempotent request loses
 // its GetBody so that http.Transport cannot replay it (see the package doc).
 func (pl *pool) RoundTrip(req *http.Request) (*http.Response, error) {
+	req, err := pl.uploads.withUploadSlot(req)
+	if err != nil {
+		return nil, err
+	}
 	if pl.usesLean(req) {
 		resp, err := pl.lean.roundTrip(req)
 		if !errors.Is(err, errOriginH2) {
