@@ -93,6 +93,13 @@ type ProxyOptions struct {
 	S3Endpoint          string
 	S3PathStyle         bool
 	CacheSize           int64
+
+	// Request bodies (issue 14, item 7): how long a body may stall
+	// (--client-body-timeout; 0: proxy.DefaultClientBodyTimeout) and how
+	// many may stream to one origin at once (--upstream-max-uploads; 0:
+	// upstream.DefaultMaxUploadsPerOrigin, negative: unbounded).
+	ClientBodyTimeout   time.Duration
+	MaxUploadsPerOrigin int
 }
 
 func (c *Config) setDefaults() {

@@ -42,6 +42,7 @@ func (n *Node) newDataPlane(reg *prometheus.Registry) (*dataPlane, error) {
 	pools, err := upstream.New(upstream.Config{
 		MaxIdleConnsPerHost: po.MaxIdleConnsPerHost,
 		IdleConnTimeout:     po.IdleConnTimeout,
+		MaxUploadsPerOrigin: po.MaxUploadsPerOrigin,
 		DialContext:         resolver.DialContext,
 		Logger:              log,
 		Registerer:          reg,
@@ -92,6 +93,8 @@ func (n *Node) newDataPlane(reg *prometheus.Registry) (*dataPlane, error) {
 		Logger:      log,
 		AccessLog:   access,
 		Registerer:  reg,
+
+		ClientBodyTimeout: po.ClientBodyTimeout,
 	})
 	if err != nil {
 		return nil, err

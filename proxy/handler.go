@@ -17,6 +17,7 @@ import (
 
 	"github.com/edgeproxy/edge/proxy/accesslog"
 	"github.com/edgeproxy/edge/proxy/cache"
+	"github.com/edgeproxy/edge/proxy/upstream"
 	"github.com/edgeproxy/edge/raftstore"
 )
 
@@ -67,6 +68,12 @@ type Exchange struct {
 	OriginTime time.Duration
 
 	upgrade string // requested protocol switch, e.g. "websocket"
+
+	// body wraps the client's request body in the origin request
+	// (fetchOrigin); a read of it that failed makes a failed fetch the
+	// client's error (fail). The server's own request keeps its body:
+	// net/http decides by its type whether an unread rest is discarded.
+	body clientBody
 
 	// prefetched is the origin's response the direct path got but could
 	// not relay; the origin fetch returns it instead of asking again.
@@ -176,6 +183,13 @@ type Config struct {
 	// Direct, with a Cache, enables the direct path for GET requests the
 	// cache passes to the origin (direct.go); nil disables it.
 	Direct *DirectConfig
+
+	// ClientBodyTimeout bounds each wait for the next bytes of a
+	// request body while it streams to the origin (nginx's
+	// client_body_timeout): a client that stops sending is answered 408
+	// and its origin connection closed, instead of holding it.
+	// 0 → DefaultClientBodyTimeout; negative: no bound.
+	ClientBodyTimeout time.Duration
 }
 
 // Handler is the proxy's http.Handler. It is safe for concurrent use.
@@ -198,6 +212,7 @@ type Handler struct {
 	accessLog   bool
 	access      *accesslog.Writer
 	direct      *DirectConfig
+	bodyTimeout time.Duration
 	passFields  sync.Pool // *passFields for the direct path
 	states      sync.Pool // *state of finished direct-path requests (state.recycle)
 	m           *metrics
@@ -245,6 +260,12 @@ func New(cfg Config) (*Handler, error) {
 	if h.pool == nil {
 		h.pool = newBufferPool(32 << 10)
 	}
+	switch h.bodyTimeout = cfg.ClientBodyTimeout; {
+	case h.bodyTimeout == 0:
+		h.bodyTimeout = DefaultClientBodyTimeout
+	case h.bodyTimeout < 0:
+		h.bodyTimeout = 0
+	}
 	h.passFields.New = func() any { return &passFields{h: make(http.Header, len(cacheFields))} }
 	if h.cachePolicy == nil {
 		h.cachePolicy = TenantPolicy
@@ -266,10 +287,11 @@ func New(cfg Config) (*Handler, error) {
 // state is everything one request needs, allocated once.
 type state struct {
 	responseWriter
-	x   Exchange
-	hdr [4]string // backing arrays for forwarded headers
-	h   *Handler
-	cw  cacheWriter // the cache's writer when a WrapWriter is set
+	x    Exchange
+	hdr  [4]string // backing arrays for forwarded headers
+	h    *Handler
+	cw   cacheWriter // the cache's writer when a WrapWriter is set
+	body clientBody  // the request body's wrapper, when it has one
 
 	// direct holds the direct path's origin request and response, made
 	// on its first use and kept when the state is recycled (only after a
@@ -344,6 +366,9 @@ func (h *Handler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	if r.Body != nil && r.Body != http.NoBody {
+		st.x.body.rw, st.x.body.timeout = rw, h.bodyTimeout
+	}
 	st.x.upgrade = upgradeType(r.Header)
 	prepareRequestHeaders(r, st.x.upgrade, &st.hdr)
 	st.x.Request = r
@@ -413,6 +438,9 @@ func (h *Handler) fetchOrigin(x *Exchange) (*http.Response, error) {
 		return nil, fmt.Errorf("upstream for %s: %w", x.Tenant.Domain, err)
 	}
 	out := newOutgoing(x.Request, target, x.Tenant.Origin.HostHeader)
+	if out.Body != nil && out.Body != http.NoBody {
+		out.Body = x.body.wrap(out.Body)
+	}
 	start := time.Now()
 	resp, err := rt.RoundTrip(out)
 	x.OriginTime = time.Since(start)
@@ -580,11 +608,26 @@ func (h *Handler) copyBody(dst http.ResponseWriter, src io.Reader, flush bool) e
 }
 
 // statusForError is the one place that maps a fetch error to a status:
-// the client left → 499 (logged only), a timeout → 504, anything else →
-// 502.
+// the client left → 499 (logged only), the client's request body failed
+// (ClientBodyError) → 400, or 408 when it stalled, too many request
+// bodies streaming to the origin (upstream.ErrUploadsBusy) → 503, a
+// timeout → 504, anything else → 502.
 func (h *Handler) statusForError(r *http.Request, err error) int {
+	var be *ClientBodyError
+	isBody := errors.As(err, &be)
+	if isBody && be.Timeout {
+		// Before the context check: net/http cancels the request's
+		// context when a read of the connection fails, deadline too.
+		return http.StatusRequestTimeout
+	}
 	if r.Context().Err() != nil {
 		return StatusClientClosedRequest
+	}
+	if isBody {
+		return http.StatusBadRequest
+	}
+	if errors.Is(err, upstream.ErrUploadsBusy) {
+		return http.StatusServiceUnavailable
 	}
 	if errors.Is(err, context.DeadlineExceeded) {
 		return http.StatusGatewayTimeout
@@ -600,9 +643,29 @@ func (h *Handler) statusForError(r *http.Request, err error) int {
 }
 
 // fail answers a failed fetch and logs it with the tenant and the reason.
+// A fetch that failed because the client's request body did (its read
+// error may come back wrapped, or hidden by the origin client) is the
+// client's error: 400 or 408, logged at Info, the connection closed
+// (what is left of the body cannot be framed, or is not coming).
 func (h *Handler) fail(w *responseWriter, x *Exchange, err error) {
+	if be := x.body.failed(); be != nil {
+		err = be
+	}
 	code := h.statusForError(x.Request, err)
 	w.err = err
+	switch code {
+	case http.StatusBadRequest, http.StatusRequestTimeout:
+		h.log.LogAttrs(x.Request.Context(), slog.LevelInfo, "client request body failed",
+			slog.String("tenant", x.Tenant.Domain), slog.String("host", x.Host),
+			slog.Int("status", code), slog.String("error", err.Error()))
+		w.Header().Set("Connection", "close")
+		if code == http.StatusRequestTimeout {
+			h.plain(w, code, "edge: request body timed out\n", "")
+		} else {
+			h.plain(w, code, "edge: malformed request body\n", "")
+		}
+		return
+	}
 	level := slog.LevelWarn
 	if code == StatusClientClosedRequest {
 		level = slog.LevelInfo
@@ -616,6 +679,12 @@ func (h *Handler) fail(w *responseWriter, x *Exchange, err error) {
 		w.clientGone = true
 	case http.StatusGatewayTimeout:
 		h.plain(w, code, "edge: origin timed out\n", "")
+	case http.StatusServiceUnavailable:
+		// The body was not read: closing spares net/http discarding it
+		// from a client that may be sending it slowly.
+		w.Header().Set("Connection", "close")
+		w.Header().Set("Retry-After", "1")
+		h.plain(w, code, "edge: too many uploads to this origin\n", "")
 	default:
 		h.plain(w, code, "edge: origin unreachable\n", "")
 	}

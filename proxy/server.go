@@ -128,7 +128,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	}
 	s := &Server{log: log, shutdown: make(chan struct{})}
 	s.srv = &http.Server{
-		Handler:           handler,
+		Handler:           closeAfterChunked{handler},
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
 		IdleTimeout:       cfg.IdleTimeout,
 		MaxHeaderBytes:    cfg.MaxHeaderBytes,
@@ -260,6 +260,26 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		return fmt.Errorf("proxy shutdown: %w", err)
 	}
 	return nil
+}
+
+// closeAfterChunked closes an HTTP/1.x connection of the net/http
+// server (the TLS listener, and connections proxy/h1 handed over) after
+// a request with a chunked body. net/http drops a Content-Length sent
+// with Transfer-Encoding before the handler runs, so such a request
+// cannot be told apart here: it is processed by its chunked framing
+// alone, which RFC 9112 section 6.1 allows provided the connection is
+// closed after the response. Without the close, the bytes after the
+// chunked body were served as the next request, which a front end that
+// framed by Content-Length never saw (request smuggling). proxy/h1
+// rejects the same request with 400 when it reads the head itself.
+// The cost: a legitimate chunked upload does not keep its connection.
+type closeAfterChunked struct{ next http.Handler }
+
+func (h closeAfterChunked) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.ProtoMajor == 1 && len(r.TransferEncoding) > 0 {
+		w.Header().Set("Connection", "close")
+	}
+	h.next.ServeHTTP(w, r)
 }
 
 // limitListener caps accepted-but-not-closed connections with a semaphore

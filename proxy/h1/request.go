@@ -149,6 +149,50 @@ func parseRequest(block []byte, remoteAddr string) (p *parsed, closeAfter bool, 
 	return p, closeAfter, true
 }
 
+// framingConflict names what makes a request's body framing ambiguous,
+// or returns "": Content-Length together with Transfer-Encoding, or more
+// than one Content-Length field. RFC 9112 section 6.1 lets a server
+// process the first by its Transfer-Encoding alone, which net/http does,
+// but then it MUST close the connection, which net/http does not: the
+// bytes after the chunked body were served as another request, which a
+// front end that went by Content-Length never saw (request smuggling).
+// Like nginx, Edge answers both with 400 and closes. Identical repeated
+// Content-Length values net/http would merge; nginx rejects them too.
+// block is a complete header block.
+func framingConflict(block []byte) string {
+	cl, te := 0, 0
+	for off := bytes.IndexByte(block, '\n') + 1; off > 0 && off < len(block); {
+		end := bytes.IndexByte(block[off:], '\n')
+		if end < 0 {
+			break
+		}
+		ln := block[off : off+end]
+		off += end + 1
+		colon := bytes.IndexByte(ln, ':')
+		if colon <= 0 {
+			continue
+		}
+		switch k := ln[:colon]; {
+		case bytes.EqualFold(k, contentLength):
+			cl++
+		case bytes.EqualFold(k, transferEncoding):
+			te++
+		}
+	}
+	switch {
+	case cl > 0 && te > 0:
+		return "Content-Length and Transfer-Encoding in one request"
+	case cl > 1:
+		return "more than one Content-Length"
+	}
+	return ""
+}
+
+var (
+	contentLength    = []byte("Content-Length")
+	transferEncoding = []byte("Transfer-Encoding")
+)
+
 // fastURL fills u for an origin-form target that needs no unescaping:
 // every path byte is one url.URL neither unescapes nor would escape (so
 // RawPath stays empty) and the query has no control characters, so the

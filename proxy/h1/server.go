@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"runtime/debug"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -296,6 +297,11 @@ func (c *conn) serve() {
 				}
 				continue
 			}
+			if msg := framingConflict(block); msg != "" {
+				c.reject(msg)
+				lingering = true
+				return
+			}
 			err = errHandoff
 		}
 		if errors.Is(err, errHandoff) {
@@ -426,6 +432,17 @@ func (c *conn) idleDeadline() {
 		c.deadline = now.Add(idle)
 		c.rwc.SetReadDeadline(c.deadline)
 	}
+}
+
+// reject answers a request whose body framing is ambiguous with 400 and
+// closes the connection (the caller lingers so the client reads it).
+func (c *conn) reject(msg string) {
+	c.srv.logger().LogAttrs(context.Background(), slog.LevelDebug, "request rejected",
+		slog.String("remote", c.remote), slog.String("reason", msg))
+	body := "edge: " + msg + "\n"
+	c.bw.WriteString("HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n" +
+		"X-Content-Type-Options: nosniff\r\nConnection: close\r\nContent-Length: " +
+		strconv.Itoa(len(body)) + "\r\n\r\n" + body)
 }
 
 // handOver passes the connection and its unread bytes to the fallback.

@@ -8,28 +8,21 @@ import (
 	"syscall"
 )
 
-// alive reports whether an idle connection still looks usable: the origin
-// has not closed it and sent nothing on it. One non-blocking MSG_PEEK.
-// Connections that expose no file descriptor are assumed alive.
-func alive(nc net.Conn) bool {
+// socketOf is the descriptor under nc that the readability peek looks
+// at: the TCP socket, under TLS too (nil when there is none).
+func socketOf(nc net.Conn) syscall.RawConn {
 	if tc, ok := nc.(*tls.Conn); ok {
-		// The socket under TLS: any record the origin sent on an idle
-		// connection (close_notify, a late ticket) counts as not alive,
-		// which costs at most a redial.
 		nc = tc.NetConn()
 	}
-	rc := rawConn(nc)
-	if rc == nil {
-		return true
-	}
-	live := true
-	var b [1]byte
-	err := rc.Read(func(fd uintptr) bool {
-		n, _, rerr := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		live = n < 0 && (rerr == syscall.EAGAIN || rerr == syscall.EWOULDBLOCK)
-		return true
-	})
-	return err == nil && live
+	return rawConn(nc)
+}
+
+// peek is pending's callback: one non-blocking recv(MSG_PEEK) of a
+// byte. Anything but EAGAIN (a byte, end of stream, an error) means
+// something is pending.
+func (p *peeker) peek(fd uintptr) {
+	n, _, err := syscall.Recvfrom(int(fd), p.buf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+	p.readable = !(n < 0 && (err == syscall.EAGAIN || err == syscall.EWOULDBLOCK))
 }
 
 // rawConn is nc's descriptor for waiting on it without reading (nil when

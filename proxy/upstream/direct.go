@@ -85,7 +85,7 @@ func (lp *leanPool) roundTripDirect(req *http.Request, dr *directResponse) (*Dir
 	ctx := req.Context()
 	dr.ctx = ctx
 	for attempt := 0; ; attempt++ {
-		c, err := lp.conn(ctx, attempt > 0, true)
+		c, err := lp.conn(ctx, attempt > 0)
 		if err != nil {
 			return nil, nil, err
 		}

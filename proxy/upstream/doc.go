@@ -70,7 +70,15 @@
 //
 // The lean client replays a request once on a fresh connection only when a
 // reused connection failed before any response byte and the request is GET,
-// HEAD or OPTIONS without a body. Other requests first check with a
-// non-blocking peek that the origin has not closed the idle connection
-// they would reuse, which leaves only the Transport's own race window.
+// HEAD or OPTIONS without a body.
+//
+// # Stray bytes
+//
+// Every idle connection is peeked (one non-blocking recv(MSG_PEEK))
+// before reuse: one the origin has closed, or sent anything on since
+// the last response (a late second response, the body of a HEAD
+// answer), is closed. Pools are shared by the tenants of an origin, so
+// such bytes read by the next exchange would be served, and cached, as
+// another tenant's response. Plain-http requests on http.Transport get
+// the same peek through an httptrace GotConn hook.
 package upstream

@@ -64,7 +64,47 @@ type leanConn struct {
 	sendErr error         // callback (afterSend, made once) allocates nothing
 	// afterSend is c.sendOnce as a func value, made once per connection.
 	afterSend func(uintptr) bool
+
+	// idle looks at the TCP socket (under TLS too) before reuse.
+	idle peeker
 }
+
+// peeker tells whether a connection's socket has anything to read, with
+// one non-blocking recv(MSG_PEEK) and no allocation.
+type peeker struct {
+	sock     syscall.RawConn // nil: no descriptor, never pending
+	fn       func(uintptr)   // p.peek, made once
+	readable bool
+	buf      [1]byte
+}
+
+func (p *peeker) init(sock syscall.RawConn) {
+	p.sock = sock
+	p.fn = p.peek
+}
+
+// pending reports whether the peer has sent bytes not yet read, or
+// closed the connection. Control, unlike Read, ignores the read deadline
+// (a past one would fail the peek) and takes no lock.
+func (p *peeker) pending() bool {
+	if p.sock == nil {
+		return false
+	}
+	p.readable = false
+	if err := p.sock.Control(p.fn); err != nil {
+		return true
+	}
+	return p.readable
+}
+
+// clean reports whether an idle connection may carry a new exchange:
+// the origin has sent nothing on it since the last response and has not
+// closed it. Bytes there belong to no request: a late second response,
+// the body of a HEAD answer, a close. Delivered to the next exchange
+// they would be read as its response, however much later it comes and
+// whichever tenant it serves (pools are shared by origin), and the
+// connection would stay out of step. One non-blocking recv(MSG_PEEK).
+func (c *leanConn) clean() bool { return !c.idle.pending() }
 
 // parkFirstMaxIdle bounds how long a connection may have sat idle and
 // still skip the read before the wait. See sendThenWait.
@@ -135,7 +175,7 @@ func retryable(req *http.Request) bool {
 func (lp *leanPool) roundTrip(req *http.Request) (*http.Response, error) {
 	ctx := req.Context()
 	for attempt := 0; ; attempt++ {
-		c, err := lp.conn(ctx, attempt > 0, retryable(req))
+		c, err := lp.conn(ctx, attempt > 0)
 		if err != nil {
 			if !errors.Is(err, errOriginH2) { // that request goes to http.Transport, body and all
 				closeReqBody(req)
@@ -162,12 +202,14 @@ func closeReqBody(req *http.Request) {
 	}
 }
 
-// conn returns an idle connection (unless fresh) or dials a new one. A
-// request that cannot be retried (canRetry false) gets an idle connection
-// only after a peek showed the origin has not closed it: such a request
-// is never replayed, so the usual race with an origin's keep-alive timeout
-// must not cost it a 502.
-func (lp *leanPool) conn(ctx context.Context, fresh, canRetry bool) (*leanConn, error) {
+// conn returns an idle connection (unless fresh) or dials a new one.
+// Every idle connection is peeked before reuse (clean): one the origin
+// has closed or sent anything on is closed and the next one tried. This
+// is what nginx and HAProxy do for an idle upstream connection that
+// becomes readable, and what http.Transport's background read gives it.
+// It also spares requests that are never replayed (POST, …) the usual
+// race with an origin's keep-alive timeout.
+func (lp *leanPool) conn(ctx context.Context, fresh bool) (*leanConn, error) {
 	for !fresh {
 		lp.mu.Lock()
 		n := len(lp.idle)
@@ -185,10 +227,7 @@ func (lp *leanPool) conn(ctx context.Context, fresh, canRetry bool) (*leanConn, 
 			lp.closeIdle()
 			break
 		}
-		if !canRetry {
-			c.conn.SetReadDeadline(time.Time{}) // a past one would fail the peek
-		}
-		if canRetry || alive(c.conn) {
+		if c.clean() {
 			c.reused = true
 			return c, nil
 		}
@@ -207,6 +246,11 @@ func (lp *leanPool) conn(ctx context.Context, fresh, canRetry bool) (*leanConn, 
 		}
 	}
 	c := &leanConn{conn: nc, raw: raw}
+	if raw != nil {
+		c.idle.init(raw)
+	} else {
+		c.idle.init(socketOf(nc)) // under TLS
+	}
 	c.closeConn = func() { nc.Close() } // made once: AfterFunc takes it per exchange
 	c.afterSend = c.sendOnce
 	if br, ok := lp.p.readers.Get().(*bufio.Reader); ok {

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"net/url"
 	"strings"
 	"sync"
@@ -105,6 +106,11 @@ type Config struct {
 	Logger *slog.Logger
 	// Registerer receives the pool metrics. nil: not registered.
 	Registerer prometheus.Registerer
+	// MaxUploadsPerOrigin bounds the request bodies streaming to one
+	// pool's origin at once; a request with a body beyond it fails with
+	// ErrUploadsBusy before anything is sent (see uploads.go). 0 →
+	// DefaultMaxUploadsPerOrigin, negative: unbounded.
+	MaxUploadsPerOrigin int
 	// DisableLeanHTTP1 sends plain-http requests through http.Transport
 	// too. By default they take the pool's own HTTP/1.1 client, which does
 	// the exchange on the calling goroutine (see the package doc).
@@ -160,6 +166,9 @@ func New(cfg Config) (*Pools, error) {
 	}
 	if cfg.ResponseHeaderTimeout <= 0 {
 		cfg.ResponseHeaderTimeout = 60 * time.Second
+	}
+	if cfg.MaxUploadsPerOrigin == 0 {
+		cfg.MaxUploadsPerOrigin = DefaultMaxUploadsPerOrigin
 	}
 	if cfg.DialContext == nil {
 		d := &net.Dialer{KeepAlive: 30 * time.Second}
@@ -296,12 +305,16 @@ type pool struct {
 	// from then on every request goes to http.Transport, which speaks it.
 	h2 atomic.Bool
 
+	plain   bool    // http origin: the Transport's connections are HTTP/1.1 on TCP
+	uploads uploads // request bodies streaming now
+
 	open    atomic.Int64 // connections open
 	retired atomic.Bool
 }
 
 func (p *Pools) newPool(key string, t Target) (*pool, error) {
 	pl := &pool{key: key}
+	pl.uploads.max = int64(p.cfg.MaxUploadsPerOrigin)
 	tr := &http.Transport{
 		Proxy:                  nil, // origins are reached directly
 		DialContext:            p.dialer(pl),
@@ -323,8 +336,11 @@ func (p *Pools) newPool(key string, t Target) (*pool, error) {
 			addr, _, _ := strings.Cut(key[len("https://"):], "#")
 			pl.lean = p.newLeanPool(pl, addr, p.leanTLSDialer(pl, tc))
 		}
-	} else if !p.cfg.DisableLeanHTTP1 {
-		pl.lean = p.newLeanPool(pl, key[len("http://"):], p.dialer(pl))
+	} else {
+		pl.plain = true
+		if !p.cfg.DisableLeanHTTP1 {
+			pl.lean = p.newLeanPool(pl, key[len("http://"):], p.dialer(pl))
+		}
 	}
 	pl.tr = tr
 	return pl, nil
@@ -334,6 +350,10 @@ func (p *Pools) newPool(key string, t Target) (*pool, error) {
 // client, anything else on http.Transport. A non-idempotent request loses
 // its GetBody so that http.Transport cannot replay it (see the package doc).
 func (pl *pool) RoundTrip(req *http.Request) (*http.Response, error) {
+	req, err := pl.uploads.withUploadSlot(req)
+	if err != nil {
+		return nil, err
+	}
 	if pl.usesLean(req) {
 		resp, err := pl.lean.roundTrip(req)
 		if !errors.Is(err, errOriginH2) {
@@ -347,8 +367,32 @@ func (pl *pool) RoundTrip(req *http.Request) (*http.Response, error) {
 		r2.GetBody = nil
 		req = r2
 	}
+	if pl.plain {
+		req = req.WithContext(httptrace.WithClientTrace(req.Context(), &strayCheck))
+	}
 	return pl.tr.RoundTrip(req)
 }
+
+// strayCheck closes a reused plain-http connection of http.Transport
+// that has bytes pending when a request takes it. The Transport's
+// background reader closes an idle connection on which bytes arrive,
+// but a request that takes the connection between their arrival and
+// the reader's wake-up would read them as its response (the lean
+// client's clean, for the same reason). The request then fails before
+// a byte of it was written: the Transport retries a bodiless GET on a
+// new connection, anything else gets an error (502), never the stray
+// bytes. Plain http only: an HTTP/2 connection is reused while frames
+// arrive, and is framed against this anyway.
+var strayCheck = httptrace.ClientTrace{GotConn: func(info httptrace.GotConnInfo) {
+	if !info.Reused {
+		return
+	}
+	var p peeker
+	p.init(socketOf(info.Conn))
+	if p.pending() {
+		info.Conn.Close()
+	}
+}}
 
 // usesLean reports whether req goes to the lean client: a pool that has
 // one and has not found its https origin speaking HTTP/2, and a request
