@@ -150,7 +150,7 @@ func hitRatios(t testing.TB, w *zipfWorkload, capacity uint64) (l1Ratio, lruRati
 	}
 	keys := make([]string, len(w.sizes))
 	for i := range keys {
-		keys[i] = cacheKey("t", "https", "h", "/o/"+strconv.Itoa(i), "")
+		keys[i] = cacheKey("t", 0, "https", "h", "/o/"+strconv.Itoa(i), "")
 	}
 	l := &lru{max: capacity, ll: list.New(), m: map[uint64]*list.Element{}}
 	warm := len(w.reqs) / 10

@@ -34,11 +34,17 @@ type Policy struct {
 // Request describes what the proxy knows about a request beyond the
 // *http.Request itself.
 type Request struct {
-	Tenant  string // the tenant the host routes to
-	Scheme  string // "http" or "https"; empty: from r.TLS
-	Host    string // lower-case host; empty: r.Host
-	Variant string // transform variant (e.g. "fr" for a translated page), part of the key
-	Policy  Policy
+	Tenant string // the tenant the host routes to
+	// Generation is the tenant's incarnation, part of the key: a tenant
+	// removed and added again, or whose origin changed, gets a new one,
+	// so nothing stored for the old owner or origin is reachable (on any
+	// tier) afterwards. The proxy uses raftstore's Tenant.OriginIndex,
+	// which every node agrees on. 0 keys as before generations existed.
+	Generation uint64
+	Scheme     string // "http" or "https"; empty: from r.TLS
+	Host       string // lower-case host; empty: r.Host
+	Variant    string // transform variant (e.g. "fr" for a translated page), part of the key
+	Policy     Policy
 	// Persist also uses L3 (S3): for expensive variants worth keeping.
 	Persist bool
 	// BeforeWrite, when set, is called right before the response header is
@@ -165,14 +171,14 @@ func (c *Cache) serve(w http.ResponseWriter, r *http.Request, req Request, fetch
 		res, err := c.pass(w, r, &req, fetch, cacheName+"; fwd=method")
 		if err == nil && res.StatusCode < 400 && unsafeMethod(r.Method) {
 			// RFC 9111 section 4.4: a successful unsafe request invalidates.
-			c.invalidate(cacheKey(req.Tenant, req.Scheme, req.Host, pq, req.Variant))
+			c.invalidate(cacheKey(req.Tenant, req.Generation, req.Scheme, req.Host, pq, req.Variant))
 		}
 		return res, err
 	}
 	if !req.Policy.CacheAuthorized && headerValue(r.Header, "Authorization") != "" {
 		return c.pass(w, r, &req, fetch, cacheName+"; fwd=bypass; detail=authorization")
 	}
-	base := cacheKey(req.Tenant, req.Scheme, req.Host, pq, req.Variant)
+	base := cacheKey(req.Tenant, req.Generation, req.Scheme, req.Host, pq, req.Variant)
 	now := c.now() // one clock read for the lookup, freshness and Age
 	o, key, tier, soft := c.lookup(r.Context(), base, r, req.Persist, now)
 	if o != nil && o.pass {
@@ -199,8 +205,29 @@ const (
 
 // cacheKey is the primary key; vary values extend it for varying responses.
 // Only GET is stored (HEAD reads the GET entry), so the method is constant.
-func cacheKey(tenant, scheme, host, pq, variant string) string {
-	return tenant + "\x00GET\x00" + scheme + "\x00" + host + "\x00" + pq + "\x00" + variant
+// A generation other than 0 follows the tenant ("t\x007\x00GET…"); 0 keeps
+// the key generations did not have, so objects in L2/L3 stored before
+// them stay reachable. Either way the key is one allocation.
+func cacheKey(tenant string, gen uint64, scheme, host, pq, variant string) string {
+	if gen == 0 {
+		return tenant + "\x00GET\x00" + scheme + "\x00" + host + "\x00" + pq + "\x00" + variant
+	}
+	var nb [20]byte
+	g := strconv.AppendUint(nb[:0], gen, 10)
+	var b strings.Builder
+	b.Grow(len(tenant) + 1 + len(g) + len("\x00GET\x00") + len(scheme) + 1 + len(host) + 1 + len(pq) + 1 + len(variant))
+	b.WriteString(tenant)
+	b.WriteByte(0)
+	b.Write(g)
+	b.WriteString("\x00GET\x00")
+	b.WriteString(scheme)
+	b.WriteByte(0)
+	b.WriteString(host)
+	b.WriteByte(0)
+	b.WriteString(pq)
+	b.WriteByte(0)
+	b.WriteString(variant)
+	return b.String()
 }
 
 func varyKey(base, vals string) string { return base + "\x01" + vals }
