@@ -57,7 +57,9 @@ type CachePolicy struct {
 	OverrideTTL bool `json:"override_ttl,omitempty"`
 	// CacheCookies allows storing responses that carry Set-Cookie.
 	CacheCookies bool `json:"cache_cookies,omitempty"`
-	// CacheAuthorized allows storing responses to requests with Authorization.
+	// CacheAuthorized lets requests with Authorization use the cache; their
+	// responses are stored only when public, s-maxage or must-revalidate
+	// allows a shared cache to (RFC 9111 section 3.5).
 	CacheAuthorized bool `json:"cache_authorized,omitempty"`
 }
 

@@ -23,8 +23,12 @@ type Policy struct {
 	// CacheSetCookie allows storing responses with Set-Cookie. The cookie
 	// itself is never stored or replayed to other clients.
 	CacheSetCookie bool
-	// CacheAuthorized allows caching for requests with Authorization;
-	// without it such requests bypass the cache entirely.
+	// CacheAuthorized lets requests with Authorization use the cache
+	// (RFC 9111 section 3.5): they are answered from stored objects, and
+	// their responses are stored (and then served to every client, with
+	// or without credentials) only when the origin marked them shareable
+	// with public, s-maxage or must-revalidate. Without it such requests
+	// bypass the cache entirely.
 	CacheAuthorized bool
 	// StaleIfError serves stale content for this long past expiry when the
 	// origin fails, even if the origin sent no stale-if-error.
@@ -643,7 +647,7 @@ func (c *Cache) fetchOrigin(ctx context.Context, r *http.Request, req *Request, 
 	if stale != nil && code == http.StatusNotModified {
 		resp.Body.Close()
 		status := cacheName + fwd + "; fwd-status=304"
-		if o := c.refresh(stale, resp.Header, req.Policy, reqTime, respTime, stamp); o != nil {
+		if o := c.refresh(stale, resp.Header, req.Policy, headerValue(r.Header, "Authorization") != "", reqTime, respTime, stamp); o != nil {
 			c.store(base, o, req.Persist)
 			return outcome{obj: o, status: status + "; stored", stored: true, dur: dur}
 		}
@@ -751,7 +755,9 @@ func (c *Cache) build(r *http.Request, req *Request, resp *http.Response, body [
 
 // refresh applies a 304's headers to a stored object (RFC 9111 section
 // 4.3.4) and recomputes its freshness; nil means it is no longer storable.
-func (c *Cache) refresh(old *object, h304 http.Header, p Policy, reqTime, respTime time.Time, stamp uint64) *object {
+// authorized says the 304 answered a request with Authorization: the
+// merged response must then be shareable by section 3.5.
+func (c *Cache) refresh(old *object, h304 http.Header, p Policy, authorized bool, reqTime, respTime time.Time, stamp uint64) *object {
 	upd := storedHeader(h304)
 	delete(upd, "Content-Encoding")
 	delete(upd, "Content-Type")
@@ -759,7 +765,7 @@ func (c *Cache) refresh(old *object, h304 http.Header, p Policy, reqTime, respTi
 	for k, v := range upd {
 		h[k] = v
 	}
-	fr := decide(old.status, h, p, false, respTime)
+	fr := decide(old.status, h, p, authorized, respTime)
 	if !fr.storable {
 		return nil
 	}
