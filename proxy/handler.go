@@ -335,7 +335,7 @@ func (h *Handler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	}
 
 	st.x.upgrade = upgradeType(r.Header)
-	prepareRequestHeaders(r, st.x.upgrade, &st.hdr)
+	prepareRequestHeaders(r, host, st.x.upgrade, &st.hdr)
 	st.x.Request = r
 	st.x.Start = w.start
 
