@@ -691,14 +691,30 @@ func (c *Cache) fetchOrigin(ctx context.Context, r *http.Request, req *Request, 
 }
 
 // readUpTo reads body until EOF or until it holds more than limit bytes.
+// With a length hint the buffer is allocated at exactly that size (it is
+// what L1 keeps: hint+1, to see EOF, would round 1 KiB up to the 1152-byte
+// size class); a last read into a small array confirms the end.
 func readUpTo(body io.Reader, limit, hint int64) ([]byte, error) {
 	size := int64(512)
 	if hint > 0 {
-		size = min(hint, limit) + 1
+		size = min(hint, limit+1)
 	}
 	buf := make([]byte, 0, size)
 	for {
 		if len(buf) == cap(buf) {
+			if hint > 0 && int64(len(buf)) == hint {
+				var one [1]byte
+				n, err := io.ReadFull(body, one[:])
+				if n == 0 && (err == io.EOF || err == io.ErrUnexpectedEOF) {
+					return buf, nil
+				}
+				if err != nil && n == 0 {
+					return nil, err
+				}
+				buf = append(buf, one[0]) // longer than announced: read on
+				hint = 0
+				continue
+			}
 			buf = append(buf, 0)[:len(buf)]
 		}
 		n, err := body.Read(buf[len(buf):cap(buf)])
@@ -718,9 +734,12 @@ func readUpTo(body io.Reader, limit, hint int64) ([]byte, error) {
 // build makes an object from an origin response and its body.
 func (c *Cache) build(r *http.Request, req *Request, resp *http.Response, body []byte, fr freshness, stamp uint64, reqTime, respTime time.Time, pq string) (*object, error) {
 	h := storedHeader(resp.Header)
+	// The host and path may be slices of the request's header block
+	// (proxy/h1): copies keep the object from holding that block.
+	host, pq := strings.Clone(req.Host), strings.Clone(pq)
 	o := &object{
-		tenant: req.Tenant, host: req.Host, pathQuery: pq,
-		tags:   tagsOf(resp.Header, req.Tenant, req.Host),
+		tenant: req.Tenant, host: host, pathQuery: pq,
+		tags:   tagsOf(resp.Header, req.Tenant, host),
 		stamp:  stamp,
 		vary:   varyNames(resp.Header),
 		status: resp.StatusCode, header: h,
