@@ -31,7 +31,7 @@ func benchServeHit(b *testing.B, body string, contentType string, hdr ...string)
 	})
 	c := newCache(b, Config{})
 	fetch := fetcherTo(o.srv.URL)
-	req := Request{Tenant: "t", Host: "www.example.com", Scheme: "https"}
+	req := Request{Tenant: "t", Generation: 123456, Host: "www.example.com", Scheme: "https"}
 	r, _ := http.NewRequest(http.MethodGet, "https://www.example.com/page?id=1", nil)
 	r.RequestURI = "/page?id=1"
 	for i := 0; i+1 < len(hdr); i += 2 {
