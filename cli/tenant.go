@@ -50,7 +50,7 @@ func (f *tenantFlags) register(c *cobra.Command) {
 	fl.DurationVar(&f.cacheTTL, "cache-ttl", 0, "default cache TTL for responses without explicit freshness")
 	fl.BoolVar(&f.cacheOverride, "cache-override-ttl", false, "use --cache-ttl even when the origin sends its own")
 	fl.BoolVar(&f.cacheCookies, "cache-cookies", false, "allow caching responses with Set-Cookie")
-	fl.BoolVar(&f.cacheAuth, "cache-authorized", false, "allow caching responses to requests with Authorization")
+	fl.BoolVar(&f.cacheAuth, "cache-authorized", false, "let requests with Authorization use the cache; their responses are stored and shared only if marked public, s-maxage or must-revalidate (RFC 9111 §3.5)")
 }
 
 func readPEMFlag(flag, file string) (string, error) {

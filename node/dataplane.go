@@ -25,7 +25,7 @@ import (
 // published View, so a change applied by raft is live on the next request.
 type dataPlane struct {
 	pools  *upstream.Pools
-	ups    proxy.Upstreams
+	ups    *proxy.PoolUpstreams
 	server *proxy.Server
 }
 

@@ -184,18 +184,32 @@ func (n *Node) purgeIndex() uint64 {
 }
 
 // purgeLoop applies replicated purge records to the local cache, in order,
-// off raft's FSM goroutine (a purge may touch Redis and S3).
+// off raft's FSM goroutine (a purge may touch Redis and S3). It also
+// releases the origin pools of tenants that were removed: their cached
+// objects need nothing, since the cache keys on the tenant's OriginIndex
+// and a tenant added again gets a new one.
 func (n *Node) purgeLoop(ctx context.Context) {
 	if n.cache == nil {
 		return
 	}
-	var last uint64
+	var last, seen uint64
 	for {
-		for _, r := range n.store.View().Purges(last) {
-			if err := n.cache.ApplyPurge(toCachePurge(r)); err != nil {
+		v := n.store.View()
+		for _, r := range v.Purges(last) {
+			p := toCachePurge(r)
+			if t := v.Tenant(r.Tenant); t != nil && t.Domain == r.Tenant {
+				p.Generation = t.OriginIndex // only for deleting exact URLs eagerly
+			}
+			if err := n.cache.ApplyPurge(p); err != nil {
 				n.logger.Warn("applying cache purge", "id", r.ID, "index", r.Index, "err", err)
 			}
 			last = r.Index
+		}
+		if n.dp != nil && v.Index() != seen {
+			seen = v.Index()
+			if k := n.dp.ups.Prune(n.store); k > 0 {
+				n.logger.Info("released origin pools of removed tenants", "tenants", k)
+			}
 		}
 		select {
 		case <-ctx.Done():

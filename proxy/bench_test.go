@@ -129,8 +129,10 @@ func benchCacheHit(b *testing.B, body, contentType, acceptEncoding, wantCE strin
 	c, comp := newCacheCompressor(b, cache.Config{})
 	target, _ := url.Parse("http://origin.internal")
 	up := &cacheableUpstream{target: target, body: body, contentType: contentType}
+	tn := tenant("shop.example", target.String())
+	tn.OriginIndex = 123456 // every tenant added since generations has one: the key then carries it
 	h, err := New(Config{
-		Routes:       routesOf(tenant("shop.example", target.String())),
+		Routes:       routesOf(tn),
 		Upstreams:    up,
 		Cache:        c,
 		WrapWriter:   CompressWriter(comp),

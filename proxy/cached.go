@@ -73,6 +73,7 @@ func (h *Handler) serveCached(st *state, r *http.Request) {
 	}
 	res, err := h.cache.Serve(dst, r, cache.Request{
 		Tenant:      x.Tenant.Domain,
+		Generation:  x.Tenant.OriginIndex,
 		Host:        x.Host,
 		Variant:     variant,
 		Policy:      h.cachePolicy(x.Tenant),

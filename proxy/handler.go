@@ -370,7 +370,7 @@ func (h *Handler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		st.x.body.rw, st.x.body.timeout = rw, h.bodyTimeout
 	}
 	st.x.upgrade = upgradeType(r.Header)
-	prepareRequestHeaders(r, st.x.upgrade, &st.hdr)
+	prepareRequestHeaders(r, host, st.x.upgrade, &st.hdr)
 	st.x.Request = r
 	st.x.Start = w.start
 

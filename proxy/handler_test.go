@@ -164,7 +164,7 @@ func TestForwardingHeaders(t *testing.T) {
 	want := map[string]string{
 		"X-Forwarded-For":   "10.0.0.1, 127.0.0.1",
 		"X-Forwarded-Proto": "http",
-		"X-Forwarded-Host":  "shop.example:8080",
+		"X-Forwarded-Host":  "shop.example", // normalised, as the cache keys on it
 		"Via":               "1.1 cdn, 1.1 edge",
 		"X-App":             "kept",
 	}

@@ -21,16 +21,22 @@ func isHopHeader(k string) bool {
 // removeHopHeaders deletes the hop-by-hop headers of h and the headers
 // named by its Connection header.
 func removeHopHeaders(h http.Header) {
+	removeConnectionHeaders(h)
+	for k := range h {
+		if isHopHeader(k) {
+			delete(h, k)
+		}
+	}
+}
+
+// removeConnectionHeaders deletes the headers named by h's Connection
+// header.
+func removeConnectionHeaders(h http.Header) {
 	for _, v := range h["Connection"] {
 		for sf := range strings.SplitSeq(v, ",") {
 			if sf = textproto.TrimString(sf); sf != "" {
 				delete(h, textproto.CanonicalMIMEHeaderKey(sf))
 			}
-		}
-	}
-	for k := range h {
-		if isHopHeader(k) {
-			delete(h, k)
 		}
 	}
 }
@@ -58,18 +64,39 @@ var (
 	viaHTTP10Value = "1.0 edge"
 )
 
+// clientForwarded reports whether k (canonical) is a forwarding field a
+// client must not set for the origin: Forwarded and X-Forwarded-* but
+// X-Forwarded-For. Origins build links and redirects from them (host,
+// proto, port, prefix); the cache keys on none of them, so a client's
+// value would end up in a response served to everyone. The proxy sets
+// X-Forwarded-Proto and -Host itself, from what the cache keys on.
+func clientForwarded(k string) bool {
+	const xf = "X-Forwarded-"
+	return k == "Forwarded" || len(k) > len(xf) && k[:len(xf)] == xf && k != "X-Forwarded-For"
+}
+
 // prepareRequestHeaders cleans the client's request headers in place for
 // forwarding: hop-by-hop headers go (an Upgrade survives for upgrade
-// requests, "TE: trailers" survives for gRPC-style clients), and
-// X-Forwarded-For/-Proto/-Host and Via are set. store supplies backing
-// arrays so that the common case does not allocate.
+// requests, "TE: trailers" survives for gRPC-style clients), so do the
+// client's own Forwarded and X-Forwarded-* (clientForwarded), and
+// X-Forwarded-For/-Proto/-Host and Via are set. host is the normalised
+// host (NormalizeHost: lowercase, no port), the one routing and the cache
+// key use: X-Forwarded-Host carries it, not the client's Host, so that a
+// page the origin builds from it is the same for every request that
+// shares its cache key (docs/proxy.md, "Forwarding rules"). store supplies
+// backing arrays so that the common case does not allocate.
 //
 // The shared []string values above are only ever replaced, never appended
 // to in place: every append below copies first.
-func prepareRequestHeaders(r *http.Request, upgrade string, store *[4]string) {
+func prepareRequestHeaders(r *http.Request, host, upgrade string, store *[4]string) {
 	h := r.Header
 	trailers := httpguts.HeaderValuesContainsToken(h["Te"], "trailers")
-	removeHopHeaders(h)
+	removeConnectionHeaders(h)
+	for k := range h {
+		if isHopHeader(k) || clientForwarded(k) {
+			delete(h, k)
+		}
+	}
 	if trailers {
 		h["Te"] = teTrailers
 	}
@@ -92,7 +119,10 @@ func prepareRequestHeaders(r *http.Request, upgrade string, store *[4]string) {
 	} else {
 		h["X-Forwarded-Proto"] = protoHTTP
 	}
-	store[1] = r.Host
+	if strings.IndexByte(host, ':') >= 0 {
+		host = "[" + host + "]" // an IPv6 literal, as a Host header writes it
+	}
+	store[1] = host
 	h["X-Forwarded-Host"] = store[1:2:2]
 
 	via := viaHTTP11Value

@@ -82,6 +82,30 @@ func (u *PoolUpstreams) Forget(domain string) {
 	u.pools.Remove(domain)
 }
 
+// Prune forgets every tenant routes no longer serves under its own
+// domain (removed, or the domain now belongs to another tenant): its
+// Target and pool binding go, and a pool no other tenant uses is retired
+// (idle connections close now, busy ones when their response is done).
+// It returns how many tenants it forgot. The node calls it after applied
+// changes; it costs a lookup per tenant bound since the last prune.
+func (u *PoolUpstreams) Prune(routes Routes) int {
+	var gone []string
+	for i := range u.shards {
+		s := &u.shards[i]
+		s.mu.RLock()
+		for d := range s.m {
+			if t := routes.Lookup(d); t == nil || t.Domain != d {
+				gone = append(gone, d)
+			}
+		}
+		s.mu.RUnlock()
+	}
+	for _, d := range gone {
+		u.Forget(d)
+	}
+	return len(gone)
+}
+
 func newTargetEntry(t *raftstore.Tenant) *targetEntry {
 	e := &targetEntry{tenant: t}
 	target, err := url.Parse(t.Origin.URL)

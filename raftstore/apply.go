@@ -57,7 +57,7 @@ func applyTenantAdd(tx *txn, cmd *Command, index uint64) *Result {
 	if err := checkOwnership(tx, t.Domain, t.Aliases); err != nil {
 		return &Result{Err: err}
 	}
-	t.CreatedAt, t.UpdatedAt, t.Index = cmd.Time, cmd.Time, index
+	t.CreatedAt, t.UpdatedAt, t.Index, t.OriginIndex = cmd.Time, cmd.Time, index, index
 	for _, h := range t.Hosts() {
 		tx.hosts.set(h, &t)
 	}
@@ -85,6 +85,9 @@ func applyTenantUpdate(tx *txn, cmd *Command, index uint64) *Result {
 		return &Result{Err: err}
 	}
 	n.UpdatedAt, n.Index = cmd.Time, index
+	if !SameOrigin(&n.Origin, &cur.Origin) {
+		n.OriginIndex = index
+	}
 	for _, h := range cur.Aliases {
 		tx.hosts.del(h)
 	}

@@ -57,7 +57,9 @@ type CachePolicy struct {
 	OverrideTTL bool `json:"override_ttl,omitempty"`
 	// CacheCookies allows storing responses that carry Set-Cookie.
 	CacheCookies bool `json:"cache_cookies,omitempty"`
-	// CacheAuthorized allows storing responses to requests with Authorization.
+	// CacheAuthorized lets requests with Authorization use the cache; their
+	// responses are stored only when public, s-maxage or must-revalidate
+	// allows a shared cache to (RFC 9111 section 3.5).
 	CacheAuthorized bool `json:"cache_authorized,omitempty"`
 }
 
@@ -82,6 +84,19 @@ type Tenant struct {
 	UpdatedAt time.Time `json:"updated_at"`
 	// Index is the raft log index of the tenant's last change.
 	Index uint64 `json:"index"`
+	// OriginIndex is the raft log index at which the tenant was added or
+	// its origin (URL, Host header, TLS server name) last changed. The
+	// cache keys the tenant's objects on it, so a removed tenant's objects,
+	// or an old origin's, are unreachable for the domain's next owner on
+	// every node and tier. 0 for tenants added before it existed.
+	OriginIndex uint64 `json:"origin_index,omitempty"`
+}
+
+// SameOrigin reports whether a and b fetch the same content: the same
+// origin URL, Host header and TLS server name (a CA or client
+// certificate rotation does not change what the origin serves).
+func SameOrigin(a, b *Origin) bool {
+	return a.URL == b.URL && a.HostHeader == b.HostHeader && a.TLS.ServerName == b.TLS.ServerName
 }
 
 // Hosts returns the primary domain followed by the aliases.

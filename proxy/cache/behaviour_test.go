@@ -293,7 +293,7 @@ func TestSmallGzipObjectKeepsIdentity(t *testing.T) {
 		ident      bool
 	}{{"/small", small, true}, {"/large", large, false}} {
 		wantStatus(t, f.get(t, tc.path), 200, "edge; fwd=miss; stored")
-		obj, ok := c.l1.GetIfPresent(cacheKey("t1", "http", "www.example.com", tc.path, ""))
+		obj, ok := c.l1.GetIfPresent(cacheKey("t1", 0, "http", "www.example.com", tc.path, ""))
 		if !ok || !obj.gzipped {
 			t.Fatalf("%s: not stored gzipped (%v)", tc.path, ok)
 		}

@@ -31,7 +31,7 @@ func benchServeHit(b *testing.B, body string, contentType string, hdr ...string)
 	})
 	c := newCache(b, Config{})
 	fetch := fetcherTo(o.srv.URL)
-	req := Request{Tenant: "t", Host: "www.example.com", Scheme: "https"}
+	req := Request{Tenant: "t", Generation: 123456, Host: "www.example.com", Scheme: "https"}
 	r, _ := http.NewRequest(http.MethodGet, "https://www.example.com/page?id=1", nil)
 	r.RequestURI = "/page?id=1"
 	for i := 0; i+1 < len(hdr); i += 2 {
@@ -150,7 +150,7 @@ func hitRatios(t testing.TB, w *zipfWorkload, capacity uint64) (l1Ratio, lruRati
 	}
 	keys := make([]string, len(w.sizes))
 	for i := range keys {
-		keys[i] = cacheKey("t", "https", "h", "/o/"+strconv.Itoa(i), "")
+		keys[i] = cacheKey("t", 0, "https", "h", "/o/"+strconv.Itoa(i), "")
 	}
 	l := &lru{max: capacity, ll: list.New(), m: map[uint64]*list.Element{}}
 	warm := len(w.reqs) / 10

@@ -94,7 +94,7 @@ func New(cfg Config) (*Cache, error) {
 	c.purges.limit = cfg.MaxPurgeRecords
 	l1, err := otter.New(&otter.Options[string, *object]{
 		MaximumWeight: uint64(cfg.MaxBytes),
-		Weigher:       func(_ string, o *object) uint32 { return o.weight },
+		Weigher:       func(k string, o *object) uint32 { return o.weight + uint32(len(k)+allocSlack) },
 		OnDeletion: func(e otter.DeletionEvent[string, *object]) {
 			if e.Cause.IsEviction() {
 				c.stats.evictions.Add(1)

@@ -136,6 +136,13 @@ func decide(code int, h http.Header, p Policy, reqAuthorized bool, now time.Time
 	case reqAuthorized && !p.CacheAuthorized:
 		f.reason = "authorization"
 		return f
+	case reqAuthorized && !cc.public && cc.sMaxAge < 0 && !cc.mustRevalidate:
+		// RFC 9111 section 3.5: a shared cache stores a response to a
+		// request with Authorization only when the origin said it may
+		// be shared (public, s-maxage, must-revalidate). Without this,
+		// one user's max-age=3600 answer would be every user's.
+		f.reason = "authorization"
+		return f
 	case len(h.Values("Set-Cookie")) > 0 && !p.CacheSetCookie:
 		f.reason = "set-cookie"
 		return f

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/klauspost/compress/gzip"
 )
@@ -181,19 +182,13 @@ func compressible(h http.Header, n int) bool {
 
 // finish derives the serving headers and the weight of a built object.
 func (o *object) finish() {
-	o.weight = uint32(min(len(o.body)+len(o.ident)+len(o.pathQuery)+len(o.host)+len(o.tenant)+512, 1<<31))
+	defer o.weigh()
 	if o.marker || o.pass {
 		return
 	}
 	o.etag = o.header.Get("Etag")
 	if lm, err := http.ParseTime(o.header.Get("Last-Modified")); err == nil {
 		o.lastModified = lm
-	}
-	for k, v := range o.header {
-		o.weight += uint32(len(k) + 16)
-		for _, s := range v {
-			o.weight += uint32(len(s))
-		}
 	}
 	o.hdrIdent = o.header.Clone()
 	delete(o.hdrIdent, "Content-Encoding")
@@ -214,6 +209,63 @@ func (o *object) finish() {
 		o.etagGzip = "W/" + o.etag
 		o.hdrGzip["Etag"] = []string{o.etagGzip}
 	}
+}
+
+// Memory accounting. --cache-size (MaxBytes) bounds what L1 takes on the
+// heap, so an object weighs what it holds, not just its body: for a 1 KB
+// object the body is a third of it (issue 14: 64 MiB of cache cost 156
+// MB of heap). The sizes below are Go's (amd64, Go 1.24+ maps) and
+// otter's; TestL1MemoryBound checks the total stays within 1.25 × MaxBytes.
+const (
+	// entryOverhead is what otter keeps per entry besides the key's
+	// bytes: its node (key and value words, weight, expiry, list links),
+	// the hash-table slot and the frequency sketch's counters.
+	entryOverhead = 112
+	// mapOverhead and groupBytes size an http.Header: the map header,
+	// then one group (8 control bytes, 8 slots of a string key and a
+	// []string value) per 8 fields, as allocated (size class 352).
+	mapOverhead = 48
+	groupBytes  = 352
+	// allocSlack is the allocator's rounding of a small object (a string,
+	// a one-element []string) to its size class, on average.
+	allocSlack = 8
+)
+
+// objectSize is an object struct as allocated.
+var objectSize = int(unsafe.Sizeof(object{})) + allocSlack
+
+// weigh sets o.weight to the heap the object holds: the struct, body and
+// identity copy (capacity: what was allocated), the strings it owns, the
+// stored header (strings counted once) and the serving header maps that
+// share its strings. The key's bytes are added by the L1 weigher.
+func (o *object) weigh() {
+	n := objectSize + entryOverhead + cap(o.body) + cap(o.ident) +
+		len(o.tenant) + len(o.host) + len(o.pathQuery) + len(o.varyVals) + len(o.passReason) + 3*allocSlack
+	n += 16*cap(o.tags) + 16*cap(o.vary) // their strings are the host's, tenant's and header values'
+	n += headerBytes(o.header, true) + headerBytes(o.hdrIdent, false) + headerBytes(o.hdrGzip, false)
+	if o.etagGzip != o.etag {
+		n += len(o.etagGzip) + allocSlack
+	}
+	o.weight = uint32(min(n, 1<<31))
+}
+
+// headerBytes is the heap an http.Header holds: its map and value slices,
+// and the key and value strings when owned (a clone shares them).
+func headerBytes(h http.Header, owned bool) int {
+	if h == nil {
+		return 0
+	}
+	n := mapOverhead + (len(h)+7)/8*groupBytes
+	for k, v := range h {
+		n += 16*cap(v) + allocSlack
+		if owned {
+			n += len(k) + allocSlack
+			for _, s := range v {
+				n += len(s) + allocSlack
+			}
+		}
+	}
+	return n
 }
 
 func bodyAllowed(code int) bool {

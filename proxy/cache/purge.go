@@ -21,6 +21,10 @@ type Purge struct {
 	ID     string // operator-visible id, echoed in logs
 	Index  uint64 // Raft log index; 0 means "next after the latest applied"
 	Tenant string // tenant the purge is limited to; empty means every tenant
+	// Generation is the tenant's Request.Generation when the purge was
+	// applied; it is used only to delete exact URLs eagerly (the record
+	// decides whatever it is).
+	Generation uint64
 
 	// Selectors; an object matching any of them is purged.
 	URLs     []string // exact URLs: "https://host/path?q", "host/path?q" or "/path?q" (any host of the tenant)
@@ -280,7 +284,7 @@ func (c *Cache) ApplyPurge(p Purge) error {
 				continue
 			}
 			for _, scheme := range []string{"http", "https"} {
-				keys = append(keys, cacheKey(p.Tenant, scheme, t.host, t.pathQuery, ""))
+				keys = append(keys, cacheKey(p.Tenant, p.Generation, scheme, t.host, t.pathQuery, ""))
 			}
 		}
 		if len(keys) > 0 {

@@ -152,12 +152,43 @@ func TestSemantics(t *testing.T) {
 			},
 		},
 		{
-			name:   "Authorization cached when the policy allows",
+			name:   "Authorization with the policy: max-age alone is not shareable (RFC 9111 section 3.5)",
 			origin: static("Cache-Control", "max-age=60"),
 			policy: Policy{CacheAuthorized: true},
 			steps: []step{
+				{hdr: []string{"Authorization", "Bearer x"}, wantCS: "edge; fwd=miss; detail=authorization", wantOrigin: 1},
+				{hdr: []string{"Authorization", "Bearer x"}, wantCS: "edge; fwd=miss; detail=authorization", wantOrigin: 2},
+				{wantCS: "edge; fwd=miss; stored", wantOrigin: 3},                                // anonymous: stored
+				{hdr: []string{"Authorization", "Bearer x"}, wantCS: "edge; hit", wantOrigin: 3}, // and shared
+			},
+		},
+		{
+			name:   "Authorization with the policy: public is stored and shared",
+			origin: static("Cache-Control", "public, max-age=60"),
+			policy: Policy{CacheAuthorized: true},
+			steps: []step{
 				{hdr: []string{"Authorization", "Bearer x"}, wantCS: "edge; fwd=miss; stored", wantOrigin: 1},
-				{hdr: []string{"Authorization", "Bearer x"}, wantCS: "edge; hit", wantOrigin: 1},
+				{hdr: []string{"Authorization", "Bearer y"}, wantCS: "edge; hit", wantOrigin: 1},
+				{wantCS: "edge; hit", wantOrigin: 1},
+			},
+		},
+		{
+			name:   "Authorization with the policy: s-maxage is stored",
+			origin: static("Cache-Control", "s-maxage=60"),
+			policy: Policy{CacheAuthorized: true},
+			steps: []step{
+				{hdr: []string{"Authorization", "Bearer x"}, wantCS: "edge; fwd=miss; stored", wantOrigin: 1},
+				{wantCS: "edge; hit", wantOrigin: 1},
+			},
+		},
+		{
+			name:   "Authorization with the policy: must-revalidate is stored, never served stale",
+			origin: static("Cache-Control", "max-age=60, must-revalidate, stale-if-error=600"),
+			policy: Policy{CacheAuthorized: true},
+			steps: []step{
+				{hdr: []string{"Authorization", "Bearer x"}, wantCS: "edge; fwd=miss; stored", wantOrigin: 1},
+				{wantCS: "edge; hit", wantOrigin: 1},
+				{advance: 61 * time.Second, wantCS: "edge; fwd=stale; stored", wantOrigin: 2}, // fetched, not served stale
 			},
 		},
 		{

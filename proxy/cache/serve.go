@@ -23,8 +23,12 @@ type Policy struct {
 	// CacheSetCookie allows storing responses with Set-Cookie. The cookie
 	// itself is never stored or replayed to other clients.
 	CacheSetCookie bool
-	// CacheAuthorized allows caching for requests with Authorization;
-	// without it such requests bypass the cache entirely.
+	// CacheAuthorized lets requests with Authorization use the cache
+	// (RFC 9111 section 3.5): they are answered from stored objects, and
+	// their responses are stored (and then served to every client, with
+	// or without credentials) only when the origin marked them shareable
+	// with public, s-maxage or must-revalidate. Without it such requests
+	// bypass the cache entirely.
 	CacheAuthorized bool
 	// StaleIfError serves stale content for this long past expiry when the
 	// origin fails, even if the origin sent no stale-if-error.
@@ -34,11 +38,17 @@ type Policy struct {
 // Request describes what the proxy knows about a request beyond the
 // *http.Request itself.
 type Request struct {
-	Tenant  string // the tenant the host routes to
-	Scheme  string // "http" or "https"; empty: from r.TLS
-	Host    string // lower-case host; empty: r.Host
-	Variant string // transform variant (e.g. "fr" for a translated page), part of the key
-	Policy  Policy
+	Tenant string // the tenant the host routes to
+	// Generation is the tenant's incarnation, part of the key: a tenant
+	// removed and added again, or whose origin changed, gets a new one,
+	// so nothing stored for the old owner or origin is reachable (on any
+	// tier) afterwards. The proxy uses raftstore's Tenant.OriginIndex,
+	// which every node agrees on. 0 keys as before generations existed.
+	Generation uint64
+	Scheme     string // "http" or "https"; empty: from r.TLS
+	Host       string // lower-case host; empty: r.Host
+	Variant    string // transform variant (e.g. "fr" for a translated page), part of the key
+	Policy     Policy
 	// Persist also uses L3 (S3): for expensive variants worth keeping.
 	Persist bool
 	// BeforeWrite, when set, is called right before the response header is
@@ -165,14 +175,14 @@ func (c *Cache) serve(w http.ResponseWriter, r *http.Request, req Request, fetch
 		res, err := c.pass(w, r, &req, fetch, cacheName+"; fwd=method")
 		if err == nil && res.StatusCode < 400 && unsafeMethod(r.Method) {
 			// RFC 9111 section 4.4: a successful unsafe request invalidates.
-			c.invalidate(cacheKey(req.Tenant, req.Scheme, req.Host, pq, req.Variant))
+			c.invalidate(cacheKey(req.Tenant, req.Generation, req.Scheme, req.Host, pq, req.Variant))
 		}
 		return res, err
 	}
 	if !req.Policy.CacheAuthorized && headerValue(r.Header, "Authorization") != "" {
 		return c.pass(w, r, &req, fetch, cacheName+"; fwd=bypass; detail=authorization")
 	}
-	base := cacheKey(req.Tenant, req.Scheme, req.Host, pq, req.Variant)
+	base := cacheKey(req.Tenant, req.Generation, req.Scheme, req.Host, pq, req.Variant)
 	now := c.now() // one clock read for the lookup, freshness and Age
 	o, key, tier, soft := c.lookup(r.Context(), base, r, req.Persist, now)
 	if o != nil && o.pass {
@@ -199,8 +209,29 @@ const (
 
 // cacheKey is the primary key; vary values extend it for varying responses.
 // Only GET is stored (HEAD reads the GET entry), so the method is constant.
-func cacheKey(tenant, scheme, host, pq, variant string) string {
-	return tenant + "\x00GET\x00" + scheme + "\x00" + host + "\x00" + pq + "\x00" + variant
+// A generation other than 0 follows the tenant ("t\x007\x00GET…"); 0 keeps
+// the key generations did not have, so objects in L2/L3 stored before
+// them stay reachable. Either way the key is one allocation.
+func cacheKey(tenant string, gen uint64, scheme, host, pq, variant string) string {
+	if gen == 0 {
+		return tenant + "\x00GET\x00" + scheme + "\x00" + host + "\x00" + pq + "\x00" + variant
+	}
+	var nb [20]byte
+	g := strconv.AppendUint(nb[:0], gen, 10)
+	var b strings.Builder
+	b.Grow(len(tenant) + 1 + len(g) + len("\x00GET\x00") + len(scheme) + 1 + len(host) + 1 + len(pq) + 1 + len(variant))
+	b.WriteString(tenant)
+	b.WriteByte(0)
+	b.Write(g)
+	b.WriteString("\x00GET\x00")
+	b.WriteString(scheme)
+	b.WriteByte(0)
+	b.WriteString(host)
+	b.WriteByte(0)
+	b.WriteString(pq)
+	b.WriteByte(0)
+	b.WriteString(variant)
+	return b.String()
 }
 
 func varyKey(base, vals string) string { return base + "\x01" + vals }
@@ -616,7 +647,7 @@ func (c *Cache) fetchOrigin(ctx context.Context, r *http.Request, req *Request, 
 	if stale != nil && code == http.StatusNotModified {
 		resp.Body.Close()
 		status := cacheName + fwd + "; fwd-status=304"
-		if o := c.refresh(stale, resp.Header, req.Policy, reqTime, respTime, stamp); o != nil {
+		if o := c.refresh(stale, resp.Header, req.Policy, headerValue(r.Header, "Authorization") != "", reqTime, respTime, stamp); o != nil {
 			c.store(base, o, req.Persist)
 			return outcome{obj: o, status: status + "; stored", stored: true, dur: dur}
 		}
@@ -660,14 +691,30 @@ func (c *Cache) fetchOrigin(ctx context.Context, r *http.Request, req *Request, 
 }
 
 // readUpTo reads body until EOF or until it holds more than limit bytes.
+// With a length hint the buffer is allocated at exactly that size (it is
+// what L1 keeps: hint+1, to see EOF, would round 1 KiB up to the 1152-byte
+// size class); a last read into a small array confirms the end.
 func readUpTo(body io.Reader, limit, hint int64) ([]byte, error) {
 	size := int64(512)
 	if hint > 0 {
-		size = min(hint, limit) + 1
+		size = min(hint, limit+1)
 	}
 	buf := make([]byte, 0, size)
 	for {
 		if len(buf) == cap(buf) {
+			if hint > 0 && int64(len(buf)) == hint {
+				var one [1]byte
+				n, err := io.ReadFull(body, one[:])
+				if n == 0 && (err == io.EOF || err == io.ErrUnexpectedEOF) {
+					return buf, nil
+				}
+				if err != nil && n == 0 {
+					return nil, err
+				}
+				buf = append(buf, one[0]) // longer than announced: read on
+				hint = 0
+				continue
+			}
 			buf = append(buf, 0)[:len(buf)]
 		}
 		n, err := body.Read(buf[len(buf):cap(buf)])
@@ -687,9 +734,12 @@ func readUpTo(body io.Reader, limit, hint int64) ([]byte, error) {
 // build makes an object from an origin response and its body.
 func (c *Cache) build(r *http.Request, req *Request, resp *http.Response, body []byte, fr freshness, stamp uint64, reqTime, respTime time.Time, pq string) (*object, error) {
 	h := storedHeader(resp.Header)
+	// The host and path may be slices of the request's header block
+	// (proxy/h1): copies keep the object from holding that block.
+	host, pq := strings.Clone(req.Host), strings.Clone(pq)
 	o := &object{
-		tenant: req.Tenant, host: req.Host, pathQuery: pq,
-		tags:   tagsOf(resp.Header, req.Tenant, req.Host),
+		tenant: req.Tenant, host: host, pathQuery: pq,
+		tags:   tagsOf(resp.Header, req.Tenant, host),
 		stamp:  stamp,
 		vary:   varyNames(resp.Header),
 		status: resp.StatusCode, header: h,
@@ -724,7 +774,9 @@ func (c *Cache) build(r *http.Request, req *Request, resp *http.Response, body [
 
 // refresh applies a 304's headers to a stored object (RFC 9111 section
 // 4.3.4) and recomputes its freshness; nil means it is no longer storable.
-func (c *Cache) refresh(old *object, h304 http.Header, p Policy, reqTime, respTime time.Time, stamp uint64) *object {
+// authorized says the 304 answered a request with Authorization: the
+// merged response must then be shareable by section 3.5.
+func (c *Cache) refresh(old *object, h304 http.Header, p Policy, authorized bool, reqTime, respTime time.Time, stamp uint64) *object {
 	upd := storedHeader(h304)
 	delete(upd, "Content-Encoding")
 	delete(upd, "Content-Type")
@@ -732,7 +784,7 @@ func (c *Cache) refresh(old *object, h304 http.Header, p Policy, reqTime, respTi
 	for k, v := range upd {
 		h[k] = v
 	}
-	fr := decide(old.status, h, p, false, respTime)
+	fr := decide(old.status, h, p, authorized, respTime)
 	if !fr.storable {
 		return nil
 	}
