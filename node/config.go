@@ -155,6 +155,12 @@ func (c *Config) validate() error {
 	if (c.AdminTLSCert == "") != (c.AdminTLSKey == "") {
 		errs = append(errs, errors.New("--admin-tls-cert and --admin-tls-key go together"))
 	}
+	for _, tok := range append([]string{c.AdminToken}, c.AdminTokensAccepted...) {
+		if err := checkAdminToken(tok); err != nil {
+			errs = append(errs, err)
+			break
+		}
+	}
 	pki := c.PeerTLSCert != "" || c.PeerTLSKey != "" || c.PeerTLSCA != ""
 	switch {
 	case pki && (c.PeerTLSCert == "" || c.PeerTLSKey == "" || c.PeerTLSCA == ""):
@@ -184,4 +190,23 @@ func isLoopback(addr string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
+}
+
+// MinAdminTokenLen is the shortest admin token edged accepts, in bytes.
+const MinAdminTokenLen = 32
+
+// checkAdminToken refuses the manifests' placeholder and short tokens, and
+// says how to make a good one: a token guards every tenant, certificate
+// key and the cluster's membership.
+func checkAdminToken(tok string) error {
+	const how = "make one with: head -c 32 /dev/urandom | base64"
+	switch {
+	case tok == "":
+		return nil
+	case strings.Contains(tok, "PLACEHOLDER"):
+		return fmt.Errorf("the admin token is the manifests' placeholder; %s", how)
+	case len(tok) < MinAdminTokenLen:
+		return fmt.Errorf("an admin token is %d bytes, want at least %d; %s", len(tok), MinAdminTokenLen, how)
+	}
+	return nil
 }

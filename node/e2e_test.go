@@ -117,7 +117,7 @@ func startE2EClusterWith(t *testing.T, n int, extra func(*proc) []string) *e2eCl
 	// Two tokens, as during a rotation: edged sends the first and accepts
 	// both, edgectl sends the first line (TestE2ECLIContract uses the
 	// second).
-	if err := os.WriteFile(c.tokenFile, []byte("e2e-secret-token\ne2e-next-token\n"), 0o600); err != nil {
+	if err := os.WriteFile(c.tokenFile, []byte("e2e-secret-token-0123456789abcdef012\ne2e-next-token-0123456789abcdef012345\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	c.keyFile = filepath.Join(t.TempDir(), "cluster-key")
@@ -427,7 +427,7 @@ func TestE2ECLIContract(t *testing.T) {
 	c.mustCtl("--server", dead+","+srv, "tenant", "add", "shop.example", "--origin", origin.URL)
 
 	// The second token of the node's file is accepted too; others are not.
-	for tok, want := range map[string]int{"e2e-next-token": 0, "not-a-token": 1} {
+	for tok, want := range map[string]int{"e2e-next-token-0123456789abcdef012345": 0, "not-a-token": 1} {
 		cmd := exec.Command(c.edgectl, "--server", srv, "tenant", "get", "shop.example")
 		cmd.Env = append(os.Environ(), "EDGECTL_TOKEN="+tok)
 		var errb bytes.Buffer

@@ -23,7 +23,7 @@ import (
 	"github.com/edgeproxy/edge/raftstore"
 )
 
-const testToken = "test-token-0123456789"
+const testToken = "test-token-0123456789abcdef0123456789"
 
 // testClusterKey is the raft credential of every node a test starts.
 const testClusterKey = "node-test-cluster-key-0123456789abcdef"
@@ -250,6 +250,24 @@ func TestAdminAPIRequiresToken(t *testing.T) {
 	waitFor(t, 5*time.Second, "leader", func() bool { return n.store.IsLeader() })
 	if _, err := c.List(authCtx(testToken), &edgev1.ListTenantsRequest{}); err != nil {
 		t.Fatalf("valid token: %v", err)
+	}
+}
+
+// TestWeakAdminTokenRefused: the base manifests' placeholder, or any
+// token shorter than 32 bytes (the node's own or an accepted one), stops
+// edged at start with a message that says how to make one.
+func TestWeakAdminTokenRefused(t *testing.T) {
+	for name, set := range map[string]func(*Config){
+		"placeholder":    func(c *Config) { c.AdminToken = "PLACEHOLDER-replace-me-not-a-secret" },
+		"short":          func(c *Config) { c.AdminToken = "secret" },
+		"short accepted": func(c *Config) { c.AdminTokensAccepted = []string{"old"} },
+	} {
+		cfg := testConfig(t, "weak")
+		set(&cfg)
+		_, err := New(cfg)
+		if err == nil || !strings.Contains(err.Error(), "head -c 32 /dev/urandom") {
+			t.Errorf("%s: New = %v, want a refusal saying how to make a token", name, err)
+		}
 	}
 }
 
@@ -510,7 +528,7 @@ func TestRaftAddressesMayBeNames(t *testing.T) {
 // token file's format (first line the node's own, then accepted ones,
 // blanks skipped) is read by ParseFlags.
 func TestAdminTokenRotation(t *testing.T) {
-	const oldTok, newTok = "old-token-0123456789", "new-token-9876543210"
+	const oldTok, newTok = "old-token-0123456789abcdef0123456789", "new-token-9876543210fedcba9876543210"
 	file := filepath.Join(t.TempDir(), "token")
 	if err := os.WriteFile(file, []byte(" "+oldTok+"\n\n"+newTok+" \n"), 0o600); err != nil {
 		t.Fatal(err)
