@@ -361,19 +361,7 @@ func TestStatefulSet(t *testing.T) {
 	// The raft port's cluster key: a file from its own Secret, which the
 	// admin token's holders (operators, CI) need not see.
 	keyFile := args["cluster-key-file"]
-	var keyVol *corev1.Volume
-	for _, vm := range c.VolumeMounts {
-		if filepath.Dir(keyFile) == filepath.Clean(vm.MountPath) {
-			v := volumes[vm.Name]
-			keyVol = &v
-			if !vm.ReadOnly {
-				t.Errorf("the cluster key volume is mounted read-write")
-			}
-		}
-	}
-	if keyFile == "" || keyVol == nil || keyVol.Secret == nil {
-		t.Fatalf("--cluster-key-file=%q is not in a mounted Secret volume: the raft port would accept anyone", keyFile)
-	}
+	keyVol := secretVolumeOf(t, c, volumes, keyFile, "--cluster-key-file")
 	if keyVol.Secret.SecretName != "edge-cluster-key" || m.secrets["edge-cluster-key"] == nil {
 		t.Errorf("the cluster key volume uses Secret %q, want edge-cluster-key defined in deploy/k8s", keyVol.Secret.SecretName)
 	}
@@ -383,19 +371,7 @@ func TestStatefulSet(t *testing.T) {
 
 	// The admin token: a file from the Secret.
 	tokenFile := args["admin-token-file"]
-	var tokenVol *corev1.Volume
-	for _, vm := range c.VolumeMounts {
-		if filepath.Dir(tokenFile) == filepath.Clean(vm.MountPath) {
-			v := volumes[vm.Name]
-			tokenVol = &v
-			if !vm.ReadOnly {
-				t.Errorf("the token volume is mounted read-write")
-			}
-		}
-	}
-	if tokenVol == nil || tokenVol.Secret == nil {
-		t.Fatalf("--admin-token-file=%s is not in a mounted Secret volume", tokenFile)
-	}
+	tokenVol := secretVolumeOf(t, c, volumes, tokenFile, "--admin-token-file")
 	secret := m.secrets[tokenVol.Secret.SecretName]
 	if secret == nil {
 		t.Fatalf("the token volume uses Secret %q, which deploy/k8s does not define", tokenVol.Secret.SecretName)
@@ -631,6 +607,26 @@ func TestNetworkPolicy(t *testing.T) {
 // TestClusterKeySecretIsRefused: the base's cluster key is a placeholder
 // edged will not start with, so nobody runs a cluster whose raft key is in
 // a public repository.
+// secretVolumeOf returns the Secret volume mounted, read-only, at file's
+// directory; flag names the file in failures.
+func secretVolumeOf(t *testing.T, c *corev1.Container, volumes map[string]corev1.Volume, file, flag string) *corev1.Volume {
+	t.Helper()
+	var vol *corev1.Volume
+	for _, vm := range c.VolumeMounts {
+		if file != "" && filepath.Dir(file) == filepath.Clean(vm.MountPath) {
+			v := volumes[vm.Name]
+			vol = &v
+			if !vm.ReadOnly {
+				t.Errorf("the volume of %s is mounted read-write", flag)
+			}
+		}
+	}
+	if vol == nil || vol.Secret == nil {
+		t.Fatalf("%s=%q is not in a mounted Secret volume", flag, file)
+	}
+	return vol
+}
+
 func TestClusterKeySecretIsRefused(t *testing.T) {
 	m := loadManifests(t)
 	s := m.secrets["edge-cluster-key"]
