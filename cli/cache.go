@@ -61,7 +61,9 @@ Selectors (any number, an object matching one of them is purged):
 				g.timeout = wait + 5*time.Second
 			}
 			var resp *edgev1.PurgeResponse
-			err := g.call(cmd.Context(), func(ctx context.Context, cc *grpc.ClientConn) (err error) {
+			// The call waits up to --wait for every node: the attempt
+			// deadline covers connecting only.
+			err := g.callLong(cmd.Context(), func(ctx context.Context, cc *grpc.ClientConn) (err error) {
 				resp, err = edgev1.NewCacheServiceClient(cc).Purge(ctx, req)
 				return err
 			})

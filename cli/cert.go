@@ -49,14 +49,20 @@ func newCertCmd(g *globals) *cobra.Command {
 	}
 	list.Flags().StringVar(&expiring, "expiring", "", "only certificates expiring within this period (e.g. 30d, 72h)")
 
-	one := func(use, short string, call func(ctx context.Context, c edgev1.CertServiceClient, domain string) (*edgev1.Cert, error)) *cobra.Command {
+	// long: issue and renew wait for the CA, so the attempt deadline
+	// covers connecting only (client.go, scopeConnect).
+	one := func(use, short string, long bool, call func(ctx context.Context, c edgev1.CertServiceClient, domain string) (*edgev1.Cert, error)) *cobra.Command {
 		return &cobra.Command{
 			Use:   use + " DOMAIN",
 			Short: short,
 			Args:  exactArgs(1, "DOMAIN"),
 			RunE: func(cmd *cobra.Command, args []string) error {
 				var resp *edgev1.Cert
-				err := g.call(cmd.Context(), func(ctx context.Context, cc *grpc.ClientConn) (err error) {
+				do := g.call
+				if long {
+					do = g.callLong
+				}
+				err := do(cmd.Context(), func(ctx context.Context, cc *grpc.ClientConn) (err error) {
 					resp, err = call(ctx, edgev1.NewCertServiceClient(cc), args[0])
 					return err
 				})
@@ -68,13 +74,13 @@ func newCertCmd(g *globals) *cobra.Command {
 		}
 	}
 	c.AddCommand(list,
-		one("get", "Show a certificate: issuer, not-after, SANs, status and source", func(ctx context.Context, c edgev1.CertServiceClient, d string) (*edgev1.Cert, error) {
+		one("get", "Show a certificate: issuer, not-after, SANs, status and source", false, func(ctx context.Context, c edgev1.CertServiceClient, d string) (*edgev1.Cert, error) {
 			return c.Get(ctx, &edgev1.CertRef{Domain: d})
 		}),
-		one("issue", "Order a certificate now (licensed domains only)", func(ctx context.Context, c edgev1.CertServiceClient, d string) (*edgev1.Cert, error) {
+		one("issue", "Order a certificate now (licensed domains only)", true, func(ctx context.Context, c edgev1.CertServiceClient, d string) (*edgev1.Cert, error) {
 			return c.Issue(ctx, &edgev1.CertRef{Domain: d})
 		}),
-		one("renew", "Order a replacement now, even if the current one is fresh", func(ctx context.Context, c edgev1.CertServiceClient, d string) (*edgev1.Cert, error) {
+		one("renew", "Order a replacement now, even if the current one is fresh", true, func(ctx context.Context, c edgev1.CertServiceClient, d string) (*edgev1.Cert, error) {
 			return c.Renew(ctx, &edgev1.CertRef{Domain: d})
 		}),
 		newCertImport(g),
@@ -83,7 +89,9 @@ func newCertCmd(g *globals) *cobra.Command {
 			Short: "Stop serving and renewing a certificate",
 			Args:  exactArgs(1, "DOMAIN"),
 			RunE: func(cmd *cobra.Command, args []string) error {
-				err := g.call(cmd.Context(), func(ctx context.Context, cc *grpc.ClientConn) error {
+				// Not sent twice: a removal does not go through the
+				// request-ID check, and a repeat would answer "not found".
+				err := g.callLong(cmd.Context(), func(ctx context.Context, cc *grpc.ClientConn) error {
 					_, err := edgev1.NewCertServiceClient(cc).Remove(ctx, &edgev1.CertRef{Domain: args[0]})
 					return err
 				})

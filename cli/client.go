@@ -14,18 +14,78 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 )
 
-// call runs fn against the first server that answers. A server that is
-// unavailable (down, or without a leader) is skipped for the next one; the
-// whole list is tried a few times within --timeout. Every attempt carries
-// the same request ID, so a write retried after an unknown outcome is
-// applied at most once.
+// errAttemptTimeout is the cause of an attempt's context when the
+// attempt's own deadline (--attempt-timeout) ran out, as opposed to the
+// command's (--timeout).
+var errAttemptTimeout = errors.New("attempt deadline exceeded")
+
+// attemptScope says what one attempt's own deadline covers. Connecting is
+// always covered: a node that is hung (SIGSTOP, a wedged process) still has
+// its kernel accept the TCP connection but never answers gRPC's handshake,
+// and waiting on it for the whole --timeout is what issue 15 was about.
+type attemptScope int
+
+const (
+	// scopeCall: connecting and the whole call. For calls that answer
+	// quickly and are safe to send again: reads, and writes that go
+	// through the raft log under the command's request ID.
+	scopeCall attemptScope = iota
+	// scopeFirstResponse: connecting and the first message of a server
+	// stream (snapshot save); fn calls started() once it has it, and the
+	// rest of the stream runs under --timeout only.
+	scopeFirstResponse
+	// scopeConnect: connecting only. For calls that legitimately run long
+	// (a purge waits for every node, issuing a certificate waits for the
+	// CA, a restore streams the whole file, a preview fetches from the
+	// origin) or that are not safe to send twice (transfer-leader, member
+	// and certificate removal do not go through the request-ID check).
+	scopeConnect
+)
+
+// call runs fn against the first server that answers, with the attempt
+// deadline covering the whole call (scopeCall).
 func (g *globals) call(ctx context.Context, fn func(ctx context.Context, cc *grpc.ClientConn) error) error {
+	return g.attempts(ctx, scopeCall, func(ctx context.Context, cc *grpc.ClientConn, _ func()) error { return fn(ctx, cc) })
+}
+
+// callLong is call for calls that may legitimately run long or must not be
+// sent twice: the attempt deadline covers connecting only (scopeConnect).
+func (g *globals) callLong(ctx context.Context, fn func(ctx context.Context, cc *grpc.ClientConn) error) error {
+	return g.attempts(ctx, scopeConnect, func(ctx context.Context, cc *grpc.ClientConn, _ func()) error { return fn(ctx, cc) })
+}
+
+// callStream is call for server streams: the attempt deadline covers
+// connecting and the first message, which fn reports with started().
+func (g *globals) callStream(ctx context.Context, fn func(ctx context.Context, cc *grpc.ClientConn, started func()) error) error {
+	return g.attempts(ctx, scopeFirstResponse, fn)
+}
+
+// attemptTimeout is --attempt-timeout, or by default the smaller of 2s and
+// a third of --timeout (so that at least three servers get a try).
+func (g *globals) attemptTimeout() time.Duration {
+	if g.attemptLimit > 0 {
+		return min(g.attemptLimit, g.timeout)
+	}
+	return min(2*time.Second, g.timeout/3)
+}
+
+// attempts runs fn against the servers in order until one answers. It
+// moves to the next server when one is unavailable (down, or without a
+// leader) or does not answer within the attempt deadline; the whole list
+// is tried up to three times within --timeout, the attempt deadline
+// doubling each round so that a server that is slow rather than hung gets
+// its answer through. Every attempt carries the same request ID, so a
+// write retried after an unknown outcome (an attempt deadline ran out after
+// the server had proposed it) is applied at most once: the state machine
+// answers a repeated ID with the first result.
+func (g *globals) attempts(ctx context.Context, scope attemptScope, fn func(ctx context.Context, cc *grpc.ClientConn, started func()) error) error {
 	servers := splitList(g.servers)
 	if len(servers) == 0 {
 		return usagef("--server: no address given")
@@ -57,38 +117,116 @@ func (g *globals) call(ctx context.Context, fn func(ctx context.Context, cc *grp
 	var errs []string
 	for round := 0; round < 3; round++ {
 		errs = errs[:0]
+		limit := g.attemptTimeout() << round
 		for _, addr := range servers {
-			err := g.callOne(ctx, addr, creds, fn)
+			err := g.callOne(ctx, addr, creds, scope, limit, fn)
 			if err == nil {
 				return nil
+			}
+			if ctx.Err() != nil {
+				errs = append(errs, fmt.Sprintf("%s: %s", addr, attemptReason(err)))
+				return fmt.Errorf("timed out after %v (--timeout): %s", g.timeout, strings.Join(errs, "; "))
+			}
+			if errors.Is(err, errAttemptTimeout) {
+				errs = append(errs, fmt.Sprintf("%s: no answer within %v", addr, limit))
+				continue
 			}
 			s, _ := status.FromError(err)
 			if s.Code() != codes.Unavailable {
 				return statusError(err)
 			}
 			errs = append(errs, fmt.Sprintf("%s: %s", addr, unavailableReason(s.Message())))
-			if ctx.Err() != nil {
-				break
-			}
-		}
-		if ctx.Err() != nil {
-			break
 		}
 		select {
 		case <-ctx.Done():
+			return fmt.Errorf("timed out after %v (--timeout): %s", g.timeout, strings.Join(errs, "; "))
 		case <-time.After(time.Duration(200*(round+1)) * time.Millisecond):
 		}
 	}
 	return fmt.Errorf("cannot reach a usable server: %s", strings.Join(errs, "; "))
 }
 
-func (g *globals) callOne(ctx context.Context, addr string, creds credentials.TransportCredentials, fn func(context.Context, *grpc.ClientConn) error) error {
+// callOne is one attempt against addr, bounded by limit as scope says. It
+// returns an error wrapping errAttemptTimeout when the attempt's own
+// deadline ran out (or the server gave up on the deadline it was sent)
+// while --timeout still runs.
+func (g *globals) callOne(ctx context.Context, addr string, creds credentials.TransportCredentials, scope attemptScope, limit time.Duration, fn func(context.Context, *grpc.ClientConn, func()) error) error {
 	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds))
 	if err != nil {
 		return status.Error(codes.Unavailable, err.Error())
 	}
 	defer cc.Close()
-	return fn(ctx, cc)
+
+	var (
+		actx    context.Context
+		started = func() {}
+	)
+	if scope == scopeCall {
+		// A real deadline, which gRPC sends along: the server stops
+		// forwarding to its leader when this client has moved on.
+		c, cancel := context.WithDeadlineCause(ctx, time.Now().Add(limit), errAttemptTimeout)
+		defer cancel()
+		actx = c
+	} else {
+		c, cancel := context.WithCancelCause(ctx)
+		defer cancel(nil)
+		timer := time.AfterFunc(limit, func() { cancel(errAttemptTimeout) })
+		defer timer.Stop()
+		actx, started = c, func() { timer.Stop() }
+	}
+	err = waitConnected(actx, cc)
+	if err == nil {
+		if scope == scopeConnect {
+			started()
+		}
+		err = fn(actx, cc, started)
+	}
+	if err == nil || ctx.Err() != nil {
+		return err
+	}
+	if errors.Is(context.Cause(actx), errAttemptTimeout) {
+		switch status.Code(err) {
+		case codes.DeadlineExceeded, codes.Canceled:
+			return fmt.Errorf("%s: %w", addr, errAttemptTimeout)
+		}
+	}
+	if status.Code(err) == codes.DeadlineExceeded {
+		// The server ran out of the deadline it was sent (a hair before
+		// this side noticed), or of its own forwarding deadline.
+		return fmt.Errorf("%s: %w: %v", addr, errAttemptTimeout, err)
+	}
+	return err
+}
+
+// waitConnected waits until cc has a connection (gRPC's handshake done:
+// the server answered) or has failed to get one, in which case the call
+// that follows fails at once with the dial error. A hung server does
+// neither, and ctx's attempt deadline ends the wait.
+func waitConnected(ctx context.Context, cc *grpc.ClientConn) error {
+	cc.Connect()
+	for {
+		s := cc.GetState()
+		if s == connectivity.Ready || s == connectivity.TransientFailure {
+			return nil
+		}
+		if !cc.WaitForStateChange(ctx, s) {
+			if errors.Is(context.Cause(ctx), errAttemptTimeout) {
+				return status.Error(codes.DeadlineExceeded, "no answer to the connection handshake")
+			}
+			return status.FromContextError(ctx.Err()).Err()
+		}
+	}
+}
+
+// attemptReason is the last attempt's error in a few words.
+func attemptReason(err error) string {
+	if errors.Is(err, errAttemptTimeout) {
+		return "no answer"
+	}
+	if s, ok := status.FromError(err); ok {
+		return unavailableReason(s.Message())
+	}
+	return err.Error()
 }
 
 // unavailableReason trims gRPC's transport wording down to the cause.

@@ -75,7 +75,9 @@ func newClusterRemove(g *globals) *cobra.Command {
 		Short: "Remove a node from the raft configuration",
 		Args:  exactArgs(1, "ID"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			err := g.call(cmd.Context(), func(ctx context.Context, cc *grpc.ClientConn) error {
+			// Not sent twice on a deadline: a raft configuration change
+			// has no request ID, and a repeat would answer "not found".
+			err := g.callLong(cmd.Context(), func(ctx context.Context, cc *grpc.ClientConn) error {
 				_, err := edgev1.NewClusterServiceClient(cc).Remove(ctx, &edgev1.RemoveMemberRequest{Id: args[0]})
 				return err
 			})
@@ -98,7 +100,9 @@ func newClusterTransfer(g *globals) *cobra.Command {
 				req.Id = args[0]
 			}
 			var resp *edgev1.TransferLeadershipResponse
-			err := g.call(cmd.Context(), func(ctx context.Context, cc *grpc.ClientConn) (err error) {
+			// Not sent twice on a deadline (a repeat would move leadership
+			// again), and a transfer waits for the target to win.
+			err := g.callLong(cmd.Context(), func(ctx context.Context, cc *grpc.ClientConn) (err error) {
 				resp, err = edgev1.NewClusterServiceClient(cc).TransferLeadership(ctx, req)
 				return err
 			})

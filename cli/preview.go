@@ -36,7 +36,9 @@ func newTransformCmd(g *globals) *cobra.Command {
 				req.Rules = string(b)
 			}
 			var resp *edgev1.PreviewResponse
-			err := g.call(cmd.Context(), func(ctx context.Context, cc *grpc.ClientConn) (err error) {
+			// The node fetches from the origin (up to 30s): the attempt
+			// deadline covers connecting only.
+			err := g.callLong(cmd.Context(), func(ctx context.Context, cc *grpc.ClientConn) (err error) {
 				resp, err = edgev1.NewTransformServiceClient(cc).Preview(ctx, req)
 				return err
 			})

@@ -30,9 +30,12 @@ type globals struct {
 	tokenFile string
 	output    string
 	timeout   time.Duration
-	local     bool
-	insecure  bool
-	caFile    string
+	// attemptLimit is --attempt-timeout; 0 picks the default
+	// (globals.attemptTimeout).
+	attemptLimit time.Duration
+	local        bool
+	insecure     bool
+	caFile       string
 
 	stdout, stderr io.Writer
 	getenv         func(string) string
@@ -83,16 +86,20 @@ func newRoot(g *globals) *cobra.Command {
 			if g.timeout <= 0 {
 				return usagef("--timeout must be positive")
 			}
+			if g.attemptLimit < 0 {
+				return usagef("--attempt-timeout must not be negative")
+			}
 			return nil
 		},
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	pf := root.PersistentFlags()
-	pf.StringVar(&g.servers, "server", envOr(g.getenv, "EDGECTL_SERVER", "127.0.0.1:7001"), "admin addresses, comma-separated; the next is tried when one is unavailable (EDGECTL_SERVER)")
+	pf.StringVar(&g.servers, "server", envOr(g.getenv, "EDGECTL_SERVER", "127.0.0.1:7001"), "admin addresses, comma-separated; the next is tried when one is unavailable or does not answer within --attempt-timeout (EDGECTL_SERVER)")
 	pf.StringVar(&g.token, "token", g.getenv("EDGECTL_TOKEN"), "admin token (EDGECTL_TOKEN)")
 	pf.StringVar(&g.tokenFile, "token-file", g.getenv("EDGECTL_TOKEN_FILE"), "file holding the admin token (EDGECTL_TOKEN_FILE)")
 	pf.StringVarP(&g.output, "output", "o", "table", "output format: table, json or yaml")
 	pf.DurationVar(&g.timeout, "timeout", 15*time.Second, "overall time limit for the command")
+	pf.DurationVar(&g.attemptLimit, "attempt-timeout", 0, "limit for one server to connect and answer before the next is tried; doubles each round through the list; long calls are limited until their first answer only (0: the smaller of 2s and --timeout/3)")
 	pf.BoolVar(&g.local, "local", false, "reads: answer from the contacted node's own state instead of a leader-confirmed read")
 	pf.StringVar(&g.caFile, "tls-ca", g.getenv("EDGECTL_TLS_CA"), "use TLS to the admin API, trusting this CA bundle (EDGECTL_TLS_CA)")
 	root.AddCommand(newTenantCmd(g), newClusterCmd(g), newCacheCmd(g), newCertCmd(g), newTransformCmd(g), newSnapshotCmd(g), newHistoryCmd(g), newVersionCmd(g))

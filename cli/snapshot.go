@@ -28,7 +28,9 @@ func newSnapshotCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer os.Remove(tmp.Name())
-			err = g.call(cmd.Context(), func(ctx context.Context, cc *grpc.ClientConn) error {
+			// The attempt deadline covers connecting and the first chunk;
+			// the rest of the stream runs under --timeout.
+			err = g.callStream(cmd.Context(), func(ctx context.Context, cc *grpc.ClientConn, started func()) error {
 				if _, err := tmp.Seek(0, io.SeekStart); err != nil {
 					return err
 				}
@@ -47,6 +49,7 @@ func newSnapshotCmd(g *globals) *cobra.Command {
 					if err != nil {
 						return err
 					}
+					started()
 					if _, err := tmp.Write(c.GetData()); err != nil {
 						return err
 					}
@@ -93,7 +96,9 @@ func newSnapshotCmd(g *globals) *cobra.Command {
 			saved := g.servers
 			g.servers = leader
 			defer func() { g.servers = saved }()
-			err = g.call(cmd.Context(), func(ctx context.Context, cc *grpc.ClientConn) error {
+			// The upload and the leader's restore run under --timeout;
+			// the attempt deadline covers connecting only.
+			err = g.callLong(cmd.Context(), func(ctx context.Context, cc *grpc.ClientConn) error {
 				if _, err := f.Seek(0, io.SeekStart); err != nil {
 					return err
 				}

@@ -78,9 +78,13 @@ type Config struct {
 	// it, for the process; node itself does not use it.
 	GCMinHeap int64
 	// LokiURL, when set, also ships every log line to Loki's push API.
-	LokiURL        string
-	LokiLabels     map[string]string
+	LokiURL    string
+	LokiLabels map[string]string
+	// forwardTimeout bounds a write or read barrier forwarded to the
+	// leader, retries included; forwardAttempt bounds one try (see
+	// Node.forwardCtx).
 	forwardTimeout time.Duration
+	forwardAttempt time.Duration
 }
 
 // ProxyOptions are the data plane's tunables.
@@ -117,6 +121,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.forwardTimeout == 0 {
 		c.forwardTimeout = 10 * time.Second
+	}
+	if c.forwardAttempt == 0 {
+		c.forwardAttempt = 2 * time.Second
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

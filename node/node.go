@@ -375,13 +375,35 @@ func (n *Node) applyOnce(ctx context.Context, b []byte) (*raftstore.Result, erro
 	if err != nil {
 		return nil, err
 	}
-	actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	actx, cancel := n.forwardCtx(ctx)
 	defer cancel()
 	resp, err := c.Apply(actx, &edgev1.ApplyRequest{Command: b})
 	if err != nil {
 		return nil, err
 	}
 	return raftstore.DecodeResult(resp.GetResult())
+}
+
+// forwardCtx bounds one forwarded call to the leader: cfg.forwardAttempt
+// (2s), or half of the time ctx has left if that is less. A leader that
+// hangs (SIGSTOP, a wedged process) keeps its connection open and never
+// answers; the deadline ends the try and apply/readBarrier try again at
+// whoever leads by then, with the same request ID. Half, so that a second
+// try fits inside the caller's own deadline: edgectl sends its attempt
+// deadline along, and a follower that used all of it on a hung leader
+// would only make edgectl move to the next server.
+func (n *Node) forwardCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	d := n.cfg.forwardAttempt
+	if dl, ok := ctx.Deadline(); ok {
+		left := time.Until(dl)
+		if half := left / 2; half < d {
+			d = half
+			if d < 100*time.Millisecond {
+				d = left
+			}
+		}
+	}
+	return context.WithTimeout(ctx, d)
 }
 
 // retryable reports whether a failed proposal may be retried: the leader
@@ -455,7 +477,7 @@ func (n *Node) readIndex(ctx context.Context) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	rctx, cancel := n.forwardCtx(ctx)
 	defer cancel()
 	r, err := c.ReadIndex(rctx, &edgev1.ReadIndexRequest{})
 	if err != nil {
