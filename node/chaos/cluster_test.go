@@ -181,7 +181,9 @@ func (c *cluster) start(p *proc) {
 	}
 	cmd := c.net.command(p.i, c.bin, p.args)
 	cmd.Stdout, cmd.Stderr = f, f
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	// No Pdeathsig: it fires when the forking thread exits, and the netns
+	// dialer retires the threads it locks. Cleanup kills the groups.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		f.Close()
 		c.t.Fatalf("start %s: %v", p.id, err)

@@ -200,33 +200,38 @@ func (nn *netnsNet) command(i int, bin string, args []string) *exec.Cmd {
 	return exec.Command("ip", append([]string{"netns", "exec", nn.ns(i), bin}, args...)...)
 }
 
-// dial opens the socket inside the hub namespace from a thread of its own
-// that never returns to the host namespace (it exits with the goroutine).
+// dial opens the socket inside the hub namespace.
 func (nn *netnsNet) dial(ctx context.Context, addr string) (net.Conn, error) {
-	type result struct {
-		c   net.Conn
-		err error
-	}
-	ch := make(chan result, 1)
+	var c net.Conn
+	err := inNetns(nn.hub(), func() (err error) {
+		d := net.Dialer{Timeout: 2 * time.Second}
+		c, err = d.DialContext(ctx, "tcp", addr)
+		return err
+	})
+	return c, err
+}
+
+// inNetns runs fn on a thread that has entered the named network namespace,
+// so the sockets fn opens belong to it. The thread never returns to the
+// host namespace: it exits with its goroutine.
+func inNetns(name string, fn func() error) error {
+	ch := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread() // never unlocked: the thread dies with this goroutine
-		fd, err := unix.Open("/var/run/netns/"+nn.hub(), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		fd, err := unix.Open("/var/run/netns/"+name, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 		if err != nil {
-			ch <- result{err: fmt.Errorf("open netns %s: %w", nn.hub(), err)}
+			ch <- fmt.Errorf("open netns %s: %w", name, err)
 			return
 		}
 		err = unix.Setns(fd, unix.CLONE_NEWNET)
 		unix.Close(fd)
 		if err != nil {
-			ch <- result{err: fmt.Errorf("setns %s: %w", nn.hub(), err)}
+			ch <- fmt.Errorf("setns %s: %w", name, err)
 			return
 		}
-		d := net.Dialer{Timeout: 2 * time.Second}
-		c, err := d.DialContext(ctx, "tcp", addr)
-		ch <- result{c, err}
+		ch <- fn()
 	}()
-	r := <-ch
-	return r.c, r.err
+	return <-ch
 }
 
 func (nn *netnsNet) partition(minority []int) error {
