@@ -207,18 +207,26 @@ func (c *cluster) start(p *proc) {
 	}()
 }
 
-// kill sends SIGKILL to p's process group and waits for it to be gone.
-func (c *cluster) kill(p *proc) {
+// kill sends SIGKILL to the process groups of ps at once, then waits for
+// them to be gone.
+func (c *cluster) kill(ps ...*proc) {
 	c.t.Helper()
-	p.mu.Lock()
-	p.expected = true
-	cmd, done := p.cmd, p.done
-	p.mu.Unlock()
-	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		c.t.Fatalf("%s did not exit 10s after SIGKILL", p.id)
+	for _, p := range ps {
+		p.mu.Lock()
+		p.expected = true
+		pid := p.cmd.Process.Pid
+		p.mu.Unlock()
+		_ = syscall.Kill(-pid, syscall.SIGKILL)
+	}
+	for _, p := range ps {
+		p.mu.Lock()
+		done := p.done
+		p.mu.Unlock()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			c.t.Fatalf("%s did not exit 10s after SIGKILL", p.id)
+		}
 	}
 }
 
