@@ -28,6 +28,15 @@ var (
 	buildErr  error
 )
 
+// TestMain removes the binary built for the run.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if edgedBin != "" {
+		_ = os.RemoveAll(filepath.Dir(edgedBin))
+	}
+	os.Exit(code)
+}
+
 // edged builds the real binary once per test process.
 func edged(t *testing.T) string {
 	t.Helper()
