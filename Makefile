@@ -6,7 +6,7 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X github.com/edgeproxy/edge/cli.Version=$(VERSION)
 GO_TEST_FLAGS ?= -race -timeout 30m
 
-.PHONY: help build test run cluster bench proto lint
+.PHONY: help build test chaos run cluster bench proto lint
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
@@ -19,6 +19,10 @@ test: ## install test services when missing, then vet and run every test (race d
 	go vet ./...
 	test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
 	go test $(GO_TEST_FLAGS) ./...
+
+chaos: ## the fault suite (node/chaos, docs/reliability.md); CYCLES=1000 for a long run, CHAOS_SUMMARY=file keeps its summary
+	./scripts/install-test-deps.sh
+	CYCLES=$(CYCLES) CHAOS_SUMMARY=$(CHAOS_SUMMARY) go test -race -count=1 -timeout 12h -v ./node/chaos/
 
 run: build ## run a throwaway single-node dev Edge (admin 127.0.0.1:7001, HTTP 127.0.0.1:8080)
 	./bin/edged --dev --id dev --admin-addr 127.0.0.1:7001 --raft-addr 127.0.0.1:7000 --http-addr 127.0.0.1:8080 --metrics-addr 127.0.0.1:9090

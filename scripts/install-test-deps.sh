@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs when it is missing: Debian packages
-# (redis-server, nginx, wrk, protoc) and Go-installed servers (Pebble, the
+# (redis-server, nginx, wrk, protoc, iproute2 for the fault suite's network
+# namespaces) and Go-installed servers (Pebble, the
 # ACME CA's test server; versitygw, an S3-compatible server). Idempotent and
 # quiet when everything is present. Tests start these servers themselves on
 # free loopback ports.
@@ -17,6 +18,7 @@ command -v redis-server >/dev/null || need_apt+=(redis-server)
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need_apt+=(nginx-light)
 command -v wrk >/dev/null || need_apt+=(wrk)
 command -v protoc >/dev/null || need_apt+=(protobuf-compiler)
+command -v ip >/dev/null || [ -x /usr/sbin/ip ] || [ -x /sbin/ip ] || need_apt+=(iproute2)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "install-test-deps: apt-get install ${need_apt[*]}"
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
