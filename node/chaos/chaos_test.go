@@ -2,6 +2,7 @@ package chaos
 
 import (
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -163,12 +164,22 @@ func runChaos(t *testing.T, n int) {
 	if err := w.setup(); err != nil {
 		t.Fatal(err)
 	}
+	dp, err := newDataplane(w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := dp.setup(); err != nil {
+		t.Fatal(err)
+	}
+	c.dp = dp
+	dp.run()
 	w.run(5, sd)
 	stopped := false
 	stop := func() {
 		if !stopped {
 			stopped = true
 			w.stopClients()
+			dp.stopLoops()
 		}
 	}
 	t.Cleanup(stop)
@@ -189,6 +200,7 @@ func runChaos(t *testing.T, n int) {
 		heal()
 		records = append(records, cycleRecord{fault: f.name, at: at})
 		c.waitHealthy(45 * time.Second)
+		dp.waitRestarted(45 * time.Second)
 		t.Logf("cycle %d: %s (%s; leader before edge-%d, after edge-%d) at %v", cycle, f.name, target, leaderBefore, c.leader(), time.Duration(at).Round(time.Millisecond))
 		if lost := w.waitAddsEverywhere(20 * time.Second); len(lost) > 0 {
 			t.Errorf("cycle %d (%s): acknowledged adds missing after heal: %v", cycle, f.name, lost)
@@ -220,7 +232,18 @@ func runChaos(t *testing.T, n int) {
 		}
 	}
 	logErrorSample(t, history)
-	summary := summarize(n, cycles, elapsed, nw.canPartition(), records, history, len(lostAdds), failedCheck)
+	dpTable, dpBad := dp.summary(records)
+	for i, r := range dpBad {
+		if i == 10 {
+			t.Logf("… and %d more", len(dpBad)-i)
+			break
+		}
+		t.Logf("proxy error on edge-%d at %v: GET %s: %s", r.node, time.Duration(r.start).Round(time.Millisecond), r.path, r.err)
+	}
+	if len(dpBad) > 0 {
+		t.Errorf("%d proxied requests failed through Edge's fault (the node was neither killed nor paused by the test)", len(dpBad))
+	}
+	summary := summarize(n, cycles, elapsed, nw.canPartition(), records, history, len(lostAdds), failedCheck) + "\n" + dpTable
 	t.Log("\n" + summary)
 	if path := os.Getenv("CHAOS_SUMMARY"); path != "" {
 		f, err := os.OpenFile(path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
@@ -310,8 +333,8 @@ func summarize(n, cycles int, elapsed time.Duration, partitions bool, records []
 	for _, f := range order {
 		d := byFault[f]
 		slices.Sort(d)
-		q := func(p float64) string {
-			v := d[min(len(d)-1, int(p*float64(len(d))))]
+		q := func(p float64) string { // nearest rank
+			v := d[max(0, int(math.Ceil(p*float64(len(d))))-1)]
 			if v < 0 {
 				return "never"
 			}

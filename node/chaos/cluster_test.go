@@ -121,7 +121,8 @@ type cluster struct {
 	conns   []*grpc.ClientConn
 	bin     string
 	exitsMu sync.Mutex
-	exits   []string // exits the test did not cause
+	exits   []string   // exits the test did not cause
+	dp      *dataplane // told when the test kills or pauses a node; nil before it runs
 }
 
 func startCluster(t *testing.T, nw network, n int) *cluster {
@@ -221,6 +222,7 @@ func (c *cluster) start(p *proc) {
 func (c *cluster) kill(ps ...*proc) {
 	c.t.Helper()
 	for _, p := range ps {
+		c.dp.markDown(p.i)
 		p.mu.Lock()
 		p.expected = true
 		pid := p.cmd.Process.Pid
@@ -245,8 +247,14 @@ func (c *cluster) signal(p *proc, sig syscall.Signal) {
 	pid := p.cmd.Process.Pid
 	p.paused = sig == syscall.SIGSTOP
 	p.mu.Unlock()
+	if sig == syscall.SIGSTOP {
+		c.dp.markDown(p.i)
+	}
 	if err := syscall.Kill(-pid, sig); err != nil {
 		c.t.Fatalf("signal %v to %s: %v", sig, p.id, err)
+	}
+	if sig == syscall.SIGCONT {
+		c.dp.markUp(p.i)
 	}
 }
 

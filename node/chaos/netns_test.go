@@ -31,12 +31,16 @@ type network interface {
 	partition(minority []int) error
 	heal() error
 	canPartition() bool
+	// listenOrigin opens the data-plane origin's listener and returns the
+	// URL every node reaches it by.
+	listenOrigin() (net.Listener, string, error)
 }
 
 type nodeAddrs struct {
 	listenRaft, listenAdmin, listenHTTP, listenHTTPS, listenMetrics string
 	raft, admin                                                     string // advertised to the other nodes
 	client                                                          string // where the test's clients connect
+	clientHTTP, clientMetrics                                       string // the proxy and /readyz, from the clients' side
 }
 
 // ---- loopback ----
@@ -48,6 +52,7 @@ func newLoopback(t *testing.T, n int) *loopback {
 	for i := 0; i < n; i++ {
 		a := nodeAddrs{listenRaft: freeAddr(t), listenAdmin: freeAddr(t), listenHTTP: freeAddr(t), listenHTTPS: freeAddr(t), listenMetrics: freeAddr(t)}
 		a.raft, a.admin, a.client = a.listenRaft, a.listenAdmin, a.listenAdmin
+		a.clientHTTP, a.clientMetrics = a.listenHTTP, a.listenMetrics
 		l.addrs = append(l.addrs, a)
 	}
 	return l
@@ -143,6 +148,7 @@ func newNetns(t *testing.T, tag string, n int) *netnsNet {
 	hub := nn.hub()
 	nn.ip("netns", "add", hub)
 	nn.ip("-n", hub, "link", "set", "lo", "up")
+	nn.ip("-n", hub, "addr", "add", originIP+"/32", "dev", "lo") // the data-plane origin
 	for _, br := range []string{"br0", "br1"} {
 		nn.ip("-n", hub, "link", "add", br, "type", "bridge")
 		nn.ip("-n", hub, "link", "set", br, "up")
@@ -163,6 +169,7 @@ func newNetns(t *testing.T, tag string, n int) *netnsNet {
 		nn.ip("-n", hub, "link", "set", fmt.Sprintf("c%d", i), "up")
 		nn.ip("-n", ns, "addr", "add", fmt.Sprintf("10.98.%d.2/30", i), "dev", "cl0")
 		nn.ip("-n", ns, "link", "set", "cl0", "up")
+		nn.ip("-n", ns, "route", "add", originIP+"/32", "via", fmt.Sprintf("10.98.%d.1", i), "dev", "cl0")
 	}
 	return nn
 }
@@ -191,7 +198,8 @@ func (nn *netnsNet) node(i int) nodeAddrs {
 		listenRaft: "0.0.0.0:7000", listenAdmin: "0.0.0.0:7001", listenHTTP: "0.0.0.0:8080",
 		listenHTTPS: "0.0.0.0:8443", listenMetrics: "0.0.0.0:9090",
 		raft: ip + ":7000", admin: ip + ":7001",
-		client: fmt.Sprintf("10.98.%d.2:7001", i),
+		client:     fmt.Sprintf("10.98.%d.2:7001", i),
+		clientHTTP: fmt.Sprintf("10.98.%d.2:8080", i), clientMetrics: fmt.Sprintf("10.98.%d.2:9090", i),
 	}
 }
 
