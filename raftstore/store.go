@@ -10,6 +10,7 @@ import (
 	"net"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -80,6 +81,11 @@ type Store struct {
 	transport *raft.NetworkTransport
 	stream    *streamLayer
 	logger    *slog.Logger
+
+	leaderMu      sync.Mutex
+	leaderChanged chan struct{} // closed, then replaced, when the leader changes
+	leaderObs     *raft.Observer
+	leaderObsCh   chan raft.Observation
 }
 
 // Open opens (or creates) the node's raft state under cfg.DataDir and
@@ -173,7 +179,42 @@ func Open(cfg Config) (*Store, error) {
 		bolt.Close()
 		return nil, fmt.Errorf("raftstore: start raft: %w", err)
 	}
-	return &Store{cfg: cfg, raft: r, fsm: f, bolt: bolt, logs: logs, transport: transport, stream: stream, logger: cfg.Logger}, nil
+	s := &Store{cfg: cfg, raft: r, fsm: f, bolt: bolt, logs: logs, transport: transport, stream: stream, logger: cfg.Logger,
+		leaderChanged: make(chan struct{})}
+	s.observeLeader()
+	return s, nil
+}
+
+// LeaderChanged returns a channel that is closed the next time this node's
+// idea of the leader changes: a new leader is heard from, or the old one
+// is given up on (a follower's heartbeat timeout, a leader stepping down).
+// A call forwarded to the leader selects on it, so that it is abandoned
+// and sent again as soon as the node knows it went to the wrong place,
+// rather than when its deadline runs out.
+func (s *Store) LeaderChanged() <-chan struct{} {
+	s.leaderMu.Lock()
+	defer s.leaderMu.Unlock()
+	return s.leaderChanged
+}
+
+func (s *Store) observeLeader() {
+	ch := make(chan raft.Observation, 16)
+	obs := raft.NewObserver(ch, false, func(o *raft.Observation) bool {
+		_, ok := o.Data.(raft.LeaderObservation)
+		return ok
+	})
+	s.raft.RegisterObserver(obs)
+	go func() {
+		// Ends when Close deregisters the observer and closes ch.
+		for range ch {
+			s.leaderMu.Lock()
+			close(s.leaderChanged)
+			s.leaderChanged = make(chan struct{})
+			s.leaderMu.Unlock()
+		}
+	}()
+	s.leaderObs = obs
+	s.leaderObsCh = ch
 }
 
 // ID is this node's server ID.
@@ -378,6 +419,8 @@ func (s *Store) noneForFSM(from, to uint64) bool {
 // the node does that first when shutting down gracefully.
 func (s *Store) Close() error {
 	err := s.raft.Shutdown().Error()
+	s.raft.DeregisterObserver(s.leaderObs)
+	close(s.leaderObsCh) // raft sends no more once deregistered
 	if cerr := s.transport.Close(); err == nil {
 		err = cerr
 	}
