@@ -94,35 +94,65 @@ func newID() string {
 	return fmt.Sprintf("chaos-%016x%016x", rand.Uint64(), rand.Uint64())
 }
 
-// call runs fn against node first, moving to the next node while the
-// request could not be sent at all (the node is down). The request ID
-// stays the same across nodes.
+// call runs fn against node first and moves on to the next node the way
+// edgectl does (cli/client.go, attempts): when the node is unavailable
+// (down, or without a leader) or does not answer within the attempt's own
+// deadline, the smaller of 2 s and a third of opTimeout, doubling each
+// round through the list. The request ID stays the same across attempts,
+// so a write retried after an unknown outcome is applied at most once.
+//
+// Until 2026-06 the suite's clients gave every call the whole opTimeout
+// and moved on only when the request could not be sent: a client that
+// picked a paused node waited 3 s, which edgectl no longer does.
 func (w *workload) call(first int, reqID string, fn func(context.Context, *grpc.ClientConn) error) (outcome, int, error) {
-	deadline := time.Now().Add(opTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+	defer cancel()
 	n := len(w.c.nodes)
+	attempt := min(2*time.Second, opTimeout/3)
 	var err error
-	for a := 0; a < n; a++ {
-		node := (first + a) % n
-		ctx, cancel := opContext(context.Background(), time.Until(deadline), reqID)
-		err = fn(ctx, w.c.conns[node])
-		cancel()
-		if err == nil {
-			return ok, node, nil
-		}
-		switch s := status.Convert(err); {
-		case s.Code() == codes.InvalidArgument || s.Code() == codes.NotFound || s.Code() == codes.AlreadyExists ||
-			s.Code() == codes.FailedPrecondition || s.Code() == codes.Unauthenticated || s.Code() == codes.PermissionDenied:
-			return failed, node, err // the server refused it
-		case s.Code() == codes.Unavailable && notSent(s.Message()):
-			if time.Now().Before(deadline) {
-				continue
+	sent := false // some attempt may have reached a node: the outcome is unknown, not failed
+	node := first
+	for round := 0; ; round++ {
+		for a := 0; a < n; a++ {
+			node = (first + a) % n
+			actx, acancel := opContext(ctx, attempt<<round, reqID)
+			err = fn(actx, w.c.conns[node])
+			attemptOver := actx.Err() != nil
+			acancel()
+			if err == nil {
+				return ok, node, nil
 			}
-			return failed, node, err
-		default:
-			return unknown, node, err
+			s := status.Convert(err)
+			switch s.Code() {
+			case codes.InvalidArgument, codes.NotFound, codes.AlreadyExists, codes.FailedPrecondition,
+				codes.Unauthenticated, codes.PermissionDenied:
+				return failed, node, err // the server refused it
+			}
+			if !(s.Code() == codes.Unavailable && notSent(s.Message())) {
+				sent = true
+			}
+			if ctx.Err() != nil {
+				break
+			}
+			if !attemptOver && s.Code() != codes.Unavailable && s.Code() != codes.DeadlineExceeded {
+				return unknown, node, err
+			}
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Duration(200*(round+1)) * time.Millisecond):
+		}
+		if ctx.Err() != nil {
+			break
 		}
 	}
-	return failed, first, err
+	if sent {
+		return unknown, node, err
+	}
+	return failed, node, err
 }
 
 // notSent reports whether a gRPC Unavailable error means the request never
