@@ -66,9 +66,9 @@ node_args() {
 --cluster-key-file=$DIR/cluster-key
 --cache-size=536870912
 --shutdown-grace=20s
---raft-heartbeat-timeout=500ms
---raft-election-timeout=500ms
---raft-leader-lease-timeout=250ms
+--raft-heartbeat-timeout=300ms
+--raft-election-timeout=300ms
+--raft-leader-lease-timeout=150ms
 --raft-commit-timeout=5ms
 EOF
 }

@@ -194,8 +194,8 @@ func runChaos(t *testing.T, n int) {
 		leaderBefore := c.leader()
 		target, heal := f.inject(c, rng)
 		at := w.now() // the fault is in effect from here
-		// The fault lasts longer than an election (2 × 500ms heartbeat +
-		// 500ms election at most), so a paused or cut-off leader is replaced.
+		// The fault lasts longer than an election (2 × 300ms heartbeat +
+		// 300ms election at most), so a paused or cut-off leader is replaced.
 		time.Sleep(time.Duration(1500+rng.IntN(1500)) * time.Millisecond)
 		heal()
 		records = append(records, cycleRecord{fault: f.name, at: at})
