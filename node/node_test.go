@@ -449,6 +449,10 @@ func TestNonVotersLeaveOnShutdownAndAreReaped(t *testing.T) {
 		ids := configIDs(na)
 		return ids["b"] == "nonvoter" && ids["c"] == "nonvoter"
 	})
+	// b leaves by what its own replica says it is, so it must have
+	// received the configuration that names it (over the raft port's TLS
+	// that takes a few more round trips than the leader's own view).
+	waitFor(t, 10*time.Second, "b to know it is a non-voter", func() bool { return configIDs(nb)["b"] == "nonvoter" })
 
 	// b scales down politely: it removes itself on shutdown.
 	nb.stop()

@@ -86,6 +86,7 @@ type Store struct {
 	leaderChanged chan struct{} // closed, then replaced, when the leader changes
 	leaderObs     *raft.Observer
 	leaderObsCh   chan raft.Observation
+	obsOnce       sync.Once // Close may be called more than once
 }
 
 // Open opens (or creates) the node's raft state under cfg.DataDir and
@@ -419,8 +420,10 @@ func (s *Store) noneForFSM(from, to uint64) bool {
 // the node does that first when shutting down gracefully.
 func (s *Store) Close() error {
 	err := s.raft.Shutdown().Error()
-	s.raft.DeregisterObserver(s.leaderObs)
-	close(s.leaderObsCh) // raft sends no more once deregistered
+	s.obsOnce.Do(func() {
+		s.raft.DeregisterObserver(s.leaderObs)
+		close(s.leaderObsCh) // raft sends no more once deregistered
+	})
 	if cerr := s.transport.Close(); err == nil {
 		err = cerr
 	}
