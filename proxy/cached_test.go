@@ -441,7 +441,7 @@ func TestCacheTenantPolicy(t *testing.T) {
 		advance    time.Duration
 		want       string
 	}{
-		{"plain.example", "/", 0, "edge; fwd=miss; detail=stale"},
+		{"plain.example", "/", 0, "edge; fwd=miss; detail=no-freshness"},
 		{"plain.example", "/", 0, "edge; fwd=miss"},
 		{"ttl.example", "/", 0, "edge; fwd=miss; stored"},
 		{"override.example", "/short", 0, "edge; fwd=miss; stored"},

@@ -187,7 +187,7 @@ func (o *object) finish() {
 		return
 	}
 	o.etag = o.header.Get("Etag")
-	if lm, err := http.ParseTime(o.header.Get("Last-Modified")); err == nil {
+	if lm, _, ok := fieldDate(o.header, "Last-Modified", o.responseTime); ok {
 		o.lastModified = lm
 	}
 	o.hdrIdent = o.header.Clone()

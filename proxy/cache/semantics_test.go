@@ -337,8 +337,73 @@ func TestSemantics(t *testing.T) {
 			name:   "no freshness and no validator is not stored",
 			origin: static(),
 			steps: []step{
+				{wantCS: "edge; fwd=miss; detail=no-freshness", wantOrigin: 1},
+				{wantCS: "edge; fwd=miss", wantOrigin: 2},
+			},
+		},
+		{
+			name: "Expires with a one-digit hour is already expired",
+			origin: func(w http.ResponseWriter, r *http.Request, n int64) {
+				w.Header().Set("Date", httpDate(0))
+				w.Header().Set("Expires", strings.Replace(httpDate(time.Hour), " 13:", " 1:", 1)) // net/http.ParseTime takes it
+				_, _ = io.WriteString(w, "body")
+			},
+			steps: []step{
 				{wantCS: "edge; fwd=miss; detail=stale", wantOrigin: 1},
 				{wantCS: "edge; fwd=miss", wantOrigin: 2},
+			},
+		},
+		{
+			name: "two Expires lines are already expired",
+			origin: func(w http.ResponseWriter, r *http.Request, n int64) {
+				w.Header().Add("Expires", httpDate(time.Hour))
+				w.Header().Add("Expires", httpDate(2*time.Hour))
+				_, _ = io.WriteString(w, "body")
+			},
+			steps: []step{{wantCS: "edge; fwd=miss; detail=stale", wantOrigin: 1}},
+		},
+		{
+			name: "Expires names in any case are accepted (RFC 9111 section 4.2)",
+			origin: func(w http.ResponseWriter, r *http.Request, n int64) {
+				w.Header().Set("Date", httpDate(0))
+				w.Header().Set("Expires", strings.Replace(httpDate(time.Minute), "GMT", "gMT", 1))
+				_, _ = io.WriteString(w, "body")
+			},
+			steps: []step{
+				{wantCS: "edge; fwd=miss; stored", wantOrigin: 1},
+				{advance: 30 * time.Second, wantCS: "edge; hit", wantOrigin: 1},
+			},
+		},
+		{
+			name:   "Age list uses its first member",
+			origin: static("Cache-Control", "max-age=3600", "Age", "7200, 0"),
+			steps: []step{
+				{wantOrigin: 1},
+				{wantCS: "edge; fwd=miss", wantOrigin: 2}, // two hours old: never fresh here
+			},
+		},
+		{
+			name:   "an invalid Age is treated as stale",
+			origin: static("Cache-Control", "max-age=3600", "Age", "+5"),
+			steps: []step{
+				{wantCS: "edge; fwd=miss; detail=stale", wantOrigin: 1},
+				{wantCS: "edge; fwd=miss", wantOrigin: 2},
+			},
+		},
+		{
+			name:   "max-age twice with different values is stale",
+			origin: static("Cache-Control", "max-age=1", "Cache-Control", "max-age=1800"),
+			steps: []step{
+				{wantCS: "edge; fwd=miss; detail=stale", wantOrigin: 1},
+				{wantCS: "edge; fwd=miss", wantOrigin: 2},
+			},
+		},
+		{
+			name:   "max-age twice with the same value is that value",
+			origin: static("Cache-Control", "max-age=60, max-age=60"),
+			steps: []step{
+				{wantCS: "edge; fwd=miss; stored", wantOrigin: 1},
+				{advance: 59 * time.Second, wantCS: "edge; hit", wantOrigin: 1},
 			},
 		},
 		{

@@ -531,7 +531,7 @@ func (c *Cache) checkStorable(h http.Header, contentLength int64, fr *freshness)
 // response, with the Cache-Status of a 200 passed for each.
 var passStatuses = func() map[string]string {
 	m := map[string]string{}
-	for _, r := range []string{"no-store", "private", "set-cookie", "vary", "stale", "encoding", "too-large"} {
+	for _, r := range []string{"no-store", "private", "set-cookie", "vary", "stale", "no-freshness", "encoding", "too-large"} {
 		m[r] = cacheName + "; fwd=miss; detail=" + r
 	}
 	return m

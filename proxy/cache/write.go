@@ -108,16 +108,18 @@ func etagMatch(list, etag string) bool {
 
 // notModified answers a client's conditional GET/HEAD (RFC 9110 section
 // 13.2.2: If-None-Match takes precedence over If-Modified-Since).
-func notModified(r *http.Request, o *object, etag string) bool {
+// An If-Modified-Since that is not exactly one valid HTTP-date is ignored
+// (section 13.1.3).
+func notModified(r *http.Request, o *object, etag string, now time.Time) bool {
 	if o.status != http.StatusOK {
 		return false
 	}
 	if inm := headerValue(r.Header, "If-None-Match"); inm != "" {
 		return etagMatch(inm, etag)
 	}
-	if ims := headerValue(r.Header, "If-Modified-Since"); ims != "" && !o.lastModified.IsZero() {
-		t, err := http.ParseTime(ims)
-		return err == nil && !o.lastModified.After(t)
+	if ims := r.Header["If-Modified-Since"]; len(ims) == 1 && !o.lastModified.IsZero() {
+		t, ok := parseHTTPDate(ims[0], now)
+		return ok && !o.lastModified.After(t)
 	}
 	return false
 }
@@ -147,7 +149,7 @@ func (c *Cache) serveObjectAt(w http.ResponseWriter, r *http.Request, req *Reque
 	h["Age"] = ageValue(o.age(now))
 	h["Cache-Status"] = statusValue(res.CacheStatus)
 	code := o.status
-	if notModified(r, o, etag) {
+	if notModified(r, o, etag, now) {
 		code = http.StatusNotModified
 		delete(h, "Content-Length")
 	}
