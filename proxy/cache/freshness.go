@@ -191,8 +191,10 @@ type freshness struct {
 
 // decide applies RFC 9111 sections 3 and 4.2.1 and the tenant policy to a
 // response received at now.
+// A targeted field (Edge-Cache-Control, CDN-Cache-Control) replaces
+// Cache-Control and Expires when present and valid (RFC 9213).
 func decide(code int, h http.Header, p Policy, reqAuthorized bool, now time.Time) freshness {
-	cc := parseCacheControl(h)
+	cc, targeted := controlOf(h)
 	f := freshness{}
 	switch {
 	case code == http.StatusPartialContent || code == http.StatusNotModified || code < 200:
@@ -233,7 +235,7 @@ func decide(code int, h http.Header, p Policy, reqAuthorized bool, now time.Time
 		f.lifetime = cc.sMaxAge
 	case cc.maxAge >= 0:
 		f.lifetime = cc.maxAge
-	case len(h["Expires"]) > 0:
+	case len(h["Expires"]) > 0 && !targeted:
 		// Several Expires lines, or one that is not exactly an HTTP-date,
 		// mean already expired (RFC 9111 sections 4.2.1 and 5.3).
 		exp, _, ok := fieldDate(h, "Expires", now)

@@ -192,6 +192,11 @@ func (o *object) finish() {
 	}
 	o.hdrIdent = o.header.Clone()
 	delete(o.hdrIdent, "Content-Encoding")
+	// Targeted cache control is for Edge: the stored header keeps it (a
+	// 304 merged into it is decided again), what is served does not (a
+	// tenant that keeps CDN-Cache-Control gets it added per request).
+	delete(o.hdrIdent, edgeCacheControl)
+	delete(o.hdrIdent, cdnCacheControl)
 	if bodyAllowed(o.status) {
 		o.hdrIdent["Content-Length"] = []string{strconv.FormatInt(o.identLen, 10)}
 	}

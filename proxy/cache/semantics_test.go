@@ -464,37 +464,44 @@ func TestSemantics(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			o := newOrigin(t, tc.origin)
-			c := newCache(t, Config{Now: clk.Now})
-			f := newFront(t, c, o.srv.URL, Request{Tenant: "t1", Policy: tc.policy})
-			for i, s := range tc.steps {
-				clk.Advance(s.advance)
-				method := s.method
-				if method == "" {
-					method = http.MethodGet
-				}
-				r := f.do(t, method, "/page", s.hdr...)
-				code := s.wantCode
-				if code == 0 {
-					code = http.StatusOK
-				}
-				if r.code != code {
-					t.Fatalf("step %d: status %d, want %d (Cache-Status %q)", i, r.code, code, r.header.Get("Cache-Status"))
-				}
-				if cs := r.header.Get("Cache-Status"); !strings.HasPrefix(cs, s.wantCS) {
-					t.Fatalf("step %d: Cache-Status %q, want prefix %q", i, cs, s.wantCS)
-				}
-				if n := o.hits.Load(); n != s.wantOrigin {
-					t.Fatalf("step %d: origin requests %d, want %d", i, n, s.wantOrigin)
-				}
-				if (s.wantBody != "" || method == http.MethodHead || code == 304) && r.body != s.wantBody {
-					t.Fatalf("step %d: body %q, want %q", i, r.body, s.wantBody)
-				}
-				if s.check != nil {
-					s.check(t, r, o)
-				}
-			}
+			runSteps(t, clk, tc.origin, tc.policy, tc.steps)
 		})
+	}
+}
+
+// runSteps runs one semantics scenario through a cache in front of a
+// real origin: each step is a request for /page.
+func runSteps(t *testing.T, clk *fakeClock, originFn func(w http.ResponseWriter, r *http.Request, n int64), policy Policy, steps []step) {
+	t.Helper()
+	o := newOrigin(t, originFn)
+	c := newCache(t, Config{Now: clk.Now})
+	f := newFront(t, c, o.srv.URL, Request{Tenant: "t1", Policy: policy})
+	for i, s := range steps {
+		clk.Advance(s.advance)
+		method := s.method
+		if method == "" {
+			method = http.MethodGet
+		}
+		r := f.do(t, method, "/page", s.hdr...)
+		code := s.wantCode
+		if code == 0 {
+			code = http.StatusOK
+		}
+		if r.code != code {
+			t.Fatalf("step %d: status %d, want %d (Cache-Status %q)", i, r.code, code, r.header.Get("Cache-Status"))
+		}
+		if cs := r.header.Get("Cache-Status"); !strings.HasPrefix(cs, s.wantCS) {
+			t.Fatalf("step %d: Cache-Status %q, want prefix %q", i, cs, s.wantCS)
+		}
+		if n := o.hits.Load(); n != s.wantOrigin {
+			t.Fatalf("step %d: origin requests %d, want %d", i, n, s.wantOrigin)
+		}
+		if (s.wantBody != "" || method == http.MethodHead || code == 304) && r.body != s.wantBody {
+			t.Fatalf("step %d: body %q, want %q", i, r.body, s.wantBody)
+		}
+		if s.check != nil {
+			s.check(t, r, o)
+		}
 	}
 }
 

@@ -33,6 +33,10 @@ type Policy struct {
 	// StaleIfError serves stale content for this long past expiry when the
 	// origin fails, even if the origin sent no stale-if-error.
 	StaleIfError time.Duration
+	// KeepCDNCacheControl relays CDN-Cache-Control to clients, for a
+	// tenant with another CDN in front of Edge; by default it is dropped
+	// (it targeted Edge). Edge-Cache-Control is always dropped.
+	KeepCDNCacheControl bool
 }
 
 // Request describes what the proxy knows about a request beyond the

@@ -146,6 +146,9 @@ func (c *Cache) serveObjectAt(w http.ResponseWriter, r *http.Request, req *Reque
 	for k, v := range src {
 		h[k] = v
 	}
+	if req.Policy.KeepCDNCacheControl {
+		keepCDN(h, o.header)
+	}
 	h["Age"] = ageValue(o.age(now))
 	h["Cache-Status"] = statusValue(res.CacheStatus)
 	code := o.status
@@ -194,6 +197,9 @@ func (c *Cache) serveRange(w http.ResponseWriter, r *http.Request, req *Request,
 			h[k] = v
 		}
 	}
+	if req.Policy.KeepCDNCacheControl {
+		keepCDN(h, o.header)
+	}
 	h["Age"] = ageValue(o.age(c.now()))
 	h["Cache-Status"] = statusValue(res.CacheStatus)
 	if h.Get("Content-Type") == "" {
@@ -233,10 +239,22 @@ func (w *hookWriter) Write(b []byte) (int, error) {
 
 var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 
-// passHeaders are not relayed from an origin response.
+// keepCDN relays a stored CDN-Cache-Control (Policy.KeepCDNCacheControl):
+// the stored slice, so a hit does not allocate it.
+func keepCDN(h, stored http.Header) {
+	if v := stored[cdnCacheControl]; len(v) > 0 {
+		h[cdnCacheControl] = v
+	}
+}
+
+// passHeaders are not relayed from an origin response. Surrogate-Control
+// is not honoured (docs/cache.md, "Conformance") but still never leaves,
+// as Varnish and Fastly strip it. CDN-Cache-Control is dropped separately
+// unless Policy.KeepCDNCacheControl.
 var passHeaders = []string{
 	"Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authenticate", "Te", "Trailer",
 	"Transfer-Encoding", "Upgrade", "Cache-Status", "Surrogate-Key", "Surrogate-Control", "Cache-Tag",
+	edgeCacheControl,
 }
 
 // writeOutcome writes what an origin fetch produced.
@@ -261,6 +279,9 @@ func (c *Cache) writeOutcome(w http.ResponseWriter, r *http.Request, req *Reques
 	}
 	for _, k := range passHeaders {
 		delete(h, k)
+	}
+	if !req.Policy.KeepCDNCacheControl {
+		delete(h, cdnCacheControl)
 	}
 	h["Cache-Status"] = []string{out.status}
 	res.StatusCode = resp.StatusCode
