@@ -712,3 +712,27 @@ func testSmallHitOneWrite(t *testing.T, server string) {
 		t.Fatalf("origin hit %d times, want 1", n)
 	}
 }
+
+// TestCacheCookiesFetcherGetsSetCookie: with --cache-cookies the client
+// whose request fetched the response gets its Set-Cookie; the stored copy
+// has none, so a later hit does not replay it (issue 17 item 8).
+func TestCacheCookiesFetcherGetsSetCookie(t *testing.T) {
+	o := newCountingOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=600")
+		w.Header().Add("Set-Cookie", "session=abc; Path=/")
+		io.WriteString(w, "body")
+	})
+	tn := tenant("cookie.example", o.url)
+	tn.Cache = raftstore.CachePolicy{CacheCookies: true}
+	p := startCachedProxy(t, routesOf(tn), Config{})
+	resp, _ := p.get(t, "GET", "cookie.example", "/", "")
+	wantCacheStatus(t, resp, 200, "edge; fwd=miss; stored")
+	if got := resp.Header.Get("Set-Cookie"); got != "session=abc; Path=/" {
+		t.Fatalf("fetching client: Set-Cookie %q", got)
+	}
+	resp, _ = p.get(t, "GET", "cookie.example", "/", "")
+	wantCacheStatus(t, resp, 200, "edge; hit")
+	if got := resp.Header.Get("Set-Cookie"); got != "" {
+		t.Fatalf("hit replayed Set-Cookie %q", got)
+	}
+}

@@ -130,11 +130,15 @@ func TestSemantics(t *testing.T) {
 			},
 		},
 		{
-			name:   "Set-Cookie stored when allowed but never replayed",
-			origin: static("Cache-Control", "max-age=60", "Set-Cookie", "s=1"),
+			name:   "Set-Cookie stored when allowed: the fetching client gets it, a hit does not",
+			origin: static("Cache-Control", "max-age=60", "Set-Cookie", "s=1", "Set-Cookie", "t=2"),
 			policy: Policy{CacheSetCookie: true},
 			steps: []step{
-				{wantCS: "edge; fwd=miss; stored", wantOrigin: 1},
+				{wantCS: "edge; fwd=miss; stored", wantOrigin: 1, check: func(t *testing.T, r response, _ *origin) {
+					if got := strings.Join(r.header.Values("Set-Cookie"), "|"); got != "s=1|t=2" {
+						t.Errorf("fetching client got Set-Cookie %q, want s=1|t=2", got)
+					}
+				}},
 				{wantCS: "edge; hit", wantOrigin: 1, check: func(t *testing.T, r response, _ *origin) {
 					if r.header.Get("Set-Cookie") != "" {
 						t.Errorf("hit replayed Set-Cookie %q", r.header.Get("Set-Cookie"))

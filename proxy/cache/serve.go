@@ -368,6 +368,10 @@ type outcome struct {
 	err    error
 	dur    time.Duration
 	pass   string // why the response was not stored, when the next one likely will not be either
+	// setCookie is the origin's Set-Cookie for the client whose request
+	// fetched a stored response (Policy.CacheSetCookie): the stored copy
+	// has none, and land does not hand it to collapsed waiters.
+	setCookie []string
 }
 
 func (c *Cache) join(key string) (*flight, bool) {
@@ -651,11 +655,12 @@ func (c *Cache) fetchOrigin(ctx context.Context, r *http.Request, req *Request, 
 	if stale != nil && code == http.StatusNotModified {
 		resp.Body.Close()
 		status := cacheName + fwd + "; fwd-status=304"
+		cookies := resp.Header["Set-Cookie"]
 		if o := c.refresh(stale, resp.Header, req.Policy, headerValue(r.Header, "Authorization") != "", reqTime, respTime, stamp); o != nil {
 			c.store(base, o, req.Persist)
-			return outcome{obj: o, status: status + "; stored", stored: true, dur: dur}
+			return outcome{obj: o, status: status + "; stored", stored: true, dur: dur, setCookie: cookies}
 		}
-		return outcome{obj: stale, status: status, dur: dur}
+		return outcome{obj: stale, status: status, dur: dur, setCookie: cookies}
 	}
 	if stale != nil && code >= 500 && c.staleIfError(stale) {
 		resp.Body.Close()
@@ -691,7 +696,7 @@ func (c *Cache) fetchOrigin(ctx context.Context, r *http.Request, req *Request, 
 		return outcome{resp: resp, prefix: body, status: status + "; detail=encoding", dur: dur}
 	}
 	c.store(base, o, req.Persist)
-	return outcome{obj: o, status: status + "; stored", stored: true, dur: dur}
+	return outcome{obj: o, status: status + "; stored", stored: true, dur: dur, setCookie: resp.Header["Set-Cookie"]}
 }
 
 // readUpTo reads body until EOF or until it holds more than limit bytes.

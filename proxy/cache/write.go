@@ -264,6 +264,11 @@ func (c *Cache) writeOutcome(w http.ResponseWriter, r *http.Request, req *Reques
 	case out.err != nil:
 		return res, out.err
 	case out.obj != nil:
+		if len(out.setCookie) > 0 {
+			// Only this client's fetch produced the cookie; the object
+			// (and every hit on it) has none.
+			w.Header()["Set-Cookie"] = out.setCookie
+		}
 		return c.serveObject(w, r, req, out.obj, res)
 	}
 	resp := out.resp
