@@ -275,6 +275,9 @@ func decide(code int, h http.Header, p Policy, reqAuthorized bool, now time.Time
 	if !f.mustRevalidate && f.sie == 0 {
 		f.sie = p.StaleIfError
 	}
+	if !f.mustRevalidate && f.swr == 0 {
+		f.swr = p.StaleWhileRevalidate
+	}
 	f.noCache = cc.noCache
 	if _, ok := ageOf(h); !ok && !(p.OverrideTTL && p.DefaultTTL > 0) {
 		f.lifetime = 0 // an unreadable Age: how old it is is unknown

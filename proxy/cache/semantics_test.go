@@ -34,6 +34,15 @@ func TestSemantics(t *testing.T) {
 			_, _ = io.WriteString(w, "body")
 		}
 	}
+	validated := func(w http.ResponseWriter, r *http.Request, n int64) {
+		w.Header().Set("Cache-Control", "max-age=600")
+		w.Header().Set("ETag", `"v1"`)
+		if r.Header.Get("If-None-Match") == `"v1"` {
+			w.WriteHeader(http.StatusNotModified)
+			return
+		}
+		_, _ = io.WriteString(w, "body")
+	}
 	cases := []struct {
 		name   string
 		origin func(w http.ResponseWriter, r *http.Request, n int64)
@@ -452,6 +461,28 @@ func TestSemantics(t *testing.T) {
 			origin: static("Cache-Control", "max-age=60", "Vary", "*"),
 			steps: []step{
 				{wantCS: "edge; fwd=miss; detail=vary", wantOrigin: 1},
+			},
+		},
+		{
+			name:   "client no-cache is ignored by default",
+			origin: validated,
+			steps: []step{
+				{wantCS: "edge; fwd=miss; stored", wantOrigin: 1},
+				{hdr: []string{"Cache-Control", "no-cache"}, wantCS: "edge; hit", wantOrigin: 1},
+				{hdr: []string{"Pragma", "no-cache"}, wantCS: "edge; hit", wantOrigin: 1},
+			},
+		},
+		{
+			name:   "client no-cache revalidates under Policy.ClientNoCache",
+			origin: validated,
+			policy: Policy{ClientNoCache: true},
+			steps: []step{
+				{wantCS: "edge; fwd=miss; stored", wantOrigin: 1},
+				{hdr: []string{"Cache-Control", "no-cache"}, wantCS: "edge; fwd=request; fwd-status=304; stored", wantOrigin: 2, wantBody: "body"},
+				{wantCS: "edge; hit", wantOrigin: 2},
+				{hdr: []string{"Cache-Control", "max-age=0"}, wantCS: "edge; fwd=request; fwd-status=304", wantOrigin: 3},
+				{hdr: []string{"Pragma", "no-cache"}, wantCS: "edge; fwd=request; fwd-status=304", wantOrigin: 4},
+				{hdr: []string{"Cache-Control", "max-age=30"}, wantCS: "edge; hit", wantOrigin: 4},
 			},
 		},
 		{

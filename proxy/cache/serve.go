@@ -31,12 +31,25 @@ type Policy struct {
 	// bypass the cache entirely.
 	CacheAuthorized bool
 	// StaleIfError serves stale content for this long past expiry when the
-	// origin fails, even if the origin sent no stale-if-error.
+	// origin fails, even if the origin sent no stale-if-error
+	// (--cache-stale-if-error). Like the directive it yields to
+	// must-revalidate, proxy-revalidate and a bare s-maxage.
 	StaleIfError time.Duration
+	// StaleWhileRevalidate serves stale content for this long past expiry
+	// while one background fetch refreshes it, when the origin sent no
+	// stale-while-revalidate (--cache-stale-while-revalidate).
+	StaleWhileRevalidate time.Duration
 	// KeepCDNCacheControl relays CDN-Cache-Control to clients, for a
 	// tenant with another CDN in front of Edge; by default it is dropped
 	// (it targeted Edge). Edge-Cache-Control is always dropped.
 	KeepCDNCacheControl bool
+	// ClientNoCache makes a request with Cache-Control: no-cache or
+	// max-age=0 (or Pragma: no-cache without Cache-Control) revalidate a
+	// fresh stored object with the origin (Cache-Status fwd=request)
+	// instead of being answered from it. Off by default: a shared cache
+	// may ignore it, and one client should not be able to force origin
+	// traffic (a reload storm, or a bot).
+	ClientNoCache bool
 }
 
 // Request describes what the proxy knows about a request beyond the
@@ -65,6 +78,8 @@ type Request struct {
 	// conditionals), with no rewriting and no decoding, bound to the
 	// client. Nil fetches such keys with the Fetcher, as for a miss.
 	Pass PassFetcher
+
+	fwdRequest bool // a stored object is revalidated because the client asked (ClientNoCache)
 }
 
 // PassFetcher is the hook of Request.Pass.
@@ -192,7 +207,7 @@ func (c *Cache) serve(w http.ResponseWriter, r *http.Request, req Request, fetch
 	if o != nil && o.pass {
 		return c.fetchPass(w, r, &req, fetch, base, key, o, pq)
 	}
-	if o != nil {
+	if o != nil && !(req.Policy.ClientNoCache && clientNoCache(r)) {
 		age := o.age(now)
 		if !soft && !o.noCache && age < o.lifetime {
 			return c.serveObjectAt(w, r, &req, o, Result{CacheStatus: statusHit, Tier: tierNames[tier]}, now)
@@ -203,7 +218,26 @@ func (c *Cache) serve(w http.ResponseWriter, r *http.Request, req Request, fetch
 			return c.serveObjectAt(w, r, &req, o, Result{CacheStatus: statusHitStale, Tier: tierNames[tier]}, now)
 		}
 	}
+	if o != nil && req.Policy.ClientNoCache && clientNoCache(r) {
+		req.fwdRequest = true
+	}
 	return c.fill(w, r, &req, fetch, base, key, o, pq)
+}
+
+// clientNoCache reports whether a request asks not to be answered from
+// the cache without revalidation (RFC 9111 sections 5.2.1.1, 5.2.1.4
+// and 5.4). Only consulted under Policy.ClientNoCache.
+func clientNoCache(r *http.Request) bool {
+	if lines := r.Header["Cache-Control"]; len(lines) > 0 {
+		cc := parseDirectives(lines)
+		return cc.noCache || cc.maxAge == 0
+	}
+	for _, v := range r.Header["Pragma"] {
+		if strings.Contains(strings.ToLower(v), "no-cache") {
+			return true
+		}
+	}
+	return false
 }
 
 const (
@@ -641,7 +675,10 @@ func (c *Cache) fetchOrigin(ctx context.Context, r *http.Request, req *Request, 
 	dur := time.Since(start)
 	respTime := c.now()
 	fwd := "; fwd=miss"
-	if stale != nil {
+	switch {
+	case req.fwdRequest:
+		fwd = "; fwd=request"
+	case stale != nil:
 		fwd = "; fwd=stale"
 	}
 	if err != nil {
