@@ -172,10 +172,18 @@ func specFromProto(t *edgev1.Tenant) (tenantSpec, error) {
 	if !st.Expires.IsZero() {
 		s.Expires = expiresShown(st.Expires)
 	}
-	if st.CacheTTL != 0 || st.CacheOverride || st.CacheCookies || st.CacheAuthorized {
-		s.Cache = &cacheSpec{OverrideTTL: st.CacheOverride, CacheCookies: st.CacheCookies, CacheAuthorized: st.CacheAuthorized}
+	if st.CacheTTL != 0 || st.CacheOverride || st.CacheCookies || st.CacheAuthorized ||
+		st.CacheSIE != 0 || st.CacheSWR != 0 || st.CacheKeepCDN || st.CacheClientNC {
+		s.Cache = &cacheSpec{OverrideTTL: st.CacheOverride, CacheCookies: st.CacheCookies, CacheAuthorized: st.CacheAuthorized,
+			KeepCDNCacheControl: st.CacheKeepCDN, ClientNoCache: st.CacheClientNC}
 		if st.CacheTTL != 0 {
 			s.Cache.DefaultTTL = formatTTL(st.CacheTTL)
+		}
+		if st.CacheSIE != 0 {
+			s.Cache.StaleIfError = formatTTL(st.CacheSIE)
+		}
+		if st.CacheSWR != 0 {
+			s.Cache.StaleWhileRevalidate = formatTTL(st.CacheSWR)
 		}
 	}
 	if r := t.GetTransform(); r != "" && st.Transform != nil {

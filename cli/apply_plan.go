@@ -248,6 +248,18 @@ func diffTenant(cur, want *tenantState) ([]fieldChange, *edgev1.TenantPatch, err
 	flag("cache.override_ttl", cur.CacheOverride, want.CacheOverride, &p.CacheOverrideTtl)
 	flag("cache.cache_cookies", cur.CacheCookies, want.CacheCookies, &p.CacheCookies)
 	flag("cache.cache_authorized", cur.CacheAuthorized, want.CacheAuthorized, &p.CacheAuthorized)
+	if cur.CacheSIE != want.CacheSIE {
+		add("cache.stale_if_error", formatTTL(cur.CacheSIE), formatTTL(want.CacheSIE))
+		s := int64(want.CacheSIE / time.Second)
+		p.CacheStaleIfErrorSeconds = &s
+	}
+	if cur.CacheSWR != want.CacheSWR {
+		add("cache.stale_while_revalidate", formatTTL(cur.CacheSWR), formatTTL(want.CacheSWR))
+		s := int64(want.CacheSWR / time.Second)
+		p.CacheStaleWhileRevalidateSeconds = &s
+	}
+	flag("cache.keep_cdn_cache_control", cur.CacheKeepCDN, want.CacheKeepCDN, &p.CacheKeepCdnCacheControl)
+	flag("cache.client_no_cache", cur.CacheClientNC, want.CacheClientNC, &p.CacheClientNoCache)
 	if !reflect.DeepEqual(cur.Transform, want.Transform) {
 		add("transform", rulesShown(cur.Transform), rulesShown(want.Transform))
 		v := ""
@@ -318,7 +330,9 @@ func protoFromState(s *tenantState) *edgev1.Tenant {
 		}},
 		HttpsRedirect: s.HTTPSRedirect,
 		Cache: &edgev1.CachePolicy{DefaultTtlSeconds: int64(s.CacheTTL / time.Second), OverrideTtl: s.CacheOverride,
-			CacheCookies: s.CacheCookies, CacheAuthorized: s.CacheAuthorized},
+			CacheCookies: s.CacheCookies, CacheAuthorized: s.CacheAuthorized,
+			StaleIfErrorSeconds: int64(s.CacheSIE / time.Second), StaleWhileRevalidateSeconds: int64(s.CacheSWR / time.Second),
+			KeepCdnCacheControl: s.CacheKeepCDN, ClientNoCache: s.CacheClientNC},
 	}
 	if s.Suspended {
 		t.License.Status = "suspended"

@@ -80,6 +80,11 @@ type cacheSpec struct {
 	OverrideTTL     bool   `yaml:"override_ttl,omitempty" json:"override_ttl,omitempty"`
 	CacheCookies    bool   `yaml:"cache_cookies,omitempty" json:"cache_cookies,omitempty"`
 	CacheAuthorized bool   `yaml:"cache_authorized,omitempty" json:"cache_authorized,omitempty"`
+	// StaleIfError and StaleWhileRevalidate are durations like DefaultTTL.
+	StaleIfError         string `yaml:"stale_if_error,omitempty" json:"stale_if_error,omitempty"`
+	StaleWhileRevalidate string `yaml:"stale_while_revalidate,omitempty" json:"stale_while_revalidate,omitempty"`
+	KeepCDNCacheControl  bool   `yaml:"keep_cdn_cache_control,omitempty" json:"keep_cdn_cache_control,omitempty"`
+	ClientNoCache        bool   `yaml:"client_no_cache,omitempty" json:"client_no_cache,omitempty"`
 }
 
 // tenantState is a tenant in normalised form, built from a file (desired)
@@ -106,6 +111,10 @@ type tenantState struct {
 	CacheOverride   bool
 	CacheCookies    bool
 	CacheAuthorized bool
+	CacheSIE        time.Duration // whole seconds
+	CacheSWR        time.Duration // whole seconds
+	CacheKeepCDN    bool
+	CacheClientNC   bool
 	// Transform is the rules as a normalised JSON-like value (see
 	// normRules); nil means no rules. TransformText is what is sent.
 	Transform     any
@@ -500,6 +509,26 @@ func (t *tenantSpec) toState(src source, line int, lines map[string]int) (*tenan
 		st.CacheOverride = c.OverrideTTL
 		st.CacheCookies = c.CacheCookies
 		st.CacheAuthorized = c.CacheAuthorized
+		for _, d := range []struct {
+			name, v string
+			dst     *time.Duration
+		}{{"stale_if_error", c.StaleIfError, &st.CacheSIE}, {"stale_while_revalidate", c.StaleWhileRevalidate, &st.CacheSWR}} {
+			if d.v == "" {
+				continue
+			}
+			v, err := time.ParseDuration(d.v)
+			switch {
+			case err != nil:
+				bad("cache", "%s %q: want a duration such as 90s, 5m or 1h", d.name, d.v)
+			case v < 0:
+				bad("cache", "%s %q: must not be negative", d.name, d.v)
+			case v%time.Second != 0:
+				bad("cache", "%s %q: must be whole seconds", d.name, d.v)
+			}
+			*d.dst = v
+		}
+		st.CacheKeepCDN = c.KeepCDNCacheControl
+		st.CacheClientNC = c.ClientNoCache
 	}
 	if t.Transform != nil {
 		n := &t.Transform.Node
@@ -761,6 +790,10 @@ func stateFromProto(t *edgev1.Tenant) *tenantState {
 		CacheOverride:   t.GetCache().GetOverrideTtl(),
 		CacheCookies:    t.GetCache().GetCacheCookies(),
 		CacheAuthorized: t.GetCache().GetCacheAuthorized(),
+		CacheSIE:        time.Duration(t.GetCache().GetStaleIfErrorSeconds()) * time.Second,
+		CacheSWR:        time.Duration(t.GetCache().GetStaleWhileRevalidateSeconds()) * time.Second,
+		CacheKeepCDN:    t.GetCache().GetKeepCdnCacheControl(),
+		CacheClientNC:   t.GetCache().GetClientNoCache(),
 		Index:           t.GetIndex(),
 	}
 	if len(st.Aliases) == 0 {

@@ -330,17 +330,23 @@ func TestPlanEveryField(t *testing.T) {
     expires: 2027-01-31T00:00:00Z
     suspended: true
     https_redirect: true
-    cache: {default_ttl: 5m, override_ttl: true, cache_cookies: true, cache_authorized: true}
+    cache: {default_ttl: 5m, override_ttl: true, cache_cookies: true, cache_authorized: true,
+      stale_if_error: 1h, stale_while_revalidate: 30s, keep_cdn_cache_control: true, client_no_cache: true}
     transform:
       rewrite_links: true
 `)
 	p := planOf(t, desired, states(stored("a.example", 5)), false)
 	want := "update a.example origin_host origin_server_name origin_ca origin_client_cert origin_client_key origin_insecure_skip_verify plan expires suspended https_redirect " +
-		"cache.default_ttl cache.override_ttl cache.cache_cookies cache.cache_authorized transform"
+		"cache.default_ttl cache.override_ttl cache.cache_cookies cache.cache_authorized " +
+		"cache.stale_if_error cache.stale_while_revalidate cache.keep_cdn_cache_control cache.client_no_cache transform"
 	if got := summary(p); got != want {
 		t.Fatalf("plan = %q\nwant   %q", got, want)
 	}
 	pt := p.Changes[0].patch
+	if pt.GetCacheStaleIfErrorSeconds() != 3600 || pt.GetCacheStaleWhileRevalidateSeconds() != 30 ||
+		!pt.GetCacheKeepCdnCacheControl() || !pt.GetCacheClientNoCache() {
+		t.Errorf("cache patch = %v", pt)
+	}
 	if pt.GetOriginClientKeyPem() != key || pt.GetCacheDefaultTtlSeconds() != 300 || !pt.GetSuspended() || pt.GetExpiresAt().AsTime() != time.Date(2027, 1, 31, 0, 0, 0, 0, time.UTC) {
 		t.Errorf("patch = %v", pt)
 	}
@@ -482,7 +488,8 @@ func TestExportRoundTrip(t *testing.T) {
 		ServerName: "sni.b.internal", CaPem: cert, ClientCertPem: cert, ClientKeySet: true, InsecureSkipVerify: true}}
 	full.License = &edgev1.License{Status: "suspended", Plan: "gold", ExpiresAt: timestamppb.New(time.Date(2027, 1, 31, 12, 0, 0, 5, time.UTC))}
 	full.HttpsRedirect = true
-	full.Cache = &edgev1.CachePolicy{DefaultTtlSeconds: 5430, OverrideTtl: true, CacheAuthorized: true}
+	full.Cache = &edgev1.CachePolicy{DefaultTtlSeconds: 5430, OverrideTtl: true, CacheAuthorized: true,
+		StaleIfErrorSeconds: 7200, StaleWhileRevalidateSeconds: 90, KeepCdnCacheControl: true, ClientNoCache: true}
 	full.Transform = `{"inject":[{"at":"head-end","html":"<b>yes</b>"}],"languages":[{"code":"fr","dictionary":{"1":"un","true":"false","x":"null"},"path_prefix":"/fr/"}]}`
 	current := []*edgev1.Tenant{stored("a.example", 3), full}
 

@@ -30,6 +30,8 @@ type tenantFlags struct {
 	insecure, suspended, httpsRedirect, metrics               bool
 	cacheTTL                                                  time.Duration
 	cacheOverride, cacheCookies, cacheAuth                    bool
+	cacheSIE, cacheSWR                                        time.Duration
+	cacheKeepCDN, cacheClientNoCache                          bool
 }
 
 func (f *tenantFlags) register(c *cobra.Command) {
@@ -51,6 +53,20 @@ func (f *tenantFlags) register(c *cobra.Command) {
 	fl.BoolVar(&f.cacheOverride, "cache-override-ttl", false, "use --cache-ttl even when the origin sends its own")
 	fl.BoolVar(&f.cacheCookies, "cache-cookies", false, "allow caching responses with Set-Cookie")
 	fl.BoolVar(&f.cacheAuth, "cache-authorized", false, "let requests with Authorization use the cache; their responses are stored and shared only if marked public, s-maxage or must-revalidate (RFC 9111 §3.5)")
+	fl.DurationVar(&f.cacheSIE, "cache-stale-if-error", 0, "serve stale content this long past expiry when the origin fails, if the origin sends no stale-if-error (e.g. 1h)")
+	fl.DurationVar(&f.cacheSWR, "cache-stale-while-revalidate", 0, "serve stale content this long past expiry while refreshing it in the background, if the origin sends no stale-while-revalidate")
+	fl.BoolVar(&f.cacheKeepCDN, "cache-keep-cdn-cache-control", false, "relay CDN-Cache-Control to clients (another CDN sits in front of Edge); stripped by default")
+	fl.BoolVar(&f.cacheClientNoCache, "cache-client-no-cache", false, "let a client's Cache-Control: no-cache or max-age=0 revalidate with the origin; ignored by default")
+}
+
+// cachePolicy is the add command's cache policy from the flags.
+func (f *tenantFlags) cachePolicy() *edgev1.CachePolicy {
+	return &edgev1.CachePolicy{
+		DefaultTtlSeconds: int64(f.cacheTTL / time.Second), OverrideTtl: f.cacheOverride,
+		CacheCookies: f.cacheCookies, CacheAuthorized: f.cacheAuth,
+		StaleIfErrorSeconds: int64(f.cacheSIE / time.Second), StaleWhileRevalidateSeconds: int64(f.cacheSWR / time.Second),
+		KeepCdnCacheControl: f.cacheKeepCDN, ClientNoCache: f.cacheClientNoCache,
+	}
 }
 
 func readPEMFlag(flag, file string) (string, error) {
@@ -90,7 +106,7 @@ func newTenantAdd(g *globals) *cobra.Command {
 				Origin:        &edgev1.Origin{Url: f.origin, HostHeader: f.originHost, Tls: &edgev1.OriginTLS{ServerName: f.serverName, InsecureSkipVerify: f.insecure}},
 				HttpsRedirect: f.httpsRedirect,
 				Metrics:       f.metrics,
-				Cache:         &edgev1.CachePolicy{DefaultTtlSeconds: int64(f.cacheTTL / time.Second), OverrideTtl: f.cacheOverride, CacheCookies: f.cacheCookies, CacheAuthorized: f.cacheAuth},
+				Cache:         f.cachePolicy(),
 			}
 			if f.suspended {
 				t.License.Status = "suspended"
@@ -280,6 +296,20 @@ func newTenantUpdate(g *globals) *cobra.Command {
 			}
 			if set("cache-authorized") {
 				p.CacheAuthorized = &f.cacheAuth
+			}
+			if set("cache-stale-if-error") {
+				s := int64(f.cacheSIE / time.Second)
+				p.CacheStaleIfErrorSeconds = &s
+			}
+			if set("cache-stale-while-revalidate") {
+				s := int64(f.cacheSWR / time.Second)
+				p.CacheStaleWhileRevalidateSeconds = &s
+			}
+			if set("cache-keep-cdn-cache-control") {
+				p.CacheKeepCdnCacheControl = &f.cacheKeepCDN
+			}
+			if set("cache-client-no-cache") {
+				p.CacheClientNoCache = &f.cacheClientNoCache
 			}
 			if changed == 0 {
 				return usagef("nothing to update: give at least one flag (see edgectl tenant update --help)")

@@ -48,6 +48,11 @@ func tenantToProto(t *raftstore.Tenant, now time.Time) *edgev1.Tenant {
 			OverrideTtl:       t.Cache.OverrideTTL,
 			CacheCookies:      t.Cache.CacheCookies,
 			CacheAuthorized:   t.Cache.CacheAuthorized,
+
+			StaleIfErrorSeconds:         int64(t.Cache.StaleIfError / time.Second),
+			StaleWhileRevalidateSeconds: int64(t.Cache.StaleWhileRevalidate / time.Second),
+			KeepCdnCacheControl:         t.Cache.KeepCDNCacheControl,
+			ClientNoCache:               t.Cache.ClientNoCache,
 		},
 		Transform: t.Transform,
 		CreatedAt: ts(t.CreatedAt),
@@ -91,6 +96,11 @@ func tenantFromProto(p *edgev1.Tenant) *raftstore.Tenant {
 			OverrideTTL:     c.GetOverrideTtl(),
 			CacheCookies:    c.GetCacheCookies(),
 			CacheAuthorized: c.GetCacheAuthorized(),
+
+			StaleIfError:         time.Duration(c.GetStaleIfErrorSeconds()) * time.Second,
+			StaleWhileRevalidate: time.Duration(c.GetStaleWhileRevalidateSeconds()) * time.Second,
+			KeepCDNCacheControl:  c.GetKeepCdnCacheControl(),
+			ClientNoCache:        c.GetClientNoCache(),
 		}
 	}
 	return t
@@ -125,6 +135,10 @@ func patchFromProto(p *edgev1.TenantPatch) raftstore.Patch {
 	out.CacheOverrideTTL = p.CacheOverrideTtl
 	out.CacheCookies = p.CacheCookies
 	out.CacheAuthorized = p.CacheAuthorized
+	out.CacheStaleIfError = p.CacheStaleIfErrorSeconds
+	out.CacheStaleWhileRevalid = p.CacheStaleWhileRevalidateSeconds
+	out.CacheKeepCDNCacheControl = p.CacheKeepCdnCacheControl
+	out.CacheClientNoCache = p.CacheClientNoCache
 	out.Transform = p.Transform
 	return out
 }

@@ -52,6 +52,11 @@ func TenantPolicy(t *raftstore.Tenant) cache.Policy {
 		OverrideTTL:     t.Cache.OverrideTTL,
 		CacheSetCookie:  t.Cache.CacheCookies,
 		CacheAuthorized: t.Cache.CacheAuthorized,
+
+		StaleIfError:         t.Cache.StaleIfError,
+		StaleWhileRevalidate: t.Cache.StaleWhileRevalidate,
+		KeepCDNCacheControl:  t.Cache.KeepCDNCacheControl,
+		ClientNoCache:        t.Cache.ClientNoCache,
 	}
 }
 

@@ -441,7 +441,7 @@ func TestCacheTenantPolicy(t *testing.T) {
 		advance    time.Duration
 		want       string
 	}{
-		{"plain.example", "/", 0, "edge; fwd=miss; detail=stale"},
+		{"plain.example", "/", 0, "edge; fwd=miss; detail=no-freshness"},
 		{"plain.example", "/", 0, "edge; fwd=miss"},
 		{"ttl.example", "/", 0, "edge; fwd=miss; stored"},
 		{"override.example", "/short", 0, "edge; fwd=miss; stored"},
@@ -710,5 +710,103 @@ func testSmallHitOneWrite(t *testing.T, server string) {
 	}
 	if n := o.hits.Load(); n != 1 {
 		t.Fatalf("origin hit %d times, want 1", n)
+	}
+}
+
+// TestCacheCookiesFetcherGetsSetCookie: with --cache-cookies the client
+// whose request fetched the response gets its Set-Cookie; the stored copy
+// has none, so a later hit does not replay it (issue 17 item 8).
+func TestCacheCookiesFetcherGetsSetCookie(t *testing.T) {
+	o := newCountingOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=600")
+		w.Header().Add("Set-Cookie", "session=abc; Path=/")
+		io.WriteString(w, "body")
+	})
+	tn := tenant("cookie.example", o.url)
+	tn.Cache = raftstore.CachePolicy{CacheCookies: true}
+	p := startCachedProxy(t, routesOf(tn), Config{})
+	resp, _ := p.get(t, "GET", "cookie.example", "/", "")
+	wantCacheStatus(t, resp, 200, "edge; fwd=miss; stored")
+	if got := resp.Header.Get("Set-Cookie"); got != "session=abc; Path=/" {
+		t.Fatalf("fetching client: Set-Cookie %q", got)
+	}
+	resp, _ = p.get(t, "GET", "cookie.example", "/", "")
+	wantCacheStatus(t, resp, 200, "edge; hit")
+	if got := resp.Header.Get("Set-Cookie"); got != "" {
+		t.Fatalf("hit replayed Set-Cookie %q", got)
+	}
+}
+
+// TestCacheTenantStaleWindows: --cache-stale-if-error lets a tenant ride
+// out an origin outage (connection refused or a 5xx) within the window
+// although its origin sends no stale-if-error, and
+// --cache-stale-while-revalidate serves stale while refreshing (issue 17
+// item 6).
+func TestCacheTenantStaleWindows(t *testing.T) {
+	var failing atomic.Bool
+	var clock atomic.Pointer[testClock]
+	body := func(w http.ResponseWriter, r *http.Request) {
+		if failing.Load() {
+			w.WriteHeader(http.StatusInternalServerError)
+			return
+		}
+		// The origin's Date follows the proxy's clock, or a refresh after
+		// Advance would arrive already stale.
+		w.Header().Set("Date", clock.Load().Now().UTC().Format(http.TimeFormat))
+		w.Header().Set("Cache-Control", "max-age=60")
+		io.WriteString(w, "body")
+	}
+	down := newCountingOrigin(t, body)  // closed after the first fill
+	five := newCountingOrigin(t, body)  // answers 500 after the first fill
+	plain := newCountingOrigin(t, body) // closed too, without the policy
+	swr := newCountingOrigin(t, body)
+	tDown := tenant("down.example", down.url)
+	tDown.Cache = raftstore.CachePolicy{StaleIfError: time.Hour}
+	tFive := tenant("five.example", five.url)
+	tFive.Cache = raftstore.CachePolicy{StaleIfError: time.Hour}
+	tPlain := tenant("plain.example", plain.url)
+	tSWR := tenant("swr.example", swr.url)
+	tSWR.Cache = raftstore.CachePolicy{StaleWhileRevalidate: 10 * time.Minute}
+	p := startCachedProxy(t, routesOf(tDown, tFive, tPlain, tSWR), Config{})
+	clock.Store(p.clock)
+
+	for _, host := range []string{"down.example", "five.example", "plain.example", "swr.example"} {
+		resp, _ := p.get(t, "GET", host, "/", "")
+		wantCacheStatus(t, resp, 200, "edge; fwd=miss; stored")
+	}
+	down.srv.Close()
+	plain.srv.Close()
+	failing.Store(true)
+	p.clock.Advance(2 * time.Minute) // stale by a minute
+
+	resp, b := p.get(t, "GET", "down.example", "/", "")
+	wantCacheStatus(t, resp, 200, "edge; fwd=stale; detail=stale-if-error")
+	if b != "body" {
+		t.Fatalf("stale body %q", b)
+	}
+	resp, _ = p.get(t, "GET", "five.example", "/", "")
+	wantCacheStatus(t, resp, 200, "edge; fwd=stale; fwd-status=500; detail=stale-if-error")
+	resp, _ = p.get(t, "GET", "plain.example", "/", "")
+	if resp.StatusCode != http.StatusBadGateway {
+		t.Fatalf("no policy, origin down: status %d (Cache-Status %q), want 502", resp.StatusCode, resp.Header.Get("Cache-Status"))
+	}
+
+	failing.Store(false)
+	resp, _ = p.get(t, "GET", "swr.example", "/", "")
+	wantCacheStatus(t, resp, 200, "edge; hit; detail=stale")
+	waitFor(t, 5*time.Second, "background refresh", func() bool {
+		resp, _ := p.get(t, "GET", "swr.example", "/", "")
+		return resp.Header.Get("Cache-Status") == "edge; hit"
+	})
+
+	p.clock.Advance(2 * time.Hour) // past the stale-if-error window
+	failing.Store(true)
+	resp, _ = p.get(t, "GET", "down.example", "/", "")
+	if resp.StatusCode != http.StatusBadGateway {
+		t.Fatalf("past the window: status %d (Cache-Status %q), want 502", resp.StatusCode, resp.Header.Get("Cache-Status"))
+	}
+	resp, _ = p.get(t, "GET", "five.example", "/", "")
+	if resp.StatusCode != http.StatusInternalServerError {
+		t.Fatalf("past the window: status %d, want the origin's 500", resp.StatusCode)
 	}
 }

@@ -198,7 +198,8 @@ var cacheFields = []string{
 
 // scan reads the header lines (validated by the upstream package). It
 // reports false for what the direct path leaves to the full one: more
-// than a few Connection tokens or caching fields.
+// than a few Connection tokens or caching fields, or targeted cache
+// control (RFC 9213), which the cache decides on and strips.
 func (f *directFields) scan(fields []byte) bool {
 	for rest := fields; len(rest) > 0; {
 		i := bytes.IndexByte(rest, '\n')
@@ -228,6 +229,9 @@ func (f *directFields) scan(fields []byte) bool {
 				f.conn[f.nconn] = tok
 				f.nconn++
 			}
+		}
+		if fold(k, "Cdn-Cache-Control") || fold(k, "Edge-Cache-Control") {
+			return false // targeted cache control: decided and stripped on the full path
 		}
 		if fold(k, "Cache-Control") && hasToken(v, "no-transform") {
 			f.noTransform = true

@@ -116,6 +116,10 @@ type Patch struct {
 	CacheOverrideTTL         *bool      `json:"cache_override_ttl,omitempty"`
 	CacheCookies             *bool      `json:"cache_cookies,omitempty"`
 	CacheAuthorized          *bool      `json:"cache_authorized,omitempty"`
+	CacheStaleIfError        *int64     `json:"cache_stale_if_error_s,omitempty"`
+	CacheStaleWhileRevalid   *int64     `json:"cache_stale_while_revalidate_s,omitempty"`
+	CacheKeepCDNCacheControl *bool      `json:"cache_keep_cdn_cache_control,omitempty"`
+	CacheClientNoCache       *bool      `json:"cache_client_no_cache,omitempty"`
 	Transform                *string    `json:"transform,omitempty"`
 }
 

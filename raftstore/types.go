@@ -61,6 +61,17 @@ type CachePolicy struct {
 	// responses are stored only when public, s-maxage or must-revalidate
 	// allows a shared cache to (RFC 9111 section 3.5).
 	CacheAuthorized bool `json:"cache_authorized,omitempty"`
+	// StaleIfError and StaleWhileRevalidate are the stale windows used
+	// when the origin sends none (RFC 5861), so a tenant can ride out an
+	// origin outage without changing its origin's headers.
+	StaleIfError         time.Duration `json:"stale_if_error,omitempty"`
+	StaleWhileRevalidate time.Duration `json:"stale_while_revalidate,omitempty"`
+	// KeepCDNCacheControl relays CDN-Cache-Control to clients (another
+	// CDN in front of Edge); by default Edge strips it.
+	KeepCDNCacheControl bool `json:"keep_cdn_cache_control,omitempty"`
+	// ClientNoCache lets a client's Cache-Control: no-cache or max-age=0
+	// make Edge revalidate with the origin; by default it is ignored.
+	ClientNoCache bool `json:"client_no_cache,omitempty"`
 }
 
 // Tenant is one customer: a primary domain, its aliases, its license and its

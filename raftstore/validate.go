@@ -200,6 +200,12 @@ func ValidateTenant(t *Tenant) error {
 	if t.Cache.DefaultTTL < 0 {
 		return fieldErr("cache.default_ttl", "must not be negative")
 	}
+	if t.Cache.StaleIfError < 0 {
+		return fieldErr("cache.stale_if_error", "must not be negative")
+	}
+	if t.Cache.StaleWhileRevalidate < 0 {
+		return fieldErr("cache.stale_while_revalidate", "must not be negative")
+	}
 	if len(t.Transform) > 8<<20 {
 		return fieldErr("transform", "rules larger than 8 MiB")
 	}
@@ -267,6 +273,18 @@ func ApplyPatch(t *Tenant, p *Patch) *Tenant {
 	}
 	if p.CacheAuthorized != nil {
 		n.Cache.CacheAuthorized = *p.CacheAuthorized
+	}
+	if p.CacheStaleIfError != nil {
+		n.Cache.StaleIfError = secondsToDuration(*p.CacheStaleIfError)
+	}
+	if p.CacheStaleWhileRevalid != nil {
+		n.Cache.StaleWhileRevalidate = secondsToDuration(*p.CacheStaleWhileRevalid)
+	}
+	if p.CacheKeepCDNCacheControl != nil {
+		n.Cache.KeepCDNCacheControl = *p.CacheKeepCDNCacheControl
+	}
+	if p.CacheClientNoCache != nil {
+		n.Cache.ClientNoCache = *p.CacheClientNoCache
 	}
 	if p.Transform != nil {
 		n.Transform = *p.Transform

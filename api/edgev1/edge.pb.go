@@ -290,8 +290,15 @@ type CachePolicy struct {
 	OverrideTtl       bool                   `protobuf:"varint,2,opt,name=override_ttl,json=overrideTtl,proto3" json:"override_ttl,omitempty"`
 	CacheCookies      bool                   `protobuf:"varint,3,opt,name=cache_cookies,json=cacheCookies,proto3" json:"cache_cookies,omitempty"`
 	CacheAuthorized   bool                   `protobuf:"varint,4,opt,name=cache_authorized,json=cacheAuthorized,proto3" json:"cache_authorized,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// Stale windows used when the origin sends none (RFC 5861).
+	StaleIfErrorSeconds         int64 `protobuf:"varint,5,opt,name=stale_if_error_seconds,json=staleIfErrorSeconds,proto3" json:"stale_if_error_seconds,omitempty"`
+	StaleWhileRevalidateSeconds int64 `protobuf:"varint,6,opt,name=stale_while_revalidate_seconds,json=staleWhileRevalidateSeconds,proto3" json:"stale_while_revalidate_seconds,omitempty"`
+	// Relay CDN-Cache-Control to clients (another CDN in front of Edge).
+	KeepCdnCacheControl bool `protobuf:"varint,7,opt,name=keep_cdn_cache_control,json=keepCdnCacheControl,proto3" json:"keep_cdn_cache_control,omitempty"`
+	// A client's Cache-Control: no-cache or max-age=0 revalidates.
+	ClientNoCache bool `protobuf:"varint,8,opt,name=client_no_cache,json=clientNoCache,proto3" json:"client_no_cache,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CachePolicy) Reset() {
@@ -348,6 +355,34 @@ func (x *CachePolicy) GetCacheCookies() bool {
 func (x *CachePolicy) GetCacheAuthorized() bool {
 	if x != nil {
 		return x.CacheAuthorized
+	}
+	return false
+}
+
+func (x *CachePolicy) GetStaleIfErrorSeconds() int64 {
+	if x != nil {
+		return x.StaleIfErrorSeconds
+	}
+	return 0
+}
+
+func (x *CachePolicy) GetStaleWhileRevalidateSeconds() int64 {
+	if x != nil {
+		return x.StaleWhileRevalidateSeconds
+	}
+	return 0
+}
+
+func (x *CachePolicy) GetKeepCdnCacheControl() bool {
+	if x != nil {
+		return x.KeepCdnCacheControl
+	}
+	return false
+}
+
+func (x *CachePolicy) GetClientNoCache() bool {
+	if x != nil {
+		return x.ClientNoCache
 	}
 	return false
 }
@@ -493,27 +528,31 @@ type TenantPatch struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	OriginUrl *string                `protobuf:"bytes,1,opt,name=origin_url,json=originUrl,proto3,oneof" json:"origin_url,omitempty"`
 	// When set_aliases is true, aliases replaces the tenant's aliases.
-	SetAliases               bool                   `protobuf:"varint,2,opt,name=set_aliases,json=setAliases,proto3" json:"set_aliases,omitempty"`
-	Aliases                  []string               `protobuf:"bytes,3,rep,name=aliases,proto3" json:"aliases,omitempty"`
-	Plan                     *string                `protobuf:"bytes,4,opt,name=plan,proto3,oneof" json:"plan,omitempty"`
-	ExpiresAt                *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=expires_at,json=expiresAt,proto3,oneof" json:"expires_at,omitempty"`
-	ClearExpires             bool                   `protobuf:"varint,6,opt,name=clear_expires,json=clearExpires,proto3" json:"clear_expires,omitempty"`
-	OriginHost               *string                `protobuf:"bytes,7,opt,name=origin_host,json=originHost,proto3,oneof" json:"origin_host,omitempty"`
-	OriginServerName         *string                `protobuf:"bytes,8,opt,name=origin_server_name,json=originServerName,proto3,oneof" json:"origin_server_name,omitempty"`
-	OriginCaPem              *string                `protobuf:"bytes,9,opt,name=origin_ca_pem,json=originCaPem,proto3,oneof" json:"origin_ca_pem,omitempty"`
-	OriginClientCertPem      *string                `protobuf:"bytes,10,opt,name=origin_client_cert_pem,json=originClientCertPem,proto3,oneof" json:"origin_client_cert_pem,omitempty"`
-	OriginClientKeyPem       *string                `protobuf:"bytes,11,opt,name=origin_client_key_pem,json=originClientKeyPem,proto3,oneof" json:"origin_client_key_pem,omitempty"`
-	OriginInsecureSkipVerify *bool                  `protobuf:"varint,12,opt,name=origin_insecure_skip_verify,json=originInsecureSkipVerify,proto3,oneof" json:"origin_insecure_skip_verify,omitempty"`
-	Suspended                *bool                  `protobuf:"varint,13,opt,name=suspended,proto3,oneof" json:"suspended,omitempty"`
-	HttpsRedirect            *bool                  `protobuf:"varint,14,opt,name=https_redirect,json=httpsRedirect,proto3,oneof" json:"https_redirect,omitempty"`
-	CacheDefaultTtlSeconds   *int64                 `protobuf:"varint,15,opt,name=cache_default_ttl_seconds,json=cacheDefaultTtlSeconds,proto3,oneof" json:"cache_default_ttl_seconds,omitempty"`
-	CacheOverrideTtl         *bool                  `protobuf:"varint,16,opt,name=cache_override_ttl,json=cacheOverrideTtl,proto3,oneof" json:"cache_override_ttl,omitempty"`
-	CacheCookies             *bool                  `protobuf:"varint,17,opt,name=cache_cookies,json=cacheCookies,proto3,oneof" json:"cache_cookies,omitempty"`
-	CacheAuthorized          *bool                  `protobuf:"varint,18,opt,name=cache_authorized,json=cacheAuthorized,proto3,oneof" json:"cache_authorized,omitempty"`
-	Transform                *string                `protobuf:"bytes,19,opt,name=transform,proto3,oneof" json:"transform,omitempty"`
-	Metrics                  *bool                  `protobuf:"varint,20,opt,name=metrics,proto3,oneof" json:"metrics,omitempty"`
-	unknownFields            protoimpl.UnknownFields
-	sizeCache                protoimpl.SizeCache
+	SetAliases                       bool                   `protobuf:"varint,2,opt,name=set_aliases,json=setAliases,proto3" json:"set_aliases,omitempty"`
+	Aliases                          []string               `protobuf:"bytes,3,rep,name=aliases,proto3" json:"aliases,omitempty"`
+	Plan                             *string                `protobuf:"bytes,4,opt,name=plan,proto3,oneof" json:"plan,omitempty"`
+	ExpiresAt                        *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=expires_at,json=expiresAt,proto3,oneof" json:"expires_at,omitempty"`
+	ClearExpires                     bool                   `protobuf:"varint,6,opt,name=clear_expires,json=clearExpires,proto3" json:"clear_expires,omitempty"`
+	OriginHost                       *string                `protobuf:"bytes,7,opt,name=origin_host,json=originHost,proto3,oneof" json:"origin_host,omitempty"`
+	OriginServerName                 *string                `protobuf:"bytes,8,opt,name=origin_server_name,json=originServerName,proto3,oneof" json:"origin_server_name,omitempty"`
+	OriginCaPem                      *string                `protobuf:"bytes,9,opt,name=origin_ca_pem,json=originCaPem,proto3,oneof" json:"origin_ca_pem,omitempty"`
+	OriginClientCertPem              *string                `protobuf:"bytes,10,opt,name=origin_client_cert_pem,json=originClientCertPem,proto3,oneof" json:"origin_client_cert_pem,omitempty"`
+	OriginClientKeyPem               *string                `protobuf:"bytes,11,opt,name=origin_client_key_pem,json=originClientKeyPem,proto3,oneof" json:"origin_client_key_pem,omitempty"`
+	OriginInsecureSkipVerify         *bool                  `protobuf:"varint,12,opt,name=origin_insecure_skip_verify,json=originInsecureSkipVerify,proto3,oneof" json:"origin_insecure_skip_verify,omitempty"`
+	Suspended                        *bool                  `protobuf:"varint,13,opt,name=suspended,proto3,oneof" json:"suspended,omitempty"`
+	HttpsRedirect                    *bool                  `protobuf:"varint,14,opt,name=https_redirect,json=httpsRedirect,proto3,oneof" json:"https_redirect,omitempty"`
+	CacheDefaultTtlSeconds           *int64                 `protobuf:"varint,15,opt,name=cache_default_ttl_seconds,json=cacheDefaultTtlSeconds,proto3,oneof" json:"cache_default_ttl_seconds,omitempty"`
+	CacheOverrideTtl                 *bool                  `protobuf:"varint,16,opt,name=cache_override_ttl,json=cacheOverrideTtl,proto3,oneof" json:"cache_override_ttl,omitempty"`
+	CacheCookies                     *bool                  `protobuf:"varint,17,opt,name=cache_cookies,json=cacheCookies,proto3,oneof" json:"cache_cookies,omitempty"`
+	CacheAuthorized                  *bool                  `protobuf:"varint,18,opt,name=cache_authorized,json=cacheAuthorized,proto3,oneof" json:"cache_authorized,omitempty"`
+	Transform                        *string                `protobuf:"bytes,19,opt,name=transform,proto3,oneof" json:"transform,omitempty"`
+	Metrics                          *bool                  `protobuf:"varint,20,opt,name=metrics,proto3,oneof" json:"metrics,omitempty"`
+	CacheStaleIfErrorSeconds         *int64                 `protobuf:"varint,21,opt,name=cache_stale_if_error_seconds,json=cacheStaleIfErrorSeconds,proto3,oneof" json:"cache_stale_if_error_seconds,omitempty"`
+	CacheStaleWhileRevalidateSeconds *int64                 `protobuf:"varint,22,opt,name=cache_stale_while_revalidate_seconds,json=cacheStaleWhileRevalidateSeconds,proto3,oneof" json:"cache_stale_while_revalidate_seconds,omitempty"`
+	CacheKeepCdnCacheControl         *bool                  `protobuf:"varint,23,opt,name=cache_keep_cdn_cache_control,json=cacheKeepCdnCacheControl,proto3,oneof" json:"cache_keep_cdn_cache_control,omitempty"`
+	CacheClientNoCache               *bool                  `protobuf:"varint,24,opt,name=cache_client_no_cache,json=cacheClientNoCache,proto3,oneof" json:"cache_client_no_cache,omitempty"`
+	unknownFields                    protoimpl.UnknownFields
+	sizeCache                        protoimpl.SizeCache
 }
 
 func (x *TenantPatch) Reset() {
@@ -682,6 +721,34 @@ func (x *TenantPatch) GetTransform() string {
 func (x *TenantPatch) GetMetrics() bool {
 	if x != nil && x.Metrics != nil {
 		return *x.Metrics
+	}
+	return false
+}
+
+func (x *TenantPatch) GetCacheStaleIfErrorSeconds() int64 {
+	if x != nil && x.CacheStaleIfErrorSeconds != nil {
+		return *x.CacheStaleIfErrorSeconds
+	}
+	return 0
+}
+
+func (x *TenantPatch) GetCacheStaleWhileRevalidateSeconds() int64 {
+	if x != nil && x.CacheStaleWhileRevalidateSeconds != nil {
+		return *x.CacheStaleWhileRevalidateSeconds
+	}
+	return 0
+}
+
+func (x *TenantPatch) GetCacheKeepCdnCacheControl() bool {
+	if x != nil && x.CacheKeepCdnCacheControl != nil {
+		return *x.CacheKeepCdnCacheControl
+	}
+	return false
+}
+
+func (x *TenantPatch) GetCacheClientNoCache() bool {
+	if x != nil && x.CacheClientNoCache != nil {
+		return *x.CacheClientNoCache
 	}
 	return false
 }
@@ -3169,12 +3236,16 @@ const file_edge_proto_rawDesc = "" +
 	"\x03url\x18\x01 \x01(\tR\x03url\x12\x1f\n" +
 	"\vhost_header\x18\x02 \x01(\tR\n" +
 	"hostHeader\x12$\n" +
-	"\x03tls\x18\x03 \x01(\v2\x12.edge.v1.OriginTLSR\x03tls\"\xb0\x01\n" +
+	"\x03tls\x18\x03 \x01(\v2\x12.edge.v1.OriginTLSR\x03tls\"\x87\x03\n" +
 	"\vCachePolicy\x12.\n" +
 	"\x13default_ttl_seconds\x18\x01 \x01(\x03R\x11defaultTtlSeconds\x12!\n" +
 	"\foverride_ttl\x18\x02 \x01(\bR\voverrideTtl\x12#\n" +
 	"\rcache_cookies\x18\x03 \x01(\bR\fcacheCookies\x12)\n" +
-	"\x10cache_authorized\x18\x04 \x01(\bR\x0fcacheAuthorized\"\xc0\x03\n" +
+	"\x10cache_authorized\x18\x04 \x01(\bR\x0fcacheAuthorized\x123\n" +
+	"\x16stale_if_error_seconds\x18\x05 \x01(\x03R\x13staleIfErrorSeconds\x12C\n" +
+	"\x1estale_while_revalidate_seconds\x18\x06 \x01(\x03R\x1bstaleWhileRevalidateSeconds\x123\n" +
+	"\x16keep_cdn_cache_control\x18\a \x01(\bR\x13keepCdnCacheControl\x12&\n" +
+	"\x0fclient_no_cache\x18\b \x01(\bR\rclientNoCache\"\xc0\x03\n" +
 	"\x06Tenant\x12\x16\n" +
 	"\x06domain\x18\x01 \x01(\tR\x06domain\x12\x18\n" +
 	"\aaliases\x18\x02 \x03(\tR\aaliases\x12*\n" +
@@ -3190,7 +3261,7 @@ const file_edge_proto_rawDesc = "" +
 	"\x05index\x18\n" +
 	" \x01(\x04R\x05index\x12\x18\n" +
 	"\aexpired\x18\v \x01(\bR\aexpired\x12\x18\n" +
-	"\ametrics\x18\f \x01(\bR\ametrics\"\xcc\t\n" +
+	"\ametrics\x18\f \x01(\bR\ametrics\"\xe8\f\n" +
 	"\vTenantPatch\x12\"\n" +
 	"\n" +
 	"origin_url\x18\x01 \x01(\tH\x00R\toriginUrl\x88\x01\x01\x12\x1f\n" +
@@ -3217,7 +3288,11 @@ const file_edge_proto_rawDesc = "" +
 	"\rcache_cookies\x18\x11 \x01(\bH\rR\fcacheCookies\x88\x01\x01\x12.\n" +
 	"\x10cache_authorized\x18\x12 \x01(\bH\x0eR\x0fcacheAuthorized\x88\x01\x01\x12!\n" +
 	"\ttransform\x18\x13 \x01(\tH\x0fR\ttransform\x88\x01\x01\x12\x1d\n" +
-	"\ametrics\x18\x14 \x01(\bH\x10R\ametrics\x88\x01\x01B\r\n" +
+	"\ametrics\x18\x14 \x01(\bH\x10R\ametrics\x88\x01\x01\x12C\n" +
+	"\x1ccache_stale_if_error_seconds\x18\x15 \x01(\x03H\x11R\x18cacheStaleIfErrorSeconds\x88\x01\x01\x12S\n" +
+	"$cache_stale_while_revalidate_seconds\x18\x16 \x01(\x03H\x12R cacheStaleWhileRevalidateSeconds\x88\x01\x01\x12C\n" +
+	"\x1ccache_keep_cdn_cache_control\x18\x17 \x01(\bH\x13R\x18cacheKeepCdnCacheControl\x88\x01\x01\x126\n" +
+	"\x15cache_client_no_cache\x18\x18 \x01(\bH\x14R\x12cacheClientNoCache\x88\x01\x01B\r\n" +
 	"\v_origin_urlB\a\n" +
 	"\x05_planB\r\n" +
 	"\v_expires_atB\x0e\n" +
@@ -3237,7 +3312,11 @@ const file_edge_proto_rawDesc = "" +
 	"\n" +
 	"_transformB\n" +
 	"\n" +
-	"\b_metrics\";\n" +
+	"\b_metricsB\x1f\n" +
+	"\x1d_cache_stale_if_error_secondsB'\n" +
+	"%_cache_stale_while_revalidate_secondsB\x1f\n" +
+	"\x1d_cache_keep_cdn_cache_controlB\x18\n" +
+	"\x16_cache_client_no_cache\";\n" +
 	"\x10AddTenantRequest\x12'\n" +
 	"\x06tenant\x18\x01 \x01(\v2\x0f.edge.v1.TenantR\x06tenant\"|\n" +
 	"\x13UpdateTenantRequest\x12\x16\n" +

@@ -187,11 +187,16 @@ func (o *object) finish() {
 		return
 	}
 	o.etag = o.header.Get("Etag")
-	if lm, err := http.ParseTime(o.header.Get("Last-Modified")); err == nil {
+	if lm, _, ok := fieldDate(o.header, "Last-Modified", o.responseTime); ok {
 		o.lastModified = lm
 	}
 	o.hdrIdent = o.header.Clone()
 	delete(o.hdrIdent, "Content-Encoding")
+	// Targeted cache control is for Edge: the stored header keeps it (a
+	// 304 merged into it is decided again), what is served does not (a
+	// tenant that keeps CDN-Cache-Control gets it added per request).
+	delete(o.hdrIdent, edgeCacheControl)
+	delete(o.hdrIdent, cdnCacheControl)
 	if bodyAllowed(o.status) {
 		o.hdrIdent["Content-Length"] = []string{strconv.FormatInt(o.identLen, 10)}
 	}

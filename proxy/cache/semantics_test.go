@@ -34,6 +34,15 @@ func TestSemantics(t *testing.T) {
 			_, _ = io.WriteString(w, "body")
 		}
 	}
+	validated := func(w http.ResponseWriter, r *http.Request, n int64) {
+		w.Header().Set("Cache-Control", "max-age=600")
+		w.Header().Set("ETag", `"v1"`)
+		if r.Header.Get("If-None-Match") == `"v1"` {
+			w.WriteHeader(http.StatusNotModified)
+			return
+		}
+		_, _ = io.WriteString(w, "body")
+	}
 	cases := []struct {
 		name   string
 		origin func(w http.ResponseWriter, r *http.Request, n int64)
@@ -130,11 +139,15 @@ func TestSemantics(t *testing.T) {
 			},
 		},
 		{
-			name:   "Set-Cookie stored when allowed but never replayed",
-			origin: static("Cache-Control", "max-age=60", "Set-Cookie", "s=1"),
+			name:   "Set-Cookie stored when allowed: the fetching client gets it, a hit does not",
+			origin: static("Cache-Control", "max-age=60", "Set-Cookie", "s=1", "Set-Cookie", "t=2"),
 			policy: Policy{CacheSetCookie: true},
 			steps: []step{
-				{wantCS: "edge; fwd=miss; stored", wantOrigin: 1},
+				{wantCS: "edge; fwd=miss; stored", wantOrigin: 1, check: func(t *testing.T, r response, _ *origin) {
+					if got := strings.Join(r.header.Values("Set-Cookie"), "|"); got != "s=1|t=2" {
+						t.Errorf("fetching client got Set-Cookie %q, want s=1|t=2", got)
+					}
+				}},
 				{wantCS: "edge; hit", wantOrigin: 1, check: func(t *testing.T, r response, _ *origin) {
 					if r.header.Get("Set-Cookie") != "" {
 						t.Errorf("hit replayed Set-Cookie %q", r.header.Get("Set-Cookie"))
@@ -337,8 +350,73 @@ func TestSemantics(t *testing.T) {
 			name:   "no freshness and no validator is not stored",
 			origin: static(),
 			steps: []step{
+				{wantCS: "edge; fwd=miss; detail=no-freshness", wantOrigin: 1},
+				{wantCS: "edge; fwd=miss", wantOrigin: 2},
+			},
+		},
+		{
+			name: "Expires with a one-digit hour is already expired",
+			origin: func(w http.ResponseWriter, r *http.Request, n int64) {
+				w.Header().Set("Date", httpDate(0))
+				w.Header().Set("Expires", strings.Replace(httpDate(time.Hour), " 13:", " 1:", 1)) // net/http.ParseTime takes it
+				_, _ = io.WriteString(w, "body")
+			},
+			steps: []step{
 				{wantCS: "edge; fwd=miss; detail=stale", wantOrigin: 1},
 				{wantCS: "edge; fwd=miss", wantOrigin: 2},
+			},
+		},
+		{
+			name: "two Expires lines are already expired",
+			origin: func(w http.ResponseWriter, r *http.Request, n int64) {
+				w.Header().Add("Expires", httpDate(time.Hour))
+				w.Header().Add("Expires", httpDate(2*time.Hour))
+				_, _ = io.WriteString(w, "body")
+			},
+			steps: []step{{wantCS: "edge; fwd=miss; detail=stale", wantOrigin: 1}},
+		},
+		{
+			name: "Expires names in any case are accepted (RFC 9111 section 4.2)",
+			origin: func(w http.ResponseWriter, r *http.Request, n int64) {
+				w.Header().Set("Date", httpDate(0))
+				w.Header().Set("Expires", strings.Replace(httpDate(time.Minute), "GMT", "gMT", 1))
+				_, _ = io.WriteString(w, "body")
+			},
+			steps: []step{
+				{wantCS: "edge; fwd=miss; stored", wantOrigin: 1},
+				{advance: 30 * time.Second, wantCS: "edge; hit", wantOrigin: 1},
+			},
+		},
+		{
+			name:   "Age list uses its first member",
+			origin: static("Cache-Control", "max-age=3600", "Age", "7200, 0"),
+			steps: []step{
+				{wantOrigin: 1},
+				{wantCS: "edge; fwd=miss", wantOrigin: 2}, // two hours old: never fresh here
+			},
+		},
+		{
+			name:   "an invalid Age is treated as stale",
+			origin: static("Cache-Control", "max-age=3600", "Age", "+5"),
+			steps: []step{
+				{wantCS: "edge; fwd=miss; detail=stale", wantOrigin: 1},
+				{wantCS: "edge; fwd=miss", wantOrigin: 2},
+			},
+		},
+		{
+			name:   "max-age twice with different values is stale",
+			origin: static("Cache-Control", "max-age=1", "Cache-Control", "max-age=1800"),
+			steps: []step{
+				{wantCS: "edge; fwd=miss; detail=stale", wantOrigin: 1},
+				{wantCS: "edge; fwd=miss", wantOrigin: 2},
+			},
+		},
+		{
+			name:   "max-age twice with the same value is that value",
+			origin: static("Cache-Control", "max-age=60, max-age=60"),
+			steps: []step{
+				{wantCS: "edge; fwd=miss; stored", wantOrigin: 1},
+				{advance: 59 * time.Second, wantCS: "edge; hit", wantOrigin: 1},
 			},
 		},
 		{
@@ -386,6 +464,28 @@ func TestSemantics(t *testing.T) {
 			},
 		},
 		{
+			name:   "client no-cache is ignored by default",
+			origin: validated,
+			steps: []step{
+				{wantCS: "edge; fwd=miss; stored", wantOrigin: 1},
+				{hdr: []string{"Cache-Control", "no-cache"}, wantCS: "edge; hit", wantOrigin: 1},
+				{hdr: []string{"Pragma", "no-cache"}, wantCS: "edge; hit", wantOrigin: 1},
+			},
+		},
+		{
+			name:   "client no-cache revalidates under Policy.ClientNoCache",
+			origin: validated,
+			policy: Policy{ClientNoCache: true},
+			steps: []step{
+				{wantCS: "edge; fwd=miss; stored", wantOrigin: 1},
+				{hdr: []string{"Cache-Control", "no-cache"}, wantCS: "edge; fwd=request; fwd-status=304; stored", wantOrigin: 2, wantBody: "body"},
+				{wantCS: "edge; hit", wantOrigin: 2},
+				{hdr: []string{"Cache-Control", "max-age=0"}, wantCS: "edge; fwd=request; fwd-status=304", wantOrigin: 3},
+				{hdr: []string{"Pragma", "no-cache"}, wantCS: "edge; fwd=request; fwd-status=304", wantOrigin: 4},
+				{hdr: []string{"Cache-Control", "max-age=30"}, wantCS: "edge; hit", wantOrigin: 4},
+			},
+		},
+		{
 			name:   "surrogate headers are not sent to clients",
 			origin: static("Cache-Control", "max-age=60", "Surrogate-Key", "a b", "Cache-Tag", "c"),
 			steps: []step{
@@ -399,37 +499,44 @@ func TestSemantics(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			o := newOrigin(t, tc.origin)
-			c := newCache(t, Config{Now: clk.Now})
-			f := newFront(t, c, o.srv.URL, Request{Tenant: "t1", Policy: tc.policy})
-			for i, s := range tc.steps {
-				clk.Advance(s.advance)
-				method := s.method
-				if method == "" {
-					method = http.MethodGet
-				}
-				r := f.do(t, method, "/page", s.hdr...)
-				code := s.wantCode
-				if code == 0 {
-					code = http.StatusOK
-				}
-				if r.code != code {
-					t.Fatalf("step %d: status %d, want %d (Cache-Status %q)", i, r.code, code, r.header.Get("Cache-Status"))
-				}
-				if cs := r.header.Get("Cache-Status"); !strings.HasPrefix(cs, s.wantCS) {
-					t.Fatalf("step %d: Cache-Status %q, want prefix %q", i, cs, s.wantCS)
-				}
-				if n := o.hits.Load(); n != s.wantOrigin {
-					t.Fatalf("step %d: origin requests %d, want %d", i, n, s.wantOrigin)
-				}
-				if (s.wantBody != "" || method == http.MethodHead || code == 304) && r.body != s.wantBody {
-					t.Fatalf("step %d: body %q, want %q", i, r.body, s.wantBody)
-				}
-				if s.check != nil {
-					s.check(t, r, o)
-				}
-			}
+			runSteps(t, clk, tc.origin, tc.policy, tc.steps)
 		})
+	}
+}
+
+// runSteps runs one semantics scenario through a cache in front of a
+// real origin: each step is a request for /page.
+func runSteps(t *testing.T, clk *fakeClock, originFn func(w http.ResponseWriter, r *http.Request, n int64), policy Policy, steps []step) {
+	t.Helper()
+	o := newOrigin(t, originFn)
+	c := newCache(t, Config{Now: clk.Now})
+	f := newFront(t, c, o.srv.URL, Request{Tenant: "t1", Policy: policy})
+	for i, s := range steps {
+		clk.Advance(s.advance)
+		method := s.method
+		if method == "" {
+			method = http.MethodGet
+		}
+		r := f.do(t, method, "/page", s.hdr...)
+		code := s.wantCode
+		if code == 0 {
+			code = http.StatusOK
+		}
+		if r.code != code {
+			t.Fatalf("step %d: status %d, want %d (Cache-Status %q)", i, r.code, code, r.header.Get("Cache-Status"))
+		}
+		if cs := r.header.Get("Cache-Status"); !strings.HasPrefix(cs, s.wantCS) {
+			t.Fatalf("step %d: Cache-Status %q, want prefix %q", i, cs, s.wantCS)
+		}
+		if n := o.hits.Load(); n != s.wantOrigin {
+			t.Fatalf("step %d: origin requests %d, want %d", i, n, s.wantOrigin)
+		}
+		if (s.wantBody != "" || method == http.MethodHead || code == 304) && r.body != s.wantBody {
+			t.Fatalf("step %d: body %q, want %q", i, r.body, s.wantBody)
+		}
+		if s.check != nil {
+			s.check(t, r, o)
+		}
 	}
 }
 

@@ -31,8 +31,25 @@ type Policy struct {
 	// bypass the cache entirely.
 	CacheAuthorized bool
 	// StaleIfError serves stale content for this long past expiry when the
-	// origin fails, even if the origin sent no stale-if-error.
+	// origin fails, even if the origin sent no stale-if-error
+	// (--cache-stale-if-error). Like the directive it yields to
+	// must-revalidate, proxy-revalidate and a bare s-maxage.
 	StaleIfError time.Duration
+	// StaleWhileRevalidate serves stale content for this long past expiry
+	// while one background fetch refreshes it, when the origin sent no
+	// stale-while-revalidate (--cache-stale-while-revalidate).
+	StaleWhileRevalidate time.Duration
+	// KeepCDNCacheControl relays CDN-Cache-Control to clients, for a
+	// tenant with another CDN in front of Edge; by default it is dropped
+	// (it targeted Edge). Edge-Cache-Control is always dropped.
+	KeepCDNCacheControl bool
+	// ClientNoCache makes a request with Cache-Control: no-cache or
+	// max-age=0 (or Pragma: no-cache without Cache-Control) revalidate a
+	// fresh stored object with the origin (Cache-Status fwd=request)
+	// instead of being answered from it. Off by default: a shared cache
+	// may ignore it, and one client should not be able to force origin
+	// traffic (a reload storm, or a bot).
+	ClientNoCache bool
 }
 
 // Request describes what the proxy knows about a request beyond the
@@ -61,6 +78,8 @@ type Request struct {
 	// conditionals), with no rewriting and no decoding, bound to the
 	// client. Nil fetches such keys with the Fetcher, as for a miss.
 	Pass PassFetcher
+
+	fwdRequest bool // a stored object is revalidated because the client asked (ClientNoCache)
 }
 
 // PassFetcher is the hook of Request.Pass.
@@ -188,7 +207,7 @@ func (c *Cache) serve(w http.ResponseWriter, r *http.Request, req Request, fetch
 	if o != nil && o.pass {
 		return c.fetchPass(w, r, &req, fetch, base, key, o, pq)
 	}
-	if o != nil {
+	if o != nil && !(req.Policy.ClientNoCache && clientNoCache(r)) {
 		age := o.age(now)
 		if !soft && !o.noCache && age < o.lifetime {
 			return c.serveObjectAt(w, r, &req, o, Result{CacheStatus: statusHit, Tier: tierNames[tier]}, now)
@@ -199,7 +218,26 @@ func (c *Cache) serve(w http.ResponseWriter, r *http.Request, req Request, fetch
 			return c.serveObjectAt(w, r, &req, o, Result{CacheStatus: statusHitStale, Tier: tierNames[tier]}, now)
 		}
 	}
+	if o != nil && req.Policy.ClientNoCache && clientNoCache(r) {
+		req.fwdRequest = true
+	}
 	return c.fill(w, r, &req, fetch, base, key, o, pq)
+}
+
+// clientNoCache reports whether a request asks not to be answered from
+// the cache without revalidation (RFC 9111 sections 5.2.1.1, 5.2.1.4
+// and 5.4). Only consulted under Policy.ClientNoCache.
+func clientNoCache(r *http.Request) bool {
+	if lines := r.Header["Cache-Control"]; len(lines) > 0 {
+		cc := parseDirectives(lines)
+		return cc.noCache || cc.maxAge == 0
+	}
+	for _, v := range r.Header["Pragma"] {
+		if strings.Contains(strings.ToLower(v), "no-cache") {
+			return true
+		}
+	}
+	return false
 }
 
 const (
@@ -364,6 +402,10 @@ type outcome struct {
 	err    error
 	dur    time.Duration
 	pass   string // why the response was not stored, when the next one likely will not be either
+	// setCookie is the origin's Set-Cookie for the client whose request
+	// fetched a stored response (Policy.CacheSetCookie): the stored copy
+	// has none, and land does not hand it to collapsed waiters.
+	setCookie []string
 }
 
 func (c *Cache) join(key string) (*flight, bool) {
@@ -531,7 +573,7 @@ func (c *Cache) checkStorable(h http.Header, contentLength int64, fr *freshness)
 // response, with the Cache-Status of a 200 passed for each.
 var passStatuses = func() map[string]string {
 	m := map[string]string{}
-	for _, r := range []string{"no-store", "private", "set-cookie", "vary", "stale", "encoding", "too-large"} {
+	for _, r := range []string{"no-store", "private", "set-cookie", "vary", "stale", "no-freshness", "encoding", "too-large"} {
 		m[r] = cacheName + "; fwd=miss; detail=" + r
 	}
 	return m
@@ -633,7 +675,10 @@ func (c *Cache) fetchOrigin(ctx context.Context, r *http.Request, req *Request, 
 	dur := time.Since(start)
 	respTime := c.now()
 	fwd := "; fwd=miss"
-	if stale != nil {
+	switch {
+	case req.fwdRequest:
+		fwd = "; fwd=request"
+	case stale != nil:
 		fwd = "; fwd=stale"
 	}
 	if err != nil {
@@ -647,11 +692,12 @@ func (c *Cache) fetchOrigin(ctx context.Context, r *http.Request, req *Request, 
 	if stale != nil && code == http.StatusNotModified {
 		resp.Body.Close()
 		status := cacheName + fwd + "; fwd-status=304"
+		cookies := resp.Header["Set-Cookie"]
 		if o := c.refresh(stale, resp.Header, req.Policy, headerValue(r.Header, "Authorization") != "", reqTime, respTime, stamp); o != nil {
 			c.store(base, o, req.Persist)
-			return outcome{obj: o, status: status + "; stored", stored: true, dur: dur}
+			return outcome{obj: o, status: status + "; stored", stored: true, dur: dur, setCookie: cookies}
 		}
-		return outcome{obj: stale, status: status, dur: dur}
+		return outcome{obj: stale, status: status, dur: dur, setCookie: cookies}
 	}
 	if stale != nil && code >= 500 && c.staleIfError(stale) {
 		resp.Body.Close()
@@ -687,7 +733,7 @@ func (c *Cache) fetchOrigin(ctx context.Context, r *http.Request, req *Request, 
 		return outcome{resp: resp, prefix: body, status: status + "; detail=encoding", dur: dur}
 	}
 	c.store(base, o, req.Persist)
-	return outcome{obj: o, status: status + "; stored", stored: true, dur: dur}
+	return outcome{obj: o, status: status + "; stored", stored: true, dur: dur, setCookie: resp.Header["Set-Cookie"]}
 }
 
 // readUpTo reads body until EOF or until it holds more than limit bytes.

@@ -108,16 +108,18 @@ func etagMatch(list, etag string) bool {
 
 // notModified answers a client's conditional GET/HEAD (RFC 9110 section
 // 13.2.2: If-None-Match takes precedence over If-Modified-Since).
-func notModified(r *http.Request, o *object, etag string) bool {
+// An If-Modified-Since that is not exactly one valid HTTP-date is ignored
+// (section 13.1.3).
+func notModified(r *http.Request, o *object, etag string, now time.Time) bool {
 	if o.status != http.StatusOK {
 		return false
 	}
 	if inm := headerValue(r.Header, "If-None-Match"); inm != "" {
 		return etagMatch(inm, etag)
 	}
-	if ims := headerValue(r.Header, "If-Modified-Since"); ims != "" && !o.lastModified.IsZero() {
-		t, err := http.ParseTime(ims)
-		return err == nil && !o.lastModified.After(t)
+	if ims := r.Header["If-Modified-Since"]; len(ims) == 1 && !o.lastModified.IsZero() {
+		t, ok := parseHTTPDate(ims[0], now)
+		return ok && !o.lastModified.After(t)
 	}
 	return false
 }
@@ -144,10 +146,13 @@ func (c *Cache) serveObjectAt(w http.ResponseWriter, r *http.Request, req *Reque
 	for k, v := range src {
 		h[k] = v
 	}
+	if req.Policy.KeepCDNCacheControl {
+		keepCDN(h, o.header)
+	}
 	h["Age"] = ageValue(o.age(now))
 	h["Cache-Status"] = statusValue(res.CacheStatus)
 	code := o.status
-	if notModified(r, o, etag) {
+	if notModified(r, o, etag, now) {
 		code = http.StatusNotModified
 		delete(h, "Content-Length")
 	}
@@ -192,6 +197,9 @@ func (c *Cache) serveRange(w http.ResponseWriter, r *http.Request, req *Request,
 			h[k] = v
 		}
 	}
+	if req.Policy.KeepCDNCacheControl {
+		keepCDN(h, o.header)
+	}
 	h["Age"] = ageValue(o.age(c.now()))
 	h["Cache-Status"] = statusValue(res.CacheStatus)
 	if h.Get("Content-Type") == "" {
@@ -231,10 +239,22 @@ func (w *hookWriter) Write(b []byte) (int, error) {
 
 var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 
-// passHeaders are not relayed from an origin response.
+// keepCDN relays a stored CDN-Cache-Control (Policy.KeepCDNCacheControl):
+// the stored slice, so a hit does not allocate it.
+func keepCDN(h, stored http.Header) {
+	if v := stored[cdnCacheControl]; len(v) > 0 {
+		h[cdnCacheControl] = v
+	}
+}
+
+// passHeaders are not relayed from an origin response. Surrogate-Control
+// is not honoured (docs/cache.md, "Conformance") but still never leaves,
+// as Varnish and Fastly strip it. CDN-Cache-Control is dropped separately
+// unless Policy.KeepCDNCacheControl.
 var passHeaders = []string{
 	"Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authenticate", "Te", "Trailer",
 	"Transfer-Encoding", "Upgrade", "Cache-Status", "Surrogate-Key", "Surrogate-Control", "Cache-Tag",
+	edgeCacheControl,
 }
 
 // writeOutcome writes what an origin fetch produced.
@@ -244,6 +264,11 @@ func (c *Cache) writeOutcome(w http.ResponseWriter, r *http.Request, req *Reques
 	case out.err != nil:
 		return res, out.err
 	case out.obj != nil:
+		if len(out.setCookie) > 0 {
+			// Only this client's fetch produced the cookie; the object
+			// (and every hit on it) has none.
+			w.Header()["Set-Cookie"] = out.setCookie
+		}
 		return c.serveObject(w, r, req, out.obj, res)
 	}
 	resp := out.resp
@@ -259,6 +284,9 @@ func (c *Cache) writeOutcome(w http.ResponseWriter, r *http.Request, req *Reques
 	}
 	for _, k := range passHeaders {
 		delete(h, k)
+	}
+	if !req.Policy.KeepCDNCacheControl {
+		delete(h, cdnCacheControl)
 	}
 	h["Cache-Status"] = []string{out.status}
 	res.StatusCode = resp.StatusCode
