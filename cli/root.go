@@ -104,7 +104,53 @@ func newRoot(g *globals) *cobra.Command {
 	pf.StringVar(&g.caFile, "tls-ca", g.getenv("EDGECTL_TLS_CA"), "use TLS to the admin API, trusting this CA bundle (EDGECTL_TLS_CA)")
 	root.AddCommand(newTenantCmd(g), newClusterCmd(g), newCacheCmd(g), newCertCmd(g), newTransformCmd(g), newSnapshotCmd(g), newHistoryCmd(g), newVersionCmd(g))
 	root.AddCommand(newApplyCmd(g), newDiffCmd(g), newExportCmd(g))
+	// Cobra adds these two when it executes; adding them now lets
+	// strictGroups see them.
+	root.InitDefaultHelpCmd()
+	root.InitDefaultCompletionCmd()
+	for _, c := range root.Commands() {
+		if c.Name() == "completion" {
+			for _, sh := range c.Commands() {
+				sh.Args = exactArgs(0, "no arguments")
+			}
+		}
+	}
+	root.SuggestionsMinimumDistance = 2
+	strictGroups(root)
 	return root
+}
+
+// strictGroups makes every command that only groups others (edgectl,
+// edgectl tenant, …) fail with a usage error when it is given no
+// subcommand or one it does not have. Cobra's default prints the help and
+// exits 0 for an unknown subcommand (`tenant lst`) and exits 1 for an
+// unknown top-level command; a script must see 2 for both.
+func strictGroups(c *cobra.Command) {
+	for _, sub := range c.Commands() {
+		strictGroups(sub)
+	}
+	if !c.HasSubCommands() || c.Runnable() {
+		// Set explicitly: a command inherits its parent's template.
+		c.SetUsageTemplate((&cobra.Command{}).UsageTemplate())
+		return
+	}
+	c.Args = cobra.ArbitraryArgs
+	// The help keeps saying "edgectl tenant [command]" only, as it did
+	// before the group had a RunE.
+	c.SetUsageTemplate(strings.Replace(c.UsageTemplate(), "{{if .Runnable}}", "{{if false}}", 1))
+	c.RunE = func(cmd *cobra.Command, args []string) error {
+		if len(args) == 0 {
+			cmd.SetOut(cmd.ErrOrStderr())
+			_ = cmd.Help()
+			return usagef("missing command (see %s --help)", cmd.CommandPath())
+		}
+		msg := fmt.Sprintf("unknown command %q for %q", args[0], cmd.CommandPath())
+		cmd.SuggestionsMinimumDistance = 2
+		if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
+			msg += "; did you mean " + strings.Join(s, " or ") + "?"
+		}
+		return usagef("%s (see %s --help)", msg, cmd.CommandPath())
+	}
 }
 
 func envOr(getenv func(string) string, key, def string) string {
