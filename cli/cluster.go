@@ -31,7 +31,7 @@ func newClusterStatus(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return g.print(resp, func(w io.Writer) {
+			if err := g.print(resp, func(w io.Writer) {
 				fmt.Fprintln(w, "ID\tRAFT ADDRESS\tADMIN ADDRESS\tSUFFRAGE\tSTATE\tAPPLIED\tTERM")
 				for _, m := range resp.GetMembers() {
 					id := m.GetId()
@@ -40,7 +40,15 @@ func newClusterStatus(g *globals) *cobra.Command {
 					}
 					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%d\t%d\n", id, m.GetAddress(), dash(m.GetAdminAddress()), m.GetSuffrage(), m.GetState(), m.GetAppliedIndex(), m.GetTerm())
 				}
-			})
+			}); err != nil {
+				return err
+			}
+			// The members are printed either way: which ones are
+			// unreachable is what an incident needs to see.
+			if resp.GetLeader() == "" {
+				return exitError{exitNoLeader, noLeaderError(resp)}
+			}
+			return nil
 		},
 	}
 }

@@ -75,6 +75,12 @@ func newRoot(g *globals) *cobra.Command {
 	root := &cobra.Command{
 		Use:           "edgectl",
 		Short:         "Manage an Edge cluster: tenants, certificates, cache and members",
+		Long: `Manage an Edge cluster: tenants, certificates, cache and members.
+
+Exit codes: 0 success; 1 failure; 2 usage error (unknown command or flag,
+wrong arguments, a confirmation refused); 3 the cluster has no leader
+(quorum lost: writes and leader-confirmed reads fail, --local reads work;
+cluster status still prints the members). diff: 0 no changes, 1 changes.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
