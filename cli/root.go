@@ -73,8 +73,8 @@ func oneLine(s string) string {
 
 func newRoot(g *globals) *cobra.Command {
 	root := &cobra.Command{
-		Use:           "edgectl",
-		Short:         "Manage an Edge cluster: tenants, certificates, cache and members",
+		Use:   "edgectl",
+		Short: "Manage an Edge cluster: tenants, certificates, cache and members",
 		Long: `Manage an Edge cluster: tenants, certificates, cache and members.
 
 Exit codes: 0 success; 1 failure; 2 usage error (unknown command or flag,
