@@ -10,6 +10,9 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"google.golang.org/grpc"
+
+	edgev1 "github.com/edgeproxy/edge/api/edgev1"
 )
 
 // Version is set at build time with -ldflags "-X github.com/edgeproxy/edge/cli.Version=…".
@@ -203,14 +206,53 @@ func rangeArgs(min, max int, names string) cobra.PositionalArgs {
 }
 
 func newVersionCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
-		Use:   "version",
-		Short: "Print edgectl's version",
+	var clientOnly bool
+	c := &cobra.Command{
+		Use:   "version [--client]",
+		Short: "Print edgectl's version and every cluster member's",
 		Args:  exactArgs(0, "no arguments"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return g.print(map[string]any{"version": Version}, func(w io.Writer) {
-				fmt.Fprintln(w, "edgectl", Version)
-			})
+			type memberVersion struct {
+				ID      string `json:"id"`
+				Version string `json:"version"`
+			}
+			out := struct {
+				Client  string          `json:"client"`
+				Members []memberVersion `json:"members,omitempty"`
+			}{Client: Version}
+			var err error
+			if !clientOnly {
+				var st *edgev1.StatusResponse
+				err = g.call(cmd.Context(), func(ctx context.Context, cc *grpc.ClientConn) (err error) {
+					st, err = edgev1.NewClusterServiceClient(cc).Status(ctx, &edgev1.StatusRequest{})
+					return err
+				})
+				for _, m := range st.GetMembers() {
+					out.Members = append(out.Members, memberVersion{m.GetId(), versionOf(m)})
+				}
+			}
+			// The client's version is printed even when no server
+			// answers; the error follows on stderr.
+			if perr := g.print(out, func(w io.Writer) {
+				fmt.Fprintf(w, "edgectl\t%s\n", Version)
+				for _, m := range out.Members {
+					fmt.Fprintf(w, "%s\t%s\n", m.ID, m.Version)
+				}
+			}); perr != nil {
+				return perr
+			}
+			return err
 		},
 	}
+	c.Flags().BoolVar(&clientOnly, "client", false, "print edgectl's version only, contacting no server")
+	return c
+}
+
+// versionOf is a member's build version for people: "unknown" when the
+// member did not answer or runs a build that does not report one.
+func versionOf(m *edgev1.Member) string {
+	if m.GetVersion() == "" {
+		return "unknown"
+	}
+	return m.GetVersion()
 }

@@ -30,6 +30,18 @@ func stopNode(t *testing.T, p *proc) {
 func TestE2EQuorumLossIsExplained(t *testing.T) {
 	c := startE2ECluster(t, 3)
 	c.mustCtl("--server", c.servers(), "tenant", "add", "q.example", "--origin", "http://127.0.0.1:9")
+	// Every member reports its build, asked over gRPC at status time.
+	var vs struct {
+		Members []struct{ ID, Version string }
+	}
+	if err := json.Unmarshal([]byte(c.mustCtl("--server", c.servers(), "cluster", "status", "-o", "json")), &vs); err != nil || len(vs.Members) != 3 {
+		t.Fatalf("status: %v %+v", err, vs)
+	}
+	for _, m := range vs.Members {
+		if m.Version != e2eVersion {
+			t.Errorf("member %s reports version %q, want %q", m.ID, m.Version, e2eVersion)
+		}
+	}
 	survivor := c.nodes[0]
 	c.waitLocalTenant(survivor, "q.example", "q.example")
 	stopNode(t, c.nodes[1])

@@ -1117,10 +1117,13 @@ type Member struct {
 	// "voter" or "nonvoter".
 	Suffrage string `protobuf:"bytes,4,opt,name=suffrage,proto3" json:"suffrage,omitempty"`
 	// "leader", "follower", "candidate", "shutdown" or "unreachable".
-	State         string `protobuf:"bytes,5,opt,name=state,proto3" json:"state,omitempty"`
-	AppliedIndex  uint64 `protobuf:"varint,6,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
-	LastIndex     uint64 `protobuf:"varint,7,opt,name=last_index,json=lastIndex,proto3" json:"last_index,omitempty"`
-	Term          uint64 `protobuf:"varint,8,opt,name=term,proto3" json:"term,omitempty"`
+	State        string `protobuf:"bytes,5,opt,name=state,proto3" json:"state,omitempty"`
+	AppliedIndex uint64 `protobuf:"varint,6,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
+	LastIndex    uint64 `protobuf:"varint,7,opt,name=last_index,json=lastIndex,proto3" json:"last_index,omitempty"`
+	Term         uint64 `protobuf:"varint,8,opt,name=term,proto3" json:"term,omitempty"`
+	// The member's build version (edged --version), asked at status time;
+	// empty when the member is unreachable or runs a build without it.
+	Version       string `protobuf:"bytes,9,opt,name=version,proto3" json:"version,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1209,6 +1212,13 @@ func (x *Member) GetTerm() uint64 {
 		return x.Term
 	}
 	return 0
+}
+
+func (x *Member) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
 }
 
 type StatusRequest struct {
@@ -1631,7 +1641,9 @@ type InfoResponse struct {
 	LastIndex         uint64 `protobuf:"varint,9,opt,name=last_index,json=lastIndex,proto3" json:"last_index,omitempty"`
 	Term              uint64 `protobuf:"varint,10,opt,name=term,proto3" json:"term,omitempty"`
 	// The raft index of the last cache purge this node's cache applied.
-	PurgeIndex    uint64 `protobuf:"varint,11,opt,name=purge_index,json=purgeIndex,proto3" json:"purge_index,omitempty"`
+	PurgeIndex uint64 `protobuf:"varint,11,opt,name=purge_index,json=purgeIndex,proto3" json:"purge_index,omitempty"`
+	// The node's build version (edged --version).
+	Version       string `protobuf:"bytes,12,opt,name=version,proto3" json:"version,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1741,6 +1753,13 @@ func (x *InfoResponse) GetPurgeIndex() uint64 {
 		return x.PurgeIndex
 	}
 	return 0
+}
+
+func (x *InfoResponse) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
 }
 
 type ApplyRequest struct {
@@ -3262,7 +3281,7 @@ const file_edge_proto_rawDesc = "" +
 	"\x06tenant\x18\x01 \x01(\v2\x0f.edge.v1.TenantR\x06tenant\"D\n" +
 	"\x14RemoveTenantResponse\x12\x16\n" +
 	"\x06domain\x18\x01 \x01(\tR\x06domain\x12\x14\n" +
-	"\x05index\x18\x02 \x01(\x04R\x05index\"\xe1\x01\n" +
+	"\x05index\x18\x02 \x01(\x04R\x05index\"\xfb\x01\n" +
 	"\x06Member\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12#\n" +
@@ -3272,7 +3291,8 @@ const file_edge_proto_rawDesc = "" +
 	"\rapplied_index\x18\x06 \x01(\x04R\fappliedIndex\x12\x1d\n" +
 	"\n" +
 	"last_index\x18\a \x01(\x04R\tlastIndex\x12\x12\n" +
-	"\x04term\x18\b \x01(\x04R\x04term\"\x0f\n" +
+	"\x04term\x18\b \x01(\x04R\x04term\x12\x18\n" +
+	"\aversion\x18\t \x01(\tR\aversion\"\x0f\n" +
 	"\rStatusRequest\"S\n" +
 	"\x0eStatusResponse\x12\x16\n" +
 	"\x06leader\x18\x01 \x01(\tR\x06leader\x12)\n" +
@@ -3291,7 +3311,7 @@ const file_edge_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"4\n" +
 	"\x1aTransferLeadershipResponse\x12\x16\n" +
 	"\x06leader\x18\x01 \x01(\tR\x06leader\"\r\n" +
-	"\vInfoRequest\"\xdf\x02\n" +
+	"\vInfoRequest\"\xf9\x02\n" +
 	"\fInfoResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
 	"\fraft_address\x18\x02 \x01(\tR\vraftAddress\x12#\n" +
@@ -3306,7 +3326,8 @@ const file_edge_proto_rawDesc = "" +
 	"\x04term\x18\n" +
 	" \x01(\x04R\x04term\x12\x1f\n" +
 	"\vpurge_index\x18\v \x01(\x04R\n" +
-	"purgeIndex\"(\n" +
+	"purgeIndex\x12\x18\n" +
+	"\aversion\x18\f \x01(\tR\aversion\"(\n" +
 	"\fApplyRequest\x12\x18\n" +
 	"\acommand\x18\x01 \x01(\fR\acommand\"=\n" +
 	"\rApplyResponse\x12\x16\n" +
