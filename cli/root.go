@@ -83,7 +83,11 @@ func newRoot(g *globals) *cobra.Command {
 Exit codes: 0 success; 1 failure; 2 usage error (unknown command or flag,
 wrong arguments, a confirmation refused); 3 the cluster has no leader
 (quorum lost: writes and leader-confirmed reads fail, --local reads work;
-cluster status still prints the members). diff: 0 no changes, 1 changes.`,
+cluster status still prints the members). diff: 0 no changes, 1 changes.
+
+-o json: snake_case names; every 64-bit integer (index, applied_index,
+term, bytes, …) is a JSON string, in every command, as protobuf's JSON
+mapping writes them (a JSON number loses precision above 2^53).`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {

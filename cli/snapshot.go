@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -70,7 +71,7 @@ func newSnapshotCmd(g *globals) *cobra.Command {
 			if err := os.Rename(tmp.Name(), path); err != nil {
 				return err
 			}
-			return g.print(map[string]any{"file": path, "bytes": size, "sha256": sum}, func(w io.Writer) {
+			return g.print(map[string]any{"file": path, "bytes": strconv.FormatInt(size, 10), "sha256": sum}, func(w io.Writer) {
 				fmt.Fprintf(w, "saved %s (%d bytes, sha256 %s)\n", path, size, sum)
 			})
 		},

@@ -18,7 +18,7 @@ func TestE2ESnapshotSaveRestoreAndHistory(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "edge.snap")
 	out := c.mustCtl("--server", srv, "snapshot", "save", file, "-o", "json")
 	var saved struct {
-		Bytes  int64  `json:"bytes"`
+		Bytes  int64  `json:"bytes,string"`
 		SHA256 string `json:"sha256"`
 	}
 	if err := json.Unmarshal([]byte(out), &saved); err != nil || saved.Bytes == 0 || len(saved.SHA256) != 64 {
