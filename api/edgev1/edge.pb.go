@@ -2492,8 +2492,10 @@ type HistoryEntry struct {
 	Operation string                 `protobuf:"bytes,3,opt,name=operation,proto3" json:"operation,omitempty"`
 	Domain    string                 `protobuf:"bytes,4,opt,name=domain,proto3" json:"domain,omitempty"`
 	// Who made the change, as edgectl reported it (user@host), and from where.
-	Actor         string `protobuf:"bytes,5,opt,name=actor,proto3" json:"actor,omitempty"`
-	Error         string `protobuf:"bytes,6,opt,name=error,proto3" json:"error,omitempty"`
+	Actor string `protobuf:"bytes,5,opt,name=actor,proto3" json:"actor,omitempty"`
+	Error string `protobuf:"bytes,6,opt,name=error,proto3" json:"error,omitempty"`
+	// What a snapshot.restore restored: the snapshot's index and SHA-256.
+	Detail        string `protobuf:"bytes,7,opt,name=detail,proto3" json:"detail,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2566,6 +2568,13 @@ func (x *HistoryEntry) GetActor() string {
 func (x *HistoryEntry) GetError() string {
 	if x != nil {
 		return x.Error
+	}
+	return ""
+}
+
+func (x *HistoryEntry) GetDetail() string {
+	if x != nil {
+		return x.Detail
 	}
 	return ""
 }
@@ -3373,14 +3382,15 @@ const file_edge_proto_rawDesc = "" +
 	"\atenants\x18\x02 \x01(\x03R\atenants\">\n" +
 	"\x0eHistoryRequest\x12\x16\n" +
 	"\x06domain\x18\x01 \x01(\tR\x06domain\x12\x14\n" +
-	"\x05limit\x18\x02 \x01(\x05R\x05limit\"\xb6\x01\n" +
+	"\x05limit\x18\x02 \x01(\x05R\x05limit\"\xce\x01\n" +
 	"\fHistoryEntry\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\x12.\n" +
 	"\x04time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x1c\n" +
 	"\toperation\x18\x03 \x01(\tR\toperation\x12\x16\n" +
 	"\x06domain\x18\x04 \x01(\tR\x06domain\x12\x14\n" +
 	"\x05actor\x18\x05 \x01(\tR\x05actor\x12\x14\n" +
-	"\x05error\x18\x06 \x01(\tR\x05error\"B\n" +
+	"\x05error\x18\x06 \x01(\tR\x05error\x12\x16\n" +
+	"\x06detail\x18\a \x01(\tR\x06detail\"B\n" +
 	"\x0fHistoryResponse\x12/\n" +
 	"\aentries\x18\x01 \x03(\v2\x15.edge.v1.HistoryEntryR\aentries\"f\n" +
 	"\x0ePreviewRequest\x12\x16\n" +
