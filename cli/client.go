@@ -321,7 +321,7 @@ func statusError(err error) error {
 	switch s.Code() {
 	case codes.InvalidArgument:
 		return fmt.Errorf("invalid argument: %s", s.Message())
-	case codes.NotFound:
+	case codes.NotFound, codes.FailedPrecondition:
 		return errors.New(s.Message())
 	case codes.AlreadyExists:
 		return errors.New(s.Message())

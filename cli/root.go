@@ -37,7 +37,6 @@ type globals struct {
 	// (globals.attemptTimeout).
 	attemptLimit time.Duration
 	local        bool
-	insecure     bool
 	caFile       string
 
 	stdout, stderr io.Writer

@@ -231,6 +231,20 @@ func (s *clusterService) TransferLeadership(ctx context.Context, req *edgev1.Tra
 		}
 		fut = r.LeadershipTransferToServer(raft.ServerID(id), addr)
 	} else {
+		cfg := r.GetConfiguration()
+		if err := cfg.Error(); err != nil {
+			return nil, grpcError(err)
+		}
+		others := 0
+		for _, srv := range cfg.Configuration().Servers {
+			if srv.Suffrage == raft.Voter && string(srv.ID) != s.n.cfg.ID {
+				others++
+			}
+		}
+		if others == 0 {
+			// raft's own answer is "cannot find peer".
+			return nil, status.Error(codes.FailedPrecondition, "no other voter to transfer to")
+		}
 		fut = r.LeadershipTransfer()
 	}
 	if err := fut.Error(); err != nil {

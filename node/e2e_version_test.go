@@ -4,10 +4,14 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // The build version set with -ldflags -X shows in edged --version,
@@ -47,6 +51,15 @@ func TestE2EVersions(t *testing.T) {
 		t.Errorf("cluster status table:\n%s", st)
 	}
 
+	// Small ones from issue 18: a single node has no one to hand
+	// leadership to; an empty certificate list says so.
+	if _, errs, code := c.ctl("--server", srv, "cluster", "transfer-leader"); code != 1 || strings.TrimSpace(errs) != "edgectl: no other voter to transfer to" {
+		t.Errorf("transfer-leader on one node: exit %d, %q", code, errs)
+	}
+	if out := c.mustCtl("--server", srv, "cert", "list"); strings.TrimSpace(out) != "no certificates" {
+		t.Errorf("empty cert list: %q", out)
+	}
+
 	resp, err := http.Get("http://" + c.nodes[0].metrics + "/metrics")
 	if err != nil {
 		t.Fatal(err)
@@ -56,5 +69,34 @@ func TestE2EVersions(t *testing.T) {
 	want := `edge_build_info{goversion="` + runtime.Version() + `",version="` + e2eVersion + `"} 1`
 	if !strings.Contains(string(body), want) {
 		t.Errorf("metrics lack %s", want)
+	}
+}
+
+// edged --dev removes the temporary data directory it made when it exits
+// cleanly.
+func TestE2EDevRemovesItsDataDir(t *testing.T) {
+	edged, edgectl := binaries(t)
+	tmp := t.TempDir()
+	admin := freePort(t)
+	cmd := exec.Command(edged, "--dev", "--id", "dev", "--admin-addr", admin, "--raft-addr", freePort(t), "--http-addr", freePort(t), "--raft-log-level", "error")
+	cmd.Env = append(os.Environ(), "TMPDIR="+tmp)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	waitUntil(t, 20*time.Second, "the dev node to answer", func() bool {
+		return exec.Command(edgectl, "--server", admin, "--timeout", "2s", "cluster", "status").Run() == nil
+	})
+	if dirs, _ := filepath.Glob(filepath.Join(tmp, "edged-dev-*")); len(dirs) != 1 {
+		t.Fatalf("dev data dirs while running: %v", dirs)
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("edged --dev exit: %v", err)
+	}
+	if dirs, _ := filepath.Glob(filepath.Join(tmp, "edged-dev-*")); len(dirs) != 0 {
+		t.Errorf("edged --dev left %v behind", dirs)
 	}
 }
