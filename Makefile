@@ -3,7 +3,7 @@ SHELL := /bin/bash
 GOBIN_DIR := $(shell go env GOPATH)/bin
 export PATH := $(GOBIN_DIR):$(PATH)
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
-LDFLAGS := -s -w -X github.com/edgeproxy/edge/cli.Version=$(VERSION)
+LDFLAGS := -s -w -X github.com/edgeproxy/edge/cli.Version=$(VERSION) -X main.version=$(VERSION)
 GO_TEST_FLAGS ?= -race -timeout 30m
 
 .PHONY: help build test chaos run cluster bench proto lint

@@ -39,7 +39,11 @@ type applyOptions struct {
 
 func (o *applyOptions) register(c *cobra.Command) {
 	c.Flags().StringArrayVarP(&o.files, "file", "f", nil, "tenants file (YAML, multi-document allowed; - for standard input); repeatable")
-	c.Flags().BoolVar(&o.prune, "prune", false, "delete tenants that are in the cluster but not in the files")
+	prune := "delete tenants that are in the cluster but not in the files"
+	if c.Name() == "diff" {
+		prune = "also show as deletions the tenants that are in the cluster but not in the files (what apply --prune would delete); nothing is deleted"
+	}
+	c.Flags().BoolVar(&o.prune, "prune", false, prune)
 }
 
 func newApplyCmd(g *globals) *cobra.Command {

@@ -31,7 +31,7 @@ type plan struct {
 	Unmanaged []string `json:"unmanaged,omitempty"`
 	// Index is the raft index the plan was computed against, or after a
 	// successful apply the index of its last write.
-	Index uint64 `json:"index"`
+	Index uint64 `json:"index,string"`
 	// Applied is true when apply wrote the changes.
 	Applied bool `json:"applied"`
 }
@@ -42,7 +42,7 @@ type change struct {
 	Domain string `json:"domain"`
 	// Index is the tenant's index the change is based on (update, delete);
 	// an update is sent with it as expect_index.
-	Index  uint64        `json:"index,omitempty"`
+	Index  uint64        `json:"index,omitempty,string"`
 	Fields []fieldChange `json:"fields,omitempty"`
 
 	add   *edgev1.Tenant      // create

@@ -40,6 +40,10 @@ func newCertCmd(g *globals) *cobra.Command {
 				return err
 			}
 			return g.print(resp, func(w io.Writer) {
+				if len(resp.GetCerts()) == 0 {
+					fmt.Fprintln(w, "no certificates")
+					return
+				}
 				fmt.Fprintln(w, "DOMAIN\tSTATUS\tSOURCE\tNOT AFTER\tISSUER")
 				for _, c := range resp.GetCerts() {
 					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", c.GetDomain(), c.GetStatus(), c.GetSource(), fmtTime(c.GetNotAfter().AsTime(), c.GetNotAfter() != nil), dash(c.GetIssuer()))

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"regexp"
 	"strings"
 	"time"
 
@@ -19,6 +20,8 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+
+	edgev1 "github.com/edgeproxy/edge/api/edgev1"
 )
 
 // errAttemptTimeout is the cause of an attempt's context when the
@@ -125,7 +128,7 @@ func (g *globals) attempts(ctx context.Context, scope attemptScope, fn func(ctx 
 			}
 			if ctx.Err() != nil {
 				errs = append(errs, fmt.Sprintf("%s: %s", addr, attemptReason(err)))
-				return fmt.Errorf("timed out after %v (--timeout): %s", g.timeout, strings.Join(errs, "; "))
+				return g.unusable(servers, creds, md, fmt.Errorf("timed out after %v (--timeout): %s", g.timeout, strings.Join(errs, "; ")))
 			}
 			if errors.Is(err, errAttemptTimeout) {
 				errs = append(errs, fmt.Sprintf("%s: no answer within %v", addr, limit))
@@ -139,11 +142,70 @@ func (g *globals) attempts(ctx context.Context, scope attemptScope, fn func(ctx 
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("timed out after %v (--timeout): %s", g.timeout, strings.Join(errs, "; "))
+			return g.unusable(servers, creds, md, fmt.Errorf("timed out after %v (--timeout): %s", g.timeout, strings.Join(errs, "; ")))
 		case <-time.After(time.Duration(200*(round+1)) * time.Millisecond):
 		}
 	}
-	return fmt.Errorf("cannot reach a usable server: %s", strings.Join(errs, "; "))
+	return g.unusable(servers, creds, md, fmt.Errorf("cannot reach a usable server: %s", strings.Join(errs, "; ")))
+}
+
+// exitNoLeader is edgectl's exit status when the cluster has no leader
+// (quorum lost, or an election that does not finish): writes and
+// leader-confirmed reads cannot succeed, --local reads still can.
+const exitNoLeader = 3
+
+// unusable explains why no server could answer. Every server being down
+// or silent most often means the cluster lost its quorum: the reachable
+// nodes accept connections but cannot confirm a leader, and what the
+// operator saw was gRPC's wording for the attempts running out. One
+// quick local status call (no leader needed) tells that case apart and
+// names the unreachable voters; it is bounded by one attempt deadline
+// (at most 2s by default) and may run past --timeout by that much.
+func (g *globals) unusable(servers []string, creds credentials.TransportCredentials, md metadata.MD, cause error) error {
+	ctx, cancel := context.WithTimeout(metadata.NewOutgoingContext(context.Background(), md), g.attemptTimeout())
+	defer cancel()
+	for _, addr := range servers {
+		var st *edgev1.StatusResponse
+		err := g.callOne(ctx, addr, creds, scopeCall, g.attemptTimeout(), func(ctx context.Context, cc *grpc.ClientConn, _ func()) (err error) {
+			st, err = edgev1.NewClusterServiceClient(cc).Status(ctx, &edgev1.StatusRequest{})
+			return err
+		})
+		if err == nil {
+			if st.GetLeader() == "" {
+				return exitError{exitNoLeader, noLeaderError(st)}
+			}
+			return cause
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return cause
+}
+
+// noLeaderError says how many voters a leaderless node can reach.
+func noLeaderError(st *edgev1.StatusResponse) error {
+	var voters, reachable int
+	var down []string
+	for _, m := range st.GetMembers() {
+		if m.GetSuffrage() != "voter" {
+			continue
+		}
+		voters++
+		if m.GetState() == "unreachable" {
+			down = append(down, m.GetId())
+		} else {
+			reachable++
+		}
+	}
+	msg := fmt.Sprintf("no leader: %d of %d voters reachable", reachable, voters)
+	if len(down) > 0 {
+		msg += " (" + strings.Join(down, ", ") + " unreachable)"
+	}
+	if reachable*2 > voters {
+		msg += ", a majority, so an election should finish shortly"
+	}
+	return errors.New(msg + "; reads with --local still work")
 }
 
 // callOne is one attempt against addr, bounded by limit as scope says. It
@@ -234,7 +296,19 @@ func unavailableReason(msg string) string {
 	if i := strings.LastIndex(msg, "dial tcp "); i >= 0 {
 		msg = msg[i:]
 	}
-	return strings.TrimRight(strings.TrimSpace(msg), "\"")
+	return strings.TrimRight(strings.TrimSpace(plainMessage(msg)), "\"")
+}
+
+// grpcWording matches what gRPC adds around a message that crossed a
+// node-to-node call ("rpc error: code = Unavailable desc = …").
+var grpcWording = regexp.MustCompile(`rpc error: code = \w+ desc = `)
+
+// plainMessage removes gRPC's wording from a server's message, which may
+// carry a forwarded call's error.
+func plainMessage(msg string) string {
+	msg = grpcWording.ReplaceAllString(msg, "")
+	msg = strings.ReplaceAll(msg, "context deadline exceeded", "no answer in time")
+	return msg
 }
 
 // statusError turns a gRPC error into one readable line.
@@ -243,10 +317,11 @@ func statusError(err error) error {
 	if !ok {
 		return err
 	}
+	s = status.New(s.Code(), plainMessage(s.Message()))
 	switch s.Code() {
 	case codes.InvalidArgument:
 		return fmt.Errorf("invalid argument: %s", s.Message())
-	case codes.NotFound:
+	case codes.NotFound, codes.FailedPrecondition:
 		return errors.New(s.Message())
 	case codes.AlreadyExists:
 		return errors.New(s.Message())

@@ -67,3 +67,11 @@ func TestNegativeAttemptTimeoutIsAUsageError(t *testing.T) {
 		t.Fatalf("exit %d, want 2: %s", code, stderr.String())
 	}
 }
+
+func TestPlainMessageDropsGRPCWording(t *testing.T) {
+	in := `no raft leader reachable: rpc error: code = Unavailable desc = forward: rpc error: code = DeadlineExceeded desc = context deadline exceeded`
+	got := plainMessage(in)
+	if strings.Contains(got, "rpc error") || strings.Contains(got, "code =") || strings.Contains(got, "context deadline exceeded") {
+		t.Fatalf("plainMessage(%q) = %q", in, got)
+	}
+}

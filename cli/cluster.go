@@ -31,16 +31,24 @@ func newClusterStatus(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return g.print(resp, func(w io.Writer) {
-				fmt.Fprintln(w, "ID\tRAFT ADDRESS\tADMIN ADDRESS\tSUFFRAGE\tSTATE\tAPPLIED\tTERM")
+			if err := g.print(resp, func(w io.Writer) {
+				fmt.Fprintln(w, "ID\tRAFT ADDRESS\tADMIN ADDRESS\tSUFFRAGE\tSTATE\tAPPLIED\tTERM\tVERSION")
 				for _, m := range resp.GetMembers() {
 					id := m.GetId()
 					if id == resp.GetLeader() {
 						id += " *"
 					}
-					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%d\t%d\n", id, m.GetAddress(), dash(m.GetAdminAddress()), m.GetSuffrage(), m.GetState(), m.GetAppliedIndex(), m.GetTerm())
+					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\n", id, m.GetAddress(), dash(m.GetAdminAddress()), m.GetSuffrage(), m.GetState(), m.GetAppliedIndex(), m.GetTerm(), versionOf(m))
 				}
-			})
+			}); err != nil {
+				return err
+			}
+			// The members are printed either way: which ones are
+			// unreachable is what an incident needs to see.
+			if resp.GetLeader() == "" {
+				return exitError{exitNoLeader, noLeaderError(resp)}
+			}
+			return nil
 		},
 	}
 }

@@ -3,6 +3,7 @@
 // raft or the proxy, so it stays small and can run anywhere.
 //
 // Contract for scripts: flags are stable, -o json output is stable, exit
-// codes are 0 (success), 1 (failure) and 2 (usage error), and errors are
-// one line on stderr.
+// codes are 0 (success), 1 (failure), 2 (usage error) and 3 (the cluster
+// has no leader: quorum lost), and errors are one line on stderr without
+// gRPC's wording.
 package cli

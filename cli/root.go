@@ -10,6 +10,9 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"google.golang.org/grpc"
+
+	edgev1 "github.com/edgeproxy/edge/api/edgev1"
 )
 
 // Version is set at build time with -ldflags "-X github.com/edgeproxy/edge/cli.Version=…".
@@ -34,7 +37,6 @@ type globals struct {
 	// (globals.attemptTimeout).
 	attemptLimit time.Duration
 	local        bool
-	insecure     bool
 	caFile       string
 
 	stdout, stderr io.Writer
@@ -73,8 +75,18 @@ func oneLine(s string) string {
 
 func newRoot(g *globals) *cobra.Command {
 	root := &cobra.Command{
-		Use:           "edgectl",
-		Short:         "Manage an Edge cluster: tenants, certificates, cache and members",
+		Use:   "edgectl",
+		Short: "Manage an Edge cluster: tenants, certificates, cache and members",
+		Long: `Manage an Edge cluster: tenants, certificates, cache and members.
+
+Exit codes: 0 success; 1 failure; 2 usage error (unknown command or flag,
+wrong arguments, a confirmation refused); 3 the cluster has no leader
+(quorum lost: writes and leader-confirmed reads fail, --local reads work;
+cluster status still prints the members). diff: 0 no changes, 1 changes.
+
+-o json: snake_case names; every 64-bit integer (index, applied_index,
+term, bytes, …) is a JSON string, in every command, as protobuf's JSON
+mapping writes them (a JSON number loses precision above 2^53).`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
@@ -104,7 +116,53 @@ func newRoot(g *globals) *cobra.Command {
 	pf.StringVar(&g.caFile, "tls-ca", g.getenv("EDGECTL_TLS_CA"), "use TLS to the admin API, trusting this CA bundle (EDGECTL_TLS_CA)")
 	root.AddCommand(newTenantCmd(g), newClusterCmd(g), newCacheCmd(g), newCertCmd(g), newTransformCmd(g), newSnapshotCmd(g), newHistoryCmd(g), newVersionCmd(g))
 	root.AddCommand(newApplyCmd(g), newDiffCmd(g), newExportCmd(g))
+	// Cobra adds these two when it executes; adding them now lets
+	// strictGroups see them.
+	root.InitDefaultHelpCmd()
+	root.InitDefaultCompletionCmd()
+	for _, c := range root.Commands() {
+		if c.Name() == "completion" {
+			for _, sh := range c.Commands() {
+				sh.Args = exactArgs(0, "no arguments")
+			}
+		}
+	}
+	root.SuggestionsMinimumDistance = 2
+	strictGroups(root)
 	return root
+}
+
+// strictGroups makes every command that only groups others (edgectl,
+// edgectl tenant, …) fail with a usage error when it is given no
+// subcommand or one it does not have. Cobra's default prints the help and
+// exits 0 for an unknown subcommand (`tenant lst`) and exits 1 for an
+// unknown top-level command; a script must see 2 for both.
+func strictGroups(c *cobra.Command) {
+	for _, sub := range c.Commands() {
+		strictGroups(sub)
+	}
+	if !c.HasSubCommands() || c.Runnable() {
+		// Set explicitly: a command inherits its parent's template.
+		c.SetUsageTemplate((&cobra.Command{}).UsageTemplate())
+		return
+	}
+	c.Args = cobra.ArbitraryArgs
+	// The help keeps saying "edgectl tenant [command]" only, as it did
+	// before the group had a RunE.
+	c.SetUsageTemplate(strings.Replace(c.UsageTemplate(), "{{if .Runnable}}", "{{if false}}", 1))
+	c.RunE = func(cmd *cobra.Command, args []string) error {
+		if len(args) == 0 {
+			cmd.SetOut(cmd.ErrOrStderr())
+			_ = cmd.Help()
+			return usagef("missing command (see %s --help)", cmd.CommandPath())
+		}
+		msg := fmt.Sprintf("unknown command %q for %q", args[0], cmd.CommandPath())
+		cmd.SuggestionsMinimumDistance = 2
+		if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
+			msg += "; did you mean " + strings.Join(s, " or ") + "?"
+		}
+		return usagef("%s (see %s --help)", msg, cmd.CommandPath())
+	}
 }
 
 func envOr(getenv func(string) string, key, def string) string {
@@ -151,14 +209,53 @@ func rangeArgs(min, max int, names string) cobra.PositionalArgs {
 }
 
 func newVersionCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
-		Use:   "version",
-		Short: "Print edgectl's version",
+	var clientOnly bool
+	c := &cobra.Command{
+		Use:   "version [--client]",
+		Short: "Print edgectl's version and every cluster member's",
 		Args:  exactArgs(0, "no arguments"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return g.print(map[string]any{"version": Version}, func(w io.Writer) {
-				fmt.Fprintln(w, "edgectl", Version)
-			})
+			type memberVersion struct {
+				ID      string `json:"id"`
+				Version string `json:"version"`
+			}
+			out := struct {
+				Client  string          `json:"client"`
+				Members []memberVersion `json:"members,omitempty"`
+			}{Client: Version}
+			var err error
+			if !clientOnly {
+				var st *edgev1.StatusResponse
+				err = g.call(cmd.Context(), func(ctx context.Context, cc *grpc.ClientConn) (err error) {
+					st, err = edgev1.NewClusterServiceClient(cc).Status(ctx, &edgev1.StatusRequest{})
+					return err
+				})
+				for _, m := range st.GetMembers() {
+					out.Members = append(out.Members, memberVersion{m.GetId(), versionOf(m)})
+				}
+			}
+			// The client's version is printed even when no server
+			// answers; the error follows on stderr.
+			if perr := g.print(out, func(w io.Writer) {
+				fmt.Fprintf(w, "edgectl\t%s\n", Version)
+				for _, m := range out.Members {
+					fmt.Fprintf(w, "%s\t%s\n", m.ID, m.Version)
+				}
+			}); perr != nil {
+				return perr
+			}
+			return err
 		},
 	}
+	c.Flags().BoolVar(&clientOnly, "client", false, "print edgectl's version only, contacting no server")
+	return c
+}
+
+// versionOf is a member's build version for people: "unknown" when the
+// member did not answer or runs a build that does not report one.
+func versionOf(m *edgev1.Member) string {
+	if m.GetVersion() == "" {
+		return "unknown"
+	}
+	return m.GetVersion()
 }

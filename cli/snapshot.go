@@ -1,12 +1,15 @@
 package cli
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -70,14 +73,15 @@ func newSnapshotCmd(g *globals) *cobra.Command {
 			if err := os.Rename(tmp.Name(), path); err != nil {
 				return err
 			}
-			return g.print(map[string]any{"file": path, "bytes": size, "sha256": sum}, func(w io.Writer) {
+			return g.print(map[string]any{"file": path, "bytes": strconv.FormatInt(size, 10), "sha256": sum}, func(w io.Writer) {
 				fmt.Fprintf(w, "saved %s (%d bytes, sha256 %s)\n", path, size, sum)
 			})
 		},
 	})
-	c.AddCommand(&cobra.Command{
-		Use:   "restore FILE",
-		Short: "Replace the whole cluster's state with the snapshot in FILE (checked before anything changes)",
+	var yes bool
+	restore := &cobra.Command{
+		Use:   "restore FILE [--yes]",
+		Short: "Replace the whole cluster's state with the snapshot in FILE (checked before anything changes; asks first unless --yes)",
 		Args:  exactArgs(1, "FILE"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			f, err := os.Open(args[0])
@@ -85,8 +89,14 @@ func newSnapshotCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer f.Close()
-			if _, _, err := verifySnapshotFile(f); err != nil {
+			_, sum, err := verifySnapshotFile(f)
+			if err != nil {
 				return fmt.Errorf("%s: %w; nothing was changed", args[0], err)
+			}
+			if !yes {
+				if err := confirm(cmd, fmt.Sprintf("Replace every tenant, certificate and member record of the cluster with %s (sha256 %.12s…)?", args[0], sum)); err != nil {
+					return err
+				}
 			}
 			leader, err := g.leaderAdmin(cmd.Context())
 			if err != nil {
@@ -131,8 +141,26 @@ func newSnapshotCmd(g *globals) *cobra.Command {
 				fmt.Fprintf(w, "restored %d tenants from %s at index %d\n", resp.GetTenants(), args[0], resp.GetIndex())
 			})
 		},
-	})
+	}
+	restore.Flags().BoolVarP(&yes, "yes", "y", false, "do not ask for confirmation (required when standard input is not a terminal)")
+	c.AddCommand(restore)
 	return c
+}
+
+// confirm asks question on a terminal and wants "yes" or "y". Without a
+// terminal it refuses with a usage error: a script must say --yes.
+func confirm(cmd *cobra.Command, question string) error {
+	in, ok := cmd.InOrStdin().(*os.File)
+	if !ok || !isTerminal(in) {
+		return usagef("refusing to replace the cluster's state without confirmation: standard input is not a terminal; add --yes")
+	}
+	fmt.Fprintf(cmd.ErrOrStderr(), "%s [y/N] ", question)
+	answer, _ := bufio.NewReader(in).ReadString('\n')
+	switch strings.ToLower(strings.TrimSpace(answer)) {
+	case "y", "yes":
+		return nil
+	}
+	return usagef("not confirmed; nothing was changed")
 }
 
 // leaderAdmin asks the cluster for the leader's admin address.
@@ -182,13 +210,13 @@ func newHistoryCmd(g *globals) *cobra.Command {
 				return err
 			}
 			return g.print(resp, func(w io.Writer) {
-				fmt.Fprintln(w, "TIME\tINDEX\tOPERATION\tDOMAIN\tACTOR\tRESULT")
+				fmt.Fprintln(w, "TIME\tINDEX\tOPERATION\tDOMAIN\tACTOR\tRESULT\tDETAIL")
 				for _, e := range resp.GetEntries() {
 					result := "ok"
 					if e.GetError() != "" {
 						result = "rejected: " + e.GetError()
 					}
-					fmt.Fprintf(w, "%s\t%d\t%s\t%s\t%s\t%s\n", e.GetTime().AsTime().UTC().Format(time.RFC3339), e.GetIndex(), e.GetOperation(), dash(e.GetDomain()), dash(e.GetActor()), result)
+					fmt.Fprintf(w, "%s\t%d\t%s\t%s\t%s\t%s\t%s\n", e.GetTime().AsTime().UTC().Format(time.RFC3339), e.GetIndex(), e.GetOperation(), dash(e.GetDomain()), dash(e.GetActor()), result, dash(e.GetDetail()))
 				}
 			})
 		},

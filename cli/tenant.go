@@ -218,6 +218,7 @@ func newTenantList(g *globals) *cobra.Command {
 func newTenantUpdate(g *globals) *cobra.Command {
 	var f tenantFlags
 	var expectIndex uint64
+	var keepHost bool
 	c := &cobra.Command{
 		Use:     "update DOMAIN [flags]",
 		Short:   "Change a tenant; only the flags given change",
@@ -314,6 +315,9 @@ func newTenantUpdate(g *globals) *cobra.Command {
 			if changed == 0 {
 				return usagef("nothing to update: give at least one flag (see edgectl tenant update --help)")
 			}
+			if err := g.checkOriginHost(cmd, args[0], keepHost); err != nil {
+				return err
+			}
 			var resp *edgev1.TenantResponse
 			err := g.call(cmd.Context(), func(ctx context.Context, cc *grpc.ClientConn) (err error) {
 				resp, err = edgev1.NewTenantServiceClient(cc).Update(ctx, &edgev1.UpdateTenantRequest{Domain: args[0], Patch: p, ExpectIndex: expectIndex})
@@ -327,7 +331,35 @@ func newTenantUpdate(g *globals) *cobra.Command {
 	}
 	f.register(c)
 	c.Flags().Uint64Var(&expectIndex, "expect-index", 0, "fail unless the tenant is still at this index (optimistic concurrency)")
+	c.Flags().BoolVar(&keepHost, "keep-origin-host", false, "with --origin: keep sending the tenant's current --origin-host to the new origin")
 	return c
+}
+
+// checkOriginHost refuses `update --origin` for a tenant that sends its
+// origin a Host header of its own unless the user says which Host the new
+// origin gets: the old one was chosen for the old origin, and keeping it
+// silently sends the new origin a name it may not serve (issue 18 item
+// 13). A tenant without one needs no choice: its Host follows the URL.
+func (g *globals) checkOriginHost(cmd *cobra.Command, domain string, keep bool) error {
+	fl := cmd.Flags()
+	if keep && fl.Changed("origin-host") {
+		return usagef("--keep-origin-host and --origin-host: give one")
+	}
+	if !fl.Changed("origin") || fl.Changed("origin-host") || keep {
+		return nil
+	}
+	var resp *edgev1.TenantResponse
+	err := g.call(cmd.Context(), func(ctx context.Context, cc *grpc.ClientConn) (err error) {
+		resp, err = edgev1.NewTenantServiceClient(cc).Get(ctx, &edgev1.GetTenantRequest{Domain: domain, Consistency: g.consistency()})
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if h := resp.GetTenant().GetOrigin().GetHostHeader(); h != "" {
+		return usagef("%s sends Host %q to its origin: with a new --origin, give --origin-host NAME, --origin-host \"\" (the new URL's host) or --keep-origin-host", domain, h)
+	}
+	return nil
 }
 
 func newTenantState(g *globals, verb string) *cobra.Command {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 
 	"github.com/spf13/cobra"
 	"go.yaml.in/yaml/v3"
@@ -103,7 +104,7 @@ func (g *globals) patchTransform(cmd *cobra.Command, domain, rules string) error
 	if rules != "" {
 		state = "set"
 	}
-	return g.print(map[string]any{"domain": resp.GetTenant().GetDomain(), "transform": state, "index": resp.GetTenant().GetIndex()}, func(w io.Writer) {
+	return g.print(map[string]any{"domain": resp.GetTenant().GetDomain(), "transform": state, "index": strconv.FormatUint(resp.GetTenant().GetIndex(), 10)}, func(w io.Writer) {
 		fmt.Fprintf(w, "transform rules %s for %s (index %d)\n", state, resp.GetTenant().GetDomain(), resp.GetTenant().GetIndex())
 	})
 }

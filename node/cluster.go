@@ -45,7 +45,7 @@ func (s *clusterService) Status(ctx context.Context, _ *edgev1.StatusRequest) (*
 		resp.Members[i] = m
 		if string(srv.ID) == n.cfg.ID {
 			info := n.info()
-			m.AdminAddress, m.State, m.AppliedIndex, m.LastIndex, m.Term = info.AdminAddress, info.State, info.AppliedIndex, info.LastIndex, info.Term
+			m.AdminAddress, m.State, m.AppliedIndex, m.LastIndex, m.Term, m.Version = info.AdminAddress, info.State, info.AppliedIndex, info.LastIndex, info.Term, info.Version
 			continue
 		}
 		reg, ok := v.Member(string(srv.ID))
@@ -66,7 +66,11 @@ func (s *clusterService) Status(ctx context.Context, _ *edgev1.StatusRequest) (*
 			if err != nil {
 				return
 			}
-			m.State, m.AppliedIndex, m.LastIndex, m.Term = info.State, info.AppliedIndex, info.LastIndex, info.Term
+			// The build version is asked here rather than replicated: it
+			// changes with a restart, not with a raft write, and a
+			// record in the state would be stale for a member that is
+			// down or was rolled back.
+			m.State, m.AppliedIndex, m.LastIndex, m.Term, m.Version = info.State, info.AppliedIndex, info.LastIndex, info.Term, info.Version
 		}()
 	}
 	wg.Wait()
@@ -227,6 +231,20 @@ func (s *clusterService) TransferLeadership(ctx context.Context, req *edgev1.Tra
 		}
 		fut = r.LeadershipTransferToServer(raft.ServerID(id), addr)
 	} else {
+		cfg := r.GetConfiguration()
+		if err := cfg.Error(); err != nil {
+			return nil, grpcError(err)
+		}
+		others := 0
+		for _, srv := range cfg.Configuration().Servers {
+			if srv.Suffrage == raft.Voter && string(srv.ID) != s.n.cfg.ID {
+				others++
+			}
+		}
+		if others == 0 {
+			// raft's own answer is "cannot find peer".
+			return nil, status.Error(codes.FailedPrecondition, "no other voter to transfer to")
+		}
 		fut = r.LeadershipTransfer()
 	}
 	if err := fut.Error(); err != nil {
@@ -263,6 +281,7 @@ func (n *Node) info() *edgev1.InfoResponse {
 		LastIndex:         r.LastIndex(),
 		Term:              n.store.Term(),
 		PurgeIndex:        n.purgeIndex(),
+		Version:           n.cfg.Version,
 	}
 }
 

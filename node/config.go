@@ -48,10 +48,16 @@ type Config struct {
 	ClusterKeys [][]byte
 	// PeerTLSCert, PeerTLSKey and PeerTLSCA use an operator's PKI for the
 	// raft port instead of a cluster key (etcd's --peer-* flags).
-	PeerTLSCert   string
-	PeerTLSKey    string
-	PeerTLSCA     string
-	Dev           bool
+	PeerTLSCert string
+	PeerTLSKey  string
+	PeerTLSCA   string
+	Dev         bool
+	// TempDataDir says ParseFlags made DataDir for --dev: edged removes
+	// it on a clean exit.
+	TempDataDir bool
+	// Version is the build's version (edged --version), reported in
+	// cluster status and the edge_build_info metric.
+	Version       string
 	Pprof         bool
 	RaftTimings   raftstore.Timings
 	RaftLogLevel  string
@@ -118,6 +124,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.JoinRetry == 0 {
 		c.JoinRetry = 250 * time.Millisecond
+	}
+	if c.Version == "" {
+		c.Version = "dev"
 	}
 	if c.forwardTimeout == 0 {
 		c.forwardTimeout = 10 * time.Second

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"runtime"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -213,8 +214,15 @@ func (n *Node) ready() error {
 	return nil
 }
 
-func newRegistry() *prometheus.Registry {
+func newRegistry(version string) *prometheus.Registry {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	// edge_build_info is 1, labelled with what runs: a dashboard joins it
+	// to other series to see which node runs which build mid-rollout.
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name:        "edge_build_info",
+		Help:        "Always 1; the labels say which build this node runs.",
+		ConstLabels: prometheus.Labels{"version": version, "goversion": runtime.Version()},
+	}, func() float64 { return 1 }))
 	return reg
 }

@@ -31,7 +31,7 @@ type applyPlanJSON struct {
 		} `json:"fields"`
 	} `json:"changes"`
 	Unmanaged []string `json:"unmanaged"`
-	Index     uint64   `json:"index"`
+	Index     uint64   `json:"index,string"`
 	Applied   bool     `json:"applied"`
 }
 

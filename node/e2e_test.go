@@ -29,6 +29,9 @@ var (
 	buildErr  error
 )
 
+// e2eVersion is the build version stamped into the test binaries.
+const e2eVersion = "v0.0.0-e2e"
+
 // binaries builds edged and edgectl once per test process.
 func binaries(t *testing.T) (edged, edgectl string) {
 	t.Helper()
@@ -41,7 +44,10 @@ func binaries(t *testing.T) (edged, edgectl string) {
 			return
 		}
 		for _, b := range []string{"edged", "edgectl"} {
-			cmd := exec.Command("go", "build", "-o", filepath.Join(binDir, b), "github.com/edgeproxy/edge/cmd/"+b)
+			// The version the Makefile stamps, so that tests see it
+			// reported (TestE2EVersions).
+			ldflags := "-X github.com/edgeproxy/edge/cli.Version=" + e2eVersion + " -X main.version=" + e2eVersion
+			cmd := exec.Command("go", "build", "-ldflags", ldflags, "-o", filepath.Join(binDir, b), "github.com/edgeproxy/edge/cmd/"+b)
 			if out, err := cmd.CombinedOutput(); err != nil {
 				buildErr = fmt.Errorf("go build %s: %v\n%s", b, err, out)
 				return
@@ -472,7 +478,7 @@ func TestE2ECLIContract(t *testing.T) {
 	if y := c.mustCtl("--server", srv, "tenant", "get", "blog.example", "-o", "yaml"); !strings.Contains(y, "domain: blog.example") {
 		t.Errorf("yaml output:\n%s", y)
 	}
-	if v := c.mustCtl("version"); !strings.Contains(v, "edgectl") {
+	if v := c.mustCtl("--server", srv, "version"); !strings.Contains(v, "edgectl") {
 		t.Errorf("version output %q", v)
 	}
 	if comp := c.mustCtl("completion", "bash"); !strings.Contains(comp, "edgectl") {

@@ -17,6 +17,10 @@ import (
 // ParseFlags turns edged's command line and environment into a Config.
 // Every flag --foo-bar also reads EDGE_FOO_BAR when it is not given on the
 // command line; the admin token itself may come from EDGE_ADMIN_TOKEN.
+// ErrVersion is ParseFlags' answer to --version: print the version and
+// exit 0.
+var ErrVersion = errors.New("version requested")
+
 func ParseFlags(args []string, getenv func(string) string, stderr io.Writer) (Config, error) {
 	var c Config
 	fs := flag.NewFlagSet("edged", flag.ContinueOnError)
@@ -76,8 +80,12 @@ func ParseFlags(args []string, getenv func(string) string, stderr io.Writer) (Co
 	var lokiLabels string
 	fs.StringVar(&c.LokiURL, "loki-url", "", "Loki push URL (e.g. http://loki:3100/loki/api/v1/push); logs also go to stdout")
 	fs.StringVar(&lokiLabels, "loki-labels", "", "extra Loki stream labels, k=v,… (default job=edge,node=<id>)")
+	showVersion := fs.Bool("version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
 		return c, err
+	}
+	if *showVersion {
+		return c, ErrVersion
 	}
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("unexpected argument %q", fs.Arg(0))
@@ -150,7 +158,7 @@ func ParseFlags(args []string, getenv func(string) string, stderr io.Writer) (Co
 			if err != nil {
 				return c, err
 			}
-			c.DataDir = d
+			c.DataDir, c.TempDataDir = d, true
 		}
 		if c.BootstrapExpect == 0 && len(c.Join) == 0 {
 			c.BootstrapExpect = 1

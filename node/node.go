@@ -63,7 +63,7 @@ func New(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n := &Node{cfg: cfg, applied: make(chan struct{}, 1)}
-	n.registry = newRegistry()
+	n.registry = newRegistry(cfg.Version)
 	if cfg.LogWriter != nil {
 		if err := n.registry.Register(cfg.LogWriter.Collector()); err != nil {
 			return nil, fmt.Errorf("log writer metrics: %w", err)

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"time"
@@ -113,7 +114,7 @@ func (s *snapshotService) Restore(stream edgev1.SnapshotService_RestoreServer) e
 	if err := bw.Flush(); err != nil {
 		return status.Errorf(codes.Internal, "restore: %v", err)
 	}
-	size, _, err := edgev1.VerifySnapshot(tmp, total)
+	size, sum, err := edgev1.VerifySnapshot(tmp, total)
 	if err != nil {
 		return status.Error(codes.InvalidArgument, err.Error())
 	}
@@ -133,13 +134,35 @@ func (s *snapshotService) Restore(stream edgev1.SnapshotService_RestoreServer) e
 	if err != nil {
 		return grpcError(err)
 	}
-	// The restored state carries the backup's old index; one command moves
-	// every view past the restore point (read barriers rely on it).
+	// The restored state carries the backup's old index and history. One
+	// command records the restore (who, which snapshot) in the history and
+	// moves every view past the restore point (read barriers rely on it).
 	ctx, cancel := context.WithTimeout(stream.Context(), 10*time.Second)
 	defer cancel()
-	_ = n.putMember(ctx, n.selfMember())
+	detail := fmt.Sprintf("snapshot index %d, sha256 %s, %d tenants", n.store.View().Index(), sum, tenants)
+	if err := n.recordRestore(ctx, detail); err != nil {
+		n.logger.Warn("restore not recorded in the history", "err", err)
+		_ = n.putMember(ctx, n.selfMember())
+	}
 	n.logger.Warn("state replaced from an uploaded snapshot", "index", idx, "tenants", tenants, "actor", actor(stream.Context()))
 	return stream.SendAndClose(&edgev1.RestoreSnapshotResponse{Index: idx, Tenants: int64(tenants)})
+}
+
+// recordRestore writes raftstore.RestoreKey, which the state machine
+// records in the history under the caller's name.
+func (n *Node) recordRestore(ctx context.Context, detail string) error {
+	term := n.store.Term()
+	if cur, ok := n.store.View().Get(raftstore.RestoreKey); ok && cur.Term > term {
+		// A snapshot of another cluster may carry a later term.
+		term = cur.Term
+	}
+	cmd, err := raftstore.NewCommand(raftstore.CmdKVPut, requestID(ctx), time.Now(), raftstore.KVPut{Key: raftstore.RestoreKey, Value: []byte(detail), Term: term})
+	if err != nil {
+		return err
+	}
+	cmd.Actor = actor(ctx)
+	_, err = n.apply(ctx, cmd)
+	return err
 }
 
 // actor names who sent a request: edgectl's user@host and the peer address.
@@ -178,7 +201,7 @@ func (s *historyService) List(ctx context.Context, req *edgev1.HistoryRequest) (
 	}
 	resp := &edgev1.HistoryResponse{}
 	for _, e := range s.n.store.View().History(domain, int(req.GetLimit())) {
-		resp.Entries = append(resp.Entries, &edgev1.HistoryEntry{Index: e.Index, Time: ts(e.Time), Operation: e.Op, Domain: e.Domain, Actor: e.Actor, Error: e.Error})
+		resp.Entries = append(resp.Entries, &edgev1.HistoryEntry{Index: e.Index, Time: ts(e.Time), Operation: e.Op, Domain: e.Domain, Actor: e.Actor, Error: e.Error, Detail: e.Detail})
 	}
 	return resp, nil
 }

@@ -133,10 +133,23 @@ func (f *fsm) reject(index uint64, typ string, err error) *Result {
 // maxHistory bounds the change history kept in the state.
 const maxHistory = 4096
 
-// record appends tenant and purge changes to the history.
+// RestoreKey is the KV key the leader writes right after a snapshot
+// restore, its value saying what was restored; writing it records the
+// restore in the history, which the restore itself replaced with the
+// snapshot's.
+const RestoreKey = "edge/last-restore"
+
+// record appends tenant and purge changes, and restores, to the history.
 func (tx *txn) record(cmd *Command, r *Result) {
-	var domain string
+	var domain, op, detail string
+	op = cmd.Type.String()
 	switch cmd.Type {
+	case CmdKVPut:
+		var p KVPut
+		if json.Unmarshal(cmd.Payload, &p) != nil || p.Key != RestoreKey {
+			return
+		}
+		op, detail = "snapshot.restore", string(p.Value)
 	case CmdTenantAdd, CmdTenantUpdate, CmdTenantRemove, CmdPurge:
 		var ref struct {
 			Domain string `json:"domain"`
@@ -154,7 +167,7 @@ func (tx *txn) record(cmd *Command, r *Result) {
 		tx.v.history = append(make([]HistoryEntry, 0, len(tx.v.history)+8), tx.v.history...)
 		tx.history = true
 	}
-	e := HistoryEntry{Index: r.Index, Time: cmd.Time, Op: cmd.Type.String(), Domain: domain, Actor: cmd.Actor}
+	e := HistoryEntry{Index: r.Index, Time: cmd.Time, Op: op, Domain: domain, Actor: cmd.Actor, Detail: detail}
 	if r.Err != nil {
 		e.Error = r.Err.Message
 	}

@@ -121,6 +121,7 @@ type HistoryEntry struct {
 	Domain string    `json:"domain,omitempty"`
 	Actor  string    `json:"actor,omitempty"`
 	Error  string    `json:"error,omitempty"`
+	Detail string    `json:"detail,omitempty"`
 }
 
 // History returns up to limit recent changes (newest first), optionally

@@ -1184,10 +1184,13 @@ type Member struct {
 	// "voter" or "nonvoter".
 	Suffrage string `protobuf:"bytes,4,opt,name=suffrage,proto3" json:"suffrage,omitempty"`
 	// "leader", "follower", "candidate", "shutdown" or "unreachable".
-	State         string `protobuf:"bytes,5,opt,name=state,proto3" json:"state,omitempty"`
-	AppliedIndex  uint64 `protobuf:"varint,6,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
-	LastIndex     uint64 `protobuf:"varint,7,opt,name=last_index,json=lastIndex,proto3" json:"last_index,omitempty"`
-	Term          uint64 `protobuf:"varint,8,opt,name=term,proto3" json:"term,omitempty"`
+	State        string `protobuf:"bytes,5,opt,name=state,proto3" json:"state,omitempty"`
+	AppliedIndex uint64 `protobuf:"varint,6,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
+	LastIndex    uint64 `protobuf:"varint,7,opt,name=last_index,json=lastIndex,proto3" json:"last_index,omitempty"`
+	Term         uint64 `protobuf:"varint,8,opt,name=term,proto3" json:"term,omitempty"`
+	// The member's build version (edged --version), asked at status time;
+	// empty when the member is unreachable or runs a build without it.
+	Version       string `protobuf:"bytes,9,opt,name=version,proto3" json:"version,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1276,6 +1279,13 @@ func (x *Member) GetTerm() uint64 {
 		return x.Term
 	}
 	return 0
+}
+
+func (x *Member) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
 }
 
 type StatusRequest struct {
@@ -1698,7 +1708,9 @@ type InfoResponse struct {
 	LastIndex         uint64 `protobuf:"varint,9,opt,name=last_index,json=lastIndex,proto3" json:"last_index,omitempty"`
 	Term              uint64 `protobuf:"varint,10,opt,name=term,proto3" json:"term,omitempty"`
 	// The raft index of the last cache purge this node's cache applied.
-	PurgeIndex    uint64 `protobuf:"varint,11,opt,name=purge_index,json=purgeIndex,proto3" json:"purge_index,omitempty"`
+	PurgeIndex uint64 `protobuf:"varint,11,opt,name=purge_index,json=purgeIndex,proto3" json:"purge_index,omitempty"`
+	// The node's build version (edged --version).
+	Version       string `protobuf:"bytes,12,opt,name=version,proto3" json:"version,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1808,6 +1820,13 @@ func (x *InfoResponse) GetPurgeIndex() uint64 {
 		return x.PurgeIndex
 	}
 	return 0
+}
+
+func (x *InfoResponse) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
 }
 
 type ApplyRequest struct {
@@ -2540,8 +2559,10 @@ type HistoryEntry struct {
 	Operation string                 `protobuf:"bytes,3,opt,name=operation,proto3" json:"operation,omitempty"`
 	Domain    string                 `protobuf:"bytes,4,opt,name=domain,proto3" json:"domain,omitempty"`
 	// Who made the change, as edgectl reported it (user@host), and from where.
-	Actor         string `protobuf:"bytes,5,opt,name=actor,proto3" json:"actor,omitempty"`
-	Error         string `protobuf:"bytes,6,opt,name=error,proto3" json:"error,omitempty"`
+	Actor string `protobuf:"bytes,5,opt,name=actor,proto3" json:"actor,omitempty"`
+	Error string `protobuf:"bytes,6,opt,name=error,proto3" json:"error,omitempty"`
+	// What a snapshot.restore restored: the snapshot's index and SHA-256.
+	Detail        string `protobuf:"bytes,7,opt,name=detail,proto3" json:"detail,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2614,6 +2635,13 @@ func (x *HistoryEntry) GetActor() string {
 func (x *HistoryEntry) GetError() string {
 	if x != nil {
 		return x.Error
+	}
+	return ""
+}
+
+func (x *HistoryEntry) GetDetail() string {
+	if x != nil {
+		return x.Detail
 	}
 	return ""
 }
@@ -3341,7 +3369,7 @@ const file_edge_proto_rawDesc = "" +
 	"\x06tenant\x18\x01 \x01(\v2\x0f.edge.v1.TenantR\x06tenant\"D\n" +
 	"\x14RemoveTenantResponse\x12\x16\n" +
 	"\x06domain\x18\x01 \x01(\tR\x06domain\x12\x14\n" +
-	"\x05index\x18\x02 \x01(\x04R\x05index\"\xe1\x01\n" +
+	"\x05index\x18\x02 \x01(\x04R\x05index\"\xfb\x01\n" +
 	"\x06Member\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12#\n" +
@@ -3351,7 +3379,8 @@ const file_edge_proto_rawDesc = "" +
 	"\rapplied_index\x18\x06 \x01(\x04R\fappliedIndex\x12\x1d\n" +
 	"\n" +
 	"last_index\x18\a \x01(\x04R\tlastIndex\x12\x12\n" +
-	"\x04term\x18\b \x01(\x04R\x04term\"\x0f\n" +
+	"\x04term\x18\b \x01(\x04R\x04term\x12\x18\n" +
+	"\aversion\x18\t \x01(\tR\aversion\"\x0f\n" +
 	"\rStatusRequest\"S\n" +
 	"\x0eStatusResponse\x12\x16\n" +
 	"\x06leader\x18\x01 \x01(\tR\x06leader\x12)\n" +
@@ -3370,7 +3399,7 @@ const file_edge_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"4\n" +
 	"\x1aTransferLeadershipResponse\x12\x16\n" +
 	"\x06leader\x18\x01 \x01(\tR\x06leader\"\r\n" +
-	"\vInfoRequest\"\xdf\x02\n" +
+	"\vInfoRequest\"\xf9\x02\n" +
 	"\fInfoResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
 	"\fraft_address\x18\x02 \x01(\tR\vraftAddress\x12#\n" +
@@ -3385,7 +3414,8 @@ const file_edge_proto_rawDesc = "" +
 	"\x04term\x18\n" +
 	" \x01(\x04R\x04term\x12\x1f\n" +
 	"\vpurge_index\x18\v \x01(\x04R\n" +
-	"purgeIndex\"(\n" +
+	"purgeIndex\x12\x18\n" +
+	"\aversion\x18\f \x01(\tR\aversion\"(\n" +
 	"\fApplyRequest\x12\x18\n" +
 	"\acommand\x18\x01 \x01(\fR\acommand\"=\n" +
 	"\rApplyResponse\x12\x16\n" +
@@ -3431,14 +3461,15 @@ const file_edge_proto_rawDesc = "" +
 	"\atenants\x18\x02 \x01(\x03R\atenants\">\n" +
 	"\x0eHistoryRequest\x12\x16\n" +
 	"\x06domain\x18\x01 \x01(\tR\x06domain\x12\x14\n" +
-	"\x05limit\x18\x02 \x01(\x05R\x05limit\"\xb6\x01\n" +
+	"\x05limit\x18\x02 \x01(\x05R\x05limit\"\xce\x01\n" +
 	"\fHistoryEntry\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\x12.\n" +
 	"\x04time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x1c\n" +
 	"\toperation\x18\x03 \x01(\tR\toperation\x12\x16\n" +
 	"\x06domain\x18\x04 \x01(\tR\x06domain\x12\x14\n" +
 	"\x05actor\x18\x05 \x01(\tR\x05actor\x12\x14\n" +
-	"\x05error\x18\x06 \x01(\tR\x05error\"B\n" +
+	"\x05error\x18\x06 \x01(\tR\x05error\x12\x16\n" +
+	"\x06detail\x18\a \x01(\tR\x06detail\"B\n" +
 	"\x0fHistoryResponse\x12/\n" +
 	"\aentries\x18\x01 \x03(\v2\x15.edge.v1.HistoryEntryR\aentries\"f\n" +
 	"\x0ePreviewRequest\x12\x16\n" +

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime"
 	"syscall"
 	"time"
 
@@ -16,6 +17,9 @@ import (
 	"github.com/edgeproxy/edge/node/gctune"
 	"github.com/edgeproxy/edge/proxy/accesslog"
 )
+
+// version is set at build time with -ldflags "-X main.version=…" (Makefile).
+var version = "dev"
 
 func main() {
 	// Every log line goes through one buffered writer: no write(2) per
@@ -35,9 +39,13 @@ func main() {
 	os.Exit(code)
 }
 
-func run(out *accesslog.Writer) int {
+func run(out *accesslog.Writer) (code int) {
 	cfg, err := node.ParseFlags(os.Args[1:], os.Getenv, os.Stderr)
 	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if errors.Is(err, node.ErrVersion) {
+		fmt.Printf("edged %s (%s)\n", version, runtime.Version())
 		return 0
 	}
 	if err != nil {
@@ -46,6 +54,16 @@ func run(out *accesslog.Writer) int {
 	}
 	if cfg.GCMinHeap > 0 && os.Getenv("GOGC") == "" {
 		defer gctune.Start(uint64(cfg.GCMinHeap), 100).Stop()
+	}
+	cfg.Version = version
+	if cfg.TempDataDir {
+		// --dev made this directory; a clean exit leaves nothing behind
+		// (a failed one keeps it for a look).
+		defer func() {
+			if code == 0 {
+				_ = os.RemoveAll(cfg.DataDir)
+			}
+		}()
 	}
 	cfg.Logger = slog.New(slog.NewJSONHandler(out, nil))
 	cfg.LogWriter = out
