@@ -21,6 +21,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
@@ -201,10 +202,17 @@ func parseArgs(t *testing.T, args []string) map[string]string {
 }
 
 // podArgs returns the StatefulSet's flags as pod ordinal's container sees
-// them, with $(POD_NAME) and $(NAMESPACE) expanded.
+// them, with $(POD_NAME), $(NAMESPACE) and every env var with a literal
+// value (CLUSTER_DOMAIN) expanded.
 func podArgs(t *testing.T, c *corev1.Container, pod, ns string) map[string]string {
 	t.Helper()
-	r := strings.NewReplacer("$(POD_NAME)", pod, "$(NAMESPACE)", ns)
+	pairs := []string{"$(POD_NAME)", pod, "$(NAMESPACE)", ns}
+	for _, e := range c.Env {
+		if e.ValueFrom == nil {
+			pairs = append(pairs, "$("+e.Name+")", e.Value)
+		}
+	}
+	r := strings.NewReplacer(pairs...)
 	args := parseArgs(t, c.Args)
 	for k, v := range args {
 		args[k] = r.Replace(v)
@@ -411,13 +419,11 @@ func TestStatefulSet(t *testing.T) {
 		}
 	}
 
-	// Resources: the HPA scales on CPU requests.
+	// Resources: the HPA scales on CPU requests. (No CPU limit, and memory
+	// sizing: TestNoCPULimit, TestGOMEMLIMITFollowsTheMemoryLimit.)
 	for _, n := range []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory} {
 		if _, ok := c.Resources.Requests[n]; !ok {
 			t.Errorf("no %s request", n)
-		}
-		if _, ok := c.Resources.Limits[n]; !ok {
-			t.Errorf("no %s limit", n)
 		}
 	}
 
@@ -583,7 +589,11 @@ func TestNetworkPolicy(t *testing.T) {
 	for _, rule := range np.Ingress {
 		for _, p := range rule.Ports {
 			containerPort(t, c, p.Port.String())
-			if p.Port.String() == "raft" {
+			if p.Port.String() == "raft" || p.Port.String() == "admin" {
+				// TestAdminPortOnlyFromEdgePodsAndAdminClients checks admin.
+				if p.Port.String() == "admin" {
+					continue
+				}
 				if len(rule.From) == 0 {
 					t.Error("the raft port is open to everyone")
 				}
@@ -597,7 +607,7 @@ func TestNetworkPolicy(t *testing.T) {
 			}
 		}
 	}
-	for _, p := range []string{"http", "https", "metrics", "admin"} {
+	for _, p := range []string{"http", "https", "metrics"} {
 		if !open[p] {
 			t.Errorf("port %s is not reachable through the NetworkPolicy", p)
 		}
@@ -655,25 +665,31 @@ func TestAdminTokenSecretIsAPlaceholder(t *testing.T) {
 // TestKustomizeBuild renders deploy/k8s with kustomize (kubectl's built-in)
 // and decodes the result strictly too.
 func TestKustomizeBuild(t *testing.T) {
-	// kustomize itself (installed by scripts/install-test-deps.sh), or
-	// kubectl's built-in copy.
-	var cmd *exec.Cmd
-	if k, err := exec.LookPath("kustomize"); err == nil {
-		cmd = exec.Command(k, "build", k8sDir)
-	} else if k, err := exec.LookPath("kubectl"); err == nil {
-		cmd = exec.Command(k, "kustomize", k8sDir)
-	} else {
-		needBinary(t, "kustomize or kubectl (scripts/install-test-deps.sh installs kustomize)")
-		return
-	}
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s: %v\n%s", cmd, err, out)
-	}
-	objs := decodeAll(t, "kustomize output", out)
+	objs := decodeAll(t, "kustomize output", kustomizeBuild(t, k8sDir))
 	if want := len(loadManifests(t).objects); len(objs) != want {
 		t.Errorf("kustomize rendered %d objects, the files hold %d", len(objs), want)
 	}
+}
+
+// kustomizeBuild renders dir with kustomize, or kubectl's built-in copy
+// (scripts/install-test-deps.sh installs kustomize).
+func kustomizeBuild(t *testing.T, dir string) []byte {
+	t.Helper()
+	var cmd *exec.Cmd
+	if k, err := exec.LookPath("kustomize"); err == nil {
+		cmd = exec.Command(k, "build", dir)
+	} else if k, err := exec.LookPath("kubectl"); err == nil {
+		cmd = exec.Command(k, "kustomize", dir)
+	} else {
+		needBinary(t, "kustomize or kubectl (scripts/install-test-deps.sh installs kustomize)")
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("%s: %v\n%s", cmd, err, stderr.String())
+	}
+	return out
 }
 
 func needBinary(t *testing.T, what string) {
@@ -895,5 +911,334 @@ func TestDockerfile(t *testing.T) {
 	slices.Sort(got)
 	if !slices.Equal(want, got) {
 		t.Errorf("EXPOSE %v, container ports %v", got, want)
+	}
+}
+
+// Issue 18 item 2: manifests an SRE would not have to patch. One test per
+// item; docs/operations.md explains each choice.
+
+// ordinalLabels are the labels the StatefulSet controller gives pod ordinal i
+// (apps.kubernetes.io/pod-index, Kubernetes >= 1.28) on top of the template's.
+func (m *manifests) ordinalLabels(i int) labels.Set {
+	l := labels.Set{}
+	for k, v := range m.podLabels() {
+		l[k] = v
+	}
+	l["apps.kubernetes.io/pod-index"] = strconv.Itoa(i)
+	l["statefulset.kubernetes.io/pod-name"] = fmt.Sprintf("%s-%d", m.sts.Name, i)
+	return l
+}
+
+func (m *manifests) voters(t *testing.T) int {
+	t.Helper()
+	n, err := strconv.Atoi(parseArgs(t, m.container(t).Args)["voters"])
+	if err != nil || n < 1 {
+		t.Fatalf("--voters: %v", err)
+	}
+	return n
+}
+
+// selectsVotersOnly: sel matches every voter pod and no non-voter, so a
+// required rule over it never holds back the HPA's non-voters on its own.
+func (m *manifests) selectsVotersOnly(t *testing.T, ls *metav1.LabelSelector) bool {
+	t.Helper()
+	if ls == nil {
+		return false
+	}
+	sel, err := metav1.LabelSelectorAsSelector(ls)
+	if err != nil || sel.Empty() {
+		return false
+	}
+	n := m.voters(t)
+	for i := range n {
+		if !sel.Matches(m.ordinalLabels(i)) {
+			return false
+		}
+	}
+	return !sel.Matches(m.ordinalLabels(n)) && !sel.Matches(m.ordinalLabels(15))
+}
+
+func TestVotersOnDistinctHostsAndZones(t *testing.T) {
+	m := loadManifests(t)
+	spec := m.sts.Spec.Template.Spec
+	hosts := false
+	if a := spec.Affinity; a != nil && a.PodAntiAffinity != nil {
+		for _, term := range a.PodAntiAffinity.RequiredDuringSchedulingIgnoredDuringExecution {
+			if term.TopologyKey == "kubernetes.io/hostname" && len(term.Namespaces) == 0 && term.NamespaceSelector == nil &&
+				m.selectsVotersOnly(t, term.LabelSelector) {
+				hosts = true
+			}
+		}
+	}
+	if !hosts {
+		t.Error("no required pod anti-affinity on kubernetes.io/hostname selecting the voters (and only them): two voters could share a node, and losing it would lose the quorum")
+	}
+	zones := false
+	for _, c := range spec.TopologySpreadConstraints {
+		if c.TopologyKey == "topology.kubernetes.io/zone" && c.WhenUnsatisfiable == corev1.DoNotSchedule &&
+			c.MaxSkew == 1 && m.selectsVotersOnly(t, c.LabelSelector) {
+			zones = true
+		}
+	}
+	if !zones {
+		t.Error("no topologySpreadConstraint on topology.kubernetes.io/zone with maxSkew 1 and DoNotSchedule over the voters: two voters could share a zone")
+	}
+}
+
+func TestNoCPULimit(t *testing.T) {
+	m := loadManifests(t)
+	c := m.container(t)
+	if q, ok := c.Resources.Limits[corev1.ResourceCPU]; ok {
+		t.Errorf("CPU limit %s: a CFS throttle stalls raft heartbeats into false elections; keep the request, drop the limit", q.String())
+	}
+	if q := c.Resources.Requests[corev1.ResourceCPU]; q.IsZero() {
+		t.Error("no CPU request: the HPA's utilization and the scheduler's guarantee both need it")
+	}
+}
+
+func TestGOMEMLIMITFollowsTheMemoryLimit(t *testing.T) {
+	m := loadManifests(t)
+	c := m.container(t)
+	var ref *corev1.ResourceFieldSelector
+	for _, e := range c.Env {
+		if e.Name == "GOMEMLIMIT" {
+			if e.Value != "" || e.ValueFrom == nil || e.ValueFrom.ResourceFieldRef == nil {
+				t.Fatalf("GOMEMLIMIT=%q is a constant; derive it from limits.memory (resourceFieldRef)", e.Value)
+			}
+			ref = e.ValueFrom.ResourceFieldRef
+		}
+	}
+	if ref == nil {
+		t.Fatal("no GOMEMLIMIT: the GC does not know the container's memory limit")
+	}
+	if ref.Resource != "limits.memory" || (ref.ContainerName != "" && ref.ContainerName != c.Name) {
+		t.Errorf("GOMEMLIMIT from %s of container %q, want limits.memory of %s", ref.Resource, ref.ContainerName, c.Name)
+	}
+	// A bare number is bytes to the Go runtime; any other divisor would
+	// need a unit suffix the downward API does not add.
+	if !ref.Divisor.IsZero() && ref.Divisor.Value() != 1 {
+		t.Errorf("GOMEMLIMIT divisor %s: the Go runtime reads a bare number as bytes, so the divisor must be 1", ref.Divisor.String())
+	}
+	limit, ok := c.Resources.Limits[corev1.ResourceMemory]
+	if !ok {
+		t.Fatal("no memory limit: GOMEMLIMIT would be the node's memory")
+	}
+	// docs/operations.md: size the pod's memory for 2 x --cache-size plus
+	// the --gc-min-heap floor (64 MiB unless set).
+	args := parseArgs(t, c.Args)
+	cache, err := strconv.ParseInt(args["cache-size"], 10, 64)
+	if err != nil {
+		t.Fatalf("--cache-size: %v", err)
+	}
+	floor := int64(64 << 20)
+	if v, ok := args["gc-min-heap"]; ok {
+		if floor, err = strconv.ParseInt(v, 10, 64); err != nil {
+			t.Fatalf("--gc-min-heap: %v", err)
+		}
+	}
+	need := 2*cache + floor
+	req := c.Resources.Requests[corev1.ResourceMemory]
+	if req.Value() < need {
+		t.Errorf("memory request %s is below the documented sizing 2 x --cache-size + --gc-min-heap = %d MiB", req.String(), need>>20)
+	}
+	if req.Cmp(limit) > 0 {
+		t.Errorf("memory request %s above the limit %s", req.String(), limit.String())
+	}
+}
+
+func TestClusterDomainIsConfigurable(t *testing.T) {
+	m := loadManifests(t)
+	c := m.container(t)
+	domain := ""
+	for _, e := range c.Env {
+		if e.Name == "CLUSTER_DOMAIN" {
+			domain = e.Value
+		}
+	}
+	if domain != "cluster.local" {
+		t.Errorf("env CLUSTER_DOMAIN=%q, want a literal cluster.local an overlay can patch", domain)
+	}
+	args := parseArgs(t, c.Args)
+	for _, flag := range []string{"raft-advertise", "admin-advertise", "join"} {
+		if strings.Contains(args[flag], "cluster.local") {
+			t.Errorf("--%s=%s hard-codes the cluster domain", flag, args[flag])
+		}
+		for _, addr := range strings.Split(args[flag], ",") {
+			host, _, err := net.SplitHostPort(addr)
+			if err != nil || !strings.HasSuffix(host, ".svc.$(CLUSTER_DOMAIN)") {
+				t.Errorf("--%s: %q does not end in .svc.$(CLUSTER_DOMAIN)", flag, addr)
+			}
+		}
+	}
+}
+
+func TestAdminPortOnlyFromEdgePodsAndAdminClients(t *testing.T) {
+	const clientLabel = "edge.example/admin-client"
+	m := loadManifests(t)
+	fromEdge, fromClientPods, fromClientNamespaces := false, false, false
+	for _, rule := range m.netpol.Spec.Ingress {
+		admin := false
+		for _, p := range rule.Ports {
+			admin = admin || p.Port.String() == "admin" || p.Port.String() == "7001"
+		}
+		if !admin {
+			continue
+		}
+		if len(rule.From) == 0 {
+			t.Error("the admin port is open to every pod and address")
+		}
+		for _, f := range rule.From {
+			switch {
+			case f.IPBlock != nil:
+				t.Errorf("admin port open to the address block %v", f.IPBlock.CIDR)
+			case f.NamespaceSelector != nil && f.NamespaceSelector.MatchLabels[clientLabel] == "true":
+				fromClientNamespaces = true
+			case f.NamespaceSelector != nil:
+				t.Errorf("admin port open to namespaces %v without the %s label", f.NamespaceSelector, clientLabel)
+			case f.PodSelector != nil && f.PodSelector.MatchLabels[clientLabel] == "true":
+				fromClientPods = true
+			case f.PodSelector != nil && len(f.PodSelector.MatchLabels) > 0 && len(f.PodSelector.MatchExpressions) == 0 &&
+				labels.SelectorFromSet(f.PodSelector.MatchLabels).Matches(m.podLabels()):
+				fromEdge = true
+			default:
+				t.Errorf("admin port open to %+v, neither Edge pods nor %s=true", f, clientLabel)
+			}
+		}
+	}
+	if !fromEdge {
+		t.Error("Edge pods cannot reach each other's admin port (joins, forwarded writes)")
+	}
+	if !fromClientPods || !fromClientNamespaces {
+		t.Errorf("admin port: pods labelled %s=true reachable %v, namespaces labelled so %v; want both", clientLabel, fromClientPods, fromClientNamespaces)
+	}
+}
+
+// podMonitor is the part of monitoring.coreos.com/v1 PodMonitor the
+// component uses, decoded strictly so that a misspelt field fails.
+type podMonitor struct {
+	APIVersion string `json:"apiVersion"`
+	Kind       string `json:"kind"`
+	Metadata   struct {
+		Name      string            `json:"name"`
+		Namespace string            `json:"namespace,omitempty"`
+		Labels    map[string]string `json:"labels"`
+	} `json:"metadata"`
+	Spec struct {
+		Selector            metav1.LabelSelector `json:"selector"`
+		PodMetricsEndpoints []struct {
+			Port     string `json:"port"`
+			Path     string `json:"path"`
+			Interval string `json:"interval"`
+		} `json:"podMetricsEndpoints"`
+	} `json:"spec"`
+}
+
+const monitoringDir = k8sDir + "/components/monitoring"
+
+func checkPodMonitor(t *testing.T, m *manifests, pm *podMonitor) {
+	t.Helper()
+	if pm.APIVersion != "monitoring.coreos.com/v1" || pm.Kind != "PodMonitor" {
+		t.Errorf("%s %s, want monitoring.coreos.com/v1 PodMonitor", pm.APIVersion, pm.Kind)
+	}
+	sel, err := metav1.LabelSelectorAsSelector(&pm.Spec.Selector)
+	if err != nil || sel.Empty() || !sel.Matches(m.ordinalLabels(0)) || !sel.Matches(m.ordinalLabels(7)) {
+		t.Errorf("PodMonitor selector %v does not select every Edge pod", pm.Spec.Selector)
+	}
+	c := m.container(t)
+	if len(pm.Spec.PodMetricsEndpoints) != 1 {
+		t.Fatalf("PodMonitor endpoints %+v, want one", pm.Spec.PodMetricsEndpoints)
+	}
+	ep := pm.Spec.PodMetricsEndpoints[0]
+	containerPort(t, c, ep.Port)
+	if ep.Port != "metrics" || ep.Path != m.sts.Spec.Template.Annotations["prometheus.io/path"] || ep.Path != "/metrics" {
+		t.Errorf("PodMonitor scrapes port %q path %q, want metrics /metrics", ep.Port, ep.Path)
+	}
+}
+
+func TestMonitoringComponent(t *testing.T) {
+	m := loadManifests(t)
+	kb, err := os.ReadFile(filepath.Join(monitoringDir, "kustomization.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var k kustomization
+	if err := yaml.UnmarshalStrict(kb, &k); err != nil {
+		t.Fatalf("%s/kustomization.yaml: %v", monitoringDir, err)
+	}
+	if k.Kind != "Component" || k.APIVersion != "kustomize.config.k8s.io/v1alpha1" {
+		t.Errorf("monitoring: kind %q apiVersion %q, want an optional kustomize Component", k.Kind, k.APIVersion)
+	}
+	if len(k.Resources) != 1 {
+		t.Fatalf("monitoring component lists %v, want podmonitor.yaml", k.Resources)
+	}
+	b, err := os.ReadFile(filepath.Join(monitoringDir, k.Resources[0]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pm podMonitor
+	if err := yaml.UnmarshalStrict(b, &pm); err != nil {
+		t.Fatalf("%s: %v", k.Resources[0], err)
+	}
+	if pm.Metadata.Namespace != "" {
+		t.Error("the PodMonitor sets a namespace; the manifests must stay namespace-agnostic")
+	}
+	checkPodMonitor(t, m, &pm)
+}
+
+func TestImageIsAVersion(t *testing.T) {
+	m := loadManifests(t)
+	image := m.container(t).Image
+	if _, digest, ok := strings.Cut(image, "@"); ok {
+		if !regexp.MustCompile(`^sha256:[0-9a-f]{64}$`).MatchString(digest) {
+			t.Errorf("image %s: malformed digest", image)
+		}
+		return
+	}
+	name := image[strings.LastIndex(image, "/")+1:]
+	_, tag, _ := strings.Cut(name, ":")
+	if !regexp.MustCompile(`^v\d+\.\d+\.\d+$`).MatchString(tag) {
+		t.Errorf("image %s: want a release tag vX.Y.Z (or a digest), not %q: pods of one StatefulSet must run one build", image, tag)
+	}
+}
+
+// TestKustomizeOverlay renders deploy/testdata/overlay: an overlay changes
+// the cluster domain with one value, pins the image by digest and adds
+// the monitoring component.
+func TestKustomizeOverlay(t *testing.T) {
+	base := loadManifests(t)
+	out := kustomizeBuild(t, filepath.Join("testdata", "overlay"))
+	dec := decoder()
+	var sts *appsv1.StatefulSet
+	var pm *podMonitor
+	for i, doc := range splitDocs(out) {
+		if bytes.Contains(doc, []byte("kind: PodMonitor")) {
+			pm = new(podMonitor)
+			if err := yaml.UnmarshalStrict(doc, pm); err != nil {
+				t.Fatalf("rendered PodMonitor: %v", err)
+			}
+			continue
+		}
+		obj, _, err := dec.Decode(doc, nil, nil)
+		if err != nil {
+			t.Fatalf("rendered document %d: %v", i+1, err)
+		}
+		if s, ok := obj.(*appsv1.StatefulSet); ok {
+			sts = s
+		}
+	}
+	if sts == nil || pm == nil {
+		t.Fatalf("overlay rendered StatefulSet %v, PodMonitor %v", sts != nil, pm != nil)
+	}
+	checkPodMonitor(t, base, pm)
+	c := &sts.Spec.Template.Spec.Containers[0]
+	a := podArgs(t, c, "edge-1", sts.Namespace)
+	if want := "edge-1.edge-peers.prod.svc.corp.internal:7000"; a["raft-advertise"] != want {
+		t.Errorf("overlay with CLUSTER_DOMAIN=corp.internal: --raft-advertise=%s, want %s", a["raft-advertise"], want)
+	}
+	if strings.Contains(strings.Join(c.Args, " ")+a["join"], "cluster.local") {
+		t.Errorf("overlay still uses cluster.local: %v", a)
+	}
+	if !strings.Contains(c.Image, "@sha256:") {
+		t.Errorf("overlay image %s, want pinned by digest", c.Image)
 	}
 }
