@@ -54,7 +54,7 @@ func TestE2EAccessLogOnStdout(t *testing.T) {
 	t.Logf("access line on stdout %v after the response: %s", time.Since(answered).Round(time.Millisecond), line)
 
 	wantKeys := []string{"time", "level", "msg", "node", "component", "tenant", "host", "method", "path",
-		"status", "bytes", "origin_ms", "total_ms", "duration_ms", "proto", "cache"}
+		"status", "bytes", "origin_ms", "total_ms", "duration_ms", "proto", "cache", "request_id", "client_ip", "user_agent"}
 	if got := jsonKeys(t, line); strings.Join(got, ",") != strings.Join(wantKeys, ",") {
 		t.Errorf("keys %v\nwant %v", got, wantKeys)
 	}

@@ -78,6 +78,7 @@ func benchHandler(b *testing.B, host string) {
 		delete(req.Header, "X-Forwarded-Proto")
 		delete(req.Header, "X-Forwarded-Host")
 		delete(req.Header, "Via")
+		delete(req.Header, "X-Request-Id")
 		h.ServeHTTP(w, req)
 	}
 	if w.code == 0 {
@@ -158,6 +159,7 @@ func benchCacheHit(b *testing.B, body, contentType, acceptEncoding, wantCE strin
 		delete(req.Header, "X-Forwarded-Proto")
 		delete(req.Header, "X-Forwarded-Host")
 		delete(req.Header, "Via")
+		delete(req.Header, "X-Request-Id")
 		h.ServeHTTP(w, req)
 	}
 	serve() // fill

@@ -122,6 +122,7 @@ func (st *state) PassDirect(r *http.Request, m cache.PassMark) (cache.Result, bo
 		head = appendField(head, "Vary", "Accept-Encoding")
 	}
 	head = appendTimingFields(head, x.OriginTime, w.total)
+	head = appendField(head, headerRequestID, w.reqID[0])
 	if !hw.WriteHead(d.StatusCode, head, d.ContentLength, f.date) {
 		// Cannot happen for a GET the h1 server has not answered yet;
 		// the full path copes anyway.
@@ -184,11 +185,11 @@ type directFields struct {
 
 // dropped names the response fields the full path does not relay: the
 // hop-by-hop ones (cache.passHeaders), the cache's own, Content-Length
-// (the server writes it) and the timing headers Edge sets.
+// (the server writes it) and the timing and request ID headers Edge sets.
 var dropped = []string{
 	"Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authenticate", "Te", "Trailer",
 	"Transfer-Encoding", "Upgrade", "Cache-Status", "Surrogate-Key", "Surrogate-Control", "Cache-Tag",
-	"Content-Length", headerOriginTime, headerTotalTime,
+	"Content-Length", headerOriginTime, headerTotalTime, headerRequestID,
 }
 
 // cacheFields are the fields the cache's decision reads.

@@ -944,6 +944,12 @@ func normResponse(errorf errorf, r clientResult, originDate string) string {
 	bad := func(k string, v []string) { lines = append(lines, fmt.Sprintf("%s: BAD %q", k, v)) }
 	for k, vv := range r.resp.Header {
 		switch k {
+		case "X-Request-Id": // generated per proxy: its shape, once
+			if len(vv) != 1 || !generatedID.MatchString(vv[0]) {
+				bad(k, vv)
+				continue
+			}
+			lines = append(lines, k+": <generated>")
 		case "X-Origin-Time", "X-Total-Time":
 			if len(vv) != 1 || !msValue.MatchString(vv[0]) {
 				bad(k, vv)
@@ -1000,12 +1006,19 @@ func normResponse(errorf errorf, r clientResult, originDate string) string {
 
 // normRequestHead renders a request head as its request line and sorted
 // "Name: value" lines (canonical names).
+// generatedID is the shape of a request ID the proxy makes up.
+var generatedID = regexp.MustCompile(`^[0-9a-v]{20}$`)
+
 func normRequestHead(head string) string {
 	first, rest, _ := strings.Cut(head, "\r\n")
 	var lines []string
 	for ln := range strings.SplitSeq(strings.TrimSpace(rest), "\r\n") {
 		k, v, _ := strings.Cut(ln, ":")
-		lines = append(lines, textproto.CanonicalMIMEHeaderKey(k)+": "+strings.TrimSpace(v))
+		k, v = textproto.CanonicalMIMEHeaderKey(k), strings.TrimSpace(v)
+		if k == "X-Request-Id" && generatedID.MatchString(v) {
+			v = "<generated>" // each proxy has its own prefix
+		}
+		lines = append(lines, k+": "+v)
 	}
 	slices.Sort(lines)
 	return first + "\n" + strings.Join(lines, "\n")

@@ -215,6 +215,7 @@ type Handler struct {
 	bodyTimeout time.Duration
 	passFields  sync.Pool // *passFields for the direct path
 	states      sync.Pool // *state of finished direct-path requests (state.recycle)
+	ids         *requestIDs
 	m           *metrics
 }
 
@@ -230,7 +231,12 @@ func New(cfg Config) (*Handler, error) {
 	if err != nil {
 		return nil, err
 	}
+	ids, err := newRequestIDs()
+	if err != nil {
+		return nil, fmt.Errorf("proxy: request ID prefix: %w", err)
+	}
 	h := &Handler{
+		ids:          ids,
 		cache:        cfg.Cache,
 		cachePolicy:  cfg.CachePolicy,
 		variant:      cfg.Variant,
@@ -289,6 +295,7 @@ type state struct {
 	responseWriter
 	x    Exchange
 	hdr  [4]string // backing arrays for forwarded headers
+	rid  [1]string // backing array for a generated X-Request-Id
 	h    *Handler
 	cw   cacheWriter // the cache's writer when a WrapWriter is set
 	body clientBody  // the request body's wrapper, when it has one
@@ -328,6 +335,10 @@ func (h *Handler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	st.responseWriter = responseWriter{rw: rw, start: time.Now(), x: &st.x}
 	w := &st.responseWriter
 	defer h.done(st, r)
+	if w.reqID = incomingRequestID(r.Header); w.reqID == nil {
+		st.rid[0] = h.ids.next()
+		w.reqID = st.rid[:]
+	}
 
 	host, err := NormalizeHost(r.Host)
 	if err != nil {
@@ -371,6 +382,7 @@ func (h *Handler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	}
 	st.x.upgrade = upgradeType(r.Header)
 	prepareRequestHeaders(r, host, st.x.upgrade, &st.hdr)
+	r.Header[headerRequestID] = w.reqID // after: a Connection header may name it
 	st.x.Request = r
 	st.x.Start = w.start
 
@@ -763,6 +775,10 @@ func (h *Handler) record(w *responseWriter, r *http.Request) {
 			Duration: now.Sub(w.start),
 			Proto:    r.Proto,
 			Cache:    cacheLabels[w.cache],
+
+			RequestID: w.reqID[0],
+			ClientIP:  clientIP(r.RemoteAddr),
+			UserAgent: firstValue(r.Header, "User-Agent"),
 		}
 		if w.err != nil {
 			e.Error = w.err.Error()
@@ -785,6 +801,9 @@ func (h *Handler) record(w *responseWriter, r *http.Request) {
 		slog.Float64("duration_ms", ms(time.Since(w.start))),
 		slog.String("proto", r.Proto),
 		slog.String("cache", cacheLabels[w.cache]),
+		slog.String("request_id", w.reqID[0]),
+		slog.String("client_ip", clientIP(r.RemoteAddr)),
+		slog.String("user_agent", firstValue(r.Header, "User-Agent")),
 	}
 	n := len(attrs)
 	if w.err != nil {

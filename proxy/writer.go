@@ -23,12 +23,13 @@ type responseWriter struct {
 	cache       cacheLabel
 	err         error
 	timing      [3]string
+	reqID       []string // the X-Request-Id value, echoed in the response
 }
 
 func (w *responseWriter) Header() http.Header { return w.rw.Header() }
 
-// WriteHeader sets X-Origin-Time, X-Total-Time and Server-Timing, then
-// writes the status. Informational statuses other than 101 pass through.
+// WriteHeader sets X-Origin-Time, X-Total-Time, Server-Timing and
+// X-Request-Id, then writes the status. Informational statuses other than 101 pass through.
 func (w *responseWriter) WriteHeader(code int) {
 	if w.wroteHeader {
 		return
@@ -41,16 +42,19 @@ func (w *responseWriter) WriteHeader(code int) {
 	w.rw.WriteHeader(code)
 }
 
-// stamp records the status and total time and sets the timing headers.
+// stamp records the status and total time and sets the timing headers
+// and X-Request-Id (replacing an origin's or a cached response's).
 func (w *responseWriter) stamp(code int) {
 	w.wroteHeader = true
 	w.status = code
 	w.total = time.Since(w.start)
-	setTimingHeaders(w.rw.Header(), w.x.OriginTime, w.total, &w.timing)
+	hd := w.rw.Header()
+	setTimingHeaders(hd, w.x.OriginTime, w.total, &w.timing)
+	hd[headerRequestID] = w.reqID
 }
 
 // stampDirect is stamp for the direct path, which writes the timing
-// fields itself (appendTimingFields): the header map is not sent.
+// and X-Request-Id fields itself (appendTimingFields): the header map is not sent.
 func (w *responseWriter) stampDirect(code int) {
 	w.wroteHeader = true
 	w.status = code

@@ -14,6 +14,8 @@ var benchEntry = Entry{
 	Tenant: "shop.example", Host: "shop.example", Method: "GET", Path: "/assets/app.3f9a1c.css",
 	Status: 200, Bytes: 1024, Origin: 0, Total: 87 * time.Microsecond, Duration: 112 * time.Microsecond,
 	Proto: "HTTP/1.1", Cache: "hit",
+	RequestID: "3k9x2m7q1v0a8b4c6d5e", ClientIP: "203.0.113.7",
+	UserAgent: "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0",
 }
 
 func benchWriter(b *testing.B) *Writer {
@@ -64,6 +66,9 @@ func slogRequest(l *slog.Logger, e *Entry) {
 		slog.Float64("duration_ms", ms(e.Duration)),
 		slog.String("proto", e.Proto),
 		slog.String("cache", e.Cache),
+		slog.String("request_id", e.RequestID),
+		slog.String("client_ip", e.ClientIP),
+		slog.String("user_agent", e.UserAgent),
 	)
 }
 

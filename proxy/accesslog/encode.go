@@ -23,7 +23,14 @@ type Entry struct {
 	Duration time.Duration // duration_ms
 	Proto    string
 	Cache    string
-	Error    string
+	// RequestID is the request's X-Request-Id (the client's when
+	// well-formed, else one the proxy made up); ClientIP the TCP peer's
+	// address; UserAgent the client's User-Agent. Always written, "" when
+	// empty, so every line has the same keys.
+	RequestID string
+	ClientIP  string
+	UserAgent string
+	Error     string
 }
 
 // Field is a static string field written into every line a Writer Logs,
@@ -72,6 +79,9 @@ func appendEntry(b, fields []byte, e *Entry) []byte {
 	b = appendMillis(b, e.Duration)
 	b = appendStringField(b, `,"proto":"`, e.Proto)
 	b = appendStringField(b, `,"cache":"`, e.Cache)
+	b = appendStringField(b, `,"request_id":"`, e.RequestID)
+	b = appendStringField(b, `,"client_ip":"`, e.ClientIP)
+	b = appendStringField(b, `,"user_agent":"`, e.UserAgent)
 	if e.Error != "" {
 		b = appendStringField(b, `,"error":"`, e.Error)
 	}

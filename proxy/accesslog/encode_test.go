@@ -40,6 +40,9 @@ func slogLine(t testing.TB, fields []Field, e *Entry) []byte {
 		slog.Float64("duration_ms", ms(e.Duration)),
 		slog.String("proto", e.Proto),
 		slog.String("cache", e.Cache),
+		slog.String("request_id", e.RequestID),
+		slog.String("client_ip", e.ClientIP),
+		slog.String("user_agent", e.UserAgent),
 	)
 	if e.Error != "" {
 		r.AddAttrs(slog.String("error", e.Error))
@@ -68,6 +71,9 @@ type decoded struct {
 	DurationMS float64 `json:"duration_ms"`
 	Proto      string  `json:"proto"`
 	Cache      string  `json:"cache"`
+	RequestID  string  `json:"request_id"`
+	ClientIP   string  `json:"client_ip"`
+	UserAgent  string  `json:"user_agent"`
 	Error      *string `json:"error"`
 }
 
@@ -95,6 +101,7 @@ func checkRoundTrip(t testing.TB, line []byte, e *Entry) {
 		Status: e.Status, Bytes: e.Bytes,
 		OriginMS: ms(e.Origin), TotalMS: ms(e.Total), DurationMS: ms(e.Duration),
 		Proto: valid(e.Proto), Cache: valid(e.Cache),
+		RequestID: valid(e.RequestID), ClientIP: valid(e.ClientIP), UserAgent: valid(e.UserAgent),
 	}
 	if !e.Time.IsZero() {
 		want.Time = e.Time.Format(time.RFC3339Nano)
@@ -127,6 +134,7 @@ func TestEncodeMatchesSlogByteForByte(t *testing.T) {
 		Host: "shop.example", Method: "GET", Path: "/a/b.css", Status: 200, Bytes: 1024,
 		Origin: 1234 * time.Microsecond, Total: 2500 * time.Microsecond, Duration: 3 * time.Millisecond,
 		Proto: "HTTP/1.1", Cache: "hit",
+		RequestID: "3k9x2m7q1v0a8b4c6d5e", ClientIP: "203.0.113.7", UserAgent: "curl/8.5.0",
 	}
 	cases := map[string]func(e *Entry){
 		"plain":                 func(e *Entry) {},
@@ -145,6 +153,8 @@ func TestEncodeMatchesSlogByteForByte(t *testing.T) {
 		"invalid utf8":          func(e *Entry) { e.Host = "a\xffb\xc3(\xed\xa0\x80z" },
 		"truncated utf8 at end": func(e *Entry) { e.Path = "/caf\xc3" },
 		"unicode":               func(e *Entry) { e.Host, e.Path = "bücher.example", "/日本語/😀" },
+		"hostile user agent":    func(e *Entry) { e.UserAgent = "Mozilla\",\"status\":200\n\xff" },
+		"no request fields":     func(e *Entry) { e.RequestID, e.ClientIP, e.UserAgent = "", "", "" },
 		"line separators":       func(e *Entry) { e.Path = "/a\u2028b\u2029c" },
 		"empty strings":         func(e *Entry) { *e = Entry{Time: e.Time} },
 		"sub-microsecond":       func(e *Entry) { e.Origin, e.Total, e.Duration = 999, 1000, 1001 },
@@ -230,6 +240,7 @@ func FuzzEntry(f *testing.F) {
 			Path: path, Status: status, Bytes: n,
 			Origin: time.Duration(dur), Total: time.Duration(dur / 3), Duration: time.Duration(-dur),
 			Proto: proto, Cache: cache, Error: errMsg,
+			RequestID: method + proto, ClientIP: cache, UserAgent: path + host,
 		}
 		got := appendEntry(nil, fields, &e)
 		if want := slogLine(t, testFields, &e); !bytes.Equal(got, want) {

@@ -28,6 +28,11 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "edge_upstream_tls_errors_total", Help: "Failed TLS handshakes with origins.",
 		}),
 	}
+	// Every result at zero from the start, so the dashboard's dial panel
+	// draws on a node that has not dialled yet (docs/proxy.md, "Metrics").
+	for _, r := range []string{"ok", "error", "timeout"} {
+		m.dials.WithLabelValues(r)
+	}
 	if reg != nil {
 		for _, c := range []prometheus.Collector{m.pools, m.connsOpen, m.dials, m.tlsErrors} {
 			if err := reg.Register(c); err != nil {
