@@ -97,17 +97,9 @@ func (g *globals) attempts(ctx context.Context, scope attemptScope, fn func(ctx 
 	if err != nil {
 		return err
 	}
-	creds := insecure.NewCredentials()
-	if g.caFile != "" {
-		b, err := os.ReadFile(g.caFile)
-		if err != nil {
-			return fmt.Errorf("--tls-ca: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(b) {
-			return fmt.Errorf("--tls-ca %s: no PEM certificates", g.caFile)
-		}
-		creds = credentials.NewTLS(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12})
+	creds, err := g.transportCreds()
+	if err != nil {
+		return err
 	}
 	ctx, cancel := context.WithTimeout(ctx, g.timeout)
 	defer cancel()
@@ -147,6 +139,36 @@ func (g *globals) attempts(ctx context.Context, scope attemptScope, fn func(ctx 
 		}
 	}
 	return g.unusable(servers, creds, md, fmt.Errorf("cannot reach a usable server: %s", strings.Join(errs, "; ")))
+}
+
+// transportCreds is plaintext, or TLS when --tls-ca or --tls-cert is set:
+// the server is verified against --tls-ca (the system roots without it),
+// and --tls-cert/--tls-key are presented as the client certificate that
+// edged's --admin-client-ca accepts in place of the token.
+func (g *globals) transportCreds() (credentials.TransportCredentials, error) {
+	if g.caFile == "" && g.certFile == "" {
+		return insecure.NewCredentials(), nil
+	}
+	tc := &tls.Config{MinVersion: tls.VersionTLS12}
+	if g.caFile != "" {
+		b, err := os.ReadFile(g.caFile)
+		if err != nil {
+			return nil, fmt.Errorf("--tls-ca: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(b) {
+			return nil, fmt.Errorf("--tls-ca %s: no PEM certificates", g.caFile)
+		}
+		tc.RootCAs = pool
+	}
+	if g.certFile != "" {
+		cert, err := tls.LoadX509KeyPair(g.certFile, g.keyFile)
+		if err != nil {
+			return nil, fmt.Errorf("--tls-cert/--tls-key: %w", err)
+		}
+		tc.Certificates = []tls.Certificate{cert}
+	}
+	return credentials.NewTLS(tc), nil
 }
 
 // exitNoLeader is edgectl's exit status when the cluster has no leader
@@ -326,7 +348,7 @@ func statusError(err error) error {
 	case codes.AlreadyExists:
 		return errors.New(s.Message())
 	case codes.Unauthenticated:
-		return fmt.Errorf("unauthenticated: %s (set --token or EDGECTL_TOKEN)", s.Message())
+		return fmt.Errorf("unauthenticated: %s (set --token or EDGECTL_TOKEN, or --tls-cert and --tls-key)", s.Message())
 	case codes.DeadlineExceeded:
 		return fmt.Errorf("timed out: %s", s.Message())
 	}

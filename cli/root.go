@@ -38,6 +38,8 @@ type globals struct {
 	attemptLimit time.Duration
 	local        bool
 	caFile       string
+	certFile     string // --tls-cert: client certificate for admin mTLS
+	keyFile      string // --tls-key
 
 	stdout, stderr io.Writer
 	getenv         func(string) string
@@ -101,6 +103,9 @@ mapping writes them (a JSON number loses precision above 2^53).`,
 			if g.attemptLimit < 0 {
 				return usagef("--attempt-timeout must not be negative")
 			}
+			if (g.certFile == "") != (g.keyFile == "") {
+				return usagef("--tls-cert and --tls-key go together (EDGECTL_TLS_CERT, EDGECTL_TLS_KEY)")
+			}
 			return nil
 		},
 	}
@@ -113,7 +118,9 @@ mapping writes them (a JSON number loses precision above 2^53).`,
 	pf.DurationVar(&g.timeout, "timeout", 15*time.Second, "overall time limit for the command")
 	pf.DurationVar(&g.attemptLimit, "attempt-timeout", 0, "limit for one server to connect and answer before the next is tried; doubles each round through the list; long calls are limited until their first answer only (0: the smaller of 2s and --timeout/3)")
 	pf.BoolVar(&g.local, "local", false, "reads: answer from the contacted node's own state instead of a leader-confirmed read")
-	pf.StringVar(&g.caFile, "tls-ca", g.getenv("EDGECTL_TLS_CA"), "use TLS to the admin API, trusting this CA bundle (EDGECTL_TLS_CA)")
+	pf.StringVar(&g.caFile, "tls-ca", g.getenv("EDGECTL_TLS_CA"), "use TLS to the admin API, trusting this CA bundle for the server's certificate (EDGECTL_TLS_CA)")
+	pf.StringVar(&g.certFile, "tls-cert", g.getenv("EDGECTL_TLS_CERT"), "client certificate for admin mutual TLS (edged --admin-client-ca); with --tls-key it replaces the token; implies TLS, trusting the system roots unless --tls-ca is set (EDGECTL_TLS_CERT)")
+	pf.StringVar(&g.keyFile, "tls-key", g.getenv("EDGECTL_TLS_KEY"), "private key of --tls-cert (EDGECTL_TLS_KEY)")
 	root.AddCommand(newTenantCmd(g), newClusterCmd(g), newCacheCmd(g), newCertCmd(g), newTransformCmd(g), newSnapshotCmd(g), newHistoryCmd(g), newVersionCmd(g))
 	root.AddCommand(newApplyCmd(g), newDiffCmd(g), newExportCmd(g))
 	// Cobra adds these two when it executes; adding them now lets

@@ -7,6 +7,9 @@
 #
 #   scripts/dev-cluster.sh            start (or restart) the cluster; Ctrl-C stops it
 #   scripts/dev-cluster.sh --reset    wipe the cluster's data first
+#   scripts/dev-cluster.sh --restart N
+#                                     (from another terminal) start node N again
+#                                     after it stopped; the running script does it
 #   scripts/dev-cluster.sh --print-args N
 #                                     print node N's edged arguments, one per line
 #
@@ -14,6 +17,10 @@
 # HTTPS 844N and metrics 909N. Data, logs, the admin token and the raft
 # cluster key live under data/dev-cluster/. Running it again reuses the
 # data: the nodes come back with their state and need no bootstrap.
+#
+# A node that exits (kill -9 one to rehearse a failover) stays stopped
+# while the other two keep running; the script prints how to start it
+# again (--restart N). Ctrl-C stops every node and exits with status 0.
 #
 # Environment: DEV_CLUSTER_DIR (data directory), DEV_CLUSTER_PORT_OFFSET
 # (added to every port), EDGED and EDGECTL (binaries; default bin/, built
@@ -28,6 +35,7 @@ EDGECTL="${EDGECTL:-$ROOT/bin/edgectl}"
 NODES=(1 2 3)
 LEADER_TIMEOUT=60 # seconds to wait for a leader
 STOP_TIMEOUT=45   # seconds to wait for the nodes to stop before SIGKILL
+RESTART_TIMEOUT=30 # seconds --restart waits for the node's admin port
 
 die() { echo "dev-cluster: $*" >&2; exit 1; }
 
@@ -73,6 +81,29 @@ node_args() {
 EOF
 }
 
+listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# The running script's PID, which --restart signals.
+SUPERVISOR="$DIR/dev-cluster.pid"
+
+# restart_node N asks the running script to start node N again (a file
+# names the node, SIGUSR1 wakes the script) and waits for its admin port.
+restart_node() {
+  local n=$1 sup
+  sup="$(cat "$SUPERVISOR" 2>/dev/null || true)"
+  [[ -n "$sup" ]] && kill -0 "$sup" 2>/dev/null ||
+    die "no dev cluster is running from $DIR (start one with $0)"
+  ! listening "$(admin_port "$n")" || die "node$n is running (127.0.0.1:$(admin_port "$n") answers)"
+  touch "$DIR/node$n/restart"
+  kill -USR1 "$sup"
+  local deadline=$((SECONDS + RESTART_TIMEOUT))
+  until listening "$(admin_port "$n")"; do
+    ((SECONDS < deadline)) || die "node$n does not listen on 127.0.0.1:$(admin_port "$n") after ${RESTART_TIMEOUT}s; see $DIR/node$n/edged.log"
+    sleep 0.2
+  done
+  echo "dev-cluster: node$n is running again and rejoins with its data"
+}
+
 reset=0
 case "${1:-}" in
   --print-args)
@@ -80,13 +111,16 @@ case "${1:-}" in
     node_args "$2"
     exit 0
     ;;
+  --restart)
+    [[ "${2:-}" =~ ^[123]$ ]] || die "usage: $0 --restart 1|2|3"
+    restart_node "$2"
+    exit 0
+    ;;
   --reset) reset=1 ;;
   "") ;;
   -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
   *) die "unknown argument $1 (try --help)" ;;
 esac
-
-listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 for n in "${NODES[@]}"; do
   for p in $(raft_port "$n") $(admin_port "$n") $(http_port "$n") $(https_port "$n") $(metrics_port "$n"); do
@@ -122,44 +156,59 @@ if [[ ! -s "$DIR/cluster-key" ]]; then
   (umask 077 && od -An -tx1 -N32 /dev/urandom | tr -d ' \n' >"$DIR/cluster-key")
 fi
 
-pids=()
+# pid[N] is node N's PID while the script knows it to be running.
+pid=()
+running() {
+  local n out=()
+  for n in "${NODES[@]}"; do [[ -n "${pid[$n]:-}" ]] && out+=("${pid[$n]}"); done
+  echo "${out[@]}"
+}
 stop() {
-  trap - INT TERM EXIT
-  ((${#pids[@]})) || exit "${1:-0}"
-  echo "dev-cluster: stopping ${#pids[@]} nodes"
-  kill -TERM "${pids[@]}" 2>/dev/null || true
-  local deadline=$((SECONDS + STOP_TIMEOUT)) pid
-  for pid in "${pids[@]}"; do
-    while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.2; done
-    if kill -0 "$pid" 2>/dev/null; then
-      echo "dev-cluster: node (pid $pid) did not stop in ${STOP_TIMEOUT}s; killing it" >&2
-      kill -KILL "$pid" 2>/dev/null || true
-    fi
-  done
-  wait 2>/dev/null || true
+  trap - INT TERM EXIT USR1
+  rm -f "$SUPERVISOR"
+  local pids
+  read -ra pids <<<"$(running)"
+  if ((${#pids[@]})); then
+    echo "dev-cluster: stopping ${#pids[@]} nodes"
+    kill -TERM "${pids[@]}" 2>/dev/null || true
+    local deadline=$((SECONDS + STOP_TIMEOUT)) p
+    for p in "${pids[@]}"; do
+      while kill -0 "$p" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.2; done
+      if kill -0 "$p" 2>/dev/null; then
+        echo "dev-cluster: node (pid $p) did not stop in ${STOP_TIMEOUT}s; killing it" >&2
+        kill -KILL "$p" 2>/dev/null || true
+      fi
+    done
+    wait 2>/dev/null || true
+  fi
   echo "dev-cluster: stopped (data kept in $DIR; --reset wipes it)"
   exit "${1:-0}"
 }
-trap 'stop 130' INT
-trap 'stop 143' TERM
+# Ctrl-C (or SIGTERM) is how the cluster is meant to stop: status 0.
+trap 'stop 0' INT TERM
 trap 'stop $?' EXIT
+echo $$ >"$SUPERVISOR"
 
-for n in "${NODES[@]}"; do
+start_node() {
+  local n=$1 args
   mkdir -p "$DIR/node$n"
+  rm -f "$DIR/node$n/restart"
   mapfile -t args < <(node_args "$n")
   "$EDGED" "${args[@]}" >>"$DIR/node$n/edged.log" 2>&1 &
-  pids+=($!)
-done
+  pid[n]=$!
+}
+
+for n in "${NODES[@]}"; do start_node "$n"; done
 
 servers="$(admin_list)"
 ctl=("$EDGECTL" --server "$servers" --token-file "$DIR/admin-token")
 leader=""
 deadline=$((SECONDS + LEADER_TIMEOUT))
 while :; do
-  for i in "${!pids[@]}"; do
-    if ! kill -0 "${pids[$i]}" 2>/dev/null; then
-      echo "dev-cluster: node${NODES[$i]} exited; last lines of its log:" >&2
-      tail -n 20 "$DIR/node${NODES[$i]}/edged.log" >&2
+  for n in "${NODES[@]}"; do
+    if ! kill -0 "${pid[$n]}" 2>/dev/null; then
+      echo "dev-cluster: node$n exited; last lines of its log:" >&2
+      tail -n 20 "$DIR/node$n/edged.log" >&2
       exit 1
     fi
   done
@@ -173,6 +222,11 @@ while :; do
   sleep 0.5
 done
 
+# This script as another terminal calls it for this cluster.
+self="$0"
+[[ -n "${DEV_CLUSTER_PORT_OFFSET:-}" ]] && self="DEV_CLUSTER_PORT_OFFSET=$OFFSET $self"
+[[ -n "${DEV_CLUSTER_DIR:-}" ]] && self="DEV_CLUSTER_DIR=$DIR $self"
+
 "${ctl[@]}" cluster status || true
 cat <<EOF
 
@@ -185,11 +239,41 @@ Edge dev cluster is up; the leader is $leader.
 HTTP:    $(for n in "${NODES[@]}"; do printf '127.0.0.1:%s ' "$(http_port "$n")"; done)
 Metrics: $(for n in "${NODES[@]}"; do printf 'http://127.0.0.1:%s/metrics ' "$(metrics_port "$n")"; done)
 Logs:    $DIR/node{1,2,3}/edged.log
+PIDs:    $(for n in "${NODES[@]}"; do printf 'node%s=%s ' "$n" "${pid[$n]}"; done)
+A node that exits stays stopped while the others keep running (kill -9 one
+to rehearse a failover); start it again with: $self --restart N
 Ctrl-C stops all three nodes.
 EOF
 
-# Return when a node exits by itself (then stop the others) or on Ctrl-C.
+# Supervise until Ctrl-C: report a node that exits, and start one again
+# when --restart asks (SIGUSR1).
+restart_requested=0
+trap 'restart_requested=1' USR1
 set +e
-wait -n
-echo "dev-cluster: a node exited unexpectedly; see $DIR/node*/edged.log" >&2
-exit 1
+while :; do
+  for n in "${NODES[@]}"; do
+    [[ -n "${pid[$n]:-}" ]] || continue
+    kill -0 "${pid[$n]}" 2>/dev/null && continue
+    wait "${pid[$n]}"
+    code=$?
+    pid[n]=""
+    others=()
+    for m in "${NODES[@]}"; do [[ -n "${pid[$m]:-}" ]] && others+=("node$m"); done
+    echo "dev-cluster: node$n exited (status $code; log $DIR/node$n/edged.log); ${#others[@]} node(s) keep running ${others[*]}" >&2
+    echo "dev-cluster: restart node$n with: $self --restart $n" >&2
+  done
+  if ((restart_requested)); then
+    restart_requested=0
+    for n in "${NODES[@]}"; do
+      [[ -f "$DIR/node$n/restart" ]] || continue
+      if [[ -z "${pid[$n]:-}" ]]; then
+        start_node "$n"
+        echo "dev-cluster: node$n started again (pid ${pid[$n]})"
+      fi
+      rm -f "$DIR/node$n/restart"
+    done
+  fi
+  # Polling, not wait -n: a USR1 that arrives just before wait -n would
+  # wait for the next node to exit.
+  sleep 0.5
+done
