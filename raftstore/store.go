@@ -404,6 +404,14 @@ func (s *Store) noneForFSM(from, to uint64) bool {
 	if to < from || to-from >= maxSkipCheck {
 		return false
 	}
+	// Only committed entries are the cluster's: past this node's commit
+	// index its log may hold a deposed leader's tail (a no-op or barrier
+	// of its old term) where the cluster committed writes. Reading that
+	// tail let a paused-then-resumed old leader answer a leader-confirmed
+	// read with a value two writes old (found by node/chaos).
+	if to > s.raft.CommitIndex() {
+		return false
+	}
 	var l raft.Log
 	for i := from; i <= to; i++ {
 		if err := s.logs.GetLog(i, &l); err != nil {
