@@ -38,6 +38,8 @@ type streamLayer struct {
 	done     chan struct{}
 	once     sync.Once
 	rejected atomic.Uint64
+	// lastRefusalLog is when a refusal was last logged (Unix ns).
+	lastRefusalLog atomic.Int64
 }
 
 func newStreamLayer(ln net.Listener, advertise string, creds *peertls.Credentials, logger *slog.Logger) *streamLayer {
@@ -108,8 +110,13 @@ func (s *streamLayer) handshake(c net.Conn) {
 	err := tc.HandshakeContext(ctx)
 	cancel()
 	if err != nil {
-		s.rejected.Add(1)
-		s.logger.Warn("raft peer refused: no valid cluster credential", "remote", c.RemoteAddr().String(), "err", err)
+		n := s.rejected.Add(1)
+		// One line a second at most: whoever floods the port must not
+		// flood the logs too (the counter has every refusal).
+		now := time.Now().UnixNano()
+		if last := s.lastRefusalLog.Load(); now-last >= int64(time.Second) && s.lastRefusalLog.CompareAndSwap(last, now) {
+			s.logger.Warn("raft peer refused: no valid cluster credential", "remote", c.RemoteAddr().String(), "err", err, "refused_total", n)
+		}
 		c.Close()
 		return
 	}
