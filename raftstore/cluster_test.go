@@ -3,9 +3,10 @@ package raftstore
 import (
 	"context"
 	"fmt"
-	"github.com/edgeproxy/edge/raftstore/peertls"
 	"testing"
 	"time"
+
+	"github.com/edgeproxy/edge/raftstore/peertls"
 
 	"github.com/hashicorp/raft"
 )

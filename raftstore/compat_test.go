@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/edgeproxy/edge/raftstore/tenantcfg"
 )
 
 var updateCompat = flag.Bool("update-compat", false,
@@ -43,17 +45,17 @@ func compatCommands(t *testing.T) []struct {
 		rid     string
 		payload any
 	}{
-		{CmdTenantAdd, "rid-add", &Tenant{
+		{CmdTenantAdd, "rid-add", &tenantcfg.Tenant{
 			Domain: "compat.example", Aliases: []string{"www.compat.example"},
-			License: License{Status: LicenseSuspended, Plan: "gold", ExpiresAt: expires},
-			Origin: Origin{URL: "https://origin.compat.example:8443", HostHeader: "origin.internal", TLS: OriginTLS{
+			License: tenantcfg.License{Status: tenantcfg.LicenseSuspended, Plan: "gold", ExpiresAt: expires},
+			Origin: tenantcfg.Origin{URL: "https://origin.compat.example:8443", HostHeader: "origin.internal", TLS: tenantcfg.OriginTLS{
 				ServerName: "sni.internal", CAPEM: cert, ClientCertPEM: cert, ClientKeyPEM: key, InsecureSkipVerify: true}},
 			HTTPSRedirect: true, Metrics: true,
-			Cache: CachePolicy{DefaultTTL: 5 * time.Minute, OverrideTTL: true, CacheCookies: true, CacheAuthorized: true,
+			Cache: tenantcfg.CachePolicy{DefaultTTL: 5 * time.Minute, OverrideTTL: true, CacheCookies: true, CacheAuthorized: true,
 				StaleIfError: time.Hour, StaleWhileRevalidate: 30 * time.Second, KeepCDNCacheControl: true, ClientNoCache: true},
 			Transform: `{"rewrite_links":true}`,
 		}},
-		{CmdTenantUpdate, "rid-update", TenantUpdate{Domain: "compat.example", ExpectIndex: 1, Patch: Patch{
+		{CmdTenantUpdate, "rid-update", TenantUpdate{Domain: "compat.example", ExpectIndex: 1, Patch: tenantcfg.Patch{
 			OriginURL: str("https://origin2.compat.example"), Aliases: &aliases, Plan: str("platinum"),
 			ExpiresAt: &expires, OriginHost: str("origin2.internal"), OriginServerName: str("sni2.internal"),
 			OriginCAPEM: str(cert), OriginClientCertPEM: str(cert), OriginClientKeyPEM: str(key),
@@ -62,8 +64,8 @@ func compatCommands(t *testing.T) []struct {
 			CacheStaleIfError: secs(7200), CacheStaleWhileRevalid: secs(45), CacheKeepCDNCacheControl: yes(),
 			CacheClientNoCache: yes(), Transform: str(`{"rewrite_links":false}`),
 		}}},
-		{CmdTenantUpdate, "rid-clear", TenantUpdate{Domain: "compat.example", Patch: Patch{ClearExpires: true}}},
-		{CmdTenantAdd, "rid-second", &Tenant{Domain: "second.compat.example", Origin: Origin{URL: "http://127.0.0.1:9"}}},
+		{CmdTenantUpdate, "rid-clear", TenantUpdate{Domain: "compat.example", Patch: tenantcfg.Patch{ClearExpires: true}}},
+		{CmdTenantAdd, "rid-second", &tenantcfg.Tenant{Domain: "second.compat.example", Origin: tenantcfg.Origin{URL: "http://127.0.0.1:9"}}},
 		{CmdTenantRemove, "rid-remove", DomainRef{Domain: "second.compat.example"}},
 	}
 }

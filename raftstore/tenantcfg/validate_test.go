@@ -1,4 +1,4 @@
-package raftstore
+package tenantcfg
 
 import (
 	"crypto/ecdsa"
@@ -97,7 +97,7 @@ func testCert(t testing.TB, cn string) (certPEM, keyPEM string) {
 		string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}))
 }
 
-func TestValidateTenantTLS(t *testing.T) {
+func TestValidateTLS(t *testing.T) {
 	cert, key := testCert(t, "origin.example")
 	_, otherKey := testCert(t, "other.example")
 	base := func() *Tenant {
@@ -105,7 +105,7 @@ func TestValidateTenantTLS(t *testing.T) {
 	}
 	ok := base()
 	ok.Origin.TLS = OriginTLS{CAPEM: cert, ClientCertPEM: cert, ClientKeyPEM: key}
-	if err := ValidateTenant(ok); err != nil {
+	if err := Validate(ok); err != nil {
 		t.Fatalf("valid tenant rejected: %v", err)
 	}
 	if ok.License.Status != LicenseActive {
@@ -126,7 +126,7 @@ func TestValidateTenantTLS(t *testing.T) {
 	for i, c := range bad {
 		x := base()
 		c.mut(x)
-		err := ValidateTenant(x)
+		err := Validate(x)
 		var fe *FieldError
 		if !errors.As(err, &fe) || fe.Field != c.field {
 			t.Errorf("case %d: err = %v, want a FieldError for %s", i, err, c.field)
