@@ -6,9 +6,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/edgeproxy/edge/raftstore/peertls"
-
 	"github.com/hashicorp/raft"
+
+	"github.com/edgeproxy/edge/raftstore/peertls"
 )
 
 var fastTimings = Timings{
