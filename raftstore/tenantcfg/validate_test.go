@@ -133,3 +133,38 @@ func TestValidateTLS(t *testing.T) {
 		}
 	}
 }
+
+// TestValidatorsNameTheCallersField: edgectl and the admin API call the
+// same validators with their own field names (apply file keys, API
+// paths); each refusal names the caller's field, carries a reason that
+// reads without it, and matches ErrInvalid.
+func TestValidatorsNameTheCallersField(t *testing.T) {
+	cert, _ := testCert(t, "a.example")
+	_, otherKey := testCert(t, "b.example")
+	for name, err := range map[string]error{
+		"NormalizeDomain":    second(NormalizeDomain("my_field", "*.shop.example")),
+		"ValidateOriginURL":  second(ValidateOriginURL("my_field", "ftp://x.example")),
+		"ValidateHostHeader": ValidateHostHeader("my_field", "a b"),
+		"ValidateServerName": ValidateServerName("my_field", "x.example:443"),
+		"ValidatePlan":       ValidatePlan("my_field", strings.Repeat("p", 65)),
+		"ValidateCertPEM":    ValidateCertPEM("my_field", "not pem"),
+		"ValidateClientCert": ValidateClientCert("my_field", "key_field", cert, otherKey),
+	} {
+		var fe *FieldError
+		if !errors.As(err, &fe) || fe.Field != "my_field" || fe.Reason == "" || strings.Contains(fe.Reason, "my_field") || !errors.Is(err, ErrInvalid) {
+			t.Errorf("%s: err = %v, want a FieldError for my_field matching ErrInvalid", name, err)
+		}
+	}
+	for name, err := range map[string]error{
+		"ValidateHostHeader": ValidateHostHeader("f", ""),
+		"ValidateServerName": ValidateServerName("f", ""),
+		"ValidateCertPEM":    ValidateCertPEM("f", ""),
+		"ValidateClientCert": ValidateClientCert("c", "k", "", ""),
+	} {
+		if err != nil {
+			t.Errorf("%s(empty) = %v, want nil (the setting is optional)", name, err)
+		}
+	}
+}
+
+func second(_ string, err error) error { return err }
