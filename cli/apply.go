@@ -169,6 +169,7 @@ func specFromProto(t *edgev1.Tenant) (tenantSpec, error) {
 		Plan:                     st.Plan,
 		Suspended:                st.Suspended,
 		HTTPSRedirect:            st.HTTPSRedirect,
+		Metrics:                  st.Metrics,
 	}
 	if st.KeySet {
 		s.OriginClientKey = keepKey

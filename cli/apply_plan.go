@@ -240,6 +240,7 @@ func diffTenant(cur, want *tenantState) ([]fieldChange, *edgev1.TenantPatch, err
 	}
 	flag("suspended", cur.Suspended, want.Suspended, &p.Suspended)
 	flag("https_redirect", cur.HTTPSRedirect, want.HTTPSRedirect, &p.HttpsRedirect)
+	flag("metrics", cur.Metrics, want.Metrics, &p.Metrics)
 	if cur.CacheTTL != want.CacheTTL {
 		add("cache.default_ttl", formatTTL(cur.CacheTTL), formatTTL(want.CacheTTL))
 		s := int64(want.CacheTTL / time.Second)
@@ -329,6 +330,7 @@ func protoFromState(s *tenantState) *edgev1.Tenant {
 			InsecureSkipVerify: s.Insecure,
 		}},
 		HttpsRedirect: s.HTTPSRedirect,
+		Metrics:       s.Metrics,
 		Cache: &edgev1.CachePolicy{DefaultTtlSeconds: int64(s.CacheTTL / time.Second), OverrideTtl: s.CacheOverride,
 			CacheCookies: s.CacheCookies, CacheAuthorized: s.CacheAuthorized,
 			StaleIfErrorSeconds: int64(s.CacheSIE / time.Second), StaleWhileRevalidateSeconds: int64(s.CacheSWR / time.Second),

@@ -3,16 +3,11 @@ package cli
 import (
 	"bytes"
 	"crypto/sha256"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
-	"net/netip"
-	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -23,9 +18,9 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
-	"golang.org/x/net/idna"
 
 	edgev1 "github.com/edgeproxy/edge/api/edgev1"
+	"github.com/edgeproxy/edge/raftstore/tenantcfg"
 )
 
 // keepKey is the value of origin_client_key that means "the key the
@@ -68,6 +63,7 @@ type tenantSpec struct {
 	Expires                  string     `yaml:"expires,omitempty" json:"expires,omitempty"`
 	Suspended                bool       `yaml:"suspended,omitempty" json:"suspended,omitempty"`
 	HTTPSRedirect            bool       `yaml:"https_redirect,omitempty" json:"https_redirect,omitempty"`
+	Metrics                  bool       `yaml:"metrics,omitempty" json:"metrics,omitempty"`
 	Cache                    *cacheSpec `yaml:"cache,omitempty" json:"cache,omitempty"`
 	// Transform is the HTML transform rules, inline (see docs/transform.md).
 	Transform *rulesNode `yaml:"transform,omitempty" json:"-"`
@@ -107,6 +103,7 @@ type tenantState struct {
 	Expires         time.Time // zero: never
 	Suspended       bool
 	HTTPSRedirect   bool
+	Metrics         bool
 	CacheTTL        time.Duration // whole seconds
 	CacheOverride   bool
 	CacheCookies    bool
@@ -383,7 +380,7 @@ func (t *tenantSpec) toState(src source, line int, lines map[string]int) (*tenan
 		}
 		return fmt.Sprintf("%s:%d", src.Name, line)
 	}
-	d, derr := normalizeDomain(t.Domain)
+	d, derr := tenantcfg.NormalizeDomain("domain", t.Domain)
 	prefix := ""
 	if derr == nil {
 		prefix = d + ": "
@@ -392,14 +389,14 @@ func (t *tenantSpec) toState(src source, line int, lines map[string]int) (*tenan
 		errs = append(errs, at(field)+": "+prefix+field+": "+fmt.Sprintf(format, args...))
 	}
 	if derr != nil {
-		bad("domain", "%v", derr)
+		bad("domain", "%s", why(derr))
 	}
 	st := &tenantState{Domain: d, Where: fmt.Sprintf("%s:%d", src.Name, line)}
 	seen := map[string]bool{d: true}
 	for i, a := range t.Aliases {
-		n, err := normalizeDomain(a)
+		n, err := tenantcfg.NormalizeDomain("aliases", a)
 		if err != nil {
-			bad("aliases", "[%d]: %v", i, err)
+			bad("aliases", "[%d]: %s", i, why(err))
 			continue
 		}
 		if seen[n] {
@@ -417,18 +414,18 @@ func (t *tenantSpec) toState(src source, line int, lines map[string]int) (*tenan
 
 	if t.Origin == "" {
 		bad("origin", "required (an http:// or https:// URL)")
-	} else if u, err := normalizeOrigin(t.Origin); err != nil {
-		bad("origin", "%v", err)
+	} else if u, err := tenantcfg.ValidateOriginURL("origin", t.Origin); err != nil {
+		bad("origin", "%s", why(err))
 	} else {
 		st.Origin = u
 	}
 	st.OriginHost = t.OriginHost
-	if strings.ContainsAny(t.OriginHost, " /\r\n\t") {
-		bad("origin_host", "%q: not a valid host", t.OriginHost)
+	if err := tenantcfg.ValidateHostHeader("origin_host", t.OriginHost); err != nil {
+		bad("origin_host", "%s", why(err))
 	}
 	st.ServerName = t.OriginServerName
-	if strings.ContainsAny(t.OriginServerName, " /:\r\n\t") {
-		bad("origin_server_name", "%q: not a valid server name", t.OriginServerName)
+	if err := tenantcfg.ValidateServerName("origin_server_name", t.OriginServerName); err != nil {
+		bad("origin_server_name", "%s", why(err))
 	}
 	st.Insecure = t.OriginInsecureSkipVerify
 
@@ -451,8 +448,9 @@ func (t *tenantSpec) toState(src source, line int, lines map[string]int) (*tenan
 		return inline
 	}
 	st.CAPEM = pick("origin_ca_pem", t.OriginCAPEM, "origin_ca_file", t.OriginCAFile)
-	if err := checkCAPEM(st.CAPEM); err != nil {
-		bad(firstSet(lines, "origin_ca_pem", "origin_ca_file"), "%v", err)
+	caField := firstSet(lines, "origin_ca_pem", "origin_ca_file")
+	if err := tenantcfg.ValidateCertPEM(caField, st.CAPEM); err != nil {
+		bad(caField, "%s", why(err))
 	}
 	st.ClientCertPEM = pick("origin_client_cert", t.OriginClientCert, "origin_client_cert_file", t.OriginClientCertFile)
 	if t.OriginClientKey == keepKey {
@@ -471,18 +469,18 @@ func (t *tenantSpec) toState(src source, line int, lines map[string]int) (*tenan
 	case st.ClientCertPEM != "" && !hasKey:
 		bad(certField, "needs origin_client_key or origin_client_key_file (or origin_client_key: %q to keep the key the cluster holds)", keepKey)
 	case st.ClientCertPEM != "" && st.KeepKey:
-		if err := checkCertPEM(st.ClientCertPEM); err != nil {
-			bad(certField, "%v", err)
+		if err := tenantcfg.ValidateCertPEM(certField, st.ClientCertPEM); err != nil {
+			bad(certField, "%s", why(err))
 		}
 	case st.ClientCertPEM != "":
-		if _, err := tls.X509KeyPair([]byte(st.ClientCertPEM), []byte(st.ClientKeyPEM)); err != nil {
-			bad(certField, "certificate and key do not form a pair: %v", err)
+		if err := tenantcfg.ValidateClientCert(certField, keyField, st.ClientCertPEM, st.ClientKeyPEM); err != nil {
+			bad(certField, "%s", why(err))
 		}
 	}
 
 	st.Plan = t.Plan
-	if len(t.Plan) > 64 {
-		bad("plan", "at most 64 characters")
+	if err := tenantcfg.ValidatePlan("plan", t.Plan); err != nil {
+		bad("plan", "%s", why(err))
 	}
 	if t.Expires != "" {
 		e, err := time.Parse(time.RFC3339, t.Expires)
@@ -493,6 +491,7 @@ func (t *tenantSpec) toState(src source, line int, lines map[string]int) (*tenan
 	}
 	st.Suspended = t.Suspended
 	st.HTTPSRedirect = t.HTTPSRedirect
+	st.Metrics = t.Metrics
 	if c := t.Cache; c != nil {
 		if c.DefaultTTL != "" {
 			ttl, err := time.ParseDuration(c.DefaultTTL)
@@ -559,112 +558,14 @@ func firstSet(lines map[string]int, fields ...string) string {
 	return fields[0]
 }
 
-var idnaProfile = idna.New(
-	idna.MapForLookup(),
-	idna.BidiRule(),
-	idna.Transitional(false),
-	idna.StrictDomainName(true),
-	idna.ValidateLabels(true),
-	idna.VerifyDNSLength(true),
-)
-
-// normalizeDomain puts a domain in the form the cluster stores (punycode,
-// lowercase, no trailing dot) and rejects what the cluster would reject.
-// It mirrors the cluster's own rule so names compare equal.
-func normalizeDomain(s string) (string, error) {
-	s = strings.TrimSpace(s)
-	switch {
-	case s == "":
-		return "", errors.New("must not be empty")
-	case strings.Contains(s, "*"):
-		return "", fmt.Errorf("%q: wildcard domains are not supported", s)
-	case strings.ContainsAny(s, ":/ "):
-		return "", fmt.Errorf("%q: must be a bare domain name without port, scheme or path", s)
+// why is a validator's reason without its field name, which the
+// messages of an apply file give in their own place.
+func why(err error) string {
+	var fe *tenantcfg.FieldError
+	if errors.As(err, &fe) {
+		return fe.Reason
 	}
-	s = strings.TrimSuffix(s, ".")
-	if _, err := netip.ParseAddr(s); err == nil {
-		return "", fmt.Errorf("%q: an IP address is not a domain", s)
-	}
-	a, err := idnaProfile.ToASCII(s)
-	if err != nil {
-		return "", fmt.Errorf("%q: %v", s, err)
-	}
-	a = strings.ToLower(a)
-	if !strings.Contains(a, ".") {
-		return "", fmt.Errorf("%q: needs at least two labels (e.g. shop.example)", s)
-	}
-	return a, nil
-}
-
-// normalizeOrigin checks an origin URL and returns the form the cluster
-// stores (lowercase host, no trailing slash).
-func normalizeOrigin(s string) (string, error) {
-	u, err := url.Parse(s)
-	if err != nil {
-		return "", fmt.Errorf("%q: %v", s, err)
-	}
-	switch {
-	case u.Scheme != "http" && u.Scheme != "https":
-		return "", fmt.Errorf("%q: scheme must be http or https", s)
-	case u.Hostname() == "":
-		return "", fmt.Errorf("%q: missing host", s)
-	case u.User != nil:
-		return "", fmt.Errorf("%q: credentials in the URL are not allowed", s)
-	case u.RawQuery != "" || u.Fragment != "":
-		return "", fmt.Errorf("%q: query and fragment are not allowed", s)
-	}
-	if p := u.Port(); p != "" {
-		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
-			return "", fmt.Errorf("%q: invalid port", s)
-		}
-	}
-	u.Host = strings.ToLower(u.Host)
-	return strings.TrimSuffix(u.String(), "/"), nil
-}
-
-func checkCAPEM(s string) error {
-	if s == "" {
-		return nil
-	}
-	n, err := countCerts(s)
-	if err != nil {
-		return err
-	}
-	if n == 0 {
-		return errors.New("no PEM certificate found")
-	}
-	return nil
-}
-
-func checkCertPEM(s string) error {
-	n, err := countCerts(s)
-	if err == nil && n == 0 {
-		err = errors.New("no PEM certificate found")
-	}
-	return err
-}
-
-func countCerts(s string) (int, error) {
-	rest := []byte(s)
-	n := 0
-	for {
-		var b *pem.Block
-		b, rest = pem.Decode(rest)
-		if b == nil {
-			break
-		}
-		if b.Type != "CERTIFICATE" {
-			return n, fmt.Errorf("unexpected PEM block %q, want CERTIFICATE", b.Type)
-		}
-		if _, err := x509.ParseCertificate(b.Bytes); err != nil {
-			return n, fmt.Errorf("certificate %d: %v", n+1, err)
-		}
-		n++
-	}
-	if len(bytes.TrimSpace(rest)) != 0 {
-		return n, errors.New("trailing data after the last PEM block")
-	}
-	return n, nil
+	return err.Error()
 }
 
 // nodeValue turns a YAML node into plain data whose scalars are all
@@ -786,6 +687,7 @@ func stateFromProto(t *edgev1.Tenant) *tenantState {
 		Plan:            t.GetLicense().GetPlan(),
 		Suspended:       t.GetLicense().GetStatus() == "suspended",
 		HTTPSRedirect:   t.GetHttpsRedirect(),
+		Metrics:         t.GetMetrics(),
 		CacheTTL:        time.Duration(t.GetCache().GetDefaultTtlSeconds()) * time.Second,
 		CacheOverride:   t.GetCache().GetOverrideTtl(),
 		CacheCookies:    t.GetCache().GetCacheCookies(),

@@ -21,6 +21,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	edgev1 "github.com/edgeproxy/edge/api/edgev1"
+	"github.com/edgeproxy/edge/raftstore/tenantcfg/tenantcfgtest"
 )
 
 const sampleFile = `tenants:
@@ -330,13 +331,14 @@ func TestPlanEveryField(t *testing.T) {
     expires: 2027-01-31T00:00:00Z
     suspended: true
     https_redirect: true
+    metrics: true
     cache: {default_ttl: 5m, override_ttl: true, cache_cookies: true, cache_authorized: true,
       stale_if_error: 1h, stale_while_revalidate: 30s, keep_cdn_cache_control: true, client_no_cache: true}
     transform:
       rewrite_links: true
 `)
 	p := planOf(t, desired, states(stored("a.example", 5)), false)
-	want := "update a.example origin_host origin_server_name origin_ca origin_client_cert origin_client_key origin_insecure_skip_verify plan expires suspended https_redirect " +
+	want := "update a.example origin_host origin_server_name origin_ca origin_client_cert origin_client_key origin_insecure_skip_verify plan expires suspended https_redirect metrics " +
 		"cache.default_ttl cache.override_ttl cache.cache_cookies cache.cache_authorized " +
 		"cache.stale_if_error cache.stale_while_revalidate cache.keep_cdn_cache_control cache.client_no_cache transform"
 	if got := summary(p); got != want {
@@ -483,14 +485,22 @@ func TestPlanAliasSwapWritesInTwoSteps(t *testing.T) {
 
 func TestExportRoundTrip(t *testing.T) {
 	cert, _ := testCert(t)
-	full := stored("b.example", 8, "www.b.example", "a.b.example")
-	full.Origin = &edgev1.Origin{Url: "https://origin.b.example", HostHeader: "b.internal", Tls: &edgev1.OriginTLS{
-		ServerName: "sni.b.internal", CaPem: cert, ClientCertPem: cert, ClientKeySet: true, InsecureSkipVerify: true}}
-	full.License = &edgev1.License{Status: "suspended", Plan: "gold", ExpiresAt: timestamppb.New(time.Date(2027, 1, 31, 12, 0, 0, 5, time.UTC))}
-	full.HttpsRedirect = true
-	full.Cache = &edgev1.CachePolicy{DefaultTtlSeconds: 5430, OverrideTtl: true, CacheAuthorized: true,
-		StaleIfErrorSeconds: 7200, StaleWhileRevalidateSeconds: 90, KeepCdnCacheControl: true, ClientNoCache: true}
+	// Every field set (a new one too), then the ones with a format of
+	// their own made valid.
+	full := &edgev1.Tenant{}
+	tenantcfgtest.FillMessage(full)
+	full.Domain, full.Aliases = "b.example", []string{"a.b.example", "www.b.example"}
+	full.Origin.Url, full.Origin.Tls.CaPem, full.Origin.Tls.ClientCertPem = "https://origin.b.example", cert, cert
+	full.Origin.Tls.ClientKeyPem = "" // reads never carry the key
+	full.License.Status = "suspended"
+	full.License.ExpiresAt = timestamppb.New(time.Date(2027, 1, 31, 12, 0, 0, 5, time.UTC))
+	full.Cache.DefaultTtlSeconds, full.Cache.StaleIfErrorSeconds, full.Cache.StaleWhileRevalidateSeconds = 5430, 7200, 90
 	full.Transform = `{"inject":[{"at":"head-end","html":"<b>yes</b>"}],"languages":[{"code":"fr","dictionary":{"1":"un","true":"false","x":"null"},"path_prefix":"/fr/"}]}`
+	// Everything the cluster says about a tenant reaches the state apply
+	// compares, but what only the cluster sets.
+	if unset := tenantcfgtest.Unset(stateFromProto(full), "ClientKeyPEM", "KeepKey", "TransformText", "Where"); len(unset) > 0 {
+		t.Fatalf("stateFromProto drops %v", unset)
+	}
 	current := []*edgev1.Tenant{stored("a.example", 3), full}
 
 	for _, output := range []string{"yaml", "json"} {

@@ -9,6 +9,7 @@ import (
 
 	edgev1 "github.com/edgeproxy/edge/api/edgev1"
 	"github.com/edgeproxy/edge/raftstore"
+	"github.com/edgeproxy/edge/raftstore/tenantcfg"
 )
 
 // benchCluster starts 3 in-process nodes with the production default raft
@@ -77,7 +78,7 @@ func percentile(d []time.Duration, p float64) time.Duration {
 }
 
 func addCmd(domain string) *raftstore.Command {
-	t := &raftstore.Tenant{Domain: domain, Origin: raftstore.Origin{URL: "http://127.0.0.1:9"}, License: raftstore.License{Status: raftstore.LicenseActive}}
+	t := &tenantcfg.Tenant{Domain: domain, Origin: tenantcfg.Origin{URL: "http://127.0.0.1:9"}, License: tenantcfg.License{Status: tenantcfg.LicenseActive}}
 	cmd, _ := raftstore.NewCommand(raftstore.CmdTenantAdd, "", time.Now(), t)
 	return cmd
 }

@@ -6,7 +6,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	edgev1 "github.com/edgeproxy/edge/api/edgev1"
-	"github.com/edgeproxy/edge/raftstore"
+	"github.com/edgeproxy/edge/raftstore/tenantcfg"
 )
 
 func ts(t time.Time) *timestamppb.Timestamp {
@@ -18,7 +18,7 @@ func ts(t time.Time) *timestamppb.Timestamp {
 
 // tenantToProto converts a stored tenant for the API. The client key never
 // leaves the cluster; reads only say whether one is set.
-func tenantToProto(t *raftstore.Tenant, now time.Time) *edgev1.Tenant {
+func tenantToProto(t *tenantcfg.Tenant, now time.Time) *edgev1.Tenant {
 	if t == nil {
 		return nil
 	}
@@ -62,8 +62,8 @@ func tenantToProto(t *raftstore.Tenant, now time.Time) *edgev1.Tenant {
 	}
 }
 
-func tenantFromProto(p *edgev1.Tenant) *raftstore.Tenant {
-	t := &raftstore.Tenant{
+func tenantFromProto(p *edgev1.Tenant) *tenantcfg.Tenant {
+	t := &tenantcfg.Tenant{
 		Domain:        p.GetDomain(),
 		Aliases:       append([]string(nil), p.GetAliases()...),
 		HTTPSRedirect: p.GetHttpsRedirect(),
@@ -71,7 +71,7 @@ func tenantFromProto(p *edgev1.Tenant) *raftstore.Tenant {
 		Transform:     p.GetTransform(),
 	}
 	if l := p.GetLicense(); l != nil {
-		t.License.Status = raftstore.LicenseStatus(l.GetStatus())
+		t.License.Status = tenantcfg.LicenseStatus(l.GetStatus())
 		t.License.Plan = l.GetPlan()
 		if l.GetExpiresAt() != nil {
 			t.License.ExpiresAt = l.GetExpiresAt().AsTime().UTC()
@@ -81,7 +81,7 @@ func tenantFromProto(p *edgev1.Tenant) *raftstore.Tenant {
 		t.Origin.URL = o.GetUrl()
 		t.Origin.HostHeader = o.GetHostHeader()
 		if tl := o.GetTls(); tl != nil {
-			t.Origin.TLS = raftstore.OriginTLS{
+			t.Origin.TLS = tenantcfg.OriginTLS{
 				ServerName:         tl.GetServerName(),
 				CAPEM:              tl.GetCaPem(),
 				ClientCertPEM:      tl.GetClientCertPem(),
@@ -91,7 +91,7 @@ func tenantFromProto(p *edgev1.Tenant) *raftstore.Tenant {
 		}
 	}
 	if c := p.GetCache(); c != nil {
-		t.Cache = raftstore.CachePolicy{
+		t.Cache = tenantcfg.CachePolicy{
 			DefaultTTL:      time.Duration(c.GetDefaultTtlSeconds()) * time.Second,
 			OverrideTTL:     c.GetOverrideTtl(),
 			CacheCookies:    c.GetCacheCookies(),
@@ -106,8 +106,8 @@ func tenantFromProto(p *edgev1.Tenant) *raftstore.Tenant {
 	return t
 }
 
-func patchFromProto(p *edgev1.TenantPatch) raftstore.Patch {
-	var out raftstore.Patch
+func patchFromProto(p *edgev1.TenantPatch) tenantcfg.Patch {
+	var out tenantcfg.Patch
 	if p == nil {
 		return out
 	}

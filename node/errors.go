@@ -8,6 +8,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/edgeproxy/edge/raftstore"
+	"github.com/edgeproxy/edge/raftstore/tenantcfg"
 )
 
 // errNoLeader means no leader could be reached before the deadline.
@@ -21,7 +22,7 @@ func grpcError(err error) error {
 	if _, ok := status.FromError(err); ok {
 		return err
 	}
-	var fe *raftstore.FieldError
+	var fe *tenantcfg.FieldError
 	switch {
 	case errors.As(err, &fe), errors.Is(err, raftstore.ErrInvalid):
 		return status.Error(codes.InvalidArgument, err.Error())

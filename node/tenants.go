@@ -10,6 +10,7 @@ import (
 	edgev1 "github.com/edgeproxy/edge/api/edgev1"
 	"github.com/edgeproxy/edge/proxy/transform"
 	"github.com/edgeproxy/edge/raftstore"
+	"github.com/edgeproxy/edge/raftstore/tenantcfg"
 )
 
 // tenantService implements edgev1.TenantService. Writes are validated
@@ -44,7 +45,7 @@ func (s *tenantService) Add(ctx context.Context, req *edgev1.AddTenantRequest) (
 		}
 		t.Transform = canonical
 	}
-	if err := raftstore.ValidateTenant(t); err != nil {
+	if err := tenantcfg.Validate(t); err != nil {
 		return nil, grpcError(err)
 	}
 	r, err := s.write(ctx, raftstore.CmdTenantAdd, t)
@@ -57,7 +58,7 @@ func (s *tenantService) Add(ctx context.Context, req *edgev1.AddTenantRequest) (
 // domainArg normalises a domain given by a client the same way stored
 // domains are normalised, so `tenant get SHOP.example.` finds shop.example.
 func domainArg(d string) (string, error) {
-	n, err := raftstore.NormalizeDomain("domain", d)
+	n, err := tenantcfg.NormalizeDomain("domain", d)
 	if err != nil {
 		return "", grpcError(err)
 	}
@@ -124,7 +125,7 @@ func (s *tenantService) Update(ctx context.Context, req *edgev1.UpdateTenantRequ
 	// Validate the patch against the local copy first; the state machine
 	// validates again against the state it applies to.
 	if cur := s.n.store.View().Tenant(d); cur != nil && cur.Domain == d {
-		if err := raftstore.ValidateTenant(raftstore.ApplyPatch(cur, &p)); err != nil {
+		if err := tenantcfg.Validate(tenantcfg.ApplyPatch(cur, &p)); err != nil {
 			return nil, grpcError(err)
 		}
 	}
@@ -140,7 +141,7 @@ func (s *tenantService) setSuspended(ctx context.Context, domain string, suspend
 	if err != nil {
 		return nil, err
 	}
-	r, err := s.write(ctx, raftstore.CmdTenantUpdate, raftstore.TenantUpdate{Domain: d, Patch: raftstore.Patch{Suspended: &suspended}})
+	r, err := s.write(ctx, raftstore.CmdTenantUpdate, raftstore.TenantUpdate{Domain: d, Patch: tenantcfg.Patch{Suspended: &suspended}})
 	if err != nil {
 		return nil, err
 	}

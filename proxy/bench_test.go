@@ -10,7 +10,7 @@ import (
 	"testing"
 
 	"github.com/edgeproxy/edge/proxy/cache"
-	"github.com/edgeproxy/edge/raftstore"
+	"github.com/edgeproxy/edge/raftstore/tenantcfg"
 )
 
 // fastUpstream answers every request in-process with a small response, so
@@ -20,7 +20,7 @@ type fastUpstream struct {
 	body   string
 }
 
-func (f *fastUpstream) RoundTripper(*raftstore.Tenant) (http.RoundTripper, *url.URL, error) {
+func (f *fastUpstream) RoundTripper(*tenantcfg.Tenant) (http.RoundTripper, *url.URL, error) {
 	return f, f.target, nil
 }
 
@@ -104,7 +104,7 @@ type cacheableUpstream struct {
 	calls       int
 }
 
-func (u *cacheableUpstream) RoundTripper(*raftstore.Tenant) (http.RoundTripper, *url.URL, error) {
+func (u *cacheableUpstream) RoundTripper(*tenantcfg.Tenant) (http.RoundTripper, *url.URL, error) {
 	return u, u.target, nil
 }
 

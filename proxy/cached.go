@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/edgeproxy/edge/proxy/cache"
-	"github.com/edgeproxy/edge/raftstore"
+	"github.com/edgeproxy/edge/raftstore/tenantcfg"
 )
 
 // cacheLabel is a request's cache result in logs and metrics: a fixed,
@@ -46,7 +46,7 @@ func labelOf(o cache.Outcome) cacheLabel {
 
 // TenantPolicy is the default Config.CachePolicy: the tenant's replicated
 // cache settings (edgectl tenant add/update flags) as a cache.Policy.
-func TenantPolicy(t *raftstore.Tenant) cache.Policy {
+func TenantPolicy(t *tenantcfg.Tenant) cache.Policy {
 	return cache.Policy{
 		DefaultTTL:      t.Cache.DefaultTTL,
 		OverrideTTL:     t.Cache.OverrideTTL,

@@ -20,7 +20,7 @@ import (
 
 	"github.com/edgeproxy/edge/proxy/cache"
 	"github.com/edgeproxy/edge/proxy/h1"
-	"github.com/edgeproxy/edge/raftstore"
+	"github.com/edgeproxy/edge/raftstore/tenantcfg"
 )
 
 // These tests run the handler with a real cache and compressor in front
@@ -285,7 +285,7 @@ func TestCacheHeadFromGetEntry(t *testing.T) {
 func TestCacheUnknownHostNeverTouchesCache(t *testing.T) {
 	o := newCountingOrigin(t, func(w http.ResponseWriter, r *http.Request) {})
 	suspended := tenant("old.example", o.url)
-	suspended.License.Status = raftstore.LicenseSuspended
+	suspended.License.Status = tenantcfg.LicenseSuspended
 	p := startCachedProxy(t, routesOf(tenant("shop.example", o.url), suspended), Config{})
 	for _, host := range []string{"nope.example", "old.example"} {
 		resp, _ := p.get(t, "GET", host, "/", "")
@@ -431,9 +431,9 @@ func TestCacheTenantPolicy(t *testing.T) {
 	})
 	plain := tenant("plain.example", o.url)
 	ttl := tenant("ttl.example", o.url)
-	ttl.Cache = raftstore.CachePolicy{DefaultTTL: 30 * time.Second}
+	ttl.Cache = tenantcfg.CachePolicy{DefaultTTL: 30 * time.Second}
 	override := tenant("override.example", o.url)
-	override.Cache = raftstore.CachePolicy{DefaultTTL: 60 * time.Second, OverrideTTL: true}
+	override.Cache = tenantcfg.CachePolicy{DefaultTTL: 60 * time.Second, OverrideTTL: true}
 	p := startCachedProxy(t, routesOf(plain, ttl, override), Config{})
 
 	for _, step := range []struct {
@@ -723,7 +723,7 @@ func TestCacheCookiesFetcherGetsSetCookie(t *testing.T) {
 		io.WriteString(w, "body")
 	})
 	tn := tenant("cookie.example", o.url)
-	tn.Cache = raftstore.CachePolicy{CacheCookies: true}
+	tn.Cache = tenantcfg.CachePolicy{CacheCookies: true}
 	p := startCachedProxy(t, routesOf(tn), Config{})
 	resp, _ := p.get(t, "GET", "cookie.example", "/", "")
 	wantCacheStatus(t, resp, 200, "edge; fwd=miss; stored")
@@ -761,12 +761,12 @@ func TestCacheTenantStaleWindows(t *testing.T) {
 	plain := newCountingOrigin(t, body) // closed too, without the policy
 	swr := newCountingOrigin(t, body)
 	tDown := tenant("down.example", down.url)
-	tDown.Cache = raftstore.CachePolicy{StaleIfError: time.Hour}
+	tDown.Cache = tenantcfg.CachePolicy{StaleIfError: time.Hour}
 	tFive := tenant("five.example", five.url)
-	tFive.Cache = raftstore.CachePolicy{StaleIfError: time.Hour}
+	tFive.Cache = tenantcfg.CachePolicy{StaleIfError: time.Hour}
 	tPlain := tenant("plain.example", plain.url)
 	tSWR := tenant("swr.example", swr.url)
-	tSWR.Cache = raftstore.CachePolicy{StaleWhileRevalidate: 10 * time.Minute}
+	tSWR.Cache = tenantcfg.CachePolicy{StaleWhileRevalidate: 10 * time.Minute}
 	p := startCachedProxy(t, routesOf(tDown, tFive, tPlain, tSWR), Config{})
 	clock.Store(p.clock)
 

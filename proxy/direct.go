@@ -10,7 +10,7 @@ import (
 	"github.com/edgeproxy/edge/proxy/cache"
 	"github.com/edgeproxy/edge/proxy/compress"
 	"github.com/edgeproxy/edge/proxy/upstream"
-	"github.com/edgeproxy/edge/raftstore"
+	"github.com/edgeproxy/edge/raftstore/tenantcfg"
 )
 
 // The direct path relays an origin response's header lines as bytes,
@@ -41,7 +41,7 @@ import (
 type DirectConfig struct {
 	// Untransformed reports that the Stages pass a tenant's requests and
 	// responses through untouched. Required.
-	Untransformed func(t *raftstore.Tenant) bool
+	Untransformed func(t *tenantcfg.Tenant) bool
 	// Compressor is the one behind Config.WrapWriter and
 	// Config.DecodeOrigin (CompressWriter, CompressDecoder): the direct
 	// path takes only the responses it would leave as they are. nil when

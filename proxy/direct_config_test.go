@@ -6,7 +6,7 @@ import (
 	"testing"
 
 	"github.com/edgeproxy/edge/proxy/cache"
-	"github.com/edgeproxy/edge/raftstore"
+	"github.com/edgeproxy/edge/raftstore/tenantcfg"
 )
 
 // A direct path that would disagree with the full path is refused at New:
@@ -14,7 +14,7 @@ import (
 // without the compressor behind the compression hooks.
 func TestDirectConfigRefusedWhenIncomplete(t *testing.T) {
 	c, comp := newCacheCompressor(t, cache.Config{})
-	untransformed := func(*raftstore.Tenant) bool { return true }
+	untransformed := func(*tenantcfg.Tenant) bool { return true }
 	base := Config{Routes: routesOf(), Upstreams: newTransportUpstreams(t, nil), Cache: c}
 
 	for _, tc := range []struct {

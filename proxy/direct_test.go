@@ -25,7 +25,7 @@ import (
 
 	"github.com/edgeproxy/edge/proxy/cache"
 	"github.com/edgeproxy/edge/proxy/upstream"
-	"github.com/edgeproxy/edge/raftstore"
+	"github.com/edgeproxy/edge/raftstore/tenantcfg"
 )
 
 // The direct path (direct.go) promises the bytes the full path would have
@@ -615,7 +615,7 @@ func startDirectProxy(t *testing.T, addr string, up upstream.Config, direct bool
 	}
 	if direct {
 		cfg.Direct = &DirectConfig{
-			Untransformed: func(*raftstore.Tenant) bool { return true },
+			Untransformed: func(*tenantcfg.Tenant) bool { return true },
 			Compressor:    comp,
 		}
 	}

@@ -18,7 +18,7 @@ import (
 	"github.com/edgeproxy/edge/proxy/accesslog"
 	"github.com/edgeproxy/edge/proxy/cache"
 	"github.com/edgeproxy/edge/proxy/upstream"
-	"github.com/edgeproxy/edge/raftstore"
+	"github.com/edgeproxy/edge/raftstore/tenantcfg"
 )
 
 // StatusClientClosedRequest is nginx's non-standard status for a client
@@ -31,14 +31,14 @@ const StatusClientClosedRequest = 499
 // to the current view) without locking or allocating.
 type Routes interface {
 	// Lookup returns the tenant for host, or nil for an unknown host.
-	Lookup(host string) *raftstore.Tenant
+	Lookup(host string) *tenantcfg.Tenant
 }
 
 // Upstreams gives the pooled transport and the parsed origin URL for a
 // tenant. Implementations cache both (per origin and TLS settings): this
 // is called on every origin fetch. The returned URL is read-only.
 type Upstreams interface {
-	RoundTripper(t *raftstore.Tenant) (http.RoundTripper, *url.URL, error)
+	RoundTripper(t *tenantcfg.Tenant) (http.RoundTripper, *url.URL, error)
 }
 
 // BufferPool hands out buffers for copying bodies. Unlike
@@ -52,7 +52,7 @@ type BufferPool interface {
 // Exchange is one proxied request as the fetch chain sees it.
 type Exchange struct {
 	// Tenant serves the request; never nil.
-	Tenant *raftstore.Tenant
+	Tenant *tenantcfg.Tenant
 	// Host is the normalised client host, the routing key.
 	Host string
 	// Request is the client's request, already cleaned for forwarding
@@ -146,7 +146,7 @@ type Config struct {
 	// every request goes to the fetch chain.
 	Cache *cache.Cache
 	// CachePolicy gives a tenant's cache policy; nil uses TenantPolicy.
-	CachePolicy func(t *raftstore.Tenant) cache.Policy
+	CachePolicy func(t *tenantcfg.Tenant) cache.Policy
 	// Variant names the representation a stage produces for a request
 	// (e.g. the transform's language and rules version): part of the
 	// cache key, and a non-empty variant is also kept in L3. nil means "".
@@ -195,7 +195,7 @@ type Config struct {
 // Handler is the proxy's http.Handler. It is safe for concurrent use.
 type Handler struct {
 	cache        *cache.Cache
-	cachePolicy  func(*raftstore.Tenant) cache.Policy
+	cachePolicy  func(*tenantcfg.Tenant) cache.Policy
 	variant      func(*Exchange) string
 	fetchTimeout time.Duration
 	decodeOrigin func(*http.Response, string) error
@@ -364,7 +364,7 @@ func (h *Handler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		switch {
 		case lic.Expired(w.start):
 			h.plain(w, http.StatusForbidden, "edge: license expired for ", host)
-		case lic.Status == raftstore.LicenseSuspended:
+		case lic.Status == tenantcfg.LicenseSuspended:
 			h.plain(w, http.StatusForbidden, "edge: license suspended for ", host)
 		default:
 			h.plain(w, http.StatusForbidden, "edge: license not active for ", host)

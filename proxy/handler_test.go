@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/edgeproxy/edge/raftstore"
+	"github.com/edgeproxy/edge/raftstore/tenantcfg"
 )
 
 func TestRoutingAndLicenses(t *testing.T) {
@@ -25,7 +25,7 @@ func TestRoutingAndLicenses(t *testing.T) {
 	})
 	active := tenant("shop.example", o.URL, "www.shop.example")
 	suspended := tenant("suspended.example", o.URL)
-	suspended.License.Status = raftstore.LicenseSuspended
+	suspended.License.Status = tenantcfg.LicenseSuspended
 	expired := tenant("expired.example", o.URL)
 	expired.License.ExpiresAt = time.Now().Add(-time.Minute)
 	future := tenant("future.example", o.URL)
@@ -79,7 +79,7 @@ func TestRouteChangeTakesEffectOnNextRequest(t *testing.T) {
 	var view atomic.Pointer[mapRoutes]
 	empty := mapRoutes{}
 	view.Store(&empty)
-	p := startProxy(t, routesFunc(func(h string) *raftstore.Tenant { return (*view.Load())[h] }), proxyOpts{})
+	p := startProxy(t, routesFunc(func(h string) *tenantcfg.Tenant { return (*view.Load())[h] }), proxyOpts{})
 	if resp := p.do(t, "GET", "shop.example", "/", "", nil); resp.StatusCode != 403 {
 		t.Fatalf("before: %d", resp.StatusCode)
 	}
@@ -90,9 +90,9 @@ func TestRouteChangeTakesEffectOnNextRequest(t *testing.T) {
 	}
 }
 
-type routesFunc func(string) *raftstore.Tenant
+type routesFunc func(string) *tenantcfg.Tenant
 
-func (f routesFunc) Lookup(h string) *raftstore.Tenant { return f(h) }
+func (f routesFunc) Lookup(h string) *tenantcfg.Tenant { return f(h) }
 
 func TestMissingAndBadHost(t *testing.T) {
 	p := startProxy(t, mapRoutes{}, proxyOpts{})

@@ -25,7 +25,7 @@ import (
 
 	"github.com/edgeproxy/edge/proxy/cache"
 	"github.com/edgeproxy/edge/proxy/compress"
-	"github.com/edgeproxy/edge/raftstore"
+	"github.com/edgeproxy/edge/raftstore/tenantcfg"
 )
 
 // newCacheCompressor returns a cache on cfg, closed when the test ends,
@@ -46,11 +46,11 @@ func newCacheCompressor(t testing.TB, cfg cache.Config) (*cache.Cache, *compress
 }
 
 // mapRoutes is a Routes over a fixed map (host → tenant).
-type mapRoutes map[string]*raftstore.Tenant
+type mapRoutes map[string]*tenantcfg.Tenant
 
-func (m mapRoutes) Lookup(host string) *raftstore.Tenant { return m[host] }
+func (m mapRoutes) Lookup(host string) *tenantcfg.Tenant { return m[host] }
 
-func routesOf(ts ...*raftstore.Tenant) mapRoutes {
+func routesOf(ts ...*tenantcfg.Tenant) mapRoutes {
 	m := mapRoutes{}
 	for _, t := range ts {
 		for _, h := range t.Hosts() {
@@ -81,7 +81,7 @@ func newTransportUpstreams(t *testing.T, configure func(*http.Transport)) *trans
 	return u
 }
 
-func (u *transportUpstreams) RoundTripper(t *raftstore.Tenant) (http.RoundTripper, *url.URL, error) {
+func (u *transportUpstreams) RoundTripper(t *tenantcfg.Tenant) (http.RoundTripper, *url.URL, error) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	if tr, ok := u.byURL[t.Origin.URL]; ok {
@@ -104,12 +104,12 @@ func (u *transportUpstreams) RoundTripper(t *raftstore.Tenant) (http.RoundTrippe
 	return tr, target, nil
 }
 
-func tenant(domain, origin string, aliases ...string) *raftstore.Tenant {
-	return &raftstore.Tenant{
+func tenant(domain, origin string, aliases ...string) *tenantcfg.Tenant {
+	return &tenantcfg.Tenant{
 		Domain:  domain,
 		Aliases: aliases,
-		License: raftstore.License{Status: raftstore.LicenseActive},
-		Origin:  raftstore.Origin{URL: origin},
+		License: tenantcfg.License{Status: tenantcfg.LicenseActive},
+		Origin:  tenantcfg.Origin{URL: origin},
 	}
 }
 

@@ -13,7 +13,7 @@ import (
 
 	"github.com/edgeproxy/edge/proxy/compress"
 	"github.com/edgeproxy/edge/proxy/upstream"
-	"github.com/edgeproxy/edge/raftstore"
+	"github.com/edgeproxy/edge/raftstore/tenantcfg"
 )
 
 // These tests run the handler with the real upstream pools and compressor,
@@ -43,9 +43,9 @@ func TestWithUpstreamPools(t *testing.T) {
 	ln.Close()
 
 	var view atomic.Pointer[mapRoutes]
-	set := func(ts ...*raftstore.Tenant) { m := routesOf(ts...); view.Store(&m) }
+	set := func(ts ...*tenantcfg.Tenant) { m := routesOf(ts...); view.Store(&m) }
 	set(tenant("shop.example", a.URL), tenant("slow.example", slow.URL), tenant("dead.example", dead))
-	p := startProxy(t, routesFunc(func(h string) *raftstore.Tenant { return (*view.Load())[h] }), proxyOpts{cfg: Config{
+	p := startProxy(t, routesFunc(func(h string) *tenantcfg.Tenant { return (*view.Load())[h] }), proxyOpts{cfg: Config{
 		Upstreams:   newPools(t, upstream.Config{ResponseHeaderTimeout: 200 * time.Millisecond}),
 		IsTimeout:   upstream.IsTimeout,
 		ErrorReason: upstream.Reason,

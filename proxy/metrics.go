@@ -7,7 +7,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/edgeproxy/edge/raftstore"
+	"github.com/edgeproxy/edge/raftstore/tenantcfg"
 )
 
 // latencyBuckets resolve the sub-millisecond range the proxy's own
@@ -81,7 +81,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 
 var classNames = [...]string{"unknown", "1xx", "2xx", "3xx", "4xx", "5xx"}
 
-func (m *metrics) observe(status int, cl cacheLabel, total, origin time.Duration, tenant *raftstore.Tenant) {
+func (m *metrics) observe(status int, cl cacheLabel, total, origin time.Duration, tenant *tenantcfg.Tenant) {
 	class := status / 100
 	if class < 1 || class > 5 {
 		class = 0

@@ -15,7 +15,7 @@ import (
 	"github.com/edgeproxy/edge/proxy/accesslog"
 	"github.com/edgeproxy/edge/proxy/cache"
 	"github.com/edgeproxy/edge/proxy/upstream"
-	"github.com/edgeproxy/edge/raftstore"
+	"github.com/edgeproxy/edge/raftstore/tenantcfg"
 )
 
 func TestValidRequestID(t *testing.T) {
@@ -90,7 +90,7 @@ func TestRequestIDThroughServer(t *testing.T) {
 		Upstreams: newPools(t, upstream.Config{}), Cache: c,
 		WrapWriter: CompressWriter(comp), DecodeOrigin: CompressDecoder(comp),
 		IsTimeout: upstream.IsTimeout, ErrorReason: upstream.Reason, AccessLog: al,
-		Direct: &DirectConfig{Untransformed: func(*raftstore.Tenant) bool { return true }, Compressor: comp},
+		Direct: &DirectConfig{Untransformed: func(*tenantcfg.Tenant) bool { return true }, Compressor: comp},
 	}
 	p := startProxy(t, routesOf(tenant("shop.example", "http://"+org.addr)), proxyOpts{cfg: cfg, tls: true})
 

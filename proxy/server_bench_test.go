@@ -14,7 +14,7 @@ import (
 	"github.com/edgeproxy/edge/proxy/accesslog"
 	"github.com/edgeproxy/edge/proxy/cache"
 	"github.com/edgeproxy/edge/proxy/upstream"
-	"github.com/edgeproxy/edge/raftstore"
+	"github.com/edgeproxy/edge/raftstore/tenantcfg"
 )
 
 // rawOrigin answers every request on a keep-alive connection with the
@@ -95,7 +95,7 @@ func BenchmarkServerRoundTrip(b *testing.B) {
 			}
 			if tc.direct {
 				cfg.Direct = &DirectConfig{
-					Untransformed: func(*raftstore.Tenant) bool { return true },
+					Untransformed: func(*tenantcfg.Tenant) bool { return true },
 					Compressor:    comp,
 				}
 			}

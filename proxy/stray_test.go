@@ -11,7 +11,7 @@ import (
 
 	"github.com/edgeproxy/edge/proxy/cache"
 	"github.com/edgeproxy/edge/proxy/upstream"
-	"github.com/edgeproxy/edge/raftstore"
+	"github.com/edgeproxy/edge/raftstore/tenantcfg"
 )
 
 // lateOrigin is an origin on raw TCP that answers /bad/late with a
@@ -73,7 +73,7 @@ func TestLateOriginBytesNotServedToOtherTenant(t *testing.T) {
 		Upstreams: newPools(t, upstream.Config{}), Cache: c,
 		WrapWriter: CompressWriter(comp), DecodeOrigin: CompressDecoder(comp),
 		IsTimeout: upstream.IsTimeout, ErrorReason: upstream.Reason,
-		Direct: &DirectConfig{Untransformed: func(*raftstore.Tenant) bool { return true }, Compressor: comp},
+		Direct: &DirectConfig{Untransformed: func(*tenantcfg.Tenant) bool { return true }, Compressor: comp},
 	}
 	p := startProxy(t, routesOf(tenant("a.example", "http://"+addr), tenant("b.example", "http://"+addr)), proxyOpts{cfg: cfg})
 	get := func(host, path, want string) {

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/edgeproxy/edge/raftstore"
+	"github.com/edgeproxy/edge/raftstore/tenantcfg"
 )
 
 // frontingProxy is a proxy whose TLS listener picks a certificate by SNI,
@@ -43,7 +43,7 @@ func startFrontingProxy(t *testing.T) *frontingProxy {
 	for _, c := range bySNI {
 		fp.pool.AddCert(c.Leaf)
 	}
-	var ts []*raftstore.Tenant
+	var ts []*tenantcfg.Tenant
 	for _, d := range []string{"a.test", "b.test", "multi.test", "x.wild.test", "y.wild.test", "wild.test", "a.b.wild.test"} {
 		ts = append(ts, tenant(d, o.URL))
 	}

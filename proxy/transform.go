@@ -15,7 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/edgeproxy/edge/proxy/transform"
-	"github.com/edgeproxy/edge/raftstore"
+	"github.com/edgeproxy/edge/raftstore/tenantcfg"
 )
 
 // Transformer plugs the streaming HTML rewriter (proxy/transform) into the
@@ -54,14 +54,14 @@ func NewTransformer(log *slog.Logger, reg prometheus.Registerer) *Transformer {
 // program returns the tenant's compiled rules, or nil when it has none or
 // they cannot be compiled (logged once per version; pages then pass
 // through untouched).
-func (t *Transformer) program(ten *raftstore.Tenant) *transform.Program {
+func (t *Transformer) program(ten *tenantcfg.Tenant) *transform.Program {
 	if c := t.compiled(ten); c != nil {
 		return c.prog
 	}
 	return nil
 }
 
-func (t *Transformer) compiled(ten *raftstore.Tenant) *compiled {
+func (t *Transformer) compiled(ten *tenantcfg.Tenant) *compiled {
 	if ten.Transform == "" {
 		return nil
 	}
@@ -104,7 +104,7 @@ func (t *Transformer) Variant(x *Exchange) string {
 
 // Untransformed reports that the tenant has no transform rules: its
 // requests and responses pass the Stage untouched (DirectConfig).
-func (t *Transformer) Untransformed(tenant *raftstore.Tenant) bool {
+func (t *Transformer) Untransformed(tenant *tenantcfg.Tenant) bool {
 	return t.program(tenant) == nil
 }
 
@@ -160,7 +160,7 @@ func (t *Transformer) Stage() Stage {
 	}
 }
 
-func originHost(t *raftstore.Tenant) string {
+func originHost(t *tenantcfg.Tenant) string {
 	if t.Origin.HostHeader != "" {
 		return t.Origin.HostHeader
 	}
@@ -226,7 +226,7 @@ const maxPreviewBytes = 8 << 20
 // Preview fetches path from the tenant's origin through ups and runs rules
 // over it (for `edgectl transform preview`): nothing is cached. lang picks a
 // language variant ("" for the original).
-func Preview(ctx context.Context, ups Upstreams, ten *raftstore.Tenant, rules *transform.Rules, lang, path string) (*PreviewResult, error) {
+func Preview(ctx context.Context, ups Upstreams, ten *tenantcfg.Tenant, rules *transform.Rules, lang, path string) (*PreviewResult, error) {
 	prog, err := transform.Compile(rules, transform.Config{})
 	if err != nil {
 		return nil, err

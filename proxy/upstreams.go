@@ -8,7 +8,7 @@ import (
 	"sync"
 
 	"github.com/edgeproxy/edge/proxy/upstream"
-	"github.com/edgeproxy/edge/raftstore"
+	"github.com/edgeproxy/edge/raftstore/tenantcfg"
 )
 
 // PoolUpstreams adapts *upstream.Pools to Upstreams. It converts a
@@ -29,7 +29,7 @@ type targetShard struct {
 }
 
 type targetEntry struct {
-	tenant *raftstore.Tenant
+	tenant *tenantcfg.Tenant
 	target upstream.Target
 	// rt is the tenant's pool, bound once per tenant version: a change of
 	// origin settings is a new *Tenant, hence a new entry and a rebind.
@@ -49,7 +49,7 @@ func NewPoolUpstreams(p *upstream.Pools) *PoolUpstreams {
 }
 
 // RoundTripper returns the pool for t's origin and the origin URL.
-func (u *PoolUpstreams) RoundTripper(t *raftstore.Tenant) (http.RoundTripper, *url.URL, error) {
+func (u *PoolUpstreams) RoundTripper(t *tenantcfg.Tenant) (http.RoundTripper, *url.URL, error) {
 	s := &u.shards[maphash.String(u.seed, t.Domain)&63]
 	s.mu.RLock()
 	e := s.m[t.Domain]
@@ -106,7 +106,7 @@ func (u *PoolUpstreams) Prune(routes Routes) int {
 	return len(gone)
 }
 
-func newTargetEntry(t *raftstore.Tenant) *targetEntry {
+func newTargetEntry(t *tenantcfg.Tenant) *targetEntry {
 	e := &targetEntry{tenant: t}
 	target, err := url.Parse(t.Origin.URL)
 	if err != nil {

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+
+	"github.com/edgeproxy/edge/raftstore/tenantcfg"
 )
 
 // Appliers: each takes the decoded envelope and changes the transaction.
@@ -44,7 +46,7 @@ func checkOwnership(tx *txn, self string, hosts []string) *Error {
 }
 
 func applyTenantAdd(tx *txn, cmd *Command, index uint64) *Result {
-	var t Tenant
+	var t tenantcfg.Tenant
 	if err := decodePayload(cmd, &t); err != nil {
 		return undecodable(err)
 	}
@@ -77,15 +79,15 @@ func applyTenantUpdate(tx *txn, cmd *Command, index uint64) *Result {
 	if u.ExpectIndex != 0 && u.ExpectIndex != cur.Index {
 		return &Result{Err: opErr(kindStale, "tenant %s is at index %d, not %d", u.Domain, cur.Index, u.ExpectIndex)}
 	}
-	n := ApplyPatch(cur, &u.Patch)
-	if err := ValidateTenant(n); err != nil {
+	n := tenantcfg.ApplyPatch(cur, &u.Patch)
+	if err := tenantcfg.Validate(n); err != nil {
 		return &Result{Err: opErr(kindInvalid, "%v", err)}
 	}
 	if err := checkOwnership(tx, n.Domain, n.Aliases); err != nil {
 		return &Result{Err: err}
 	}
 	n.UpdatedAt, n.Index = cmd.Time, index
-	if !SameOrigin(&n.Origin, &cur.Origin) {
+	if !tenantcfg.SameOrigin(&n.Origin, &cur.Origin) {
 		n.OriginIndex = index
 	}
 	for _, h := range cur.Aliases {

@@ -3,11 +3,12 @@ package raftstore
 import (
 	"context"
 	"fmt"
-	"github.com/edgeproxy/edge/raftstore/peertls"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/edgeproxy/edge/raftstore/peertls"
 )
 
 var fastTimings = Timings{

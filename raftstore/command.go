@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/edgeproxy/edge/raftstore/tenantcfg"
 )
 
 // CommandType identifies a command. The list is append-only: a value, once
@@ -91,36 +93,9 @@ type Command struct {
 
 // TenantUpdate is the payload of CmdTenantUpdate. Only non-nil fields change.
 type TenantUpdate struct {
-	Domain      string `json:"domain"`
-	ExpectIndex uint64 `json:"expect_index,omitempty"`
-	Patch       Patch  `json:"patch"`
-}
-
-// Patch lists optional changes to a tenant.
-type Patch struct {
-	OriginURL                *string    `json:"origin_url,omitempty"`
-	Aliases                  *[]string  `json:"aliases,omitempty"`
-	Plan                     *string    `json:"plan,omitempty"`
-	ExpiresAt                *time.Time `json:"expires_at,omitempty"`
-	ClearExpires             bool       `json:"clear_expires,omitempty"`
-	OriginHost               *string    `json:"origin_host,omitempty"`
-	OriginServerName         *string    `json:"origin_server_name,omitempty"`
-	OriginCAPEM              *string    `json:"origin_ca_pem,omitempty"`
-	OriginClientCertPEM      *string    `json:"origin_client_cert_pem,omitempty"`
-	OriginClientKeyPEM       *string    `json:"origin_client_key_pem,omitempty"`
-	OriginInsecureSkipVerify *bool      `json:"origin_insecure_skip_verify,omitempty"`
-	Suspended                *bool      `json:"suspended,omitempty"`
-	HTTPSRedirect            *bool      `json:"https_redirect,omitempty"`
-	Metrics                  *bool      `json:"metrics,omitempty"`
-	CacheDefaultTTL          *int64     `json:"cache_default_ttl_s,omitempty"`
-	CacheOverrideTTL         *bool      `json:"cache_override_ttl,omitempty"`
-	CacheCookies             *bool      `json:"cache_cookies,omitempty"`
-	CacheAuthorized          *bool      `json:"cache_authorized,omitempty"`
-	CacheStaleIfError        *int64     `json:"cache_stale_if_error_s,omitempty"`
-	CacheStaleWhileRevalid   *int64     `json:"cache_stale_while_revalidate_s,omitempty"`
-	CacheKeepCDNCacheControl *bool      `json:"cache_keep_cdn_cache_control,omitempty"`
-	CacheClientNoCache       *bool      `json:"cache_client_no_cache,omitempty"`
-	Transform                *string    `json:"transform,omitempty"`
+	Domain      string          `json:"domain"`
+	ExpectIndex uint64          `json:"expect_index,omitempty"`
+	Patch       tenantcfg.Patch `json:"patch"`
 }
 
 // DomainRef is the payload of commands that name one tenant.
@@ -162,10 +137,10 @@ type KVDelete struct {
 // operation error (not found, conflict, …); the command still occupies its
 // log index but changed nothing.
 type Result struct {
-	Index  uint64  `json:"index"`
-	Tenant *Tenant `json:"tenant,omitempty"`
-	KV     *KV     `json:"kv,omitempty"`
-	Err    *Error  `json:"err,omitempty"`
+	Index  uint64            `json:"index"`
+	Tenant *tenantcfg.Tenant `json:"tenant,omitempty"`
+	KV     *KV               `json:"kv,omitempty"`
+	Err    *Error            `json:"err,omitempty"`
 }
 
 // Error is an operation error that survives encoding, so a follower that
@@ -220,10 +195,12 @@ var (
 	ErrNotFound      = errors.New("not found")
 	ErrAlreadyExists = errors.New("already exists")
 	ErrConflict      = errors.New("owned by another tenant")
-	ErrInvalid       = errors.New("invalid")
-	ErrStaleIndex    = errors.New("index does not match")
-	ErrNotLeader     = errors.New("not the leader")
-	ErrFenced        = errors.New("written in a later term")
+	// ErrInvalid is tenantcfg.ErrInvalid, so a tenant's FieldError and
+	// the store's own invalid-input errors match the same sentinel.
+	ErrInvalid    = tenantcfg.ErrInvalid
+	ErrStaleIndex = errors.New("index does not match")
+	ErrNotLeader  = errors.New("not the leader")
+	ErrFenced     = errors.New("written in a later term")
 	// ErrUnsupportedByCluster: a member of the raft configuration runs a
 	// protocol level too old to apply the command (a rolling upgrade is
 	// not finished); the message names the lagging members.

@@ -3,9 +3,11 @@
 // certificates and purge records.
 //
 // The state machine is the only writer. Commands travel in a versioned
-// envelope (command.go), are validated before they are proposed
-// (validate.go), are proposed only when every member's protocol level can
-// apply them (Store.ApplyEncoded) and are applied by small appliers
+// envelope (command.go), are validated before they are proposed (the
+// tenant model and its validators live in the leaf package tenantcfg,
+// shared with the node, the proxy and edgectl), are proposed only when
+// every member's protocol level can apply them (Store.ApplyEncoded) and
+// are applied by small appliers
 // (apply.go) that build a new immutable View. A log entry that cannot be
 // decoded is applied as a rejected no-op, the same on every replica, never
 // a panic (docs/raftstore.md, "Entries that cannot be decoded"). The View is published with one atomic pointer swap

@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/edgeproxy/edge/raftstore/tenantcfg"
 )
 
 // fsm is the raft state machine. It stays thin: decode the envelope,
@@ -42,7 +44,7 @@ func newFSM(logger *slog.Logger, onApply func(*View)) *fsm {
 		logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	f := &fsm{seed: maphash.MakeSeed(), dedupe: newDedupe(dedupeSize), logger: logger, onApply: onApply}
-	f.view.Store(&View{hosts: newTable[*Tenant](f.seed), kv: newTable[*KV](f.seed), members: map[string]Member{}})
+	f.view.Store(&View{hosts: newTable[*tenantcfg.Tenant](f.seed), kv: newTable[*KV](f.seed), members: map[string]Member{}})
 	return f
 }
 
@@ -215,7 +217,7 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 // txn is one batch of changes on top of the published View.
 type txn struct {
 	v       *View
-	hosts   tableTxn[*Tenant]
+	hosts   tableTxn[*tenantcfg.Tenant]
 	kv      tableTxn[*KV]
 	members bool // members map already copied
 	purges  bool // purges slice already copied

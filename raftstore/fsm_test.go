@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/edgeproxy/edge/raftstore/tenantcfg"
 )
 
 // applier feeds commands to an FSM as raft would.
@@ -39,8 +41,8 @@ func (a *applier) apply(typ CommandType, rid string, payload any) *Result {
 	return a.f.Apply(a.log(typ, rid, payload)).(*Result)
 }
 
-func tenant(domain string, aliases ...string) *Tenant {
-	return &Tenant{Domain: domain, Aliases: aliases, License: License{Status: LicenseActive}, Origin: Origin{URL: "http://127.0.0.1:9"}}
+func tenant(domain string, aliases ...string) *tenantcfg.Tenant {
+	return &tenantcfg.Tenant{Domain: domain, Aliases: aliases, License: tenantcfg.License{Status: tenantcfg.LicenseActive}, Origin: tenantcfg.Origin{URL: "http://127.0.0.1:9"}}
 }
 
 func TestFSMTenantLifecycle(t *testing.T) {
@@ -79,7 +81,7 @@ func TestFSMTenantLifecycle(t *testing.T) {
 	// Update replaces aliases and keeps the old view intact.
 	aliases := []string{"m.shop.example"}
 	susp := true
-	r = a.apply(CmdTenantUpdate, "", TenantUpdate{Domain: "shop.example", Patch: Patch{Aliases: &aliases, Suspended: &susp}})
+	r = a.apply(CmdTenantUpdate, "", TenantUpdate{Domain: "shop.example", Patch: tenantcfg.Patch{Aliases: &aliases, Suspended: &susp}})
 	if r.Err != nil {
 		t.Fatalf("update: %v", r.Err)
 	}
@@ -95,7 +97,7 @@ func TestFSMTenantLifecycle(t *testing.T) {
 	}
 
 	// Optimistic concurrency.
-	r = a.apply(CmdTenantUpdate, "", TenantUpdate{Domain: "shop.example", ExpectIndex: 1, Patch: Patch{Suspended: &susp}})
+	r = a.apply(CmdTenantUpdate, "", TenantUpdate{Domain: "shop.example", ExpectIndex: 1, Patch: tenantcfg.Patch{Suspended: &susp}})
 	if !errors.Is(r.Err, ErrStaleIndex) {
 		t.Fatalf("stale expect_index: err = %v", r.Err)
 	}

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/edgeproxy/edge/raftstore/tenantcfg"
 )
 
 // logBuffer collects one store's log lines; raft and the FSM write to it
@@ -118,7 +120,7 @@ func stateOf(t *testing.T, v *View) string {
 	t.Helper()
 	b, err := json.Marshal(struct {
 		Index   uint64
-		Tenants []*Tenant
+		Tenants []*tenantcfg.Tenant
 		Members []Member
 		History []HistoryEntry
 		Purges  []PurgeRecord

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/edgeproxy/edge/raftstore/tenantcfg"
 )
 
 // Snapshot format: newline-delimited JSON, streamed so that neither side
@@ -97,12 +99,12 @@ func readSnapshot(r io.Reader, seed maphash.Seed) (*View, []dedupeEntry, error) 
 	if h.Format != snapshotFormat {
 		return nil, nil, fmt.Errorf("unsupported snapshot format %d", h.Format)
 	}
-	v := &View{index: h.Index, hosts: newTable[*Tenant](seed), kv: newTable[*KV](seed), members: map[string]Member{}, purges: h.Purges, history: h.History}
+	v := &View{index: h.Index, hosts: newTable[*tenantcfg.Tenant](seed), kv: newTable[*KV](seed), members: map[string]Member{}, purges: h.Purges, history: h.History}
 	for _, m := range h.Members {
 		v.members[m.ID] = m
 	}
 	for i := 0; i < h.Tenants; i++ {
-		t := new(Tenant)
+		t := new(tenantcfg.Tenant)
 		if err := dec.Decode(t); err != nil {
 			return nil, nil, fmt.Errorf("tenant %d of %d: %w", i+1, h.Tenants, err)
 		}

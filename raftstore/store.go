@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/edgeproxy/edge/raftstore/peertls"
 	"io"
 	"log/slog"
 	"net"
@@ -15,6 +14,9 @@ import (
 
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+
+	"github.com/edgeproxy/edge/raftstore/peertls"
+	"github.com/edgeproxy/edge/raftstore/tenantcfg"
 )
 
 // Timings are raft's timeouts. The library defaults suit WAN links; on a
@@ -235,7 +237,7 @@ func (s *Store) Raft() *raft.Raft { return s.raft }
 func (s *Store) View() *View { return s.fsm.view.Load() }
 
 // Lookup is View().Lookup(host): lock-free and allocation-free.
-func (s *Store) Lookup(host string) *Tenant { return s.fsm.view.Load().Lookup(host) }
+func (s *Store) Lookup(host string) *tenantcfg.Tenant { return s.fsm.view.Load().Lookup(host) }
 
 // AppliedIndex is the index of the last entry applied to the local state.
 func (s *Store) AppliedIndex() uint64 { return s.fsm.view.Load().index }

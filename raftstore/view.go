@@ -5,6 +5,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/edgeproxy/edge/raftstore/tenantcfg"
 )
 
 // shardCount splits the host table so that an apply copies one small shard
@@ -105,7 +107,7 @@ func (m Member) ProtocolLevel() int {
 // published.
 type View struct {
 	index   uint64
-	hosts   *table[*Tenant] // every domain and alias → its tenant
+	hosts   *table[*tenantcfg.Tenant] // every domain and alias → its tenant
 	tenants int
 	members map[string]Member
 	kv      *table[*KV]
@@ -142,20 +144,20 @@ func (v *View) Index() uint64 { return v.index }
 // Lookup returns the tenant serving host, or nil. host must already be
 // normalised (lowercase, no port, no trailing dot). It does not lock or
 // allocate.
-func (v *View) Lookup(host string) *Tenant {
+func (v *View) Lookup(host string) *tenantcfg.Tenant {
 	return v.hosts.get(host)
 }
 
-// Tenant returns the tenant whose primary domain or alias is name.
-func (v *View) Tenant(name string) *Tenant { return v.hosts.get(name) }
+// tenantcfg.Tenant returns the tenant whose primary domain or alias is name.
+func (v *View) Tenant(name string) *tenantcfg.Tenant { return v.hosts.get(name) }
 
 // Len is the number of tenants.
 func (v *View) Len() int { return v.tenants }
 
 // Tenants returns up to limit tenants (0 = all) ordered by domain, starting
 // after the domain `after`.
-func (v *View) Tenants(after string, limit int) []*Tenant {
-	out := make([]*Tenant, 0, v.tenants)
+func (v *View) Tenants(after string, limit int) []*tenantcfg.Tenant {
+	out := make([]*tenantcfg.Tenant, 0, v.tenants)
 	for i := range v.hosts.shards {
 		for k, t := range v.hosts.shards[i] {
 			if k == t.Domain && k > after {

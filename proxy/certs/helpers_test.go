@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/edgeproxy/edge/raftstore"
+	"github.com/edgeproxy/edge/raftstore/tenantcfg"
 	"github.com/hashicorp/raft"
 )
 
@@ -173,13 +174,13 @@ func (c *cluster) apply(t testing.TB, typ raftstore.CommandType, p any) {
 
 func (c *cluster) addTenant(t testing.TB, domain string) {
 	t.Helper()
-	c.apply(t, raftstore.CmdTenantAdd, &raftstore.Tenant{Domain: domain, License: raftstore.License{Status: raftstore.LicenseActive}, Origin: raftstore.Origin{URL: "http://127.0.0.1:9"}})
+	c.apply(t, raftstore.CmdTenantAdd, &tenantcfg.Tenant{Domain: domain, License: tenantcfg.License{Status: tenantcfg.LicenseActive}, Origin: tenantcfg.Origin{URL: "http://127.0.0.1:9"}})
 }
 
 func (c *cluster) suspend(t *testing.T, domain string) {
 	t.Helper()
 	yes := true
-	c.apply(t, raftstore.CmdTenantUpdate, raftstore.TenantUpdate{Domain: domain, Patch: raftstore.Patch{Suspended: &yes}})
+	c.apply(t, raftstore.CmdTenantUpdate, raftstore.TenantUpdate{Domain: domain, Patch: tenantcfg.Patch{Suspended: &yes}})
 }
 
 // waitFor polls cond until it holds or the deadline passes.

@@ -1,9 +1,10 @@
-package raftstore
+package tenantcfg
 
 import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"net/netip"
 	"net/url"
@@ -12,7 +13,13 @@ import (
 	"golang.org/x/net/idna"
 )
 
-// FieldError names the field that failed validation and why.
+// ErrInvalid is what every validation error matches with errors.Is.
+// raftstore.ErrInvalid is the same value.
+var ErrInvalid = errors.New("invalid")
+
+// FieldError names the field that failed validation and why. Field is
+// the caller's name for it: the admin API's ("origin.tls.ca_pem") or an
+// apply file's ("origin_ca_file").
 type FieldError struct {
 	Field  string
 	Reason string
@@ -99,7 +106,10 @@ func ValidateOriginURL(field, s string) (string, error) {
 	return strings.TrimSuffix(u.String(), "/"), nil
 }
 
-func validateCAPEM(field, s string) error {
+// ValidateCertPEM checks a bundle of PEM certificates: only CERTIFICATE
+// blocks that parse, at least one, nothing after the last. Empty is
+// allowed (no bundle).
+func ValidateCertPEM(field, s string) error {
 	if s == "" {
 		return nil
 	}
@@ -128,7 +138,9 @@ func validateCAPEM(field, s string) error {
 	return nil
 }
 
-func validateClientCert(certField, keyField, cert, key string) error {
+// ValidateClientCert checks an origin client certificate and its key:
+// both or neither, and the key must match the certificate.
+func ValidateClientCert(certField, keyField, cert, key string) error {
 	switch {
 	case cert == "" && key == "":
 		return nil
@@ -143,10 +155,36 @@ func validateClientCert(certField, keyField, cert, key string) error {
 	return nil
 }
 
-// ValidateTenant normalises t in place and checks every field. It does not
-// look at other tenants; ownership conflicts are checked when the command is
+// ValidateHostHeader checks the Host header sent to an origin (empty: the
+// origin URL's host).
+func ValidateHostHeader(field, h string) error {
+	if strings.ContainsAny(h, " /\r\n\t") {
+		return fieldErr(field, "%q: not a valid host", h)
+	}
+	return nil
+}
+
+// ValidateServerName checks the TLS server name sent to an origin (empty:
+// the origin URL's host).
+func ValidateServerName(field, sn string) error {
+	if strings.ContainsAny(sn, " /:\r\n\t") {
+		return fieldErr(field, "%q: not a valid server name", sn)
+	}
+	return nil
+}
+
+// ValidatePlan checks a license plan name.
+func ValidatePlan(field, plan string) error {
+	if len(plan) > 64 {
+		return fieldErr(field, "at most 64 characters")
+	}
+	return nil
+}
+
+// Validate normalises t in place and checks every field. It does not look
+// at other tenants; ownership conflicts are checked when the command is
 // applied.
-func ValidateTenant(t *Tenant) error {
+func Validate(t *Tenant) error {
 	d, err := NormalizeDomain("domain", t.Domain)
 	if err != nil {
 		return err
@@ -176,24 +214,24 @@ func ValidateTenant(t *Tenant) error {
 	default:
 		return fieldErr("license.status", "%q: must be active or suspended", t.License.Status)
 	}
-	if len(t.License.Plan) > 64 {
-		return fieldErr("license.plan", "at most 64 characters")
+	if err := ValidatePlan("license.plan", t.License.Plan); err != nil {
+		return err
 	}
 	u, err := ValidateOriginURL("origin.url", t.Origin.URL)
 	if err != nil {
 		return err
 	}
 	t.Origin.URL = u
-	if h := t.Origin.HostHeader; h != "" && strings.ContainsAny(h, " /\r\n\t") {
-		return fieldErr("origin.host_header", "%q: not a valid host", h)
-	}
-	if sn := t.Origin.TLS.ServerName; sn != "" && strings.ContainsAny(sn, " /:\r\n\t") {
-		return fieldErr("origin.tls.server_name", "%q: not a valid server name", sn)
-	}
-	if err := validateCAPEM("origin.tls.ca_pem", t.Origin.TLS.CAPEM); err != nil {
+	if err := ValidateHostHeader("origin.host_header", t.Origin.HostHeader); err != nil {
 		return err
 	}
-	if err := validateClientCert("origin.tls.client_cert_pem", "origin.tls.client_key_pem",
+	if err := ValidateServerName("origin.tls.server_name", t.Origin.TLS.ServerName); err != nil {
+		return err
+	}
+	if err := ValidateCertPEM("origin.tls.ca_pem", t.Origin.TLS.CAPEM); err != nil {
+		return err
+	}
+	if err := ValidateClientCert("origin.tls.client_cert_pem", "origin.tls.client_key_pem",
 		t.Origin.TLS.ClientCertPEM, t.Origin.TLS.ClientKeyPEM); err != nil {
 		return err
 	}
@@ -210,84 +248,4 @@ func ValidateTenant(t *Tenant) error {
 		return fieldErr("transform", "rules larger than 8 MiB")
 	}
 	return nil
-}
-
-// ApplyPatch returns a copy of t with p applied. The copy is not validated.
-func ApplyPatch(t *Tenant, p *Patch) *Tenant {
-	n := *t
-	n.Aliases = append([]string(nil), t.Aliases...)
-	if p.OriginURL != nil {
-		n.Origin.URL = *p.OriginURL
-	}
-	if p.Aliases != nil {
-		n.Aliases = append([]string(nil), (*p.Aliases)...)
-	}
-	if p.Plan != nil {
-		n.License.Plan = *p.Plan
-	}
-	if p.ExpiresAt != nil {
-		n.License.ExpiresAt = p.ExpiresAt.UTC()
-	}
-	if p.ClearExpires {
-		n.License.ExpiresAt = timeZero
-	}
-	if p.OriginHost != nil {
-		n.Origin.HostHeader = *p.OriginHost
-	}
-	if p.OriginServerName != nil {
-		n.Origin.TLS.ServerName = *p.OriginServerName
-	}
-	if p.OriginCAPEM != nil {
-		n.Origin.TLS.CAPEM = *p.OriginCAPEM
-	}
-	if p.OriginClientCertPEM != nil {
-		n.Origin.TLS.ClientCertPEM = *p.OriginClientCertPEM
-	}
-	if p.OriginClientKeyPEM != nil {
-		n.Origin.TLS.ClientKeyPEM = *p.OriginClientKeyPEM
-	}
-	if p.OriginInsecureSkipVerify != nil {
-		n.Origin.TLS.InsecureSkipVerify = *p.OriginInsecureSkipVerify
-	}
-	if p.Suspended != nil {
-		if *p.Suspended {
-			n.License.Status = LicenseSuspended
-		} else {
-			n.License.Status = LicenseActive
-		}
-	}
-	if p.HTTPSRedirect != nil {
-		n.HTTPSRedirect = *p.HTTPSRedirect
-	}
-	if p.Metrics != nil {
-		n.Metrics = *p.Metrics
-	}
-	if p.CacheDefaultTTL != nil {
-		n.Cache.DefaultTTL = secondsToDuration(*p.CacheDefaultTTL)
-	}
-	if p.CacheOverrideTTL != nil {
-		n.Cache.OverrideTTL = *p.CacheOverrideTTL
-	}
-	if p.CacheCookies != nil {
-		n.Cache.CacheCookies = *p.CacheCookies
-	}
-	if p.CacheAuthorized != nil {
-		n.Cache.CacheAuthorized = *p.CacheAuthorized
-	}
-	if p.CacheStaleIfError != nil {
-		n.Cache.StaleIfError = secondsToDuration(*p.CacheStaleIfError)
-	}
-	if p.CacheStaleWhileRevalid != nil {
-		n.Cache.StaleWhileRevalidate = secondsToDuration(*p.CacheStaleWhileRevalid)
-	}
-	if p.CacheKeepCDNCacheControl != nil {
-		n.Cache.KeepCDNCacheControl = *p.CacheKeepCDNCacheControl
-	}
-	if p.CacheClientNoCache != nil {
-		n.Cache.ClientNoCache = *p.CacheClientNoCache
-	}
-	if p.Transform != nil {
-		n.Transform = *p.Transform
-	}
-	return &n
 }

@@ -1,4 +1,4 @@
-package raftstore
+package tenantcfg
 
 import (
 	"crypto/ecdsa"
@@ -97,7 +97,7 @@ func testCert(t testing.TB, cn string) (certPEM, keyPEM string) {
 		string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}))
 }
 
-func TestValidateTenantTLS(t *testing.T) {
+func TestValidateTLS(t *testing.T) {
 	cert, key := testCert(t, "origin.example")
 	_, otherKey := testCert(t, "other.example")
 	base := func() *Tenant {
@@ -105,7 +105,7 @@ func TestValidateTenantTLS(t *testing.T) {
 	}
 	ok := base()
 	ok.Origin.TLS = OriginTLS{CAPEM: cert, ClientCertPEM: cert, ClientKeyPEM: key}
-	if err := ValidateTenant(ok); err != nil {
+	if err := Validate(ok); err != nil {
 		t.Fatalf("valid tenant rejected: %v", err)
 	}
 	if ok.License.Status != LicenseActive {
@@ -126,10 +126,45 @@ func TestValidateTenantTLS(t *testing.T) {
 	for i, c := range bad {
 		x := base()
 		c.mut(x)
-		err := ValidateTenant(x)
+		err := Validate(x)
 		var fe *FieldError
 		if !errors.As(err, &fe) || fe.Field != c.field {
 			t.Errorf("case %d: err = %v, want a FieldError for %s", i, err, c.field)
 		}
 	}
 }
+
+// TestValidatorsNameTheCallersField: edgectl and the admin API call the
+// same validators with their own field names (apply file keys, API
+// paths); each refusal names the caller's field, carries a reason that
+// reads without it, and matches ErrInvalid.
+func TestValidatorsNameTheCallersField(t *testing.T) {
+	cert, _ := testCert(t, "a.example")
+	_, otherKey := testCert(t, "b.example")
+	for name, err := range map[string]error{
+		"NormalizeDomain":    second(NormalizeDomain("my_field", "*.shop.example")),
+		"ValidateOriginURL":  second(ValidateOriginURL("my_field", "ftp://x.example")),
+		"ValidateHostHeader": ValidateHostHeader("my_field", "a b"),
+		"ValidateServerName": ValidateServerName("my_field", "x.example:443"),
+		"ValidatePlan":       ValidatePlan("my_field", strings.Repeat("p", 65)),
+		"ValidateCertPEM":    ValidateCertPEM("my_field", "not pem"),
+		"ValidateClientCert": ValidateClientCert("my_field", "key_field", cert, otherKey),
+	} {
+		var fe *FieldError
+		if !errors.As(err, &fe) || fe.Field != "my_field" || fe.Reason == "" || strings.Contains(fe.Reason, "my_field") || !errors.Is(err, ErrInvalid) {
+			t.Errorf("%s: err = %v, want a FieldError for my_field matching ErrInvalid", name, err)
+		}
+	}
+	for name, err := range map[string]error{
+		"ValidateHostHeader": ValidateHostHeader("f", ""),
+		"ValidateServerName": ValidateServerName("f", ""),
+		"ValidateCertPEM":    ValidateCertPEM("f", ""),
+		"ValidateClientCert": ValidateClientCert("c", "k", "", ""),
+	} {
+		if err != nil {
+			t.Errorf("%s(empty) = %v, want nil (the setting is optional)", name, err)
+		}
+	}
+}
+
+func second(_ string, err error) error { return err }

@@ -1,4 +1,21 @@
-package raftstore
+// Package tenantcfg is the tenant model: the settings a tenant has
+// (domain, aliases, license, origin, cache policy, transform rules), the
+// patch that changes them, and the validators that normalise them.
+//
+// It is the one home of these types. The replicated store applies and
+// snapshots them, the node converts them to and from the admin API, the
+// proxy serves from them, and edgectl checks an apply file with the very
+// validators the cluster runs. It imports no raft, bolt or proxy package
+// (a test checks), so edgectl and the proxy can use it without linking the
+// store. Like tailscale's tailcfg, it is a leaf shared by both sides of a
+// wire.
+//
+// The JSON encoding of Tenant and Patch is the encoding of the raft log
+// and of snapshots: a field's tag, once released, never changes
+// (raftstore's TestOldLogAndSnapshotStillRead holds old bytes).
+// docs/raftstore.md, "Adding a tenant setting", lists every place a new
+// field must reach.
+package tenantcfg
 
 import (
 	"time"
@@ -114,7 +131,3 @@ func SameOrigin(a, b *Origin) bool {
 func (t *Tenant) Hosts() []string {
 	return append([]string{t.Domain}, t.Aliases...)
 }
-
-var timeZero time.Time
-
-func secondsToDuration(s int64) time.Duration { return time.Duration(s) * time.Second }
