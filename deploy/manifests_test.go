@@ -897,6 +897,14 @@ func TestDockerfile(t *testing.T) {
 			t.Errorf("the build stage does not build %s", want)
 		}
 	}
+	// The image reports its version as `make build`'s binaries do
+	// (edge_build_info, cluster status), so an upgrade can tell old pods
+	// from new: edged's build stamps main.version.
+	for _, line := range strings.Split(run, "&&") {
+		if strings.Contains(line, "./cmd/edged") && !strings.Contains(line, "-X main.version=${VERSION}") {
+			t.Errorf("the edged build does not stamp main.version: %s", strings.TrimSpace(line))
+		}
+	}
 	env := strings.Join(dockerfileEnv(t), " ")
 	if !strings.Contains(env, "CGO_ENABLED") {
 		t.Error("CGO_ENABLED=0 is not set: the binary would not be static")
