@@ -24,10 +24,17 @@ import (
 //     Exactly one node bootstraps, even when all start at once, because
 //     they all see the same set and pick the same lowest ID.
 //
-// A node restarted with its data dir already has state and skips all this.
+// A node restarted with its data dir already has state: it never
+// bootstraps, and normally the leader's heartbeats reach it by themselves.
+// But a node may have left the configuration meanwhile — a non-voter
+// removes itself on SIGTERM, the reaper or an operator may remove a node —
+// and then no leader ever contacts it. So while it hears no leader, it
+// asks the --join nodes to add it again (rejoin); a join of a server
+// already present with the same address changes nothing.
 func (n *Node) joinLoop(ctx context.Context) {
 	if n.store.HasState() {
 		n.logger.Info("existing raft state found; rejoining without bootstrap")
+		n.rejoin(ctx)
 		return
 	}
 	self := raft.Server{ID: raft.ServerID(n.cfg.ID), Address: raft.ServerAddress(n.store.Addr()), Suffrage: raft.Voter}
@@ -44,7 +51,7 @@ func (n *Node) joinLoop(ctx context.Context) {
 	defer t.Stop()
 	lastLog := time.Time{}
 	for {
-		done, err := n.tryJoin(ctx, self)
+		done, err := n.join(ctx, self, true)
 		if done {
 			if n.bootstrapped {
 				n.restoreNewestBackup(ctx)
@@ -63,7 +70,44 @@ func (n *Node) joinLoop(ctx context.Context) {
 	}
 }
 
-func (n *Node) tryJoin(ctx context.Context, self raft.Server) (bool, error) {
+// rejoinGrace is how long a restarted node waits to hear from a leader
+// before it asks to be added again: longer than an election with the
+// production timings, so that a member that is still in the configuration
+// is simply contacted, and short next to a pod's readiness budget.
+const rejoinGrace = 3 * time.Second
+
+// rejoin runs on a node restarted with state: once rejoinGrace has passed
+// without a leader, it asks the --join nodes that know a leader to add it,
+// until one does or a leader reaches it. It never bootstraps.
+func (n *Node) rejoin(ctx context.Context) {
+	if len(n.cfg.Join) == 0 {
+		return
+	}
+	self := raft.Server{ID: raft.ServerID(n.cfg.ID), Address: raft.ServerAddress(n.store.Addr())}
+	wait := time.NewTimer(rejoinGrace)
+	defer wait.Stop()
+	for logged := false; ; {
+		select {
+		case <-ctx.Done():
+			return
+		case <-wait.C:
+		}
+		if _, id := n.store.Leader(); id != "" {
+			return
+		}
+		if !logged {
+			n.logger.Info("no leader has contacted this node since it restarted; asking the --join nodes to add it again (it may have left the configuration)")
+			logged = true
+		}
+		if done, _ := n.join(ctx, self, false); done {
+			return
+		}
+		wait.Reset(n.cfg.JoinRetry)
+	}
+}
+
+// join is one round of joinLoop (mayBootstrap) or of rejoin (not).
+func (n *Node) join(ctx context.Context, self raft.Server, mayBootstrap bool) (bool, error) {
 	// Someone may have added us meanwhile.
 	if _, id := n.store.Leader(); id != "" {
 		return true, nil
@@ -113,7 +157,7 @@ func (n *Node) tryJoin(ctx context.Context, self raft.Server) (bool, error) {
 		n.logger.Info("joined cluster", "via", p.addr, "suffrage", resp.GetSuffrage())
 		return true, nil
 	}
-	if n.cfg.BootstrapExpect == 0 {
+	if n.cfg.BootstrapExpect == 0 || !mayBootstrap {
 		return false, errors.Join(append(errs, errors.New("no reachable node knows a leader"))...)
 	}
 	cands := []raft.Server{self}

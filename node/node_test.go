@@ -459,6 +459,14 @@ func TestNonVotersLeaveOnShutdownAndAreReaped(t *testing.T) {
 	if ids := configIDs(na); ids["b"] != "" {
 		t.Fatalf("b still in the configuration after a graceful stop: %v", ids)
 	}
+	// b comes back on its data dir (a rolling update, a rescheduled pod):
+	// no leader contacts a server that left, so b asks to be added again.
+	nb = startNode(t, nb.cfg)
+	waitFor(t, 15*time.Second, "b back as a non-voter that follows the leader", func() bool {
+		_, leader := nb.store.Leader()
+		return configIDs(na)["b"] == "nonvoter" && leader == "a"
+	})
+	nb.stop()
 
 	// c vanishes (no goodbye): the leader reaps it after the grace period.
 	nc.admin.Stop()
