@@ -79,12 +79,18 @@ type ServerConfig struct {
 	Logger *slog.Logger
 	// Registerer receives edge_connections_* metrics; nil skips them.
 	Registerer prometheus.Registerer
+
+	// StandardPaths serves the plain-HTTP listener with net/http's
+	// server over plain net calls, as the TLS listener is: no proxy/h1,
+	// no raw socket calls (proxy/rawconn). The off switch for an incident
+	// where a fast path is suspected (edged --standard-paths).
+	StandardPaths bool
 }
 
 // Server runs the HTTP and HTTPS listeners of one node.
 type Server struct {
 	srv      *http.Server // HTTPS, HTTP/2 and what fast hands over
-	fast     *h1.Server   // plain HTTP/1.1
+	fast     *h1.Server   // plain HTTP/1.1; nil with StandardPaths
 	handoff  *h1.Handoff
 	httpLn   net.Listener
 	httpsLn  net.Listener
@@ -154,13 +160,15 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		}
 		s.srv.ConnState = cs.track
 	}
-	s.fast = &h1.Server{
-		Handler:           handler,
-		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
-		IdleTimeout:       cfg.IdleTimeout,
-		MaxHeaderBytes:    cfg.MaxHeaderBytes,
-		ConnState:         s.srv.ConnState,
-		Logger:            log,
+	if !cfg.StandardPaths {
+		s.fast = &h1.Server{
+			Handler:           handler,
+			ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+			IdleTimeout:       cfg.IdleTimeout,
+			MaxHeaderBytes:    cfg.MaxHeaderBytes,
+			ConnState:         s.srv.ConnState,
+			Logger:            log,
+		}
 	}
 
 	var sem chan struct{}
@@ -185,7 +193,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		// Plain HTTP connections read and write with raw system calls
 		// (proxy/rawconn): the hot path's sockets, where the scheduler's
 		// system-call bookkeeping costs the most.
-		if s.httpLn, err = listen(cfg.HTTPAddr, true); err != nil {
+		if s.httpLn, err = listen(cfg.HTTPAddr, !cfg.StandardPaths); err != nil {
 			return nil, err
 		}
 	}
@@ -218,7 +226,11 @@ func addrOf(ln net.Listener) net.Addr {
 func (s *Server) Serve() error {
 	errc := make(chan error, 2)
 	n := 0
-	if s.httpLn != nil {
+	switch {
+	case s.httpLn != nil && s.fast == nil:
+		n++
+		go func() { errc <- s.srv.Serve(s.httpLn) }()
+	case s.httpLn != nil:
 		// Plain HTTP/1.1 is served by h1; the connections it hands over
 		// (request bodies, upgrades, anything unusual) go to net/http.
 		s.handoff = h1.NewHandoff(s.httpLn.Addr())
@@ -239,7 +251,9 @@ func (s *Server) Serve() error {
 		}
 		first = fmt.Errorf("proxy serve: %w", err)
 		s.srv.Close()
-		s.fast.Close()
+		if s.fast != nil {
+			s.fast.Close()
+		}
 	}
 	if first == nil {
 		<-s.shutdown // let Shutdown finish draining before Serve returns
@@ -252,7 +266,11 @@ func (s *Server) Serve() error {
 // connections are not waited for; they end with the process.
 func (s *Server) Shutdown(ctx context.Context) error {
 	fastDone := make(chan error, 1)
-	go func() { fastDone <- s.fast.Shutdown(ctx) }()
+	if s.fast == nil {
+		fastDone <- nil
+	} else {
+		go func() { fastDone <- s.fast.Shutdown(ctx) }()
+	}
 	err := s.srv.Shutdown(ctx)
 	err = errors.Join(err, <-fastDone)
 	s.once.Do(func() { close(s.shutdown) })
