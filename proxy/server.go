@@ -291,14 +291,53 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // framed by Content-Length never saw (request smuggling). proxy/h1
 // rejects the same request with 400 when it reads the head itself.
 // The cost: a legitimate chunked upload does not keep its connection.
+//
+// The header is set when the response's header is written (closingWriter),
+// not before the handler runs: the cache writes an origin's header into
+// the response's map and drops the hop-by-hop fields from it, Connection
+// included, which let the smuggled request through on the TLS listener.
 type closeAfterChunked struct{ next http.Handler }
 
 func (h closeAfterChunked) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.ProtoMajor == 1 && len(r.TransferEncoding) > 0 {
-		w.Header().Set("Connection", "close")
+		w = &closingWriter{ResponseWriter: w} // rare: a chunked request
 	}
 	h.next.ServeHTTP(w, r)
 }
+
+// closingWriter sends Connection: close with the response's header,
+// whatever the handler did to the header map before.
+type closingWriter struct {
+	http.ResponseWriter
+	wrote bool
+}
+
+func (w *closingWriter) WriteHeader(code int) {
+	if !w.wrote {
+		w.ResponseWriter.Header().Set("Connection", "close")
+		w.wrote = code >= 200 || code == http.StatusSwitchingProtocols
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *closingWriter) Write(b []byte) (int, error) {
+	if !w.wrote {
+		w.WriteHeader(http.StatusOK)
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// Flush is found by type assertion (the proxy's writer flushes so).
+func (w *closingWriter) Flush() {
+	if !w.wrote {
+		w.WriteHeader(http.StatusOK)
+	}
+	_ = http.NewResponseController(w.ResponseWriter).Flush()
+}
+
+// Unwrap lets http.ResponseController reach the server's writer
+// (hijacking, read deadlines).
+func (w *closingWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // limitListener caps accepted-but-not-closed connections with a semaphore
 // shared by every listener of a Server.
