@@ -130,3 +130,27 @@ func directResponses(t *testing.T, n *testNode) float64 {
 	t.Fatal("no edge_direct_responses_total")
 	return 0
 }
+
+// TestStandardPathsFlag: --standard-paths and EDGE_STANDARD_PATHS set
+// ProxyOptions.StandardPaths; the default keeps the fast paths.
+func TestStandardPathsFlag(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		env  string
+		want bool
+	}{
+		{nil, "", false},
+		{[]string{"--standard-paths"}, "", true},
+		{nil, "1", true},
+		{[]string{"--standard-paths=false"}, "1", false}, // the command line wins
+	} {
+		env := map[string]string{"EDGE_STANDARD_PATHS": tc.env}
+		c, err := ParseFlags(append([]string{"--id", "x"}, tc.args...), func(k string) string { return env[k] }, io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.ProxyOptions.StandardPaths != tc.want {
+			t.Errorf("%v with EDGE_STANDARD_PATHS=%q: StandardPaths %v, want %v", tc.args, tc.env, c.ProxyOptions.StandardPaths, tc.want)
+		}
+	}
+}
