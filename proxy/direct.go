@@ -40,7 +40,9 @@ import (
 // DirectConfig enables the direct path; see the comment above.
 type DirectConfig struct {
 	// Untransformed reports that the Stages pass a tenant's requests and
-	// responses through untouched. Required.
+	// responses through untouched: the direct path does not run them,
+	// for the responses it relays nor for those it hands back to the
+	// cache (cache.DirectOutcome.Fallback). Required.
 	Untransformed func(t *raftstore.Tenant) bool
 	// Compressor is the one behind Config.WrapWriter and
 	// Config.DecodeOrigin (CompressWriter, CompressDecoder): the direct
