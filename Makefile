@@ -14,11 +14,12 @@ build: ## build bin/edged and bin/edgectl
 	CGO_ENABLED=0 go build -trimpath -ldflags '$(LDFLAGS)' -o bin/edged ./cmd/edged
 	CGO_ENABLED=0 go build -trimpath -ldflags '$(LDFLAGS)' -o bin/edgectl ./cmd/edgectl
 
-test: ## install test services when missing, then vet and run every test (race detector on)
+test: ## install test services when missing, then vet and run every test (race detector on); the e2e tests again with --standard-paths
 	./scripts/install-test-deps.sh
 	go vet ./...
 	test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
 	go test $(GO_TEST_FLAGS) ./...
+	EDGE_E2E_STANDARD_PATHS=1 go test $(GO_TEST_FLAGS) -run 'TestE2E' ./node/
 
 chaos: ## the fault suite (node/chaos, docs/reliability.md); CYCLES=1000 for a long run, CHAOS_SUMMARY=file keeps its summary
 	./scripts/install-test-deps.sh

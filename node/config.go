@@ -110,6 +110,14 @@ type ProxyOptions struct {
 	// upstream.DefaultMaxUploadsPerOrigin, negative: unbounded).
 	ClientBodyTimeout   time.Duration
 	MaxUploadsPerOrigin int
+
+	// StandardPaths (--standard-paths) turns every fast path off: the
+	// plain-HTTP listener is served by net/http's server (not proxy/h1),
+	// origin requests go through http.Transport (not the lean client),
+	// sockets use net's own calls (not proxy/rawconn), and the direct
+	// byte relay is off. For an incident where a fast path is suspected;
+	// docs/proxy.md lists what each replaces.
+	StandardPaths bool
 }
 
 func (c *Config) setDefaults() {

@@ -40,10 +40,14 @@ func (n *Node) newDataPlane(reg *prometheus.Registry) (*dataPlane, error) {
 		return nil, fmt.Errorf("dns cache: %w", err)
 	}
 	po := n.cfg.ProxyOptions
+	if po.StandardPaths {
+		log.Warn("fast paths off (--standard-paths): plain HTTP served by net/http, origins through http.Transport, no raw socket calls, no direct relay")
+	}
 	pools, err := upstream.New(upstream.Config{
 		MaxIdleConnsPerHost: po.MaxIdleConnsPerHost,
 		IdleConnTimeout:     po.IdleConnTimeout,
 		MaxUploadsPerOrigin: po.MaxUploadsPerOrigin,
+		DisableLeanHTTP1:    po.StandardPaths,
 		DialContext:         resolver.DialContext,
 		Logger:              log,
 		Registerer:          reg,
@@ -77,6 +81,10 @@ func (n *Node) newDataPlane(reg *prometheus.Registry) (*dataPlane, error) {
 	}
 	ups := proxy.NewPoolUpstreams(pools)
 	tr := proxy.NewTransformer(log, reg)
+	direct := &proxy.DirectConfig{Untransformed: tr.Untransformed, Compressor: comp}
+	if po.StandardPaths {
+		direct = nil
+	}
 	h, err := proxy.New(proxy.Config{
 		Stages:       []proxy.Stage{tr.Stage()},
 		Variant:      tr.Variant,
@@ -85,15 +93,12 @@ func (n *Node) newDataPlane(reg *prometheus.Registry) (*dataPlane, error) {
 		Cache:        n.cache,
 		WrapWriter:   proxy.CompressWriter(comp),
 		DecodeOrigin: proxy.CompressDecoder(comp),
-		Direct: &proxy.DirectConfig{
-			Untransformed: tr.Untransformed,
-			Compressor:    comp,
-		},
-		IsTimeout:   upstream.IsTimeout,
-		ErrorReason: upstream.Reason,
-		Logger:      log,
-		AccessLog:   access,
-		Registerer:  reg,
+		Direct:       direct,
+		IsTimeout:    upstream.IsTimeout,
+		ErrorReason:  upstream.Reason,
+		Logger:       log,
+		AccessLog:    access,
+		Registerer:   reg,
 
 		ClientBodyTimeout: po.ClientBodyTimeout,
 	})
@@ -121,6 +126,7 @@ func (n *Node) newDataPlane(reg *prometheus.Registry) (*dataPlane, error) {
 		MaxConns:          po.MaxConns,
 		Logger:            log,
 		Registerer:        reg,
+		StandardPaths:     po.StandardPaths,
 	})
 	if err != nil {
 		return nil, err

@@ -42,9 +42,9 @@ func TestE2ELogsShippedToLoki(t *testing.T) {
 	defer loki.Close()
 
 	dir := t.TempDir()
-	cmd := exec.Command(edged, "--dev", "--id", "loki-node", "--data-dir", filepath.Join(dir, "data"),
+	cmd := exec.Command(edged, edgedArgs("--dev", "--id", "loki-node", "--data-dir", filepath.Join(dir, "data"),
 		"--admin-addr", freePort(t), "--raft-addr", freePort(t), "--http-addr", freePort(t),
-		"--loki-url", loki.URL+"/loki/api/v1/push", "--loki-labels", "env=test")
+		"--loki-url", loki.URL+"/loki/api/v1/push", "--loki-labels", "env=test")...)
 	cmd.Stdout, cmd.Stderr = io.Discard, os.Stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -114,10 +114,10 @@ func TestE2EClientCertificateReplacesTheToken(t *testing.T) {
 
 	admin := freePort(t)
 	var log bytes.Buffer
-	cmd := exec.Command(edged, "--id", "mtls-0", "--data-dir", t.TempDir(), "--raft-addr", freePort(t),
+	cmd := exec.Command(edged, edgedArgs("--id", "mtls-0", "--data-dir", t.TempDir(), "--raft-addr", freePort(t),
 		"--admin-addr", admin, "--http-addr", freePort(t), "--metrics-addr", freePort(t),
 		"--cluster-key-file", keyFile, "--bootstrap-expect", "1", "--raft-log-level", "error",
-		"--admin-tls-cert", serverCert, "--admin-tls-key", serverKey, "--admin-client-ca", ca.file)
+		"--admin-tls-cert", serverCert, "--admin-tls-key", serverKey, "--admin-client-ca", ca.file)...)
 	cmd.Stdout = &lockedWriter{w: &log, mu: new(sync.Mutex)}
 	cmd.Stderr = cmd.Stdout
 	// No EDGE_ADMIN_TOKEN from the environment: this node has mTLS only.

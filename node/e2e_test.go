@@ -62,6 +62,19 @@ func binaries(t *testing.T) (edged, edgectl string) {
 
 func freePort(t *testing.T) string { return node.FreeAddr(t) }
 
+// standardPaths reports whether this run of the suite starts edged with
+// --standard-paths (EDGE_E2E_STANDARD_PATHS=1): every fast path off.
+// make test runs the e2e tests once in each mode.
+func standardPaths() bool { return os.Getenv("EDGE_E2E_STANDARD_PATHS") == "1" }
+
+// edgedArgs is an edged command line in the suite's mode.
+func edgedArgs(args ...string) []string {
+	if standardPaths() {
+		return append(args[:len(args):len(args)], "--standard-paths")
+	}
+	return args
+}
+
 type proc struct {
 	id                                string
 	args                              []string
@@ -93,7 +106,7 @@ func (c *e2eCluster) servers() string {
 func (c *e2eCluster) start(p *proc, args []string) {
 	c.t.Helper()
 	p.log = &bytes.Buffer{}
-	p.cmd = exec.Command(c.edged, args...)
+	p.cmd = exec.Command(c.edged, edgedArgs(args...)...)
 	p.cmd.Stdout = &lockedWriter{w: p.log, mu: &p.mu}
 	p.cmd.Stderr = p.cmd.Stdout
 	if err := p.cmd.Start(); err != nil {

@@ -78,7 +78,7 @@ func TestE2EDevRemovesItsDataDir(t *testing.T) {
 	edged, edgectl := binaries(t)
 	tmp := t.TempDir()
 	admin := freePort(t)
-	cmd := exec.Command(edged, "--dev", "--id", "dev", "--admin-addr", admin, "--raft-addr", freePort(t), "--http-addr", freePort(t), "--raft-log-level", "error")
+	cmd := exec.Command(edged, edgedArgs("--dev", "--id", "dev", "--admin-addr", admin, "--raft-addr", freePort(t), "--http-addr", freePort(t), "--raft-log-level", "error")...)
 	cmd.Env = append(os.Environ(), "TMPDIR="+tmp)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -69,6 +69,7 @@ func ParseFlags(args []string, getenv func(string) string, stderr io.Writer) (Co
 	// Request bodies (issue 14, item 7).
 	fs.DurationVar(&c.ProxyOptions.ClientBodyTimeout, "client-body-timeout", 0, "a client that sends no request-body bytes for this long gets 408 and its origin connection is closed (default 60s, like nginx's client_body_timeout; negative: none)")
 	fs.IntVar(&c.ProxyOptions.MaxUploadsPerOrigin, "upstream-max-uploads", 0, "request bodies streaming to one origin at once; more get 503 (default 128; negative: unbounded)")
+	fs.BoolVar(&c.ProxyOptions.StandardPaths, "standard-paths", false, "serve everything through net/http's server and http.Transport: no fast path (h1 server, lean origin client, raw socket calls, direct relay); for an incident where one is suspected")
 	fs.Int64Var(&c.GCMinHeap, "gc-min-heap", 64<<20, "heap size below which the garbage collector is not run more often (0: Go's default; ignored when GOGC is set)")
 
 	fs.StringVar(&c.ACME.Directory, "acme-directory", "https://acme-v02.api.letsencrypt.org/directory", "ACME directory URL (tests: Pebble's)")

@@ -87,7 +87,7 @@ func (h *Handler) serveCached(st *state, r *http.Request) {
 		Pass:        st,
 	}, h.cacheFetch)
 	w.cache = labelOf(res.Outcome)
-	x.OriginTime = x.originTime(res.OriginDuration)
+	x.OriginTime = res.OriginDuration
 	var closer io.Closer
 	if st.cw.dst != nil && st.cw.dst != http.ResponseWriter(w) {
 		closer, _ = st.cw.dst.(io.Closer)
@@ -138,7 +138,7 @@ func (st *state) FetchPass(r *http.Request) (*http.Response, error) {
 // into the timing headers at WriteHeader. A *state in the interface costs
 // no allocation.
 func (st *state) BeforeWrite(hd http.Header, res cache.Result) {
-	st.x.OriginTime = st.x.originTime(res.OriginDuration)
+	st.x.OriginTime = res.OriginDuration
 	st.responseWriter.cache = labelOf(res.Outcome)
 	if st.h.wrapWriter == nil {
 		return

@@ -40,7 +40,9 @@ import (
 // DirectConfig enables the direct path; see the comment above.
 type DirectConfig struct {
 	// Untransformed reports that the Stages pass a tenant's requests and
-	// responses through untouched. Required.
+	// responses through untouched: the direct path does not run them,
+	// for the responses it relays nor for those it hands back to the
+	// cache (cache.DirectOutcome.Fallback). Required.
 	Untransformed func(t *tenantcfg.Tenant) bool
 	// Compressor is the one behind Config.WrapWriter and
 	// Config.DecodeOrigin (CompressWriter, CompressDecoder): the direct
@@ -58,27 +60,34 @@ type headWriter interface {
 
 // PassDirect implements cache.DirectPasser: the cache found a
 // hit-for-miss mark for the request and offers to let the direct path
-// answer it. It declines (handled false, nothing sent) when the request is
-// not for it; when the response is not, it leaves the fetched response in
-// st.x.prefetched, where the fetch chain the cache calls next picks it
-// up.
-func (st *state) PassDirect(r *http.Request, m cache.PassMark) (cache.Result, bool, error) {
+// answer it. The outcome is one of three:
+//
+//   - declined (the zero DirectOutcome, nothing sent): the request is not
+//     for the direct path, and the cache's pass-through takes it;
+//   - handled: the response was relayed, or the origin failed;
+//   - fallback: the origin answered but the response is not for the
+//     direct path; it comes back as the outcome's Fallback, decoded as
+//     FetchPass decodes, and the cache relays it as it would FetchPass's
+//     (the origin is not asked twice). The fetch chain's Stages are not
+//     run for it: DirectConfig.Untransformed says they would pass it
+//     through untouched.
+func (st *state) PassDirect(r *http.Request, m cache.PassMark) cache.DirectOutcome {
 	h, x := st.h, &st.x
 	if h.direct == nil || r.Method != http.MethodGet {
-		return cache.Result{}, false, nil
+		return cache.DirectOutcome{}
 	}
 	w := &st.responseWriter
 	hw, ok := w.rw.(headWriter)
 	if !ok || !h.direct.Untransformed(x.Tenant) {
-		return cache.Result{}, false, nil
+		return cache.DirectOutcome{}
 	}
 	rt, target, err := h.upstreams.RoundTripper(x.Tenant)
 	if err != nil {
-		return cache.Result{}, false, nil // the full path reports it
+		return cache.DirectOutcome{} // the full path reports it
 	}
 	dt, ok := rt.(upstream.DirectTripper)
 	if !ok {
-		return cache.Result{}, false, nil
+		return cache.DirectOutcome{}
 	}
 
 	ds := st.direct
@@ -92,13 +101,11 @@ func (st *state) PassDirect(r *http.Request, m cache.PassMark) (cache.Result, bo
 	x.OriginTime = time.Since(start)
 	switch {
 	case !ok:
-		return cache.Result{}, false, nil
+		return cache.DirectOutcome{}
 	case err != nil:
-		return cache.Result{CacheStatus: m.Status(), OriginDuration: x.OriginTime}, true,
-			fmt.Errorf("%w: %w", cache.ErrOrigin, err)
+		return st.originFailed(m, err)
 	case resp != nil:
-		x.prefetched, x.prefetchTime = resp, x.OriginTime // the full path relays it
-		return cache.Result{}, false, nil
+		return st.fallback(r, m, resp) // the full path relays it
 	}
 
 	ae := firstValue(r.Header, "Accept-Encoding")
@@ -106,8 +113,7 @@ func (st *state) PassDirect(r *http.Request, m cache.PassMark) (cache.Result, bo
 	// A body without a Content-Type gets a sniffed one on the full path
 	// (as from net/http): rare enough to leave to it.
 	if !f.scan(d.Fields) || f.ctype == nil && d.ContentLength > 0 || !f.untouched(h.direct.Compressor, ae, d) {
-		x.prefetched, x.prefetchTime = d.Response(out), x.OriginTime
-		return cache.Result{}, false, nil
+		return st.fallback(r, m, d.Response(out))
 	}
 	bp := h.pool.Get()
 	defer h.pool.Put(bp)
@@ -127,14 +133,36 @@ func (st *state) PassDirect(r *http.Request, m cache.PassMark) (cache.Result, bo
 		// Cannot happen for a GET the h1 server has not answered yet;
 		// the full path copes anyway.
 		w.wroteHeader, w.status = false, 0
-		x.prefetched, x.prefetchTime = d.Response(out), x.OriginTime
-		return cache.Result{}, false, nil
+		return st.fallback(r, m, d.Response(out))
 	}
 	h.m.direct.Inc()
 	res := cache.Result{CacheStatus: status, StatusCode: d.StatusCode, OriginDuration: x.OriginTime}
 	err = relayBody(w, d.Body, *bp)
 	st.recycle = err == nil // the body is closed: nothing refers to st any more
-	return res, true, err
+	return cache.DirectOutcome{Handled: true, Result: res, Err: err}
+}
+
+// fallback hands the origin's response back to the cache's pass-through,
+// which relays it in place of FetchPass's: decoded as FetchPass decodes
+// (an encoding the client did not accept), with the origin time the
+// direct path measured. A failed decoding is an origin failure, as it is
+// from FetchPass.
+func (st *state) fallback(r *http.Request, m cache.PassMark, resp *http.Response) cache.DirectOutcome {
+	resp, err := st.h.decode(resp, r)
+	if err != nil {
+		return st.originFailed(m, err)
+	}
+	return cache.DirectOutcome{Fallback: resp, FallbackDuration: st.x.OriginTime}
+}
+
+// originFailed is the outcome of a direct round trip that got no
+// response: nothing written, an error wrapping cache.ErrOrigin.
+func (st *state) originFailed(m cache.PassMark, err error) cache.DirectOutcome {
+	return cache.DirectOutcome{
+		Handled: true,
+		Result:  cache.Result{CacheStatus: m.Status(), OriginDuration: st.x.OriginTime},
+		Err:     fmt.Errorf("%w: %w", cache.ErrOrigin, err),
+	}
 }
 
 // directState is the direct path's origin request and the buffer its

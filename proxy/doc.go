@@ -26,4 +26,13 @@
 // Config, a BufferPool, and one error-to-status mapping (statusForError).
 // Sub-packages hold the parts with their own state: upstream (origin
 // pools and TLS), dnscache, compress, cache and transform.
+//
+// Four fast paths stand beside standard net/http behaviour: the plain
+// listener's HTTP/1.1 server (proxy/h1), raw socket calls
+// (proxy/rawconn), the origin pools' lean HTTP/1.1 client
+// (proxy/upstream) and the direct byte relay (direct.go). Each has its
+// switch (ServerConfig.StandardPaths, upstream.Config.DisableLeanHTTP1,
+// a nil Config.Direct); node turns them all off with one flag,
+// --standard-paths. docs/proxy.md names the tests that hold each equal
+// to the behaviour it replaces, and what differs.
 package proxy

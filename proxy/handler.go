@@ -74,23 +74,6 @@ type Exchange struct {
 	// client's error (fail). The server's own request keeps its body:
 	// net/http decides by its type whether an unread rest is discarded.
 	body clientBody
-
-	// prefetched is the origin's response the direct path got but could
-	// not relay; the origin fetch returns it instead of asking again.
-	// prefetchTime is the origin time it took.
-	prefetched   *http.Response
-	prefetchTime time.Duration
-	prefetchUsed bool
-}
-
-// originTime is the origin time of a response the cache reports having
-// waited d for: the direct path's, when the fetch chain returned the
-// response that path had fetched.
-func (x *Exchange) originTime(d time.Duration) time.Duration {
-	if x.prefetchUsed {
-		return x.prefetchTime
-	}
-	return d
 }
 
 // FetchFunc produces the response for an exchange. The innermost
@@ -388,9 +371,6 @@ func (h *Handler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 
 	if h.cache != nil && st.x.upgrade == "" && !acceptsEventStream(r.Header) {
 		h.serveCached(st, r) // the direct path, when set, from inside (PassDirect)
-		if p := st.x.prefetched; p != nil {
-			p.Body.Close() // the cache answered without the fetch chain
-		}
 		return
 	}
 	if h.cache != nil {
@@ -440,11 +420,6 @@ var (
 // none of it was written, or when it is idempotent and bodiless (the
 // net/http.Transport rules).
 func (h *Handler) fetchOrigin(x *Exchange) (*http.Response, error) {
-	if resp := x.prefetched; resp != nil {
-		x.prefetched, x.prefetchUsed = nil, true
-		x.OriginTime = x.prefetchTime
-		return resp, nil
-	}
 	rt, target, err := h.upstreams.RoundTripper(x.Tenant)
 	if err != nil {
 		return nil, fmt.Errorf("upstream for %s: %w", x.Tenant.Domain, err)

@@ -79,12 +79,18 @@ type ServerConfig struct {
 	Logger *slog.Logger
 	// Registerer receives edge_connections_* metrics; nil skips them.
 	Registerer prometheus.Registerer
+
+	// StandardPaths serves the plain-HTTP listener with net/http's
+	// server over plain net calls, as the TLS listener is: no proxy/h1,
+	// no raw socket calls (proxy/rawconn). The off switch for an incident
+	// where a fast path is suspected (edged --standard-paths).
+	StandardPaths bool
 }
 
 // Server runs the HTTP and HTTPS listeners of one node.
 type Server struct {
 	srv      *http.Server // HTTPS, HTTP/2 and what fast hands over
-	fast     *h1.Server   // plain HTTP/1.1
+	fast     *h1.Server   // plain HTTP/1.1; nil with StandardPaths
 	handoff  *h1.Handoff
 	httpLn   net.Listener
 	httpsLn  net.Listener
@@ -154,13 +160,15 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		}
 		s.srv.ConnState = cs.track
 	}
-	s.fast = &h1.Server{
-		Handler:           handler,
-		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
-		IdleTimeout:       cfg.IdleTimeout,
-		MaxHeaderBytes:    cfg.MaxHeaderBytes,
-		ConnState:         s.srv.ConnState,
-		Logger:            log,
+	if !cfg.StandardPaths {
+		s.fast = &h1.Server{
+			Handler:           handler,
+			ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+			IdleTimeout:       cfg.IdleTimeout,
+			MaxHeaderBytes:    cfg.MaxHeaderBytes,
+			ConnState:         s.srv.ConnState,
+			Logger:            log,
+		}
 	}
 
 	var sem chan struct{}
@@ -185,7 +193,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		// Plain HTTP connections read and write with raw system calls
 		// (proxy/rawconn): the hot path's sockets, where the scheduler's
 		// system-call bookkeeping costs the most.
-		if s.httpLn, err = listen(cfg.HTTPAddr, true); err != nil {
+		if s.httpLn, err = listen(cfg.HTTPAddr, !cfg.StandardPaths); err != nil {
 			return nil, err
 		}
 	}
@@ -218,7 +226,11 @@ func addrOf(ln net.Listener) net.Addr {
 func (s *Server) Serve() error {
 	errc := make(chan error, 2)
 	n := 0
-	if s.httpLn != nil {
+	switch {
+	case s.httpLn != nil && s.fast == nil:
+		n++
+		go func() { errc <- s.srv.Serve(s.httpLn) }()
+	case s.httpLn != nil:
 		// Plain HTTP/1.1 is served by h1; the connections it hands over
 		// (request bodies, upgrades, anything unusual) go to net/http.
 		s.handoff = h1.NewHandoff(s.httpLn.Addr())
@@ -239,7 +251,9 @@ func (s *Server) Serve() error {
 		}
 		first = fmt.Errorf("proxy serve: %w", err)
 		s.srv.Close()
-		s.fast.Close()
+		if s.fast != nil {
+			s.fast.Close()
+		}
 	}
 	if first == nil {
 		<-s.shutdown // let Shutdown finish draining before Serve returns
@@ -252,7 +266,11 @@ func (s *Server) Serve() error {
 // connections are not waited for; they end with the process.
 func (s *Server) Shutdown(ctx context.Context) error {
 	fastDone := make(chan error, 1)
-	go func() { fastDone <- s.fast.Shutdown(ctx) }()
+	if s.fast == nil {
+		fastDone <- nil
+	} else {
+		go func() { fastDone <- s.fast.Shutdown(ctx) }()
+	}
 	err := s.srv.Shutdown(ctx)
 	err = errors.Join(err, <-fastDone)
 	s.once.Do(func() { close(s.shutdown) })
@@ -273,14 +291,53 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // framed by Content-Length never saw (request smuggling). proxy/h1
 // rejects the same request with 400 when it reads the head itself.
 // The cost: a legitimate chunked upload does not keep its connection.
+//
+// The header is set when the response's header is written (closingWriter),
+// not before the handler runs: the cache writes an origin's header into
+// the response's map and drops the hop-by-hop fields from it, Connection
+// included, which let the smuggled request through on the TLS listener.
 type closeAfterChunked struct{ next http.Handler }
 
 func (h closeAfterChunked) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.ProtoMajor == 1 && len(r.TransferEncoding) > 0 {
-		w.Header().Set("Connection", "close")
+		w = &closingWriter{ResponseWriter: w} // rare: a chunked request
 	}
 	h.next.ServeHTTP(w, r)
 }
+
+// closingWriter sends Connection: close with the response's header,
+// whatever the handler did to the header map before.
+type closingWriter struct {
+	http.ResponseWriter
+	wrote bool
+}
+
+func (w *closingWriter) WriteHeader(code int) {
+	if !w.wrote {
+		w.ResponseWriter.Header().Set("Connection", "close")
+		w.wrote = code >= 200 || code == http.StatusSwitchingProtocols
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *closingWriter) Write(b []byte) (int, error) {
+	if !w.wrote {
+		w.WriteHeader(http.StatusOK)
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// Flush is found by type assertion (the proxy's writer flushes so).
+func (w *closingWriter) Flush() {
+	if !w.wrote {
+		w.WriteHeader(http.StatusOK)
+	}
+	_ = http.NewResponseController(w.ResponseWriter).Flush()
+}
+
+// Unwrap lets http.ResponseController reach the server's writer
+// (hijacking, read deadlines).
+func (w *closingWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // limitListener caps accepted-but-not-closed connections with a semaphore
 // shared by every listener of a Server.

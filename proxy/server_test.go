@@ -13,6 +13,7 @@ import (
 	"reflect"
 	"runtime"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -360,4 +361,91 @@ func TestPlainListenerUsesRawCalls(t *testing.T) {
 	if c := accept(s.httpsLn); reflect.TypeOf(c) != reflect.TypeOf(&net.TCPConn{}) {
 		t.Fatalf("TLS listener's connection is %T, want *net.TCPConn", c)
 	}
+}
+
+// TestServerStandardPaths: with StandardPaths the plain listener is
+// net/http's own (the handler's writer is net/http's, not h1's, and a
+// request with both Content-Length and Transfer-Encoding is served by
+// its chunked framing and the connection closed, where h1 answers 400)
+// over plain net calls (no rawconn); without it, h1 over raw calls.
+func TestServerStandardPaths(t *testing.T) {
+	for _, standard := range []bool{false, true} {
+		t.Run(fmt.Sprintf("standard=%v", standard), func(t *testing.T) {
+			// The listener: what Accept hands out, before anything serves it.
+			s, err := NewServer(ServerConfig{HTTPAddr: "127.0.0.1:0", MaxConns: -1, Handler: http.NotFoundHandler(), StandardPaths: standard})
+			if err != nil {
+				t.Fatal(err)
+			}
+			cli, err := net.Dial("tcp", s.HTTPAddr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			c, err := s.httpLn.Accept()
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, raw := c.(*rawconn.Conn)
+			c.Close()
+			cli.Close()
+			s.Shutdown(context.Background())
+			if runtime.GOOS == "linux" && raw == standard {
+				t.Fatalf("plain listener's connection is %T (raw calls %v) with StandardPaths %v", c, raw, standard)
+			}
+
+			// The server: which one answers.
+			var h1Writer atomic.Bool
+			o := origin(t, func(w http.ResponseWriter, r *http.Request) { io.Copy(io.Discard, r.Body) })
+			h, err := New(Config{Routes: routesOf(tenant("shop.example", o.URL)), Upstreams: newTransportUpstreams(t, nil)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			s, err = NewServer(ServerConfig{HTTPAddr: "127.0.0.1:0", Handler: spy{next: h, h1: &h1Writer}, HandlerRecovers: true, StandardPaths: standard})
+			if err != nil {
+				t.Fatal(err)
+			}
+			served := make(chan error, 1)
+			go func() { served <- s.Serve() }()
+			defer func() {
+				if err := s.Shutdown(context.Background()); err != nil {
+					t.Errorf("Shutdown: %v", err)
+				}
+				if err := <-served; err != nil {
+					t.Errorf("Serve: %v", err)
+				}
+			}()
+			p := &testProxy{srv: s, url: "http://" + s.HTTPAddr().String()}
+			resp := p.do(t, "GET", "shop.example", "/", "", nil)
+			readAll(t, resp)
+			if resp.StatusCode != 200 {
+				t.Fatalf("GET: %d", resp.StatusCode)
+			}
+			if h1Writer.Load() == standard {
+				t.Fatalf("the handler's writer was h1's: %v, with StandardPaths %v", h1Writer.Load(), standard)
+			}
+
+			conn := dialProxy(t, p)
+			status, closed := rawExchange(t, conn, bufio.NewReader(conn),
+				"POST / HTTP/1.1\r\nHost: shop.example\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
+			want := 400
+			if standard {
+				want = 200
+			}
+			if status != want || !closed {
+				t.Fatalf("CL+TE: %d, closed %v; want %d and closed", status, closed, want)
+			}
+		})
+	}
+}
+
+// spy records whether the writer a request got is h1's (the one the
+// direct path writes raw heads to).
+type spy struct {
+	next http.Handler
+	h1   *atomic.Bool
+}
+
+func (s spy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	_, ok := w.(headWriter)
+	s.h1.Store(ok)
+	s.next.ServeHTTP(w, r)
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -11,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/edgeproxy/edge/proxy/cache"
 )
 
 // smuggle is a request framed two ways: by its Content-Length the body
@@ -78,7 +81,20 @@ func TestAmbiguousFramingRejectedOrClosed(t *testing.T) {
 		o.mu.Unlock()
 		io.WriteString(w, "ok")
 	})
-	p := startProxy(t, routesOf(tenant("shop.example", up.URL)), proxyOpts{tls: true})
+	for _, cached := range []bool{false, true} {
+		t.Run(fmt.Sprintf("cache=%v", cached), func(t *testing.T) {
+			var cfg Config
+			if cached {
+				// The cache writes the origin's header into the
+				// response's map and drops its hop-by-hop fields.
+				cfg.Cache, _ = newCacheCompressor(t, cache.Config{MaxBytes: 1 << 20})
+			}
+			ambiguousFraming(t, o, startProxy(t, routesOf(tenant("shop.example", up.URL)), proxyOpts{tls: true, cfg: cfg}))
+		})
+	}
+}
+
+func ambiguousFraming(t *testing.T, o *pathRecorder, p *testProxy) {
 	const warm = "POST /warm HTTP/1.1\r\nHost: shop.example\r\nContent-Length: 2\r\n\r\nhi"
 
 	dialPlain := func(t *testing.T) net.Conn {

@@ -1,18 +1,37 @@
 package cache
 
-import "net/http"
+import (
+	"net/http"
+	"time"
+)
 
 // DirectPasser is implemented by a Request.Pass that can answer a request
 // passed under a hit-for-miss mark itself (the proxy's direct path, which
 // relays the origin's header lines as bytes): Serve offers it the request
-// before FetchPass. It reports handled false, having written nothing,
-// when it leaves the request to FetchPass and the usual pass-through
-// (it may have fetched the response already and hand it over through
-// FetchPass). When it handles the request, res and err are what Serve
-// returns: an error wrapping ErrOrigin when nothing was written, one
-// wrapping ErrTruncated when the origin broke off mid-body.
+// before FetchPass, and what it did comes back as a DirectOutcome.
 type DirectPasser interface {
-	PassDirect(r *http.Request, m PassMark) (res Result, handled bool, err error)
+	PassDirect(r *http.Request, m PassMark) DirectOutcome
+}
+
+// DirectOutcome is what a DirectPasser did with a request. Its zero value
+// declines: nothing fetched, nothing written, Serve's usual pass-through
+// (FetchPass) answers.
+type DirectOutcome struct {
+	// Handled: the passer answered, or failed having written nothing.
+	// Result and Err are then what Serve returns: an error wrapping
+	// ErrOrigin when nothing was written, one wrapping ErrTruncated
+	// when the origin broke off mid-body.
+	Handled bool
+	Result  Result
+	Err     error
+
+	// Fallback, when not Handled, is the origin's response the passer
+	// fetched but leaves to the usual pass-through, as FetchPass would
+	// have returned it: Serve relays it instead of calling FetchPass, so
+	// the origin is not asked twice. FallbackDuration is the time the
+	// origin took to answer with headers.
+	Fallback         *http.Response
+	FallbackDuration time.Duration
 }
 
 // PassMark is the hit-for-miss mark a request is passed under, for a

@@ -81,7 +81,7 @@ const (
 	noDirect       directMode = iota // Request.Pass is a plain PassFetcher: Serve's own pass-through
 	directRelay                      // fetch, decide with Passed, write the response itself (GET only, as the proxy)
 	directDecline                    // handled false, nothing fetched
-	directPrefetch                   // fetch, then hand the response over through FetchPass
+	directPrefetch                   // fetch, then hand the response back as the fallback
 	directFail                       // handled, no response: an origin error
 	directTruncate                   // handled, the origin breaks off mid-body
 )
@@ -100,43 +100,37 @@ type directPass struct {
 	w    http.ResponseWriter
 	mode directMode
 
-	offered    bool
-	method     string // of the request offered
-	fetchPass  int    // FetchPass calls
-	prefetched *http.Response
+	offered   bool
+	method    string // of the request offered
+	fetchPass int    // FetchPass calls
 }
 
 var _ DirectPasser = (*directPass)(nil)
 
 func (p *directPass) FetchPass(r *http.Request) (*http.Response, error) {
 	p.fetchPass++
-	if resp := p.prefetched; resp != nil {
-		p.prefetched = nil
-		return resp, nil
-	}
 	return p.passTo.FetchPass(r)
 }
 
-func (p *directPass) PassDirect(r *http.Request, m PassMark) (Result, bool, error) {
+func (p *directPass) PassDirect(r *http.Request, m PassMark) DirectOutcome {
 	p.offered, p.method = true, r.Method
 	switch p.mode {
 	case directDecline:
-		return Result{}, false, nil
+		return DirectOutcome{}
 	case directFail:
-		return Result{CacheStatus: m.Status()}, true, fmt.Errorf("%w: %w", ErrOrigin, errRefused)
+		return DirectOutcome{Handled: true, Result: Result{CacheStatus: m.Status()}, Err: fmt.Errorf("%w: %w", ErrOrigin, errRefused)}
 	case directRelay:
 		if r.Method != http.MethodGet {
-			return Result{}, false, nil
+			return DirectOutcome{}
 		}
 	}
 	resp, err := p.passTo.FetchPass(r)
 	if err != nil {
-		return Result{CacheStatus: m.Status()}, true, fmt.Errorf("%w: %w", ErrOrigin, err)
+		return DirectOutcome{Handled: true, Result: Result{CacheStatus: m.Status()}, Err: fmt.Errorf("%w: %w", ErrOrigin, err)}
 	}
 	if p.mode == directPrefetch {
 		resp.Header.Set("X-Prefetched", "1") // tells the client's response apart
-		p.prefetched = resp
-		return Result{}, false, nil
+		return DirectOutcome{Fallback: resp, FallbackDuration: time.Millisecond}
 	}
 	defer resp.Body.Close()
 	h := http.Header{}
@@ -160,13 +154,13 @@ func (p *directPass) PassDirect(r *http.Request, m PassMark) (Result, bool, erro
 		// Out on the wire, as a relay's writes are: an abort before
 		// any byte is sent would have the client retry the GET.
 		_ = http.NewResponseController(p.w).Flush()
-		return res, true, fmt.Errorf("%w: %w", ErrTruncated, io.ErrUnexpectedEOF)
+		return DirectOutcome{Handled: true, Result: res, Err: fmt.Errorf("%w: %w", ErrTruncated, io.ErrUnexpectedEOF)}
 	}
 	p.w.WriteHeader(resp.StatusCode)
 	if _, err := io.Copy(p.w, resp.Body); err != nil {
-		return res, true, fmt.Errorf("%w: %w", ErrTruncated, err)
+		return DirectOutcome{Handled: true, Result: res, Err: fmt.Errorf("%w: %w", ErrTruncated, err)}
 	}
-	return res, true, nil
+	return DirectOutcome{Handled: true, Result: res}
 }
 
 // writeWatcher records whether anything was written to a ResponseWriter.
@@ -519,14 +513,19 @@ func TestPassDirectMatchesServe(t *testing.T) {
 				if dhits != 1 || phits != 1 {
 					t.Fatalf("origin requests: %d with the DirectPasser, %d without, want 1", dhits, phits)
 				}
-				wantFetchPass := map[directMode]int{directRelay: 0, directDecline: 1, directPrefetch: 1}[mode]
+				// A fallback response is relayed in place of FetchPass's.
+				wantFetchPass := map[directMode]int{directRelay: 0, directDecline: 1, directPrefetch: 0}[mode]
 				if ds.fetchPass != wantFetchPass {
 					t.Fatalf("FetchPass called %d times, want %d", ds.fetchPass, wantFetchPass)
 				}
-				// Handed over through FetchPass, the prefetched response
-				// is the one the client gets.
+				// Handed back as the outcome's fallback, the prefetched
+				// response is the one the client gets, with the origin
+				// time the passer measured.
 				if got, want := dr.header.Get("X-Prefetched") == "1", mode == directPrefetch; got != want {
 					t.Fatalf("the client got the prefetched response: %v, want %v", got, want)
+				}
+				if mode == directPrefetch && ds.res.OriginDuration != time.Millisecond {
+					t.Fatalf("OriginDuration %v, want the fallback's %v", ds.res.OriginDuration, time.Millisecond)
 				}
 				_, s := d.get(t, tc.path)
 				wantOffered(t, "the next request (the mark stays)", s, true)

@@ -509,17 +509,23 @@ func (c *Cache) fetchPass(w http.ResponseWriter, r *http.Request, req *Request, 
 // request fills the cache; a mark past half its life is renewed.
 func (c *Cache) passThrough(w http.ResponseWriter, r *http.Request, req *Request, key string, mark *object, pq string) (Result, error) {
 	c.stats.originFetch.Add(1)
+	var resp *http.Response
+	var dur time.Duration
 	if dp, ok := req.Pass.(DirectPasser); ok {
-		res, handled, err := dp.PassDirect(r, PassMark{c: c, req: *req, key: key, pq: pq, mark: mark})
-		if handled {
-			return res, err
+		o := dp.PassDirect(r, PassMark{c: c, req: *req, key: key, pq: pq, mark: mark})
+		if o.Handled {
+			return o.Result, o.Err
 		}
+		resp, dur = o.Fallback, o.FallbackDuration
 	}
-	start := time.Now()
-	resp, err := req.Pass.FetchPass(r)
-	dur := time.Since(start)
-	if err != nil {
-		return Result{CacheStatus: cacheName + "; fwd=miss", OriginDuration: dur}, fmt.Errorf("%w: %w", ErrOrigin, err)
+	if resp == nil {
+		start := time.Now()
+		var err error
+		resp, err = req.Pass.FetchPass(r)
+		dur = time.Since(start)
+		if err != nil {
+			return Result{CacheStatus: cacheName + "; fwd=miss", OriginDuration: dur}, fmt.Errorf("%w: %w", ErrOrigin, err)
+		}
 	}
 	status := c.passed(key, req, mark, pq, resp.StatusCode, resp.Header, resp.ContentLength,
 		headerValue(r.Header, "Authorization") != "")
