@@ -46,6 +46,7 @@ func newConnOrigin(t *testing.T, body string) *connOrigin {
 	}
 	o.Start()
 	t.Cleanup(o.Close)
+	t.Cleanup(func() { close(o.release) }) // first: Close waits for held requests
 	return o
 }
 
