@@ -1,6 +1,7 @@
 package node
 
 import (
+	"bufio"
 	"fmt"
 	"io"
 	"net"
@@ -258,6 +259,69 @@ func TestFailedNewReleasesWhatItOpened(t *testing.T) {
 			if now > before {
 				buf := make([]byte, 1<<20)
 				t.Fatalf("%d goroutines, %d before New:\n%s", now, before, buf[:runtime.Stack(buf, true)])
+			}
+		})
+	}
+}
+
+// TestMaxConnsFlag: --max-conns caps the client connections a node has
+// open at once (a second client waits until the first leaves), and a
+// negative value removes the cap, as its help text says.
+func TestMaxConnsFlag(t *testing.T) {
+	for _, tc := range []struct {
+		flag   string
+		capped bool
+	}{{"1", true}, {"-1", false}} {
+		t.Run(tc.flag, func(t *testing.T) {
+			parsed, err := ParseFlags([]string{"--id", "a", "--max-conns", tc.flag}, func(string) string { return "" }, io.Discard)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg := testConfig(t, "a")
+			cfg.BootstrapExpect, cfg.HTTPAddr = 1, "127.0.0.1:0"
+			cfg.ProxyOptions.MaxConns = parsed.ProxyOptions.MaxConns
+			n := startNode(t, cfg)
+			send := func() (net.Conn, <-chan error) {
+				c, err := net.Dial("tcp", n.HTTPAddr())
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { c.Close() })
+				errc := make(chan error, 1)
+				go func() {
+					io.WriteString(c, "GET / HTTP/1.1\r\nHost: nobody.example\r\n\r\n")
+					resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+					if err == nil {
+						_, err = io.ReadAll(resp.Body)
+					}
+					errc <- err
+				}()
+				return c, errc
+			}
+			first, done := send()
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+			_, second := send() // first is still open, kept alive
+			select {
+			case err := <-second:
+				if tc.capped {
+					t.Fatalf("a second connection was served over a cap of 1 (err %v)", err)
+				}
+				return
+			case <-time.After(300 * time.Millisecond):
+				if !tc.capped {
+					t.Fatal("a second connection waits without a cap")
+				}
+			}
+			first.Close()
+			select {
+			case err := <-second:
+				if err != nil {
+					t.Fatal(err)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("the second connection was not served after the first closed")
 			}
 		})
 	}
