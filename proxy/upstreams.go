@@ -88,9 +88,9 @@ func (u *PoolUpstreams) Forget(domain string) {
 //   - a tenant routes no longer serves under its own domain (removed, or
 //     the domain now belongs to another tenant) is forgotten: its Target
 //     and pool binding go;
-//   - a tenant routes now holds another version of is bound again at
-//     once, as its next request would do: after an origin change it
-//     moves to the new origin's pool.
+//   - a tenant whose version in routes changed is bound again at once,
+//     as its next request would do: after an origin change it moves to
+//     the new origin's pool.
 //
 // A pool no tenant uses any more is retired: its idle connections close
 // now, busy ones when their response is done, so requests in flight on it
