@@ -13,65 +13,127 @@ import (
 )
 
 // Config is everything one node needs. Flags and EDGE_* environment
-// variables map onto it in flags.go; tests fill it directly.
+// variables map onto it in flags.go (ParseFlags); tests fill it directly.
+// New applies the defaults named below to zero fields; "required" fields
+// make New fail when empty. A flag's own default, where it differs from
+// the zero value's, is ParseFlags' and is named too.
 type Config struct {
-	ID       string
-	DataDir  string
+	// ID is the node's stable raft server ID (--id). Required; ParseFlags
+	// uses the host name when the flag is not given.
+	ID string
+	// DataDir holds raft's log, stable store and snapshots (--data-dir).
+	// Required, except that ParseFlags makes a temporary one for --dev.
+	DataDir string
+	// RaftAddr is the raft TCP listen address (--raft-addr, flag default
+	// 127.0.0.1:7000). Required; port 0 binds a free port.
 	RaftAddr string
 	// RaftAdvertise is the raft address peers dial (may be a DNS name).
+	// Empty: RaftAddr, or the bound address when RaftAddr has port 0.
 	RaftAdvertise string
-	AdminAddr     string
+	// AdminAddr is the admin gRPC listen address (--admin-addr, flag
+	// default 127.0.0.1:7001). Required; port 0 binds a free port.
+	AdminAddr string
 	// AdminAdvertise is the admin address other nodes use to reach this
-	// one (may be a DNS name).
+	// one (may be a DNS name). Empty: AdminAddr, or the bound address when
+	// AdminAddr has port 0.
 	AdminAdvertise string
-	HTTPAddr       string
-	HTTPSAddr      string
-	MetricsAddr    string
+	// HTTPAddr is the plain-HTTP proxy listen address (--http-addr, flag
+	// default 127.0.0.1:8080). Empty: no plain-HTTP listener.
+	HTTPAddr string
+	// HTTPSAddr is the TLS proxy listen address (--https-addr). Empty: no
+	// TLS listener. With neither proxy address the node runs no data
+	// plane at all (no proxy, cache or certificate manager): a pure raft
+	// member.
+	HTTPSAddr string
+	// MetricsAddr serves /metrics, /healthz and /readyz (--metrics-addr).
+	// Empty: not served.
+	MetricsAddr string
 
-	Join            []string
+	// Join lists other nodes' admin addresses to join through (--join).
+	// Empty: with BootstrapExpect 1 the node bootstraps alone; otherwise
+	// it has no one to join and keeps waiting (and logging so).
+	Join []string
+	// BootstrapExpect bootstraps a new cluster once this many nodes found
+	// each other through Join (--bootstrap-expect). 0: never bootstrap,
+	// only join an existing cluster; 1: bootstrap alone. Above 1 needs
+	// Join. Ignored when DataDir already holds raft state.
 	BootstrapExpect int
-	Voters          int
+	// Voters is how many members vote (--voters); nodes beyond join as
+	// non-voters. 0: 3.
+	Voters int
 
+	// AdminToken is the admin API's bearer token, also sent to peers
+	// (--admin-token-file or EDGE_ADMIN_TOKEN). At least
+	// MinAdminTokenLen bytes. Empty: no token; then AdminClientCA is
+	// required, or Dev with a loopback AdminAddr (no authentication).
 	AdminToken string
 	// AdminTokensAccepted are further tokens the admin API accepts, for a
 	// rotation without refused calls (docs/operations.md): the token file
 	// lists AdminToken first (the one this node sends to its peers), then
-	// these.
+	// these. Empty: only AdminToken.
 	AdminTokensAccepted []string
-	AdminTLSCert        string
-	AdminTLSKey         string
-	AdminClientCA       string
+	// AdminTLSCert and AdminTLSKey are PEM files for TLS on the admin
+	// listener; both or neither. Empty: the admin API is plaintext.
+	AdminTLSCert string
+	AdminTLSKey  string
+	// AdminClientCA is a PEM CA bundle: clients presenting a certificate
+	// it signed need no token (mTLS). Needs AdminTLSCert. Empty: tokens
+	// only.
+	AdminClientCA string
 	// ClusterKeys authenticate the raft port (raftstore/peertls): the
 	// first signs this node's certificate, all are trusted, so a key can be
 	// rotated like the admin token. --dev makes one in the data dir when
-	// none is given.
+	// none is given. Empty: PeerTLS* must be set, or Dev.
 	ClusterKeys [][]byte
 	// PeerTLSCert, PeerTLSKey and PeerTLSCA use an operator's PKI for the
-	// raft port instead of a cluster key (etcd's --peer-* flags).
+	// raft port instead of a cluster key (etcd's --peer-* flags): all
+	// three or none. Empty: ClusterKeys.
 	PeerTLSCert string
 	PeerTLSKey  string
 	PeerTLSCA   string
-	Dev         bool
+	// Dev is a throwaway single node (--dev): it may run without a token
+	// on loopback and makes its own cluster key. ParseFlags also makes a
+	// temporary DataDir and sets BootstrapExpect 1. False: every
+	// credential is required.
+	Dev bool
 	// TempDataDir says ParseFlags made DataDir for --dev: edged removes
-	// it on a clean exit.
+	// it on a clean exit. False: DataDir is the operator's.
 	TempDataDir bool
 	// Version is the build's version (edged --version), reported in
-	// cluster status and the edge_build_info metric.
-	Version       string
-	Pprof         bool
-	RaftTimings   raftstore.Timings
-	RaftLogLevel  string
+	// cluster status and the edge_build_info metric. Empty: "dev".
+	Version string
+	// Pprof serves /debug/pprof on MetricsAddr (--pprof). False: not
+	// served.
+	Pprof bool
+	// RaftTimings are raft's heartbeat, election, leader lease and commit
+	// timeouts (--raft-*-timeout). All zero: raftstore.DefaultTimings
+	// (250/250/125/5 ms); a partly set value is used as it is.
+	RaftTimings raftstore.Timings
+	// RaftLogLevel is the raft library's own log level: trace, debug,
+	// info, warn or error (--raft-log-level, flag default warn). Empty:
+	// info.
+	RaftLogLevel string
+	// ShutdownGrace bounds each drain at shutdown: the proxy and metrics
+	// listeners share one, the admin API has its own
+	// (--shutdown-grace). 0: 10s.
 	ShutdownGrace time.Duration
-	JoinRetry     time.Duration
+	// JoinRetry is the pause between attempts to join or bootstrap
+	// through Join. 0: 250ms.
+	JoinRetry time.Duration
 	// ReapNonvotersAfter is how long the leader waits for an unreachable
-	// non-voter before removing it; 0 disables reaping.
+	// non-voter before removing it (--reap-nonvoters-after, flag default
+	// 5m). 0: never; voters are never removed automatically.
 	ReapNonvotersAfter time.Duration
 	// BackupInterval uploads a snapshot to the S3 bucket this often while
-	// leading (0: no backups).
+	// leading (--backup-interval). 0: no backups.
 	BackupInterval time.Duration
-	ProxyOptions   ProxyOptions
-	ACME           ACMEOptions
-	Logger         *slog.Logger
+	// ProxyOptions tune the data plane; each field says its default.
+	ProxyOptions ProxyOptions
+	// ACME configures on-demand certificates (the --acme-* and
+	// --cert-grace flags; proxy/certs documents the zero values).
+	ACME ACMEOptions
+	// Logger receives the node's logs. Nil: slog.Default().
+	Logger *slog.Logger
 	// LogWriter, when set, is the buffered stdout writer behind Logger
 	// (cmd/edged makes one for the process). The proxy then writes its
 	// access lines straight into it, with "node" and "component" fields
@@ -81,34 +143,59 @@ type Config struct {
 	LogWriter *accesslog.Writer
 	// GCMinHeap is the smallest heap goal edged lets the garbage
 	// collector work to (--gc-min-heap; node/gctune). cmd/edged applies
-	// it, for the process; node itself does not use it.
+	// it, for the process; node itself does not use it. 0: Go's default.
 	GCMinHeap int64
-	// LokiURL, when set, also ships every log line to Loki's push API.
-	LokiURL    string
+	// LokiURL, when set, also ships every log line to Loki's push API
+	// (--loki-url). Empty: logs go to Logger only.
+	LokiURL string
+	// LokiLabels are extra Loki stream labels (--loki-labels), added to
+	// job=edge and node=ID. Nil: those two.
 	LokiLabels map[string]string
 	// forwardTimeout bounds a write or read barrier forwarded to the
-	// leader, retries included; forwardAttempt bounds one try (see
-	// Node.forwardCtx).
+	// leader, retries included (0: 10s); forwardAttempt bounds one try
+	// (0: 2s; see Node.forwardCtx).
 	forwardTimeout time.Duration
 	forwardAttempt time.Duration
 }
 
-// ProxyOptions are the data plane's tunables.
+// ProxyOptions are the data plane's tunables. Each zero value takes the
+// default named, as the flag defaults do.
 type ProxyOptions struct {
+	// MaxIdleConnsPerHost is the number of keep-alive connections kept
+	// per origin pool (--upstream-max-idle). 0 or negative: 50.
 	MaxIdleConnsPerHost int
-	IdleConnTimeout     time.Duration
-	MaxConns            int
-	RedisAddr           string
-	S3Bucket            string
-	S3Endpoint          string
-	S3PathStyle         bool
-	CacheSize           int64
+	// IdleConnTimeout closes an origin connection idle this long
+	// (--upstream-idle-timeout). 0 or negative: 60s.
+	IdleConnTimeout time.Duration
+	// MaxConns caps the client connections open at once, over the HTTP
+	// and HTTPS listeners together; beyond it new connections wait in
+	// the kernel's accept queue (--max-conns). 0: proxy.DefaultMaxConns
+	// (50 000); negative: no cap.
+	MaxConns int
+	// RedisAddr is the Redis address of the shared L2 cache
+	// (--redis-addr). Empty: no L2.
+	RedisAddr string
+	// S3Bucket is the bucket of the L3 cache, certificates and backups
+	// (--s3-bucket). Empty: no L3, no certificate mirror, no backups.
+	S3Bucket string
+	// S3Endpoint is the endpoint URL of an S3-compatible server
+	// (--s3-endpoint). Empty: AWS's, from the SDK's configuration.
+	S3Endpoint string
+	// S3PathStyle uses path-style S3 addressing (--s3-path-style).
+	// False: virtual-hosted style.
+	S3PathStyle bool
+	// CacheSize is the L1 (memory) cache size in bytes (--cache-size,
+	// flag default 256 MiB). 0 or negative: 256 MiB.
+	CacheSize int64
 
-	// Request bodies (issue 14, item 7): how long a body may stall
-	// (--client-body-timeout; 0: proxy.DefaultClientBodyTimeout) and how
-	// many may stream to one origin at once (--upstream-max-uploads; 0:
-	// upstream.DefaultMaxUploadsPerOrigin, negative: unbounded).
-	ClientBodyTimeout   time.Duration
+	// ClientBodyTimeout is how long a client's request body may stall
+	// before it gets 408 and its origin connection is closed
+	// (--client-body-timeout; issue 14, item 7). 0:
+	// proxy.DefaultClientBodyTimeout (60s); negative: no bound.
+	ClientBodyTimeout time.Duration
+	// MaxUploadsPerOrigin bounds the request bodies streaming to one
+	// origin at once; more get 503 (--upstream-max-uploads). 0:
+	// upstream.DefaultMaxUploadsPerOrigin (128); negative: unbounded.
 	MaxUploadsPerOrigin int
 
 	// StandardPaths (--standard-paths) turns every fast path off: the

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -24,6 +25,11 @@ import (
 // dataPlane is the proxy side of a node: origin pools, the handler and
 // the client-facing listeners. It reads tenants straight from the store's
 // published View, so a change applied by raft is live on the next request.
+//
+// newDataPlane pushes a release on the node's closers for each part that
+// holds something (closers.go), so shutdown runs them in reverse: the
+// server drains, then the cache closes (its revalidations use the pools),
+// then the pools close their idle origin connections.
 type dataPlane struct {
 	pools  *upstream.Pools
 	ups    *proxy.PoolUpstreams
@@ -55,6 +61,7 @@ func (n *Node) newDataPlane(reg *prometheus.Registry) (*dataPlane, error) {
 	if err != nil {
 		return nil, fmt.Errorf("upstream pools: %w", err)
 	}
+	n.closers.push("origin pools", func(context.Context) error { pools.Close(); return nil })
 	cc := cache.Config{MaxBytes: po.CacheSize, Logger: log.With("component", "cache"), Registerer: reg}
 	if po.RedisAddr != "" {
 		cc.Redis = &cache.RedisConfig{Addr: po.RedisAddr}
@@ -65,6 +72,7 @@ func (n *Node) newDataPlane(reg *prometheus.Registry) (*dataPlane, error) {
 	if n.cache, err = cache.New(cc); err != nil {
 		return nil, fmt.Errorf("cache: %w", err)
 	}
+	n.closers.push("cache", func(context.Context) error { return n.cache.Close() })
 	comp, err := compress.New(compress.Config{})
 	if err != nil {
 		return nil, fmt.Errorf("compression: %w", err)
@@ -131,6 +139,7 @@ func (n *Node) newDataPlane(reg *prometheus.Registry) (*dataPlane, error) {
 	if err != nil {
 		return nil, err
 	}
+	n.closers.push("proxy", srv.Shutdown)
 	return &dataPlane{pools: pools, ups: ups, server: srv}, nil
 }
 
@@ -165,15 +174,15 @@ func (n *Node) MetricsAddr() string {
 	return n.metricsLn.Addr().String()
 }
 
-// newMetricsServer serves /metrics, /healthz and /readyz (and pprof with
-// --pprof) on --metrics-addr.
-func (n *Node) newMetricsServer(reg *prometheus.Registry) (*http.Server, net.Listener, error) {
+// newMetricsServer binds --metrics-addr for /metrics, /healthz and
+// /readyz (and pprof with --pprof); Run serves it.
+func (n *Node) newMetricsServer(reg *prometheus.Registry) error {
 	if n.cfg.MetricsAddr == "" {
-		return nil, nil, nil
+		return nil
 	}
 	ln, err := net.Listen("tcp", n.cfg.MetricsAddr)
 	if err != nil {
-		return nil, nil, fmt.Errorf("metrics listener: %w", err)
+		return fmt.Errorf("metrics listener: %w", err)
 	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
@@ -194,7 +203,14 @@ func (n *Node) newMetricsServer(reg *prometheus.Registry) (*http.Server, net.Lis
 		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
 	}
-	return &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}, ln, nil
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	n.metrics, n.metricsLn = srv, ln
+	n.closers.push("metrics listener", func(ctx context.Context) error {
+		err := srv.Shutdown(ctx)
+		ln.Close() // Shutdown closes only what Serve was given
+		return err
+	})
+	return nil
 }
 
 // ready reports whether this node should receive traffic: it is in a

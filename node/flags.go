@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/edgeproxy/edge/node/logship"
+	"github.com/edgeproxy/edge/proxy"
 )
 
 // ParseFlags turns edged's command line and environment into a Config.
@@ -59,7 +60,7 @@ func ParseFlags(args []string, getenv func(string) string, stderr io.Writer) (Co
 	fs.DurationVar(&c.ShutdownGrace, "shutdown-grace", 0, "how long SIGTERM waits for in-flight work (default 10s)")
 	fs.IntVar(&c.ProxyOptions.MaxIdleConnsPerHost, "upstream-max-idle", 50, "idle keep-alive connections kept per origin")
 	fs.DurationVar(&c.ProxyOptions.IdleConnTimeout, "upstream-idle-timeout", 0, "how long an idle origin connection is kept (default 60s)")
-	fs.IntVar(&c.ProxyOptions.MaxConns, "max-conns", 0, "cap on concurrent client connections per listener (0: none)")
+	fs.IntVar(&c.ProxyOptions.MaxConns, "max-conns", 0, fmt.Sprintf("cap on client connections open at once, over the HTTP and HTTPS listeners together; more wait in the accept queue (0: %d; negative: no cap)", proxy.DefaultMaxConns))
 	fs.StringVar(&c.ProxyOptions.RedisAddr, "redis-addr", "", "Redis address for the shared L2 cache (optional)")
 	fs.StringVar(&c.ProxyOptions.S3Bucket, "s3-bucket", "", "S3 bucket for the L3 cache, certificates and backups (optional)")
 	fs.StringVar(&c.ProxyOptions.S3Endpoint, "s3-endpoint", "", "S3 endpoint URL for S3-compatible servers")

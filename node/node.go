@@ -53,16 +53,34 @@ type Node struct {
 	wasReady  atomic.Bool   // /readyz answered ready once
 	wg        sync.WaitGroup
 	stopOnce  sync.Once
+
+	closers closers      // what New opened, released by shutdown (closers.go)
+	state   atomic.Int32 // stateNew, stateRunning, stateClosed
 }
 
+// Node states: Run and Close each take a new node once.
+const (
+	stateNew = iota
+	stateRunning
+	stateClosed
+)
+
 // New opens the node's store and binds its listeners. Nothing is served
-// until Run.
-func New(cfg Config) (*Node, error) {
+// until Run. Everything New opens is pushed on the node's closers as it
+// is opened (closers.go): a New that fails releases exactly that before
+// it returns, and shutdown releases the same things in reverse order.
+func New(cfg Config) (_ *Node, err error) {
 	cfg.setDefaults()
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
 	n := &Node{cfg: cfg, applied: make(chan struct{}, 1)}
+	n.logger = cfg.Logger.With("node", cfg.ID)
+	defer func() {
+		if err != nil {
+			n.closers.unwind(context.Background(), n.logger)
+		}
+	}()
 	n.registry = newRegistry(cfg.Version)
 	if cfg.LogWriter != nil {
 		if err := n.registry.Register(cfg.LogWriter.Collector()); err != nil {
@@ -81,14 +99,24 @@ func New(cfg Config) (*Node, error) {
 		n.shipper = sh
 		cfg.Logger = slog.New(sh.Handler(cfg.Logger.Handler()))
 		n.cfg.Logger = cfg.Logger
+		n.logger = cfg.Logger.With("node", cfg.ID)
 	}
-	n.logger = cfg.Logger.With("node", cfg.ID)
+	// Released last: every other release may still log.
+	n.closers.push("logs", n.closeLogs)
 
 	ln, err := net.Listen("tcp", cfg.AdminAddr)
 	if err != nil {
 		return nil, fmt.Errorf("admin listener: %w", err)
 	}
 	n.adminLn = ln
+	// The admin server closes it once it served; this is for a node
+	// that never did.
+	n.closers.push("admin listener", func(context.Context) error {
+		if err := ln.Close(); !errors.Is(err, net.ErrClosed) {
+			return err
+		}
+		return nil
+	})
 	if n.cfg.AdminAdvertise == "" || hasZeroPort(n.cfg.AdminAdvertise) {
 		n.cfg.AdminAdvertise = ln.Addr().String()
 	}
@@ -99,7 +127,6 @@ func New(cfg Config) (*Node, error) {
 	}
 	peerTLS, err := raftCredentials(&n.cfg)
 	if err != nil {
-		ln.Close()
 		return nil, fmt.Errorf("raft credential: %w", err)
 	}
 	st, err := raftstore.Open(raftstore.Config{
@@ -114,15 +141,27 @@ func New(cfg Config) (*Node, error) {
 		PeerTLS:      peerTLS,
 	})
 	if err != nil {
-		ln.Close()
 		return nil, err
 	}
 	n.store = st
+	n.closers.push("raft store", func(context.Context) error { return st.Close() })
+	n.raftMetrics = newRaftCollector(n, n.registry)
+	stopObserving := n.raftMetrics.observeLeaders()
+	n.closers.push("raft leader observer", func(context.Context) error { stopObserving(); return nil })
+
+	pc, err := peerCreds(&n.cfg)
+	if err != nil {
+		return nil, err
+	}
+	n.peers = newPeers(grpc.WithTransportCredentials(pc),
+		grpc.WithPerRPCCredentials(tokenCreds{token: cfg.AdminToken, secure: cfg.AdminTLSCert != ""}))
+	n.closers.push("peer connections", func(context.Context) error { n.peers.close(); return nil })
+	// Run's goroutines (servers, loops) read the store and call peers:
+	// they have all returned before either closes.
+	n.closers.push("background work", func(context.Context) error { n.wg.Wait(); return nil })
 
 	creds, err := serverCreds(&n.cfg)
 	if err != nil {
-		st.Close()
-		ln.Close()
 		return nil, err
 	}
 	auth := newAuthenticator(&cfg)
@@ -141,32 +180,51 @@ func New(cfg Config) (*Node, error) {
 	edgev1.RegisterHistoryServiceServer(n.admin, &historyService{n: n})
 	edgev1.RegisterTransformServiceServer(n.admin, &transformService{n: n})
 	edgev1.RegisterCertServiceServer(n.admin, &certService{n: n})
+	n.closers.push("admin API", n.stopAdmin)
 
-	pc, err := peerCreds(&n.cfg)
-	if err != nil {
-		st.Close()
-		ln.Close()
+	// The metrics listener opens before the data plane so that it closes
+	// after the proxy drained: scrapes and probes see the drain.
+	if err := n.newMetricsServer(n.registry); err != nil {
 		return nil, err
 	}
-	n.peers = newPeers(grpc.WithTransportCredentials(pc),
-		grpc.WithPerRPCCredentials(tokenCreds{token: cfg.AdminToken, secure: cfg.AdminTLSCert != ""}))
-
-	n.raftMetrics = newRaftCollector(n, n.registry)
-	n.raftMetrics.observeLeaders()
 	if n.dp, err = n.newDataPlane(n.registry); err != nil {
-		st.Close()
-		ln.Close()
-		return nil, err
-	}
-	if n.metrics, n.metricsLn, err = n.newMetricsServer(n.registry); err != nil {
-		st.Close()
-		ln.Close()
-		if n.dp != nil {
-			_ = n.dp.server.Shutdown(context.Background())
-		}
 		return nil, err
 	}
 	return n, nil
+}
+
+// stopAdmin drains the admin API for up to ShutdownGrace of its own (a
+// forwarded write in flight finishes), then cuts what is left.
+func (n *Node) stopAdmin(context.Context) error {
+	done := make(chan struct{})
+	go func() { n.admin.GracefulStop(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(n.cfg.ShutdownGrace):
+		n.admin.Stop()
+	}
+	return nil
+}
+
+// closeLogs flushes the buffered writer behind the logs, then the Loki
+// shipper: the proxy has drained, every access line is written.
+func (n *Node) closeLogs(context.Context) error {
+	if n.state.Load() != stateNew {
+		n.logger.Info("edged stopped")
+	}
+	if n.cfg.LogWriter != nil {
+		// A stuck stdout is the owner's to report when it closes the
+		// writer; logging it here would only queue behind it.
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = n.cfg.LogWriter.Flush(ctx)
+		cancel()
+	}
+	if n.shipper != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = n.shipper.Close(ctx)
+		cancel()
+	}
+	return nil
 }
 
 func hasZeroPort(addr string) bool {
@@ -188,7 +246,12 @@ func (n *Node) Store() *raftstore.Store { return n.store }
 
 // Run serves until ctx is cancelled, then shuts down gracefully: leadership
 // is handed over first if this node leads, and in-flight work drains.
+//
+// Run releases everything New opened before it returns, and runs once.
 func (n *Node) Run(ctx context.Context) error {
+	if !n.state.CompareAndSwap(stateNew, stateRunning) {
+		return errNotNew
+	}
 	serveErr := make(chan error, 1)
 	n.wg.Add(1)
 	go func() {
@@ -241,11 +304,33 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 	cancel()
 	n.shutdown()
+	n.state.Store(stateClosed)
 	return err
 }
 
-// shutdown leaves politely: a leader hands over leadership, then every
-// listener drains within ShutdownGrace.
+// Close releases a node that New returned and Run never ran: its
+// listeners, store and the rest New opened. Run releases by itself; Close
+// after Run returned does nothing, and while Run runs, cancel Run's
+// context instead.
+func (n *Node) Close() error {
+	if n.state.CompareAndSwap(stateNew, stateClosed) {
+		n.shutdown()
+		return nil
+	}
+	if n.state.Load() == stateRunning {
+		return errors.New("node: Close while Run runs; cancel Run's context instead")
+	}
+	return nil
+}
+
+var errNotNew = errors.New("node: Run on a node that ran or was closed")
+
+// shutdown leaves politely: a leader hands over leadership, then what New
+// opened is released in reverse order (closers.go): the proxy drains, the
+// cache and origin pools close, the metrics listener, then the admin API
+// drains, Run's goroutines end, and the raft store and logs close last.
+// The proxy and metrics drains share ShutdownGrace; the admin API has its
+// own.
 func (n *Node) shutdown() {
 	n.stopOnce.Do(func() {
 		r := n.store.Raft()
@@ -258,46 +343,9 @@ func (n *Node) shutdown() {
 				n.logger.Info("leadership transferred before shutdown", "took", time.Since(start))
 			}
 		}
-		// Drain client traffic first, then the admin API.
 		dctx, cancel := context.WithTimeout(context.Background(), n.cfg.ShutdownGrace)
-		if n.dp != nil {
-			if err := n.dp.server.Shutdown(dctx); err != nil {
-				n.logger.Warn("proxy drain incomplete", "err", err)
-			}
-		}
-		if n.metrics != nil {
-			_ = n.metrics.Shutdown(dctx)
-		}
-		if n.cache != nil {
-			n.cache.Close()
-		}
+		n.closers.unwind(dctx, n.logger)
 		cancel()
-		done := make(chan struct{})
-		go func() { n.admin.GracefulStop(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(n.cfg.ShutdownGrace):
-			n.admin.Stop()
-		}
-		n.wg.Wait()
-		if err := n.store.Close(); err != nil {
-			n.logger.Warn("closing raft store", "err", err)
-		}
-		n.peers.close()
-		n.logger.Info("edged stopped")
-		if n.cfg.LogWriter != nil {
-			// The proxy has drained: every access line is in the buffer.
-			// A stuck stdout is the owner's to report when it closes the
-			// writer; logging it here would only queue behind it.
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			_ = n.cfg.LogWriter.Flush(ctx)
-			cancel()
-		}
-		if n.shipper != nil {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			_ = n.shipper.Close(ctx)
-			cancel()
-		}
 	})
 }
 

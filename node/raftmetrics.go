@@ -77,17 +77,23 @@ func (c *raftCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.rejected, prometheus.CounterValue, float64(c.n.store.RejectedEntries()))
 }
 
-// observeLeaders counts leader changes through a raft observer.
-func (c *raftCollector) observeLeaders() {
+// observeLeaders counts leader changes through a raft observer until
+// stop, which ends the counting goroutine.
+func (c *raftCollector) observeLeaders() (stop func()) {
 	ch := make(chan raft.Observation, 16)
 	obs := raft.NewObserver(ch, false, func(o *raft.Observation) bool {
 		_, ok := o.Data.(raft.LeaderObservation)
 		return ok
 	})
-	c.n.store.Raft().RegisterObserver(obs)
+	r := c.n.store.Raft()
+	r.RegisterObserver(obs)
 	go func() {
 		for range ch {
 			c.leaderChanges.Inc()
 		}
 	}()
+	return func() {
+		r.DeregisterObserver(obs)
+		close(ch) // raft sends no more once deregistered
+	}
 }

@@ -273,6 +273,13 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	err := s.srv.Shutdown(ctx)
 	err = errors.Join(err, <-fastDone)
+	// A Server that never served still holds its listeners (closing
+	// one twice is harmless).
+	for _, ln := range []net.Listener{s.httpLn, s.httpsLn} {
+		if ln != nil {
+			ln.Close()
+		}
+	}
 	s.once.Do(func() { close(s.shutdown) })
 	if err != nil {
 		return fmt.Errorf("proxy shutdown: %w", err)

@@ -82,26 +82,46 @@ func (u *PoolUpstreams) Forget(domain string) {
 	u.pools.Remove(domain)
 }
 
-// Prune forgets every tenant routes no longer serves under its own
-// domain (removed, or the domain now belongs to another tenant): its
-// Target and pool binding go, and a pool no other tenant uses is retired
-// (idle connections close now, busy ones when their response is done).
-// It returns how many tenants it forgot. The node calls it after applied
-// changes; it costs a lookup per tenant bound since the last prune.
+// Prune brings the pool bindings up to date with routes, so that no pool
+// stays bound to an origin no tenant sends to any more:
+//
+//   - a tenant routes no longer serves under its own domain (removed, or
+//     the domain now belongs to another tenant) is forgotten: its Target
+//     and pool binding go;
+//   - a tenant whose version in routes changed is bound again at once,
+//     as its next request would do: after an origin change it moves to
+//     the new origin's pool.
+//
+// A pool no tenant uses any more is retired: its idle connections close
+// now, busy ones when their response is done, so requests in flight on it
+// finish (Pools logs each move). Prune returns how many removed tenants
+// it forgot. The node calls it after applied changes; it costs a lookup
+// per tenant bound since the last prune, and the request path nothing.
 func (u *PoolUpstreams) Prune(routes Routes) int {
 	var gone []string
+	var changed []*tenantcfg.Tenant
 	for i := range u.shards {
 		s := &u.shards[i]
 		s.mu.RLock()
-		for d := range s.m {
-			if t := routes.Lookup(d); t == nil || t.Domain != d {
+		for d, e := range s.m {
+			switch t := routes.Lookup(d); {
+			case t == nil || t.Domain != d:
 				gone = append(gone, d)
+			case t != e.tenant:
+				changed = append(changed, t)
 			}
 		}
 		s.mu.RUnlock()
 	}
 	for _, d := range gone {
 		u.Forget(d)
+	}
+	for _, t := range changed {
+		if _, _, err := u.RoundTripper(t); err != nil {
+			// An origin that cannot be used (bad URL or PEM): no pool
+			// of the old origin stays bound for it either.
+			u.Forget(t.Domain)
+		}
 	}
 	return len(gone)
 }

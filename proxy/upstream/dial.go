@@ -55,6 +55,9 @@ func (p *Pools) dialer(pl *pool) DialFunc {
 		p.m.dials.WithLabelValues("ok").Inc()
 		p.m.connsOpen.Inc()
 		pl.open.Add(1)
+		if pl.retired.Load() {
+			pl.sweepLater()
+		}
 		return &countedConn{Conn: c, pool: pl, m: p.m}, nil
 	}
 }

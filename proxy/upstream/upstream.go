@@ -310,6 +310,10 @@ type pool struct {
 
 	open    atomic.Int64 // connections open
 	retired atomic.Bool
+	// sweepUntil (unix ns) ends the sweeps of a retired pool; sweeping
+	// is set while one is scheduled.
+	sweepUntil atomic.Int64
+	sweeping   atomic.Bool
 }
 
 func (p *Pools) newPool(key string, t Target) (*pool, error) {
@@ -414,22 +418,30 @@ func idempotent(method string) bool {
 
 // retire closes the idle connections now, then sweeps each second while
 // connections are open, for up to maxWait (after which the transport's own
-// idle timeout has closed them).
+// idle timeout has closed them). Requests in flight finish; their
+// connections close when they are done (lean) or at the next sweep.
 func (pl *pool) retire(maxWait time.Duration) {
+	pl.sweepUntil.Store(time.Now().Add(maxWait).UnixNano())
 	pl.retired.Store(true)
 	pl.tr.CloseIdleConnections()
 	if pl.lean != nil {
 		pl.lean.retire()
 	}
-	deadline := time.Now().Add(maxWait)
-	var sweep func()
-	sweep = func() {
+	pl.sweepLater()
+}
+
+// sweepLater schedules the next sweep of a retired pool, unless one is
+// scheduled, no connection is open or the sweeps are over. The dialer
+// calls it too: a request that took the pool just before it was retired
+// may open a connection after the last sweep found none.
+func (pl *pool) sweepLater() {
+	if pl.open.Load() == 0 || time.Now().UnixNano() >= pl.sweepUntil.Load() ||
+		!pl.sweeping.CompareAndSwap(false, true) {
+		return
+	}
+	time.AfterFunc(time.Second, func() {
 		pl.tr.CloseIdleConnections()
-		if pl.open.Load() > 0 && time.Now().Before(deadline) {
-			time.AfterFunc(time.Second, sweep)
-		}
-	}
-	if pl.open.Load() > 0 {
-		time.AfterFunc(time.Second, sweep)
-	}
+		pl.sweeping.Store(false)
+		pl.sweepLater()
+	})
 }
