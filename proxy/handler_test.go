@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/edgeproxy/edge/raftstore"
+	"github.com/edgeproxy/edge/scripts/testkit"
 )
 
 func TestRoutingAndLicenses(t *testing.T) {
@@ -399,7 +400,7 @@ func TestClientGoneLogged499(t *testing.T) {
 	io.WriteString(c, "GET / HTTP/1.1\r\nHost: shop.example\r\n\r\n")
 	<-arrived
 	c.Close()
-	waitFor(t, 5*time.Second, "a 499 access log line", func() bool {
+	testkit.Eventually(t, 5*time.Second, "a 499 access log line", func() bool {
 		return strings.Contains(p.logs.String(), `"msg":"request","tenant":"shop.example"`) &&
 			strings.Contains(p.logs.String(), `"status":499`)
 	})
@@ -540,7 +541,7 @@ func TestOriginBreaksOffMidBody(t *testing.T) {
 			t.Fatalf("truncated origin body read as complete (%d bytes)", n)
 		}
 	}
-	waitFor(t, 5*time.Second, "the origin failure in the log", func() bool {
+	testkit.Eventually(t, 5*time.Second, "the origin failure in the log", func() bool {
 		return strings.Contains(p.logs.String(), `"msg":"origin body failed","tenant":"shop.example"`)
 	})
 }

@@ -167,18 +167,6 @@ func newCache(t testing.TB, cfg Config) *Cache {
 	return c
 }
 
-// eventually polls cond until it holds or the deadline passes.
-func eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 func wantStatus(t testing.TB, r response, code int, cacheStatus string) {
 	t.Helper()
 	if r.code != code {
