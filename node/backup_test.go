@@ -2,6 +2,8 @@ package node
 
 import (
 	"context"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -44,9 +46,9 @@ func TestBackupToS3AndRestoreOnEmptyBoot(t *testing.T) {
 		}
 		var idx uint64
 		for _, o := range out.Contents {
-			var ts string
-			var i uint64
-			if _, err := parseBackupKey(aws.ToString(o.Key), &ts, &i); err == nil && i > idx {
+			// Keys are edge-backups/<UTC stamp>-<index, 20 digits>.snap.
+			name := strings.TrimSuffix(aws.ToString(o.Key), ".snap")
+			if i, err := strconv.ParseUint(name[strings.LastIndexByte(name, '-')+1:], 10, 64); err == nil && i > idx {
 				idx = i
 			}
 		}

@@ -252,7 +252,9 @@ func TestTimingHeaders(t *testing.T) {
 	}
 }
 
-func TestFormatMillis(t *testing.T) {
+// TestTimingFormat checks the "12.34ms" format of the timing headers:
+// hundredths of a millisecond, rounded half up, never negative.
+func TestTimingFormat(t *testing.T) {
 	for d, want := range map[time.Duration]string{
 		0:                       "0.00ms",
 		-time.Second:            "0.00ms",
@@ -263,8 +265,8 @@ func TestFormatMillis(t *testing.T) {
 		12_345_000:              "12.35ms",
 		2*time.Second + 5:       "2000.00ms",
 	} {
-		if got := FormatMillis(d); got != want {
-			t.Errorf("FormatMillis(%d) = %q, want %q", d, got, want)
+		if got := string(appendMillis(nil, d)) + "ms"; got != want {
+			t.Errorf("appendMillis(%d) = %q, want %q", d, got, want)
 		}
 	}
 }

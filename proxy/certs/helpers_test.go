@@ -249,3 +249,10 @@ func discardLog() *log.Logger { return log.New(io.Discard, "", 0) }
 func helloFor(name string) *tls.ClientHelloInfo {
 	return &tls.ClientHelloInfo{ServerName: name}
 }
+
+// len is how many names the negative cache holds (tests only).
+func (c *negCache) len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.m)
+}

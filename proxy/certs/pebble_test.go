@@ -191,12 +191,11 @@ func TestACMELicensedDomainIssuedOnceWithValidationOnFollower(t *testing.T) {
 	cs := newChallengeServer(t)
 	p := startPebble(t, pebbleOpts{httpPort: cs.port, dnsAddr: startDNS(t)})
 	ac := newACMECluster(t, 3, p, Config{})
-	leader := ac.leader()
-	f1 := ac.follower(leader)
-	f2 := ac.follower(f1)
-	if f2 == leader {
-		f2 = 3 - leader - f1
-	}
+	// Under load an election may be under way: wait for a leader, and
+	// take the other two as the followers.
+	leader := -1
+	testkit.Eventually(t, 10*time.Second, "a leader", func() bool { leader = ac.leader(); return leader >= 0 })
+	f1, f2 := (leader+1)%3, (leader+2)%3
 	cs.serve(ac.nodes[f1].m)
 	ac.addTenant(t, "shop.edge.test")
 
