@@ -14,10 +14,9 @@ build: ## build bin/edged and bin/edgectl
 	CGO_ENABLED=0 go build -trimpath -ldflags '$(LDFLAGS)' -o bin/edged ./cmd/edged
 	CGO_ENABLED=0 go build -trimpath -ldflags '$(LDFLAGS)' -o bin/edgectl ./cmd/edgectl
 
-test: ## install test services when missing, then vet and run every test (race detector on); the e2e tests again with --standard-paths
+test: ## install test services when missing, then lint and run every test (race detector on); the e2e tests again with --standard-paths
 	./scripts/install-test-deps.sh
-	go vet ./...
-	test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
+	$(MAKE) --no-print-directory lint
 	go test $(GO_TEST_FLAGS) ./...
 	EDGE_E2E_STANDARD_PATHS=1 go test $(GO_TEST_FLAGS) -run 'TestE2E' ./node/
 
@@ -37,6 +36,7 @@ bench: build ## Go micro-benchmarks and the whole-system wrk run against nginx (
 proto: ## regenerate api/edgev1 with pinned protoc plugins
 	./scripts/proto.sh
 
-lint: ## gofmt and go vet
-	test -z "$$(gofmt -l $$(git ls-files '*.go'))"
+lint: ## gofmt, go vet and staticcheck (scripts/install-test-deps.sh installs it)
+	test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
 	go vet ./...
+	staticcheck ./...

@@ -20,6 +20,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/edgeproxy/edge/scripts/testkit"
 )
 
 // devCluster is one run of scripts/dev-cluster.sh.
@@ -366,7 +368,7 @@ func failover(t *testing.T, c *devCluster, servers, tokenFile, originURL string)
 
 	// The script says so and how to restart it, and keeps running.
 	var restart string
-	waitFor(t, 10*time.Second, func() error {
+	testkit.EventuallyNil(t, 10*time.Second, func() error {
 		out := c.output()
 		if !strings.Contains(out, fmt.Sprintf("dev-cluster: node%d exited", n)) {
 			return fmt.Errorf("no exit report for node%d:\n%s", n, out)
@@ -388,7 +390,7 @@ func failover(t *testing.T, c *devCluster, servers, tokenFile, originURL string)
 	}
 
 	// The other two elect a leader and take a write.
-	waitFor(t, 20*time.Second, func() error {
+	testkit.EventuallyNil(t, 20*time.Second, func() error {
 		_, edgectl := binaries(t)
 		out, err := exec.Command(edgectl, "--server", strings.Join(others, ","), "--token-file", tokenFile, "--timeout", "3s",
 			"tenant", "add", "failover.localhost", "--origin", originURL).CombinedOutput()
@@ -418,7 +420,7 @@ func failover(t *testing.T, c *devCluster, servers, tokenFile, originURL string)
 	if err != nil {
 		t.Fatalf("%s: %v: %s\n%s", restart, err, out, nodeLogs(filepath.Dir(tokenFile)))
 	}
-	waitFor(t, 30*time.Second, func() error {
+	testkit.EventuallyNil(t, 30*time.Second, func() error {
 		_, edgectl := binaries(t)
 		out, err := exec.Command(edgectl, "--server", admins[n-1], "--token-file", tokenFile, "--timeout", "3s",
 			"tenant", "get", "failover.localhost", "--local", "-o", "json").CombinedOutput()
@@ -441,21 +443,4 @@ func lineWithPrefix(t *testing.T, out, prefix string) string {
 	}
 	t.Fatalf("no line starting with %q:\n%s", prefix, out)
 	return ""
-}
-
-// waitFor polls f until it returns nil, failing the test with f's last
-// error after d.
-func waitFor(t *testing.T, d time.Duration, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: %v", d, err)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
 }

@@ -8,7 +8,6 @@ import (
 	"io"
 	"os"
 	"sort"
-	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -174,16 +173,4 @@ func (n *Node) restoreNewestBackup(ctx context.Context) {
 	}
 	_ = n.putMember(ctx, n.selfMember())
 	n.logger.Warn("empty cluster restored from the newest S3 backup", "key", key, "index", idx, "tenants", n.store.View().Len())
-}
-
-// parseBackupKey parses a backup key written by backupLoop.
-func parseBackupKey(key string, ts *string, index *uint64) (int, error) {
-	name := strings.TrimSuffix(strings.TrimPrefix(key, backupPrefix), ".snap")
-	stamp, idx, ok := strings.Cut(name, "-")
-	if !ok {
-		return 0, fmt.Errorf("backup key %q: no index", key)
-	}
-	*ts = stamp
-	_, err := fmt.Sscan(idx, index)
-	return 2, err
 }

@@ -2,6 +2,8 @@ package node
 
 import (
 	"context"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -9,23 +11,23 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	edgev1 "github.com/edgeproxy/edge/api/edgev1"
-	"github.com/edgeproxy/edge/scripts/testsvc"
+	"github.com/edgeproxy/edge/scripts/testkit"
 )
 
 // TestBackupToS3AndRestoreOnEmptyBoot: a leader uploads backups to a real
 // S3-compatible server; a brand-new cluster on the same bucket starts with
 // that state instead of empty.
 func TestBackupToS3AndRestoreOnEmptyBoot(t *testing.T) {
-	endpoint, bucket, ak, sk := testsvc.S3(t)
+	endpoint, bucket, ak, sk := testkit.S3(t)
 	t.Setenv("AWS_ACCESS_KEY_ID", ak)
 	t.Setenv("AWS_SECRET_ACCESS_KEY", sk)
-	t.Setenv("AWS_REGION", testsvc.S3Region)
+	t.Setenv("AWS_REGION", testkit.S3Region)
 	s3opts := ProxyOptions{S3Bucket: bucket, S3Endpoint: endpoint, S3PathStyle: true}
 
 	a := testConfig(t, "a")
 	a.BootstrapExpect, a.ProxyOptions, a.BackupInterval = 1, s3opts, 100*time.Millisecond
 	na := startNode(t, a)
-	waitFor(t, 5*time.Second, "leader", func() bool { return na.store.IsLeader() })
+	testkit.Eventually(t, 5*time.Second, "leader", func() bool { return na.store.IsLeader() })
 	tc := edgev1.NewTenantServiceClient(dial(t, na.AdminAddr(), testToken))
 	for _, d := range []string{"one.example", "two.example"} {
 		if _, err := tc.Add(authCtx(testToken), &edgev1.AddTenantRequest{Tenant: &edgev1.Tenant{Domain: d, Origin: &edgev1.Origin{Url: "http://o.example"}}}); err != nil {
@@ -37,16 +39,16 @@ func TestBackupToS3AndRestoreOnEmptyBoot(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "a backup covering both tenants", func() bool {
+	testkit.Eventually(t, 10*time.Second, "a backup covering both tenants", func() bool {
 		out, err := client.ListObjectsV2(context.Background(), &s3.ListObjectsV2Input{Bucket: aws.String(bucket), Prefix: aws.String(backupPrefix)})
 		if err != nil || len(out.Contents) == 0 {
 			return false
 		}
 		var idx uint64
 		for _, o := range out.Contents {
-			var ts string
-			var i uint64
-			if _, err := parseBackupKey(aws.ToString(o.Key), &ts, &i); err == nil && i > idx {
+			// Keys are edge-backups/<UTC stamp>-<index, 20 digits>.snap.
+			name := strings.TrimSuffix(aws.ToString(o.Key), ".snap")
+			if i, err := strconv.ParseUint(name[strings.LastIndexByte(name, '-')+1:], 10, 64); err == nil && i > idx {
 				idx = i
 			}
 		}
@@ -58,7 +60,7 @@ func TestBackupToS3AndRestoreOnEmptyBoot(t *testing.T) {
 	b := testConfig(t, "b")
 	b.BootstrapExpect, b.ProxyOptions = 1, s3opts
 	nb := startNode(t, b)
-	waitFor(t, 30*time.Second, "state restored from S3", func() bool {
+	testkit.Eventually(t, 30*time.Second, "state restored from S3", func() bool {
 		v := nb.store.View()
 		return v.Tenant("one.example") != nil && v.Tenant("two.example") != nil
 	})

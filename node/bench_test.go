@@ -10,6 +10,7 @@ import (
 	edgev1 "github.com/edgeproxy/edge/api/edgev1"
 	"github.com/edgeproxy/edge/raftstore"
 	"github.com/edgeproxy/edge/raftstore/tenantcfg"
+	"github.com/edgeproxy/edge/scripts/testkit"
 )
 
 // benchCluster starts 3 in-process nodes with the production default raft
@@ -63,7 +64,7 @@ func (tn *testNode) readyTermOK() bool {
 
 func benchConfig(b *testing.B, id string) Config {
 	cfg := Config{ID: id, DataDir: b.TempDir(), RaftAddr: "127.0.0.1:0", AdminToken: testToken, ClusterKeys: [][]byte{[]byte(testClusterKey)}, Voters: 3, JoinRetry: 50 * time.Millisecond, RaftLogLevel: "error"}
-	cfg.AdminAddr = freeAddrB(b)
+	cfg.AdminAddr = testkit.FreeAddr(b)
 	cfg.Logger = discardLogger()
 	return cfg
 }

@@ -8,7 +8,8 @@ import (
 )
 
 // TestEveryPackageHasADocComment keeps the package docs (docs/ explains
-// why; each package says what it is).
+// why; each package says what it is), and checks that test scaffolding
+// (scripts/testkit) stays out of every binary.
 func TestEveryPackageHasADocComment(t *testing.T) {
 	out, err := exec.Command("go", "list", "-json", "github.com/edgeproxy/edge/...").Output()
 	if err != nil {
@@ -21,6 +22,7 @@ func TestEveryPackageHasADocComment(t *testing.T) {
 			ImportPath string
 			Doc        string
 			GoFiles    []string
+			Imports    []string
 		}
 		if err := dec.Decode(&p); err != nil {
 			t.Fatal(err)
@@ -31,6 +33,11 @@ func TestEveryPackageHasADocComment(t *testing.T) {
 		n++
 		if strings.TrimSpace(p.Doc) == "" {
 			t.Errorf("package %s has no doc comment", p.ImportPath)
+		}
+		for _, imp := range p.Imports {
+			if imp == "github.com/edgeproxy/edge/scripts/testkit" {
+				t.Errorf("package %s imports test scaffolding (%s) outside its tests", p.ImportPath, imp)
+			}
 		}
 	}
 	if n < 10 {

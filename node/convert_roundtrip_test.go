@@ -15,6 +15,7 @@ import (
 	"github.com/edgeproxy/edge/cli"
 	"github.com/edgeproxy/edge/raftstore/tenantcfg"
 	"github.com/edgeproxy/edge/raftstore/tenantcfg/tenantcfgtest"
+	"github.com/edgeproxy/edge/scripts/testkit"
 )
 
 // inputOnly are the API fields a read never fills: the client key goes
@@ -79,7 +80,7 @@ func TestTenantSettingsSurviveExportAndApply(t *testing.T) {
 	cfg := testConfig(t, "solo")
 	cfg.BootstrapExpect = 1
 	n := startNode(t, cfg)
-	waitFor(t, 5*time.Second, "leader", func() bool { return n.store.IsLeader() })
+	testkit.Eventually(t, 5*time.Second, "leader", func() bool { return n.store.IsLeader() })
 	ctx := authCtx(testToken)
 	api := edgev1.NewTenantServiceClient(dial(t, n.AdminAddr(), testToken))
 	dir := t.TempDir()

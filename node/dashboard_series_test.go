@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgeproxy/edge/scripts/testkit"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 )
@@ -63,12 +64,12 @@ var dashboardConditional = map[string]bool{
 func TestFreshNodeExposesDashboardSeries(t *testing.T) {
 	cfg := testConfig(t, "fresh")
 	cfg.BootstrapExpect = 1
-	cfg.HTTPAddr, cfg.MetricsAddr = freeAddr(t), freeAddr(t)
+	cfg.HTTPAddr, cfg.MetricsAddr = testkit.FreeAddr(t), testkit.FreeAddr(t)
 	n := startNode(t, cfg)
-	waitFor(t, 10*time.Second, "leader", func() bool { return n.store.IsLeader() })
+	testkit.Eventually(t, 10*time.Second, "leader", func() bool { return n.store.IsLeader() })
 
 	var body []byte
-	waitFor(t, 10*time.Second, "/metrics", func() bool {
+	testkit.Eventually(t, 10*time.Second, "/metrics", func() bool {
 		resp, err := http.Get("http://" + n.MetricsAddr() + "/metrics")
 		if err != nil {
 			return false

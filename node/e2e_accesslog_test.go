@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgeproxy/edge/scripts/testkit"
 	"github.com/golang/snappy"
 	"github.com/grafana/loki/pkg/push"
 )
@@ -40,7 +41,7 @@ func TestE2EAccessLogOnStdout(t *testing.T) {
 	}
 	answered := time.Now()
 	var line string
-	waitUntil(t, time.Second, "the access line on stdout", func() bool {
+	testkit.Eventually(t, time.Second, "the access line on stdout", func() bool {
 		p.mu.Lock()
 		defer p.mu.Unlock()
 		for _, l := range strings.Split(p.log.String(), "\n") {
@@ -79,7 +80,7 @@ func TestE2EAccessLogOnStdout(t *testing.T) {
 		t.Errorf("access line fields: %+v", f)
 	}
 
-	waitUntil(t, 15*time.Second, "the access line in Loki", func() bool {
+	testkit.Eventually(t, 15*time.Second, "the access line in Loki", func() bool {
 		for _, l := range loki.lines(`node="` + p.id + `"`) {
 			if l == line {
 				return true

@@ -7,16 +7,16 @@ import (
 	"testing"
 	"time"
 
-	"github.com/edgeproxy/edge/scripts/testsvc"
+	"github.com/edgeproxy/edge/scripts/testkit"
 )
 
 // TestE2EOnDemandACMECertificate: a licensed domain gets a certificate
 // from Pebble on its first TLS handshake, through a follower; an
 // unlicensed one fails at once.
 func TestE2EOnDemandACMECertificate(t *testing.T) {
-	ca := testsvc.Pebble(t, testsvc.PebbleOptions{AlwaysValid: true})
+	ca := testkit.Pebble(t, testkit.PebbleOptions{AlwaysValid: true})
 	c := startE2EClusterWith(t, 2, func(p *proc) []string {
-		p.https = freePort(t)
+		p.https = testkit.FreeAddr(t)
 		return []string{"--https-addr", p.https, "--acme-directory", ca.DirURL, "--acme-ca-root", ca.CAFile, "--acme-email", "ops@example.com"}
 	})
 	srv := c.servers()

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+
+	"github.com/edgeproxy/edge/scripts/testkit"
 )
 
 // TestE2ECachePurgeAcrossCluster drives `edgectl cache purge` against a
@@ -52,7 +54,7 @@ func TestE2ECachePurgeAcrossCluster(t *testing.T) {
 	}
 	for _, path := range []string{"/a", "/img/b", "/tagged", "/other"} {
 		for n := range c.nodes {
-			waitUntil(t, 3e9, "tenant on node", func() bool {
+			testkit.Eventually(t, 3e9, "tenant on node", func() bool {
 				req, _ := http.NewRequest("GET", "http://"+c.nodes[n].http+path, nil)
 				req.Host = "shop.example"
 				resp, err := http.DefaultClient.Do(req)

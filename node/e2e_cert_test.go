@@ -21,6 +21,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/edgeproxy/edge/scripts/testkit"
 )
 
 func writeCert(t *testing.T, dir, cn string) (certFile, keyFile string, serial *big.Int) {
@@ -44,7 +46,7 @@ func writeCert(t *testing.T, dir, cn string) (certFile, keyFile string, serial *
 // TestE2EImportedCertificateServedOverHTTPS: a customer certificate
 // imported with edgectl is served by every node's TLS listener.
 func TestE2EImportedCertificateServedOverHTTPS(t *testing.T) {
-	c := startE2EClusterWith(t, 2, func(p *proc) []string { p.https = freePort(t); return []string{"--https-addr", p.https} })
+	c := startE2EClusterWith(t, 2, func(p *proc) []string { p.https = testkit.FreeAddr(t); return []string{"--https-addr", p.https} })
 	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "secure hello") }))
 	defer origin.Close()
 	var otherHits atomic.Int64
@@ -80,7 +82,7 @@ func TestE2EImportedCertificateServedOverHTTPS(t *testing.T) {
 
 	for _, p := range c.nodes {
 		var got *x509.Certificate
-		waitUntil(t, 5*time.Second, p.id+" serving the imported certificate", func() bool {
+		testkit.Eventually(t, 5*time.Second, p.id+" serving the imported certificate", func() bool {
 			conn, err := tls.Dial("tcp", p.https, &tls.Config{ServerName: "shop.example", InsecureSkipVerify: true})
 			if err != nil {
 				return false

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+
+	"github.com/edgeproxy/edge/scripts/testkit"
 )
 
 // TestE2EDirectPath drives the built edged with uncacheable URLs: after
@@ -49,7 +51,7 @@ func TestE2EDirectPath(t *testing.T) {
 		}
 		return resp
 	}
-	waitUntil(t, 5e9, "tenant served", func() bool {
+	testkit.Eventually(t, 5e9, "tenant served", func() bool {
 		resp := get("")
 		resp.Body.Close()
 		return resp.StatusCode == 200

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgeproxy/edge/scripts/testkit"
 	"github.com/golang/snappy"
 	"github.com/grafana/loki/pkg/push"
 )
@@ -43,14 +44,14 @@ func TestE2ELogsShippedToLoki(t *testing.T) {
 
 	dir := t.TempDir()
 	cmd := exec.Command(edged, edgedArgs("--dev", "--id", "loki-node", "--data-dir", filepath.Join(dir, "data"),
-		"--admin-addr", freePort(t), "--raft-addr", freePort(t), "--http-addr", freePort(t),
+		"--admin-addr", testkit.FreeAddr(t), "--raft-addr", testkit.FreeAddr(t), "--http-addr", testkit.FreeAddr(t),
 		"--loki-url", loki.URL+"/loki/api/v1/push", "--loki-labels", "env=test")...)
 	cmd.Stdout, cmd.Stderr = io.Discard, os.Stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
-	waitUntil(t, 15*time.Second, "log lines in Loki", func() bool {
+	testkit.Eventually(t, 15*time.Second, "log lines in Loki", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		for _, s := range streams {

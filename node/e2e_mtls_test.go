@@ -2,16 +2,9 @@ package node_test
 
 import (
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
-	"math/big"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,79 +13,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/edgeproxy/edge/scripts/testkit"
 )
-
-// testCA is a certificate authority made for one test.
-type testCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	file string // the CA certificate, PEM
-}
-
-func newTestCA(t *testing.T, dir, name string) *testCA {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: name},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
-	ca := &testCA{cert: cert, key: key, file: filepath.Join(dir, name+"-ca.pem")}
-	writePEM(t, ca.file, "CERTIFICATE", der)
-	return ca
-}
-
-// issue writes a certificate for name signed by ca and its key; it returns
-// the two files.
-func (ca *testCA) issue(t *testing.T, dir, name string, usage ...x509.ExtKeyUsage) (certFile, keyFile string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	serial, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
-	tmpl := &x509.Certificate{
-		SerialNumber: serial,
-		Subject:      pkix.Name{CommonName: name},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  usage,
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
-		DNSNames:     []string{"localhost"},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certFile, keyFile = filepath.Join(dir, name+".pem"), filepath.Join(dir, name+"-key.pem")
-	writePEM(t, certFile, "CERTIFICATE", der)
-	writePEM(t, keyFile, "PRIVATE KEY", kder)
-	return certFile, keyFile
-}
-
-func writePEM(t *testing.T, file, typ string, der []byte) {
-	t.Helper()
-	if err := os.WriteFile(file, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-}
 
 // TestE2EClientCertificateReplacesTheToken runs an edged whose admin API
 // has mutual TLS and no token at all: edgectl with --tls-cert/--tls-key
@@ -102,22 +25,23 @@ func writePEM(t *testing.T, file, typ string, der []byte) {
 func TestE2EClientCertificateReplacesTheToken(t *testing.T) {
 	edged, edgectl := binaries(t)
 	dir := t.TempDir()
-	ca := newTestCA(t, dir, "admin")
-	serverCert, serverKey := ca.issue(t, dir, "edged", x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth)
-	clientCert, clientKey := ca.issue(t, dir, "operator", x509.ExtKeyUsageClientAuth)
-	rogue := newTestCA(t, dir, "rogue")
-	rogueCert, rogueKey := rogue.issue(t, dir, "intruder", x509.ExtKeyUsageClientAuth)
+	ca := testkit.NewCA(t, "admin")
+	caFile := ca.WriteFile(t, dir, "admin")
+	serverCert, serverKey := ca.Issue(t, []string{"edged", "127.0.0.1", "localhost"}, x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth).WriteFiles(t, dir, "edged")
+	clientCert, clientKey := ca.Issue(t, []string{"operator", "127.0.0.1", "localhost"}, x509.ExtKeyUsageClientAuth).WriteFiles(t, dir, "operator")
+	rogue := testkit.NewCA(t, "rogue")
+	rogueCert, rogueKey := rogue.Issue(t, []string{"intruder", "127.0.0.1", "localhost"}, x509.ExtKeyUsageClientAuth).WriteFiles(t, dir, "intruder")
 	keyFile := filepath.Join(dir, "cluster-key")
 	if err := os.WriteFile(keyFile, []byte("e2e-cluster-key-0123456789abcdef0123\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 
-	admin := freePort(t)
+	admin := testkit.FreeAddr(t)
 	var log bytes.Buffer
-	cmd := exec.Command(edged, edgedArgs("--id", "mtls-0", "--data-dir", t.TempDir(), "--raft-addr", freePort(t),
-		"--admin-addr", admin, "--http-addr", freePort(t), "--metrics-addr", freePort(t),
+	cmd := exec.Command(edged, edgedArgs("--id", "mtls-0", "--data-dir", t.TempDir(), "--raft-addr", testkit.FreeAddr(t),
+		"--admin-addr", admin, "--http-addr", testkit.FreeAddr(t), "--metrics-addr", testkit.FreeAddr(t),
 		"--cluster-key-file", keyFile, "--bootstrap-expect", "1", "--raft-log-level", "error",
-		"--admin-tls-cert", serverCert, "--admin-tls-key", serverKey, "--admin-client-ca", ca.file)...)
+		"--admin-tls-cert", serverCert, "--admin-tls-key", serverKey, "--admin-client-ca", caFile)...)
 	cmd.Stdout = &lockedWriter{w: &log, mu: new(sync.Mutex)}
 	cmd.Stderr = cmd.Stdout
 	// No EDGE_ADMIN_TOKEN from the environment: this node has mTLS only.
@@ -156,7 +80,7 @@ func TestE2EClientCertificateReplacesTheToken(t *testing.T) {
 		}
 		return out.String(), errb.String(), 0
 	}
-	withCert := []string{"--tls-ca", ca.file, "--tls-cert", clientCert, "--tls-key", clientKey}
+	withCert := []string{"--tls-ca", caFile, "--tls-cert", clientCert, "--tls-key", clientKey}
 
 	// The client certificate alone: a leader, once the node has elected itself.
 	deadline := time.Now().Add(20 * time.Second)
@@ -175,20 +99,20 @@ func TestE2EClientCertificateReplacesTheToken(t *testing.T) {
 		t.Fatalf("tenant add with a client certificate: exit %d: %s", code, errs)
 	}
 	// The same through the environment.
-	env := []string{"EDGECTL_TLS_CA=" + ca.file, "EDGECTL_TLS_CERT=" + clientCert, "EDGECTL_TLS_KEY=" + clientKey}
+	env := []string{"EDGECTL_TLS_CA=" + caFile, "EDGECTL_TLS_CERT=" + clientCert, "EDGECTL_TLS_KEY=" + clientKey}
 	if out, errs, code := run(env, "tenant", "list"); code != 0 || !strings.Contains(out, "mtls.example") {
 		t.Fatalf("tenant list with EDGECTL_TLS_*: exit %d: %s %s", code, out, errs)
 	}
 
 	// Without a client certificate (TLS to the right server, no token):
 	// refused as an authentication failure, exit 1, saying what to set.
-	_, errs, code := run(nil, "--tls-ca", ca.file, "tenant", "list")
+	_, errs, code := run(nil, "--tls-ca", caFile, "tenant", "list")
 	if code != 1 || !strings.Contains(errs, "unauthenticated") || !strings.Contains(errs, "--tls-cert") {
 		t.Errorf("without a client certificate: exit %d, stderr %q; want 1 and unauthenticated", code, errs)
 	}
 	// A certificate the node's --admin-client-ca did not sign: the TLS
 	// handshake fails, exit 1.
-	if _, errs, code := run(nil, "--tls-ca", ca.file, "--tls-cert", rogueCert, "--tls-key", rogueKey, "tenant", "list"); code != 1 {
+	if _, errs, code := run(nil, "--tls-ca", caFile, "--tls-cert", rogueCert, "--tls-key", rogueKey, "tenant", "list"); code != 1 {
 		t.Errorf("with a certificate from another CA: exit %d, stderr %q; want 1", code, errs)
 	}
 	// Plaintext to a TLS listener is refused too.

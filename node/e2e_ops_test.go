@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/edgeproxy/edge/scripts/testkit"
 )
 
 func TestE2ESnapshotSaveRestoreAndHistory(t *testing.T) {
@@ -53,7 +55,7 @@ func TestE2ESnapshotSaveRestoreAndHistory(t *testing.T) {
 	}
 	c.mustCtl("--server", srv, "snapshot", "restore", file, "--yes")
 	for _, p := range c.nodes {
-		waitUntil(t, 5*time.Second, p.id+" restored state", func() bool {
+		testkit.Eventually(t, 5*time.Second, p.id+" restored state", func() bool {
 			out, _, code := c.ctl("--server", p.admin, "--local", "tenant", "list", "-o", "json")
 			return code == 0 && strings.Contains(out, `"a.example"`) && strings.Contains(out, `"b.example"`) && !strings.Contains(out, `"c.example"`)
 		})

@@ -6,6 +6,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/edgeproxy/edge/scripts/testkit"
 )
 
 // stopNode ends p with SIGTERM and waits for it to exit.
@@ -38,8 +40,8 @@ func TestE2EQuorumLossIsExplained(t *testing.T) {
 		t.Fatalf("status: %v %+v", err, vs)
 	}
 	for _, m := range vs.Members {
-		if m.Version != e2eVersion {
-			t.Errorf("member %s reports version %q, want %q", m.ID, m.Version, e2eVersion)
+		if m.Version != testkit.Version {
+			t.Errorf("member %s reports version %q, want %q", m.ID, m.Version, testkit.Version)
 		}
 	}
 	survivor := c.nodes[0]
@@ -63,7 +65,7 @@ func TestE2EQuorumLossIsExplained(t *testing.T) {
 	// two; until then status may still name the old one.
 	var out, errs string
 	var code int
-	waitUntil(t, 15*time.Second, "cluster status to report no leader", func() bool {
+	testkit.Eventually(t, 15*time.Second, "cluster status to report no leader", func() bool {
 		out, errs, code = c.ctl("--server", c.servers(), "--timeout", "5s", "cluster", "status")
 		return code != 0
 	})

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/edgeproxy/edge/raftstore/peertls"
+	"github.com/edgeproxy/edge/scripts/testkit"
 )
 
 // TestE2ERaftCredentialRequired: edged outside --dev does not start
@@ -28,8 +29,8 @@ func TestE2ERaftCredentialRequired(t *testing.T) {
 		}
 		return p
 	}
-	base := []string{"--id", "n1", "--data-dir", filepath.Join(dir, "data"), "--raft-addr", freePort(t),
-		"--admin-addr", freePort(t), "--http-addr", "", "--admin-token-file", token, "--bootstrap-expect", "1"}
+	base := []string{"--id", "n1", "--data-dir", filepath.Join(dir, "data"), "--raft-addr", testkit.FreeAddr(t),
+		"--admin-addr", testkit.FreeAddr(t), "--http-addr", "", "--admin-token-file", token, "--bootstrap-expect", "1"}
 	for name, tc := range map[string]struct {
 		args []string
 		want string
@@ -67,10 +68,10 @@ func TestE2EDevMakesItsOwnKeyAndKeepsItPrivate(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := &e2eCluster{t: t, edged: edged}
-	p := &proc{id: "dev", dataDir: dir, admin: freePort(t), raft: freePort(t), http: freePort(t)}
+	p := &proc{id: "dev", dataDir: dir, admin: testkit.FreeAddr(t), raft: testkit.FreeAddr(t), http: testkit.FreeAddr(t)}
 	c.start(p, []string{"--dev", "--id", "dev", "--data-dir", dir, "--admin-addr", p.admin, "--raft-addr", p.raft, "--http-addr", p.http})
 	t.Cleanup(func() { p.cmd.Process.Kill(); p.cmd.Wait() })
-	waitUntil(t, 20*time.Second, "edged --dev to start", func() bool {
+	testkit.Eventually(t, 20*time.Second, "edged --dev to start", func() bool {
 		p.mu.Lock()
 		defer p.mu.Unlock()
 		return strings.Contains(p.log.String(), "edged started")

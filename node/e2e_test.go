@@ -20,47 +20,20 @@ import (
 	"testing"
 	"time"
 
-	"github.com/edgeproxy/edge/node"
+	"github.com/edgeproxy/edge/scripts/testkit"
 )
 
-var (
-	buildOnce sync.Once
-	binDir    string
-	buildErr  error
-)
+// TestMain removes the binaries testkit built for this test process.
+func TestMain(m *testing.M) { testkit.Main(m) }
 
-// e2eVersion is the build version stamped into the test binaries.
-const e2eVersion = "v0.0.0-e2e"
-
-// binaries builds edged and edgectl once per test process.
+// binaries builds edged and edgectl once per test process (testkit).
 func binaries(t *testing.T) (edged, edgectl string) {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("end-to-end test: skipped with -short")
 	}
-	buildOnce.Do(func() {
-		binDir, buildErr = os.MkdirTemp("", "edge-e2e-bin-")
-		if buildErr != nil {
-			return
-		}
-		for _, b := range []string{"edged", "edgectl"} {
-			// The version the Makefile stamps, so that tests see it
-			// reported (TestE2EVersions).
-			ldflags := "-X github.com/edgeproxy/edge/cli.Version=" + e2eVersion + " -X main.version=" + e2eVersion
-			cmd := exec.Command("go", "build", "-ldflags", ldflags, "-o", filepath.Join(binDir, b), "github.com/edgeproxy/edge/cmd/"+b)
-			if out, err := cmd.CombinedOutput(); err != nil {
-				buildErr = fmt.Errorf("go build %s: %v\n%s", b, err, out)
-				return
-			}
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return filepath.Join(binDir, "edged"), filepath.Join(binDir, "edgectl")
+	return testkit.Binaries(t)
 }
-
-func freePort(t *testing.T) string { return node.FreeAddr(t) }
 
 // standardPaths reports whether this run of the suite starts edged with
 // --standard-paths (EDGE_E2E_STANDARD_PATHS=1): every fast path off.
@@ -146,7 +119,7 @@ func startE2EClusterWith(t *testing.T, n int, extra func(*proc) []string) *e2eCl
 	for i := 0; i < n; i++ {
 		c.nodes = append(c.nodes, &proc{
 			id: fmt.Sprintf("edge-%d", i), dataDir: t.TempDir(),
-			admin: freePort(t), raft: freePort(t), http: freePort(t), metrics: freePort(t),
+			admin: testkit.FreeAddr(t), raft: testkit.FreeAddr(t), http: testkit.FreeAddr(t), metrics: testkit.FreeAddr(t),
 		})
 	}
 	for _, p := range c.nodes {
@@ -273,21 +246,10 @@ func (c *e2eCluster) node(id string) *proc {
 // once a majority has it; a follower applies it moments later.
 func (c *e2eCluster) waitLocalTenant(p *proc, name, domain string) {
 	c.t.Helper()
-	waitUntil(c.t, 3*time.Second, p.id+" to apply tenant "+domain, func() bool {
+	testkit.Eventually(c.t, 3*time.Second, p.id+" to apply tenant "+domain, func() bool {
 		o, _, code := c.ctl("--server", p.admin, "--local", "tenant", "get", name, "-o", "json")
 		return code == 0 && strings.Contains(o, `"domain": "`+domain+`"`)
 	})
-}
-
-func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 func TestE2EClusterSurvivesLeaderKill(t *testing.T) {
@@ -347,7 +309,7 @@ func TestE2EClusterSurvivesLeaderKill(t *testing.T) {
 			}
 		}
 	}()
-	waitUntil(t, 20*time.Second, "some acknowledged writes", func() bool { mu.Lock(); defer mu.Unlock(); return len(acked) >= 10 })
+	testkit.Eventually(t, 20*time.Second, "some acknowledged writes", func() bool { mu.Lock(); defer mu.Unlock(); return len(acked) >= 10 })
 	leader := c.node(st.Leader)
 	if err := leader.cmd.Process.Kill(); err != nil { // SIGKILL: no goodbye
 		t.Fatal(err)
@@ -356,7 +318,7 @@ func TestE2EClusterSurvivesLeaderKill(t *testing.T) {
 	mu.Lock()
 	killedAt := len(acked)
 	mu.Unlock()
-	waitUntil(t, 30*time.Second, "writes after the kill", func() bool { mu.Lock(); defer mu.Unlock(); return len(acked) >= killedAt+10 })
+	testkit.Eventually(t, 30*time.Second, "writes after the kill", func() bool { mu.Lock(); defer mu.Unlock(); return len(acked) >= killedAt+10 })
 	close(stop)
 	wg.Wait()
 
@@ -383,7 +345,7 @@ func TestE2EClusterSurvivesLeaderKill(t *testing.T) {
 		"--admin-addr", leader.admin, "--http-addr", leader.http, "--admin-token-file", c.tokenFile, "--cluster-key-file", c.keyFile, "--raft-log-level", "error"}
 	c.start(leader, restartArgs)
 	last := acked[len(acked)-1]
-	waitUntil(t, 15*time.Second, "restarted node to catch up", func() bool {
+	testkit.Eventually(t, 15*time.Second, "restarted node to catch up", func() bool {
 		_, _, code := c.ctl("--server", leader.admin, "--local", "tenant", "get", last)
 		return code == 0
 	})
@@ -438,7 +400,7 @@ func TestE2ECLIContract(t *testing.T) {
 	if _, errs, code := c.ctl("--server", srv, "tenant", "get", "unknown.example"); code != 1 || !strings.Contains(errs, "not found") {
 		t.Errorf("unknown tenant: exit %d, stderr %q", code, errs)
 	}
-	dead := freePort(t)
+	dead := testkit.FreeAddr(t)
 	if _, errs, code := c.ctl("--server", dead, "--timeout", "3s", "tenant", "list"); code != 1 || !strings.Contains(errs, dead) {
 		t.Errorf("unreachable server: exit %d, stderr %q; want the address named", code, errs)
 	}

@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/edgeproxy/edge/scripts/testkit"
 )
 
 // The build version set with -ldflags -X shows in edged --version,
@@ -22,32 +24,32 @@ func TestE2EVersions(t *testing.T) {
 	srv := c.nodes[0].admin
 
 	out, err := exec.Command(c.edged, "--version").CombinedOutput()
-	if err != nil || strings.TrimSpace(string(out)) != "edged "+e2eVersion+" ("+runtime.Version()+")" {
+	if err != nil || strings.TrimSpace(string(out)) != "edged "+testkit.Version+" ("+runtime.Version()+")" {
 		t.Errorf("edged --version: %v %q", err, out)
 	}
 
 	table := c.mustCtl("--server", srv, "version")
-	if !strings.Contains(table, "edgectl") || strings.Count(table, e2eVersion) != 2 || !strings.Contains(table, "edge-0") {
+	if !strings.Contains(table, "edgectl") || strings.Count(table, testkit.Version) != 2 || !strings.Contains(table, "edge-0") {
 		t.Errorf("edgectl version:\n%s", table)
 	}
 	var v struct {
 		Client  string `json:"client"`
 		Members []struct{ ID, Version string }
 	}
-	if err := json.Unmarshal([]byte(c.mustCtl("--server", srv, "version", "-o", "json")), &v); err != nil || v.Client != e2eVersion || len(v.Members) != 1 || v.Members[0].Version != e2eVersion {
+	if err := json.Unmarshal([]byte(c.mustCtl("--server", srv, "version", "-o", "json")), &v); err != nil || v.Client != testkit.Version || len(v.Members) != 1 || v.Members[0].Version != testkit.Version {
 		t.Errorf("edgectl version -o json: %v %+v", err, v)
 	}
 	// --client needs no server; without it an unreachable server is an
 	// error after the client's version.
-	dead := freePort(t)
-	if out := c.mustCtl("--server", dead, "version", "--client"); !strings.Contains(out, e2eVersion) {
+	dead := testkit.FreeAddr(t)
+	if out := c.mustCtl("--server", dead, "version", "--client"); !strings.Contains(out, testkit.Version) {
 		t.Errorf("version --client: %q", out)
 	}
-	if out, _, code := c.ctl("--server", dead, "--timeout", "2s", "version"); code != 1 || !strings.Contains(out, e2eVersion) {
+	if out, _, code := c.ctl("--server", dead, "--timeout", "2s", "version"); code != 1 || !strings.Contains(out, testkit.Version) {
 		t.Errorf("version against a dead server: exit %d, stdout %q", code, out)
 	}
 
-	if st := c.mustCtl("--server", srv, "cluster", "status"); !strings.Contains(st, "VERSION") || !strings.Contains(st, e2eVersion) {
+	if st := c.mustCtl("--server", srv, "cluster", "status"); !strings.Contains(st, "VERSION") || !strings.Contains(st, testkit.Version) {
 		t.Errorf("cluster status table:\n%s", st)
 	}
 
@@ -66,7 +68,7 @@ func TestE2EVersions(t *testing.T) {
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	want := `edge_build_info{goversion="` + runtime.Version() + `",version="` + e2eVersion + `"} 1`
+	want := `edge_build_info{goversion="` + runtime.Version() + `",version="` + testkit.Version + `"} 1`
 	if !strings.Contains(string(body), want) {
 		t.Errorf("metrics lack %s", want)
 	}
@@ -77,14 +79,14 @@ func TestE2EVersions(t *testing.T) {
 func TestE2EDevRemovesItsDataDir(t *testing.T) {
 	edged, edgectl := binaries(t)
 	tmp := t.TempDir()
-	admin := freePort(t)
-	cmd := exec.Command(edged, edgedArgs("--dev", "--id", "dev", "--admin-addr", admin, "--raft-addr", freePort(t), "--http-addr", freePort(t), "--raft-log-level", "error")...)
+	admin := testkit.FreeAddr(t)
+	cmd := exec.Command(edged, edgedArgs("--dev", "--id", "dev", "--admin-addr", admin, "--raft-addr", testkit.FreeAddr(t), "--http-addr", testkit.FreeAddr(t), "--raft-log-level", "error")...)
 	cmd.Env = append(os.Environ(), "TMPDIR="+tmp)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = cmd.Process.Kill() })
-	waitUntil(t, 20*time.Second, "the dev node to answer", func() bool {
+	testkit.Eventually(t, 20*time.Second, "the dev node to answer", func() bool {
 		return exec.Command(edgectl, "--server", admin, "--timeout", "2s", "cluster", "status").Run() == nil
 	})
 	if dirs, _ := filepath.Glob(filepath.Join(tmp, "edged-dev-*")); len(dirs) != 1 {

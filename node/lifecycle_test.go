@@ -15,6 +15,7 @@ import (
 	"time"
 
 	edgev1 "github.com/edgeproxy/edge/api/edgev1"
+	"github.com/edgeproxy/edge/scripts/testkit"
 )
 
 // connOrigin is a real origin that counts the connections it has open
@@ -59,7 +60,7 @@ func proxyNode(t *testing.T) (*testNode, edgev1.TenantServiceClient) {
 	cfg.BootstrapExpect, cfg.HTTPAddr = 1, "127.0.0.1:0"
 	cfg.ProxyOptions.IdleConnTimeout = time.Minute
 	n := startNode(t, cfg)
-	waitFor(t, 5*time.Second, "leader", func() bool { return n.store.IsLeader() })
+	testkit.Eventually(t, 5*time.Second, "leader", func() bool { return n.store.IsLeader() })
 	return n, edgev1.NewTenantServiceClient(dial(t, n.AdminAddr(), testToken))
 }
 
@@ -109,7 +110,7 @@ func warm(t *testing.T, n *testNode, o *connOrigin, host, want string, k int) {
 
 func waitClosed(t *testing.T, o *connOrigin, within time.Duration, after string) {
 	t.Helper()
-	waitFor(t, within, "the origin's connections from Edge to close after "+after, func() bool { return o.open.Load() == 0 })
+	testkit.Eventually(t, within, "the origin's connections from Edge to close after "+after, func() bool { return o.open.Load() == 0 })
 }
 
 // TestTenantRemovalClosesOriginConnections: removing a tenant through the
@@ -159,11 +160,11 @@ func TestTenantOriginChangeClosesOldOriginConnections(t *testing.T) {
 	if _, err := ts.Update(ctx, &edgev1.UpdateTenantRequest{Domain: "shop.example", Patch: &edgev1.TenantPatch{OriginUrl: &u}}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, "the origin change applied", func() bool {
+	testkit.Eventually(t, 5*time.Second, "the origin change applied", func() bool {
 		return n.store.Lookup("shop.example").Origin.URL == u
 	})
 	// The idle connections close while the request is still held.
-	waitFor(t, 5*time.Second, "the old origin's idle connections to close", func() bool { return oldOrigin.open.Load() == 1 })
+	testkit.Eventually(t, 5*time.Second, "the old origin's idle connections to close", func() bool { return oldOrigin.open.Load() == 1 })
 	oldOrigin.release <- struct{}{}
 	if r := <-inflight; r.err != nil || r.code != 200 || r.body != "old" {
 		t.Fatalf("request in flight across the origin change: %d %q %v, want 200 from the old origin", r.code, r.body, r.err)
@@ -216,7 +217,7 @@ func TestFailedNewReleasesWhatItOpened(t *testing.T) {
 		t.Helper()
 		cfg := testConfig(t, "a")
 		cfg.BootstrapExpect = 1
-		cfg.HTTPAddr, cfg.HTTPSAddr, cfg.MetricsAddr = freeAddr(t), freeAddr(t), freeAddr(t)
+		cfg.HTTPAddr, cfg.HTTPSAddr, cfg.MetricsAddr = testkit.FreeAddr(t), testkit.FreeAddr(t), testkit.FreeAddr(t)
 		mutate(&cfg)
 		ports := []string{cfg.AdminAddr, cfg.RaftAddr, cfg.HTTPAddr, cfg.HTTPSAddr, cfg.MetricsAddr}
 		n, err := New(cfg)

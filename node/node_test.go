@@ -21,6 +21,7 @@ import (
 
 	edgev1 "github.com/edgeproxy/edge/api/edgev1"
 	"github.com/edgeproxy/edge/raftstore"
+	"github.com/edgeproxy/edge/scripts/testkit"
 )
 
 const testToken = "test-token-0123456789abcdef0123456789"
@@ -33,33 +34,6 @@ var testTimings = raftstore.Timings{
 	ElectionTimeout:    100 * time.Millisecond,
 	LeaderLeaseTimeout: 50 * time.Millisecond,
 	CommitTimeout:      5 * time.Millisecond,
-}
-
-// freeAddr reserves a loopback port; nodes need to know each other's
-// admin addresses before they start.
-var (
-	portsMu sync.Mutex
-	ports   = map[string]bool{}
-)
-
-// freeAddr reserves a loopback port no other test in this binary got;
-// nodes need to know each other's admin addresses before they start.
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	portsMu.Lock()
-	defer portsMu.Unlock()
-	for {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addr := l.Addr().String()
-		l.Close()
-		if !ports[addr] {
-			ports[addr] = true
-			return addr
-		}
-	}
 }
 
 type testNode struct {
@@ -82,8 +56,8 @@ func testConfig(t *testing.T, id string) Config {
 	return Config{
 		ID:          id,
 		DataDir:     t.TempDir(),
-		RaftAddr:    freeAddr(t),
-		AdminAddr:   freeAddr(t),
+		RaftAddr:    testkit.FreeAddr(t),
+		AdminAddr:   testkit.FreeAddr(t),
 		AdminToken:  testToken,
 		ClusterKeys: [][]byte{[]byte(testClusterKey)},
 		RaftTimings: testTimings,
@@ -125,7 +99,7 @@ func startCluster(t *testing.T, n int) []*testNode {
 		go func() { defer wg.Done(); nodes[i] = startNode(t, cfgs[i]) }()
 	}
 	wg.Wait()
-	waitFor(t, 10*time.Second, "all nodes to see one leader and register", func() bool {
+	testkit.Eventually(t, 10*time.Second, "all nodes to see one leader and register", func() bool {
 		for _, tn := range nodes {
 			_, id := tn.store.Leader()
 			if id == "" || len(tn.store.View().Members()) < n {
@@ -135,17 +109,6 @@ func startCluster(t *testing.T, n int) []*testNode {
 		return true
 	})
 	return nodes
-}
-
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 func dial(t *testing.T, addr, token string) *grpc.ClientConn {
@@ -219,7 +182,7 @@ func TestClusterBootstrapsOnceAndForwardsWrites(t *testing.T) {
 	}
 	// Every node's own view gets it too.
 	for _, n := range nodes {
-		waitFor(t, 2*time.Second, n.ID()+" local view", func() bool { return n.store.Lookup("shop.example") != nil })
+		testkit.Eventually(t, 2*time.Second, n.ID()+" local view", func() bool { return n.store.Lookup("shop.example") != nil })
 	}
 
 	st, err := edgev1.NewClusterServiceClient(dial(t, f.AdminAddr(), testToken)).Status(ctx, &edgev1.StatusRequest{})
@@ -247,7 +210,7 @@ func TestAdminAPIRequiresToken(t *testing.T) {
 			t.Errorf("token %q: err = %v, want Unauthenticated", tok, err)
 		}
 	}
-	waitFor(t, 5*time.Second, "leader", func() bool { return n.store.IsLeader() })
+	testkit.Eventually(t, 5*time.Second, "leader", func() bool { return n.store.IsLeader() })
 	if _, err := c.List(authCtx(testToken), &edgev1.ListTenantsRequest{}); err != nil {
 		t.Fatalf("valid token: %v", err)
 	}
@@ -290,7 +253,7 @@ func TestBadInputWritesNothing(t *testing.T) {
 	cfg := testConfig(t, "solo")
 	cfg.BootstrapExpect = 1
 	n := startNode(t, cfg)
-	waitFor(t, 5*time.Second, "leader", func() bool { return n.store.IsLeader() })
+	testkit.Eventually(t, 5*time.Second, "leader", func() bool { return n.store.IsLeader() })
 	ctx := authCtx(testToken)
 	c := edgev1.NewTenantServiceClient(dial(t, n.AdminAddr(), testToken))
 	// A new leader appends a no-op entry just after it is elected: let
@@ -344,14 +307,14 @@ func TestNodesBeyondVotersJoinAsNonVoters(t *testing.T) {
 	a.Join = []string{a.AdminAddr, b.AdminAddr}
 	b.Join = a.Join
 	na, nb := startNode(t, a), startNode(t, b)
-	waitFor(t, 10*time.Second, "leader", func() bool { return na.store.IsLeader() || nb.store.IsLeader() })
+	testkit.Eventually(t, 10*time.Second, "leader", func() bool { return na.store.IsLeader() || nb.store.IsLeader() })
 
 	c := testConfig(t, "c")
 	c.Voters = 2
 	c.Join = []string{a.AdminAddr}
 	nc := startNode(t, c)
 	got := map[string]string{}
-	waitFor(t, 10*time.Second, "c to join and see 3 members", func() bool {
+	testkit.Eventually(t, 10*time.Second, "c to join and see 3 members", func() bool {
 		st, err := edgev1.NewClusterServiceClient(dial(t, nc.AdminAddr(), testToken)).Status(authCtx(testToken), &edgev1.StatusRequest{})
 		if err != nil {
 			return false
@@ -371,7 +334,7 @@ func TestRestartKeepsStateWithoutJoinFlags(t *testing.T) {
 	cfg := testConfig(t, "solo")
 	cfg.BootstrapExpect = 1
 	n := startNode(t, cfg)
-	waitFor(t, 5*time.Second, "leader", func() bool { return n.store.IsLeader() })
+	testkit.Eventually(t, 5*time.Second, "leader", func() bool { return n.store.IsLeader() })
 	c := edgev1.NewTenantServiceClient(dial(t, n.AdminAddr(), testToken))
 	if _, err := c.Add(authCtx(testToken), &edgev1.AddTenantRequest{Tenant: &edgev1.Tenant{Domain: "keep.example", Origin: &edgev1.Origin{Url: "http://o.example"}}}); err != nil {
 		t.Fatal(err)
@@ -380,7 +343,7 @@ func TestRestartKeepsStateWithoutJoinFlags(t *testing.T) {
 
 	cfg.BootstrapExpect = 0
 	var n2 *testNode
-	waitFor(t, 5*time.Second, "restart on the same ports", func() bool {
+	testkit.Eventually(t, 5*time.Second, "restart on the same ports", func() bool {
 		nn, err := New(cfg)
 		if err != nil {
 			return false
@@ -391,7 +354,7 @@ func TestRestartKeepsStateWithoutJoinFlags(t *testing.T) {
 		return true
 	})
 	t.Cleanup(n2.stop)
-	waitFor(t, 5*time.Second, "leader after restart", func() bool { return n2.store.IsLeader() })
+	testkit.Eventually(t, 5*time.Second, "leader after restart", func() bool { return n2.store.IsLeader() })
 	got, err := edgev1.NewTenantServiceClient(dial(t, n2.AdminAddr(), testToken)).Get(authCtx(testToken), &edgev1.GetTenantRequest{Domain: "keep.example"})
 	if err != nil || got.GetTenant().GetDomain() != "keep.example" {
 		t.Fatalf("after restart: %v, %v", got, err)
@@ -409,15 +372,13 @@ func TestGracefulLeaderShutdownTransfersLeadership(t *testing.T) {
 			rest = append(rest, n)
 		}
 	}
-	waitFor(t, 3*time.Second, "new leader", func() bool { return leaderNode(rest) != nil })
+	testkit.Eventually(t, 3*time.Second, "new leader", func() bool { return leaderNode(rest) != nil })
 	t.Logf("leader handover on shutdown: %v", time.Since(start))
 	c := edgev1.NewTenantServiceClient(dial(t, rest[0].AdminAddr(), testToken))
 	if _, err := c.Add(authCtx(testToken), &edgev1.AddTenantRequest{Tenant: &edgev1.Tenant{Domain: "after.example", Origin: &edgev1.Origin{Url: "http://o.example"}}}); err != nil {
 		t.Fatalf("write after the leader left: %v", err)
 	}
 }
-
-func freeAddrB(b *testing.B) string { return freeAddr(b) }
 
 func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
@@ -437,7 +398,7 @@ func TestNonVotersLeaveOnShutdownAndAreReaped(t *testing.T) {
 	a := testConfig(t, "a")
 	a.Voters, a.BootstrapExpect, a.ReapNonvotersAfter = 1, 1, 600*time.Millisecond
 	na := startNode(t, a)
-	waitFor(t, 5*time.Second, "leader", func() bool { return na.store.IsLeader() })
+	testkit.Eventually(t, 5*time.Second, "leader", func() bool { return na.store.IsLeader() })
 
 	join := func(id string) *testNode {
 		c := testConfig(t, id)
@@ -445,14 +406,14 @@ func TestNonVotersLeaveOnShutdownAndAreReaped(t *testing.T) {
 		return startNode(t, c)
 	}
 	nb, nc := join("b"), join("c")
-	waitFor(t, 10*time.Second, "b and c as non-voters", func() bool {
+	testkit.Eventually(t, 10*time.Second, "b and c as non-voters", func() bool {
 		ids := configIDs(na)
 		return ids["b"] == "nonvoter" && ids["c"] == "nonvoter"
 	})
 	// b leaves by what its own replica says it is, so it must have
 	// received the configuration that names it (over the raft port's TLS
 	// that takes a few more round trips than the leader's own view).
-	waitFor(t, 10*time.Second, "b to know it is a non-voter", func() bool { return configIDs(nb)["b"] == "nonvoter" })
+	testkit.Eventually(t, 10*time.Second, "b to know it is a non-voter", func() bool { return configIDs(nb)["b"] == "nonvoter" })
 
 	// b scales down politely: it removes itself on shutdown.
 	nb.stop()
@@ -462,7 +423,7 @@ func TestNonVotersLeaveOnShutdownAndAreReaped(t *testing.T) {
 	// b comes back on its data dir (a rolling update, a rescheduled pod):
 	// no leader contacts a server that left, so b asks to be added again.
 	nb = startNode(t, nb.cfg)
-	waitFor(t, 15*time.Second, "b back as a non-voter that follows the leader", func() bool {
+	testkit.Eventually(t, 15*time.Second, "b back as a non-voter that follows the leader", func() bool {
 		_, leader := nb.store.Leader()
 		return configIDs(na)["b"] == "nonvoter" && leader == "a"
 	})
@@ -471,7 +432,7 @@ func TestNonVotersLeaveOnShutdownAndAreReaped(t *testing.T) {
 	// c vanishes (no goodbye): the leader reaps it after the grace period.
 	nc.admin.Stop()
 	_ = nc.store.Close()
-	waitFor(t, 10*time.Second, "c to be reaped", func() bool { return configIDs(na)["c"] == "" })
+	testkit.Eventually(t, 10*time.Second, "c to be reaped", func() bool { return configIDs(na)["c"] == "" })
 	if ids := configIDs(na); ids["a"] != "voter" {
 		t.Fatalf("the voter was touched: %v", ids)
 	}
@@ -501,7 +462,7 @@ func TestRaftAddressesMayBeNames(t *testing.T) {
 		cfgs[i].Join, cfgs[i].BootstrapExpect = join, 3
 		nodes[i] = startNode(t, cfgs[i])
 	}
-	waitFor(t, 10*time.Second, "a leader", func() bool { return leaderNode(nodes) != nil })
+	testkit.Eventually(t, 10*time.Second, "a leader", func() bool { return leaderNode(nodes) != nil })
 	f := leaderNode(nodes).store.Raft().GetConfiguration()
 	for _, s := range f.Configuration().Servers {
 		if !strings.HasPrefix(string(s.Address), "localhost:") {
@@ -514,7 +475,7 @@ func TestRaftAddressesMayBeNames(t *testing.T) {
 	c := fo.cfg
 	c.Join, c.BootstrapExpect = nil, 0
 	var again *testNode
-	waitFor(t, 5*time.Second, "restart", func() bool {
+	testkit.Eventually(t, 5*time.Second, "restart", func() bool {
 		n, err := New(c)
 		if err != nil {
 			return false
@@ -529,7 +490,7 @@ func TestRaftAddressesMayBeNames(t *testing.T) {
 	if _, err := l.apply(context.Background(), addCmd("after-restart.example")); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, "restarted node to catch up", func() bool { return again.store.Lookup("after-restart.example") != nil })
+	testkit.Eventually(t, 5*time.Second, "restarted node to catch up", func() bool { return again.store.Lookup("after-restart.example") != nil })
 }
 
 // TestAdminTokenRotation walks the rotation in docs/operations.md at its
@@ -557,12 +518,12 @@ func TestAdminTokenRotation(t *testing.T) {
 	a.AdminToken, a.AdminTokensAccepted = oldTok, []string{newTok}
 	a.BootstrapExpect, a.Voters = 1, 2
 	na := startNode(t, a)
-	waitFor(t, 5*time.Second, "a leads", func() bool { return na.store.IsLeader() })
+	testkit.Eventually(t, 5*time.Second, "a leads", func() bool { return na.store.IsLeader() })
 	b := testConfig(t, "b")
 	b.AdminToken, b.AdminTokensAccepted = newTok, []string{oldTok}
 	b.Join, b.Voters = []string{a.AdminAddr}, 2
 	nb := startNode(t, b)
-	waitFor(t, 10*time.Second, "b to join a", func() bool { return len(na.store.Raft().GetConfiguration().Configuration().Servers) == 2 })
+	testkit.Eventually(t, 10*time.Second, "b to join a", func() bool { return len(na.store.Raft().GetConfiguration().Configuration().Servers) == 2 })
 
 	for i, tc := range []struct {
 		node *testNode
@@ -580,7 +541,7 @@ func TestAdminTokenRotation(t *testing.T) {
 			t.Fatalf("%s with a third token: err = %v, want Unauthenticated", n.cfg.ID, err)
 		}
 	}
-	waitFor(t, 5*time.Second, "all four tenants on b", func() bool {
+	testkit.Eventually(t, 5*time.Second, "all four tenants on b", func() bool {
 		return nb.store.View().Len() == 4
 	})
 }

@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/edgeproxy/edge/raftstore"
+	"github.com/edgeproxy/edge/scripts/testkit"
 )
 
 // Members publish the protocol level they run, and put their record again
@@ -32,7 +33,7 @@ func TestProtocolLevelsAndRejectedEntries(t *testing.T) {
 			return true
 		}
 	}
-	waitFor(t, 5*time.Second, "every member record to report this build's protocol", levels(raftstore.Protocol))
+	testkit.Eventually(t, 5*time.Second, "every member record to report this build's protocol", levels(raftstore.Protocol))
 
 	// A record written by an older build (no level) is put again.
 	leader, f := leaderNode(nodes), follower(nodes)
@@ -41,7 +42,7 @@ func TestProtocolLevelsAndRejectedEntries(t *testing.T) {
 	if err := leader.putMember(context.Background(), old); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, f.ID()+" to re-publish its protocol level", levels(raftstore.Protocol))
+	testkit.Eventually(t, 5*time.Second, f.ID()+" to re-publish its protocol level", levels(raftstore.Protocol))
 
 	// A command type no member knows, proposed through a follower.
 	cmd, err := raftstore.NewCommand(raftstore.CommandType(999), "future-1", time.Now(), raftstore.DomainRef{Domain: "x.example"})
@@ -65,7 +66,7 @@ func TestProtocolLevelsAndRejectedEntries(t *testing.T) {
 		t.Fatalf("write after a rejected entry: %v", err)
 	}
 	for _, n := range nodes {
-		waitFor(t, 5*time.Second, n.ID()+" to export one rejected entry", func() bool {
+		testkit.Eventually(t, 5*time.Second, n.ID()+" to export one rejected entry", func() bool {
 			return rejectedMetric(t, n.Node) == 1
 		})
 	}

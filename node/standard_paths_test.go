@@ -13,6 +13,7 @@ import (
 
 	edgev1 "github.com/edgeproxy/edge/api/edgev1"
 	"github.com/edgeproxy/edge/proxy/upstream"
+	"github.com/edgeproxy/edge/scripts/testkit"
 )
 
 // TestStandardPathsTurnsFastPathsOff: ProxyOptions.StandardPaths
@@ -39,14 +40,14 @@ func TestStandardPathsTurnsFastPathsOff(t *testing.T) {
 			cfg.BootstrapExpect, cfg.HTTPAddr = 1, "127.0.0.1:0"
 			cfg.ProxyOptions.StandardPaths = standard
 			n := startNode(t, cfg)
-			waitFor(t, 5*time.Second, "leader", func() bool { return n.store.IsLeader() })
+			testkit.Eventually(t, 5*time.Second, "leader", func() bool { return n.store.IsLeader() })
 			ts := edgev1.NewTenantServiceClient(dial(t, n.AdminAddr(), testToken))
 			if _, err := ts.Add(authCtx(testToken), &edgev1.AddTenantRequest{Tenant: &edgev1.Tenant{
 				Domain: "shop.example", Origin: &edgev1.Origin{Url: origin.URL},
 			}}); err != nil {
 				t.Fatal(err)
 			}
-			waitFor(t, 5*time.Second, "tenant applied", func() bool { return n.store.View().Lookup("shop.example") != nil })
+			testkit.Eventually(t, 5*time.Second, "tenant applied", func() bool { return n.store.View().Lookup("shop.example") != nil })
 
 			// The direct relay: the first GET marks the URL, the next ones
 			// are offered to the direct path.

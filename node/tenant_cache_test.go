@@ -10,7 +10,7 @@ import (
 	"time"
 
 	edgev1 "github.com/edgeproxy/edge/api/edgev1"
-	"github.com/edgeproxy/edge/scripts/testsvc"
+	"github.com/edgeproxy/edge/scripts/testkit"
 )
 
 // TestRemovedTenantCacheNotServedToNextOwner goes through the real path
@@ -28,10 +28,10 @@ func TestRemovedTenantCacheNotServedToNextOwner(t *testing.T) {
 			cfg := testConfig(t, "a")
 			cfg.BootstrapExpect, cfg.HTTPAddr = 1, "127.0.0.1:0"
 			if tc.redis {
-				cfg.ProxyOptions.RedisAddr, _ = testsvc.Redis(t)
+				cfg.ProxyOptions.RedisAddr, _ = testkit.Redis(t)
 			}
 			n := startNode(t, cfg)
-			waitFor(t, 5*time.Second, "leader", func() bool { return n.store.IsLeader() })
+			testkit.Eventually(t, 5*time.Second, "leader", func() bool { return n.store.IsLeader() })
 			ts := edgev1.NewTenantServiceClient(dial(t, n.AdminAddr(), testToken))
 			ctx := authCtx(testToken)
 
@@ -96,7 +96,7 @@ func TestRemovedTenantCacheNotServedToNextOwner(t *testing.T) {
 				if _, err := ts.Remove(ctx, &edgev1.TenantRef{Domain: "warm.example"}); err != nil {
 					t.Fatal(err)
 				}
-				waitFor(t, 5*time.Second, "the warm-up tenant's pool released", func() bool { return pools() == 0 })
+				testkit.Eventually(t, 5*time.Second, "the warm-up tenant's pool released", func() bool { return pools() == 0 })
 			}
 
 			add(alice.URL)
@@ -107,7 +107,7 @@ func TestRemovedTenantCacheNotServedToNextOwner(t *testing.T) {
 				t.Fatalf("second GET: %q, Cache-Status %q, want a hit", body, cs)
 			}
 			if tc.redis {
-				waitFor(t, 10*time.Second, "the object in Redis", func() bool { return n.cache.Stats().L2.Stores > stores })
+				testkit.Eventually(t, 10*time.Second, "the object in Redis", func() bool { return n.cache.Stats().L2.Stores > stores })
 			}
 			if pools() != 1 {
 				t.Fatalf("origin pools after alice's requests: %v, want 1", pools())
@@ -141,7 +141,7 @@ func TestRemovedTenantCacheNotServedToNextOwner(t *testing.T) {
 			if _, err := ts.Update(ctx, &edgev1.UpdateTenantRequest{Domain: "shop.example", Patch: &edgev1.TenantPatch{Plan: &plan}}); err != nil {
 				t.Fatal(err)
 			}
-			waitFor(t, 5*time.Second, "the update applied", func() bool { return n.store.Lookup("shop.example").License.Plan == plan })
+			testkit.Eventually(t, 5*time.Second, "the update applied", func() bool { return n.store.Lookup("shop.example").License.Plan == plan })
 			if body, cs := get(); body != "bob's page" || cs != "edge; hit" {
 				t.Fatalf("after a plan change: %q, Cache-Status %q, want a hit", body, cs)
 			}

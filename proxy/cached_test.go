@@ -21,6 +21,7 @@ import (
 	"github.com/edgeproxy/edge/proxy/cache"
 	"github.com/edgeproxy/edge/proxy/h1"
 	"github.com/edgeproxy/edge/raftstore/tenantcfg"
+	"github.com/edgeproxy/edge/scripts/testkit"
 )
 
 // These tests run the handler with a real cache and compressor in front
@@ -373,7 +374,7 @@ func TestCacheErrorMapping(t *testing.T) {
 	if _, err := http.DefaultTransport.RoundTrip(req); err == nil {
 		t.Fatal("request with a 100 ms deadline to a stuck origin succeeded")
 	}
-	waitFor(t, 5*time.Second, "the 499 in the access log", func() bool {
+	testkit.Eventually(t, 5*time.Second, "the 499 in the access log", func() bool {
 		l := p.accessLines("/gone")
 		return len(l) == 1 && l[0]["status"] == float64(StatusClientClosedRequest)
 	})
@@ -408,7 +409,7 @@ func TestCacheCoalescingThroughHandler(t *testing.T) {
 			}
 		})
 	}
-	waitFor(t, 10*time.Second, "99 requests waiting on one fetch", func() bool {
+	testkit.Eventually(t, 10*time.Second, "99 requests waiting on one fetch", func() bool {
 		return p.cache.Stats().Coalesced == n-1
 	})
 	close(release)
@@ -502,7 +503,7 @@ func TestCacheOriginBreaksOffMidBody(t *testing.T) {
 			t.Fatalf("truncated origin body read as complete (%d bytes)", n)
 		}
 	}
-	waitFor(t, 5*time.Second, "the origin failure in the log", func() bool {
+	testkit.Eventually(t, 5*time.Second, "the origin failure in the log", func() bool {
 		return strings.Contains(p.logs.String(), `"msg":"origin body failed","tenant":"shop.example"`)
 	})
 }
@@ -685,7 +686,7 @@ func testSmallHitOneWrite(t *testing.T, server string) {
 			t.Fatal(err)
 		}
 		conn.Close()
-		waitFor(t, 5*time.Second, "server closing the connection", func() bool { return cl.closed.Load() > closed })
+		testkit.Eventually(t, 5*time.Second, "server closing the connection", func() bool { return cl.closed.Load() > closed })
 		return resp, string(body), cl.writes.Load() - before
 	}
 
@@ -794,7 +795,7 @@ func TestCacheTenantStaleWindows(t *testing.T) {
 	failing.Store(false)
 	resp, _ = p.get(t, "GET", "swr.example", "/", "")
 	wantCacheStatus(t, resp, 200, "edge; hit; detail=stale")
-	waitFor(t, 5*time.Second, "background refresh", func() bool {
+	testkit.Eventually(t, 5*time.Second, "background refresh", func() bool {
 		resp, _ := p.get(t, "GET", "swr.example", "/", "")
 		return resp.Header.Get("Cache-Status") == "edge; hit"
 	})

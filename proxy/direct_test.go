@@ -26,6 +26,7 @@ import (
 	"github.com/edgeproxy/edge/proxy/cache"
 	"github.com/edgeproxy/edge/proxy/upstream"
 	"github.com/edgeproxy/edge/raftstore/tenantcfg"
+	"github.com/edgeproxy/edge/scripts/testkit"
 )
 
 // The direct path (direct.go) promises the bytes the full path would have
@@ -463,7 +464,7 @@ func TestDirectOriginFailures(t *testing.T) {
 		if err == nil {
 			t.Fatalf("truncated origin body read as complete: status %d, %d bytes", resp.StatusCode, len(body))
 		}
-		waitFor(t, 5*time.Second, "the origin failure in the log", func() bool {
+		testkit.Eventually(t, 5*time.Second, "the origin failure in the log", func() bool {
 			return strings.Contains(p.logs.String(), `"msg":"origin body failed","tenant":"shop.example"`)
 		})
 		mustGet(t, newRawClient(t, p), "/cut", "", 200) // the proxy carries on
@@ -489,7 +490,7 @@ func TestDirectOriginFailures(t *testing.T) {
 		// The proxy notices the client is gone and hangs up on the
 		// origin instead of waiting for an answer nobody will read.
 		o.waitHungUp(t, "/leave")
-		waitFor(t, 5*time.Second, "a 499 access log line", func() bool {
+		testkit.Eventually(t, 5*time.Second, "a 499 access log line", func() bool {
 			for _, l := range p.accessLines("/leave") {
 				if l["status"] == float64(499) {
 					return true

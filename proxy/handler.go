@@ -276,12 +276,11 @@ func New(cfg Config) (*Handler, error) {
 // state is everything one request needs, allocated once.
 type state struct {
 	responseWriter
-	x    Exchange
-	hdr  [4]string // backing arrays for forwarded headers
-	rid  [1]string // backing array for a generated X-Request-Id
-	h    *Handler
-	cw   cacheWriter // the cache's writer when a WrapWriter is set
-	body clientBody  // the request body's wrapper, when it has one
+	x   Exchange
+	hdr [4]string // backing arrays for forwarded headers
+	rid [1]string // backing array for a generated X-Request-Id
+	h   *Handler
+	cw  cacheWriter // the cache's writer when a WrapWriter is set
 
 	// direct holds the direct path's origin request and response, made
 	// on its first use and kept when the state is recycled (only after a

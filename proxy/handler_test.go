@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/edgeproxy/edge/raftstore/tenantcfg"
+	"github.com/edgeproxy/edge/scripts/testkit"
 )
 
 func TestRoutingAndLicenses(t *testing.T) {
@@ -251,7 +252,9 @@ func TestTimingHeaders(t *testing.T) {
 	}
 }
 
-func TestFormatMillis(t *testing.T) {
+// TestTimingFormat checks the "12.34ms" format of the timing headers:
+// hundredths of a millisecond, rounded half up, never negative.
+func TestTimingFormat(t *testing.T) {
 	for d, want := range map[time.Duration]string{
 		0:                       "0.00ms",
 		-time.Second:            "0.00ms",
@@ -262,8 +265,8 @@ func TestFormatMillis(t *testing.T) {
 		12_345_000:              "12.35ms",
 		2*time.Second + 5:       "2000.00ms",
 	} {
-		if got := FormatMillis(d); got != want {
-			t.Errorf("FormatMillis(%d) = %q, want %q", d, got, want)
+		if got := string(appendMillis(nil, d)) + "ms"; got != want {
+			t.Errorf("appendMillis(%d) = %q, want %q", d, got, want)
 		}
 	}
 }
@@ -399,7 +402,7 @@ func TestClientGoneLogged499(t *testing.T) {
 	io.WriteString(c, "GET / HTTP/1.1\r\nHost: shop.example\r\n\r\n")
 	<-arrived
 	c.Close()
-	waitFor(t, 5*time.Second, "a 499 access log line", func() bool {
+	testkit.Eventually(t, 5*time.Second, "a 499 access log line", func() bool {
 		return strings.Contains(p.logs.String(), `"msg":"request","tenant":"shop.example"`) &&
 			strings.Contains(p.logs.String(), `"status":499`)
 	})
@@ -540,7 +543,7 @@ func TestOriginBreaksOffMidBody(t *testing.T) {
 			t.Fatalf("truncated origin body read as complete (%d bytes)", n)
 		}
 	}
-	waitFor(t, 5*time.Second, "the origin failure in the log", func() bool {
+	testkit.Eventually(t, 5*time.Second, "the origin failure in the log", func() bool {
 		return strings.Contains(p.logs.String(), `"msg":"origin body failed","tenant":"shop.example"`)
 	})
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/edgeproxy/edge/proxy/cache"
 	"github.com/edgeproxy/edge/proxy/upstream"
 	"github.com/edgeproxy/edge/raftstore/tenantcfg"
+	"github.com/edgeproxy/edge/scripts/testkit"
 )
 
 func TestValidRequestID(t *testing.T) {
@@ -174,7 +175,7 @@ func TestRequestIDThroughServer(t *testing.T) {
 
 	// The access lines: one per step, in order, with the same ID.
 	var lines []map[string]any
-	waitFor(t, 5*time.Second, "the access lines", func() bool {
+	testkit.Eventually(t, 5*time.Second, "the access lines", func() bool {
 		lines = lines[:0]
 		for l := range strings.SplitSeq(access.String(), "\n") {
 			var m map[string]any

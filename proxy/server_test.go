@@ -20,6 +20,7 @@ import (
 	"golang.org/x/net/websocket"
 
 	"github.com/edgeproxy/edge/proxy/rawconn"
+	"github.com/edgeproxy/edge/scripts/testkit"
 )
 
 func TestHTTP2OverTLS(t *testing.T) {
@@ -148,7 +149,7 @@ func TestGracefulShutdownDrains(t *testing.T) {
 		shut <- p.srv.Shutdown(ctx)
 	}()
 	addr := p.srv.HTTPAddr().String()
-	waitFor(t, 5*time.Second, "the listener to close", func() bool {
+	testkit.Eventually(t, 5*time.Second, "the listener to close", func() bool {
 		c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond)
 		if err == nil {
 			c.Close()

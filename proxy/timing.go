@@ -25,12 +25,6 @@ func appendMillis(b []byte, d time.Duration) []byte {
 	return append(b, '.', byte('0'+c/10%10), byte('0'+c%10))
 }
 
-// FormatMillis formats d like the timing headers do: "12.34ms".
-func FormatMillis(d time.Duration) string {
-	var buf [32]byte
-	return string(append(appendMillis(buf[:0], d), "ms"...))
-}
-
 // setTimingHeaders sets X-Origin-Time, X-Total-Time and adds a Server-Timing
 // value to h. The three values share one string allocation; vals holds the
 // []string backing arrays so that setting them does not allocate either.

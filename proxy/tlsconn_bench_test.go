@@ -2,58 +2,17 @@ package proxy
 
 import (
 	"bufio"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"io"
-	"math/big"
-	"net"
 	"net/http"
 	"testing"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/edgeproxy/edge/proxy/upstream"
+	"github.com/edgeproxy/edge/scripts/testkit"
 )
-
-// certFor makes a self-signed certificate (its own root) for names; IP
-// literals become IP SANs.
-func certFor(t testing.TB, names ...string) *tls.Certificate {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()),
-		Subject:      pkix.Name{CommonName: names[0]},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		IsCA:         true, BasicConstraintsValid: true,
-	}
-	for _, n := range names {
-		if ip := net.ParseIP(n); ip != nil {
-			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
-		} else {
-			tmpl.DNSNames = append(tmpl.DNSNames, n)
-		}
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}
-}
 
 // BenchmarkServerTLSRoundTrip is one keep-alive HTTP/1.1 request over TLS
 // through Server and Handler to a raw origin: the request path the 421
@@ -71,7 +30,7 @@ func BenchmarkServerTLSRoundTrip(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	cert := certFor(b, "bench.example", "www.bench.example")
+	cert := &testkit.SelfSigned(b, "bench.example", "www.bench.example").TLS
 	srv, err := NewServer(ServerConfig{HTTPSAddr: "127.0.0.1:0", Handler: h,
 		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return cert, nil }})
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/edgeproxy/edge/raftstore/tenantcfg"
+	"github.com/edgeproxy/edge/scripts/testkit"
 )
 
 // frontingProxy is a proxy whose TLS listener picks a certificate by SNI,
@@ -34,10 +35,10 @@ func startFrontingProxy(t *testing.T) *frontingProxy {
 		fmt.Fprint(w, "origin")
 	})
 	bySNI := map[string]*tls.Certificate{
-		"a.test":      certFor(t, "a.test"),
-		"b.test":      certFor(t, "b.test"),
-		"multi.test":  certFor(t, "multi.test", "b.test"),
-		"x.wild.test": certFor(t, "*.wild.test"),
+		"a.test":      &testkit.SelfSigned(t, "a.test").TLS,
+		"b.test":      &testkit.SelfSigned(t, "b.test").TLS,
+		"multi.test":  &testkit.SelfSigned(t, "multi.test", "b.test").TLS,
+		"x.wild.test": &testkit.SelfSigned(t, "*.wild.test").TLS,
 	}
 	bySNI[""] = bySNI["a.test"]
 	for _, c := range bySNI {
@@ -186,7 +187,7 @@ func TestDomainFronting421ResumedSession(t *testing.T) {
 }
 
 func TestCovers(t *testing.T) {
-	leaf := certFor(t, "shop.example", "*.wild.example", "Mixed.Example", "10.0.0.1", "2001:db8::1").Leaf
+	leaf := testkit.SelfSigned(t, "shop.example", "*.wild.example", "Mixed.Example", "10.0.0.1", "2001:db8::1").TLS.Leaf
 	for host, want := range map[string]bool{
 		"shop.example":         true,
 		"www.shop.example":     false,
@@ -216,7 +217,7 @@ func BenchmarkMisdirected(b *testing.B) {
 	c1, c2 := net.Pipe()
 	defer c1.Close()
 	defer c2.Close()
-	cert := certFor(b, "shop.example", "www.shop.example", "*.cdn.shop.example")
+	cert := &testkit.SelfSigned(b, "shop.example", "www.shop.example", "*.cdn.shop.example").TLS
 	src := &certSource{get: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return cert, nil }}
 	ctx := context.WithValue(context.Background(), http.ServerContextKey, nil)
 	ctx = src.connContext(ctx, tls.Server(c1, &tls.Config{}))

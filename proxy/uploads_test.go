@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/edgeproxy/edge/proxy/upstream"
+	"github.com/edgeproxy/edge/scripts/testkit"
 )
 
 // uploadOrigin counts the connections made to it, the requests whose
@@ -79,7 +80,7 @@ func TestStalledRequestBodyCut(t *testing.T) {
 	if d := time.Since(start); d > 3*time.Second {
 		t.Errorf("answered after %v", d)
 	}
-	waitFor(t, 5*time.Second, "the origin connection to be closed", func() bool {
+	testkit.Eventually(t, 5*time.Second, "the origin connection to be closed", func() bool {
 		return o.cutoffs.Load() == 1 && o.reading.Load() == 0
 	})
 }
@@ -96,7 +97,7 @@ func TestUploadsBoundedPerOrigin(t *testing.T) {
 	for range 2 {
 		trickle(t, p)
 	}
-	waitFor(t, 5*time.Second, "two uploads at the origin", func() bool { return o.reading.Load() == 2 })
+	testkit.Eventually(t, 5*time.Second, "two uploads at the origin", func() bool { return o.reading.Load() == 2 })
 	_, br := trickle(t, p)
 	resp, err := http.ReadResponse(br, nil)
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/edgeproxy/edge/raftstore/peertls"
+	"github.com/edgeproxy/edge/scripts/testkit"
 )
 
 var fastTimings = Timings{
@@ -38,18 +39,6 @@ func testPeerTLS(tb testing.TB) *peertls.Credentials {
 		tb.Fatal(err)
 	}
 	return c
-}
-
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 func leaderOf(stores []*Store) *Store {
@@ -92,7 +81,7 @@ func TestThreeNodeClusterReplicatesAndSurvivesLeaderLoss(t *testing.T) {
 	if err := stores[0].Bootstrap(servers); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, "a leader", func() bool { return leaderOf(stores) != nil })
+	testkit.Eventually(t, 5*time.Second, "a leader", func() bool { return leaderOf(stores) != nil })
 	leader := leaderOf(stores)
 
 	// A follower refuses to apply.
@@ -108,7 +97,7 @@ func TestThreeNodeClusterReplicatesAndSurvivesLeaderLoss(t *testing.T) {
 
 	r := addTenant(t, leader, "shop.example")
 	for _, s := range stores {
-		waitFor(t, 2*time.Second, "replication to "+s.ID(), func() bool { return s.AppliedIndex() >= r.Index })
+		testkit.Eventually(t, 2*time.Second, "replication to "+s.ID(), func() bool { return s.AppliedIndex() >= r.Index })
 		if s.Lookup("shop.example") == nil {
 			t.Fatalf("%s: tenant missing after replication", s.ID())
 		}
@@ -127,7 +116,7 @@ func TestThreeNodeClusterReplicatesAndSurvivesLeaderLoss(t *testing.T) {
 	}
 	stores[old] = nil
 	start := time.Now()
-	waitFor(t, 5*time.Second, "a new leader", func() bool { return leaderOf(stores) != nil })
+	testkit.Eventually(t, 5*time.Second, "a new leader", func() bool { return leaderOf(stores) != nil })
 	t.Logf("failover took %v", time.Since(start))
 	nl := leaderOf(stores)
 	r2 := addTenant(t, nl, "blog.example")
@@ -141,7 +130,7 @@ func TestThreeNodeClusterReplicatesAndSurvivesLeaderLoss(t *testing.T) {
 	if !stores[old].HasState() {
 		t.Fatal("restarted node has no state")
 	}
-	waitFor(t, 5*time.Second, "restarted node to catch up", func() bool { return stores[old].AppliedIndex() >= r2.Index })
+	testkit.Eventually(t, 5*time.Second, "restarted node to catch up", func() bool { return stores[old].AppliedIndex() >= r2.Index })
 	if stores[old].Lookup("blog.example") == nil {
 		t.Fatal("restarted node did not receive the write made while it was down")
 	}
@@ -153,7 +142,7 @@ func openStoreAt(t *testing.T, id, dir, addr string) *Store {
 	var s *Store
 	var err error
 	// The old listener's port may take a moment to be free again.
-	waitFor(t, 5*time.Second, "port "+addr, func() bool {
+	testkit.Eventually(t, 5*time.Second, "port "+addr, func() bool {
 		s, err = Open(Config{ID: id, DataDir: dir, BindAddr: addr, Timings: fastTimings, RaftLogLevel: "error", PeerTLS: testPeerTLS(t)})
 		return err == nil
 	})
@@ -171,7 +160,7 @@ func TestReadAfterNoopAndBarrier(t *testing.T) {
 	if err := s.Bootstrap([]raft.Server{{ID: "solo", Address: raft.ServerAddress(s.Addr()), Suffrage: raft.Voter}}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, "leader", s.IsLeader)
+	testkit.Eventually(t, 5*time.Second, "leader", s.IsLeader)
 	read := func(what string) {
 		t.Helper()
 		idx, err := s.ReadIndex()

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgeproxy/edge/scripts/testkit"
 	"github.com/hashicorp/raft"
 
 	"github.com/edgeproxy/edge/raftstore/tenantcfg"
@@ -83,7 +84,7 @@ func newTestCluster(t *testing.T, n int, mut func(*Config)) *testCluster {
 		t.Fatal(err)
 	}
 	// A leader that has committed a barrier of its term is settled.
-	waitFor(t, 10*time.Second, "a settled leader", func() bool {
+	testkit.Eventually(t, 10*time.Second, "a settled leader", func() bool {
 		l := leaderOf(c.stores)
 		return l != nil && l.Raft().Barrier(time.Second).Error() == nil
 	})
@@ -100,7 +101,7 @@ func (c *testCluster) restart(i int) {
 	}
 	c.stores[i] = nil
 	c.logs[i] = &logBuffer{}
-	waitFor(c.t, 5*time.Second, "port "+addr, func() bool {
+	testkit.Eventually(c.t, 5*time.Second, "port "+addr, func() bool {
 		s, err := Open(c.config(i, addr))
 		c.stores[i] = s
 		return err == nil
@@ -111,7 +112,7 @@ func (c *testCluster) restart(i int) {
 func (c *testCluster) waitApplied(index uint64) {
 	c.t.Helper()
 	for _, s := range c.stores {
-		waitFor(c.t, 5*time.Second, fmt.Sprintf("%s to apply index %d", s.ID(), index), func() bool { return s.AppliedIndex() >= index })
+		testkit.Eventually(c.t, 5*time.Second, fmt.Sprintf("%s to apply index %d", s.ID(), index), func() bool { return s.AppliedIndex() >= index })
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/edgeproxy/edge/raftstore/peertls"
+	"github.com/edgeproxy/edge/scripts/testkit"
 	"github.com/hashicorp/raft"
 )
 
@@ -22,7 +23,7 @@ func singleLeader(t *testing.T) *Store {
 	if err := s.Bootstrap([]raft.Server{{ID: "n0", Address: raft.ServerAddress(s.Addr()), Suffrage: raft.Voter}}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, "leadership", s.IsLeader)
+	testkit.Eventually(t, 5*time.Second, "leadership", s.IsLeader)
 	addTenant(t, s, "shop.example")
 	return s
 }
@@ -116,7 +117,7 @@ func TestRaftPortRefusesPeersWithoutTheClusterCredential(t *testing.T) {
 			}, &vote); err == nil {
 				t.Fatalf("forged RequestVote answered: %+v", vote)
 			}
-			waitFor(t, 5*time.Second, "the refusal to be counted", func() bool { return s.RejectedPeers() > before })
+			testkit.Eventually(t, 5*time.Second, "the refusal to be counted", func() bool { return s.RejectedPeers() > before })
 			if got := s.Raft().CurrentTerm(); got != term {
 				t.Fatalf("term moved %d → %d", term, got)
 			}
@@ -180,10 +181,10 @@ func TestRaftKeyRotation(t *testing.T) {
 		t.Fatal(err)
 	}
 	stores := []*Store{a, b}
-	waitFor(t, 5*time.Second, "a leader", func() bool { return leaderOf(stores) != nil })
+	testkit.Eventually(t, 5*time.Second, "a leader", func() bool { return leaderOf(stores) != nil })
 	r := addTenant(t, leaderOf(stores), "shop.example")
 	for _, s := range stores {
-		waitFor(t, 5*time.Second, "replication to "+s.ID(), func() bool { return s.AppliedIndex() >= r.Index })
+		testkit.Eventually(t, 5*time.Second, "replication to "+s.ID(), func() bool { return s.AppliedIndex() >= r.Index })
 	}
 
 	stranger := open("c", []byte(peertls.NewKey()))
@@ -195,7 +196,7 @@ func TestRaftKeyRotation(t *testing.T) {
 	r2 := addTenant(t, leaderOf(stores), "blog.example")
 	// The leader cannot reach c (c refuses its certificate, it refuses
 	// c's), so c never receives the log.
-	waitFor(t, 5*time.Second, "c to refuse the leader", func() bool { return stranger.RejectedPeers() > 0 })
+	testkit.Eventually(t, 5*time.Second, "c to refuse the leader", func() bool { return stranger.RejectedPeers() > 0 })
 	if stranger.AppliedIndex() >= r2.Index || stranger.Lookup("shop.example") != nil {
 		t.Fatal("a node with a foreign key received the cluster's state")
 	}
@@ -220,7 +221,7 @@ func TestDataDirIsPrivate(t *testing.T) {
 	if err := s.Bootstrap([]raft.Server{{ID: "n0", Address: raft.ServerAddress(s.Addr()), Suffrage: raft.Voter}}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, "leadership", s.IsLeader)
+	testkit.Eventually(t, 5*time.Second, "leadership", s.IsLeader)
 	addTenant(t, s, "shop.example")
 	if err := s.Raft().Snapshot().Error(); err != nil {
 		t.Fatal(err)

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs when it is missing: Debian packages
 # (redis-server, nginx, wrk, protoc, iproute2 for the fault suite's network
-# namespaces) and Go-installed servers (Pebble, the
-# ACME CA's test server; versitygw, an S3-compatible server). Idempotent and
+# namespaces) and Go-installed tools (Pebble, the
+# ACME CA's test server; versitygw, an S3-compatible server; kustomize;
+# staticcheck for `make lint`). Idempotent and
 # quiet when everything is present. Tests start these servers themselves on
 # free loopback ports.
 set -euo pipefail
@@ -10,6 +11,7 @@ PEBBLE_VERSION=v2.10.1
 VERSITYGW_VERSION=v1.8.0
 KUSTOMIZE_VERSION=v5.8.0
 VEGETA_VERSION=v12.13.0
+STATICCHECK_VERSION=v0.8.2
 GOBIN="$(go env GOPATH)/bin"
 export GOBIN
 
@@ -31,4 +33,5 @@ fi
 [ -x "$GOBIN/pebble" ] || { echo "install-test-deps: go install pebble@$PEBBLE_VERSION"; go install "github.com/letsencrypt/pebble/v2/cmd/pebble@$PEBBLE_VERSION"; }
 [ -x "$GOBIN/versitygw" ] || { echo "install-test-deps: go install versitygw@$VERSITYGW_VERSION"; go install "github.com/versity/versitygw/cmd/versitygw@$VERSITYGW_VERSION"; }
 [ -x "$GOBIN/kustomize" ] || { echo "install-test-deps: go install kustomize@$KUSTOMIZE_VERSION"; go install "sigs.k8s.io/kustomize/kustomize/v5@$KUSTOMIZE_VERSION"; }
+[ -x "$GOBIN/staticcheck" ] || { echo "install-test-deps: go install staticcheck@$STATICCHECK_VERSION"; go install "honnef.co/go/tools/cmd/staticcheck@$STATICCHECK_VERSION"; }
 exit 0

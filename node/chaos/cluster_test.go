@@ -20,42 +20,16 @@ import (
 	"google.golang.org/grpc/metadata"
 
 	"github.com/edgeproxy/edge/api/edgev1"
+	"github.com/edgeproxy/edge/scripts/testkit"
 )
 
-var (
-	buildOnce sync.Once
-	edgedBin  string
-	buildErr  error
-)
+// TestMain removes the binaries testkit built for this test process.
+func TestMain(m *testing.M) { testkit.Main(m) }
 
-// TestMain removes the binary built for the run.
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if edgedBin != "" {
-		_ = os.RemoveAll(filepath.Dir(edgedBin))
-	}
-	os.Exit(code)
-}
-
-// edged builds the real binary once per test process.
+// edged builds the real binary once per test process (testkit).
 func edged(t *testing.T) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "edge-chaos-bin-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		edgedBin = filepath.Join(dir, "edged")
-		cmd := exec.Command("go", "build", "-o", edgedBin, "github.com/edgeproxy/edge/cmd/edged")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go build edged: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return edgedBin
+	bin, _ := testkit.Binaries(t)
+	return bin
 }
 
 // perNodeFlags are the flags the suite sets itself; every other flag comes

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgeproxy/edge/scripts/testkit"
 	"golang.org/x/sys/unix"
 )
 
@@ -50,7 +51,7 @@ type loopback struct{ addrs []nodeAddrs }
 func newLoopback(t *testing.T, n int) *loopback {
 	l := &loopback{}
 	for i := 0; i < n; i++ {
-		a := nodeAddrs{listenRaft: freeAddr(t), listenAdmin: freeAddr(t), listenHTTP: freeAddr(t), listenHTTPS: freeAddr(t), listenMetrics: freeAddr(t)}
+		a := nodeAddrs{listenRaft: testkit.FreeAddr(t), listenAdmin: testkit.FreeAddr(t), listenHTTP: testkit.FreeAddr(t), listenHTTPS: testkit.FreeAddr(t), listenMetrics: testkit.FreeAddr(t)}
 		a.raft, a.admin, a.client = a.listenRaft, a.listenAdmin, a.listenAdmin
 		a.clientHTTP, a.clientMetrics = a.listenHTTP, a.listenMetrics
 		l.addrs = append(l.addrs, a)
@@ -69,16 +70,6 @@ func (l *loopback) dial(ctx context.Context, addr string) (net.Conn, error) {
 func (l *loopback) partition([]int) error { return fmt.Errorf("loopback network: no partitions") }
 func (l *loopback) heal() error           { return nil }
 func (l *loopback) canPartition() bool    { return false }
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
 
 // ---- network namespaces ----
 

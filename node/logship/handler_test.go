@@ -9,6 +9,8 @@ import (
 	"testing"
 	"testing/slogtest"
 	"time"
+
+	"github.com/edgeproxy/edge/scripts/testkit"
 )
 
 // TestHandlerConformance runs the standard library's slog handler tests
@@ -22,7 +24,7 @@ func TestHandlerConformance(t *testing.T) {
 		seen = len(rc.snapshot())
 		return s.Handler(slog.NewJSONHandler(io.Discard, nil))
 	}, func(t *testing.T) map[string]any {
-		waitFor(t, 5*time.Second, "the record at the receiver", func() bool { return len(rc.snapshot()) > seen })
+		testkit.Eventually(t, 5*time.Second, "the record at the receiver", func() bool { return len(rc.snapshot()) > seen })
 		got := rc.snapshot()
 		if len(got) != seen+1 {
 			t.Fatalf("receiver got %d lines for one record", len(got)-seen)

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgeproxy/edge/scripts/testkit"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -85,7 +86,7 @@ func TestShipsLinesWithLabels(t *testing.T) {
 	logger.Debug("not enabled on stdout, so not shipped")
 	logger.Log(context.Background(), slog.LevelError+4, "custom level")
 
-	waitFor(t, 5*time.Second, "4 lines at the receiver", func() bool { return len(rc.snapshot()) == 4 })
+	testkit.Eventually(t, 5*time.Second, "4 lines at the receiver", func() bool { return len(rc.snapshot()) == 4 })
 	got := rc.snapshot()
 	byMsg := map[string]received{}
 	for _, e := range got {
@@ -124,7 +125,7 @@ func TestShipsLinesWithLabels(t *testing.T) {
 
 	// The client counts a batch as sent after the receiver has answered,
 	// so the counter may trail the lines the receiver already holds.
-	waitFor(t, 5*time.Second, "edge_log_lines_shipped_total to reach 4", func() bool {
+	testkit.Eventually(t, 5*time.Second, "edge_log_lines_shipped_total to reach 4", func() bool {
 		return metric(t, reg, "edge_log_lines_shipped_total", nil) == 4
 	})
 	for _, r := range reasonNames {
@@ -187,7 +188,7 @@ func TestLokiFailingNeverBlocks(t *testing.T) {
 	if d := dropped(t, reg, "queue_full"); d < n/2 {
 		t.Errorf("dropped{queue_full} = %v after %d lines with Loki failing, want most of them", d, n)
 	}
-	waitFor(t, 10*time.Second, "the client to give up on a batch", func() bool {
+	testkit.Eventually(t, 10*time.Second, "the client to give up on a batch", func() bool {
 		return dropped(t, reg, "push_failed") > 0
 	})
 	if rc.failedPushes() < 2 {
@@ -198,7 +199,7 @@ func TestLokiFailingNeverBlocks(t *testing.T) {
 	}
 
 	rc.fail.Store(false)
-	waitFor(t, 10*time.Second, "lines to flow after Loki recovers", func() bool {
+	testkit.Eventually(t, 10*time.Second, "lines to flow after Loki recovers", func() bool {
 		logger.Info("recovered", "tenant", "a.example")
 		for _, e := range rc.snapshot() {
 			if strings.Contains(e.line, `"msg":"recovered"`) {
@@ -240,14 +241,14 @@ func TestLokiUnreachableThenBack(t *testing.T) {
 	if d := dropped(t, reg, "queue_full"); d == 0 {
 		t.Errorf("no queue_full drops with Loki unreachable")
 	}
-	waitFor(t, 10*time.Second, "push_failed drops", func() bool { return dropped(t, reg, "push_failed") > 0 })
+	testkit.Eventually(t, 10*time.Second, "push_failed drops", func() bool { return dropped(t, reg, "push_failed") > 0 })
 
 	ln, err = net.Listen("tcp", addr)
 	if err != nil {
 		t.Skipf("cannot listen again on %s (port reused by someone else): %v", addr, err)
 	}
 	rc := startReceiver(t, ln)
-	waitFor(t, 15*time.Second, "lines after Loki comes back", func() bool {
+	testkit.Eventually(t, 15*time.Second, "lines after Loki comes back", func() bool {
 		logger.Info("back")
 		for _, e := range rc.snapshot() {
 			if strings.Contains(e.line, `"msg":"back"`) {
@@ -296,7 +297,7 @@ func TestCloseRespectsDeadlineWhenLokiDown(t *testing.T) {
 	for i := range 100 {
 		logger.Info("line", "i", i)
 	}
-	waitFor(t, 5*time.Second, "a failed push", func() bool { return rc.failedPushes() > 0 })
+	testkit.Eventually(t, 5*time.Second, "a failed push", func() bool { return rc.failedPushes() > 0 })
 
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
@@ -349,7 +350,7 @@ func TestLineTooLargeIsDropped(t *testing.T) {
 	logger := slog.New(s.Handler(slog.NewJSONHandler(io.Discard, nil)))
 	logger.Info("big", "pad", strings.Repeat("x", 2000))
 	logger.Info("small")
-	waitFor(t, 5*time.Second, "the small line", func() bool { return len(rc.snapshot()) == 1 })
+	testkit.Eventually(t, 5*time.Second, "the small line", func() bool { return len(rc.snapshot()) == 1 })
 	if d := dropped(t, reg, "too_large"); d != 1 {
 		t.Errorf("dropped{too_large} = %v, want 1", d)
 	}

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgeproxy/edge/scripts/testkit"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
@@ -69,17 +70,6 @@ func closeWriter(t *testing.T, w *Writer) {
 	defer cancel()
 	if err := w.Close(ctx); err != nil {
 		t.Fatal(err)
-	}
-}
-
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }
 
@@ -151,7 +141,7 @@ func TestLineIsWrittenWithinFlushIntervalWithoutFurtherWrites(t *testing.T) {
 	w := newWriter(t, Config{Out: out, FlushInterval: 20 * time.Millisecond})
 	start := time.Now()
 	w.Log(entry("/only"))
-	waitFor(t, time.Second, "the line on Out", func() bool { return len(out.lines()) == 1 })
+	testkit.Eventually(t, time.Second, "the line on Out", func() bool { return len(out.lines()) == 1 })
 	t.Logf("line written after %v", time.Since(start))
 	if !strings.Contains(out.lines()[0], `"path":"/only"`) {
 		t.Fatalf("line %q", out.lines()[0])
@@ -167,7 +157,7 @@ func TestFlushBytesWakeTheWriterEarly(t *testing.T) {
 		logged += len(appendEntry(nil, nil, e))
 		w.Log(e)
 	}
-	waitFor(t, time.Second, "a flush long before the interval", func() bool { return len(out.lines()) > 0 })
+	testkit.Eventually(t, time.Second, "a flush long before the interval", func() bool { return len(out.lines()) > 0 })
 }
 
 // TestBlockedOutNeverBlocksLog: stdout stops taking writes (a full pipe,
@@ -262,7 +252,7 @@ func TestCloseHonoursContextWhenOutIsBlocked(t *testing.T) {
 	out := &sink{gate: make(chan struct{})}
 	w := newWriter(t, Config{Out: out, FlushInterval: time.Millisecond})
 	w.Log(entry("/stuck"))
-	waitFor(t, time.Second, "the writer to block", func() bool {
+	testkit.Eventually(t, time.Second, "the writer to block", func() bool {
 		w.c.mu.Lock()
 		defer w.c.mu.Unlock()
 		return len(w.c.buf) == 0

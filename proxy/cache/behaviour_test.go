@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/edgeproxy/edge/scripts/testkit"
 )
 
 func TestCoalescing(t *testing.T) {
@@ -32,7 +34,7 @@ func TestCoalescing(t *testing.T) {
 		}()
 	}
 	// Release the origin once every client is either the leader or waiting.
-	eventually(t, 10*time.Second, "clients to queue", func() bool {
+	testkit.Eventually(t, 10*time.Second, "clients to queue", func() bool {
 		return o.hits.Load() == 1 && c.Stats().Coalesced == clients-1
 	})
 	close(release)
@@ -70,7 +72,7 @@ func TestCoalescingUncacheableFallsBackToOwnFetch(t *testing.T) {
 		wg.Add(1)
 		go func() { defer wg.Done(); bodies <- f.get(t, "/private").body }()
 	}
-	eventually(t, 10*time.Second, "clients to queue", func() bool { return c.Stats().Coalesced == 9 })
+	testkit.Eventually(t, 10*time.Second, "clients to queue", func() bool { return c.Stats().Coalesced == 9 })
 	close(release)
 	wg.Wait()
 	close(bodies)
@@ -186,7 +188,7 @@ func TestL1BoundedInBytes(t *testing.T) {
 	for i := range 200 {
 		f.get(t, fmt.Sprintf("/o%d", i))
 	}
-	eventually(t, 5*time.Second, "evictions", func() bool {
+	testkit.Eventually(t, 5*time.Second, "evictions", func() bool {
 		st := c.Stats()
 		return st.Bytes <= limit && st.Evictions > 0
 	})

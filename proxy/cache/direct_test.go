@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/edgeproxy/edge/scripts/testsvc"
+	"github.com/edgeproxy/edge/scripts/testkit"
 )
 
 // passOrigin answers by path, with what makes a response unstorable; once
@@ -700,8 +700,8 @@ func TestPassDirectTruncated(t *testing.T) {
 // the lookup's misses (L2 always, L3 for a request that persists) and
 // one origin fetch.
 func TestPassDirectCountersWithTiers(t *testing.T) {
-	redisAddr, _ := testsvc.Redis(t)
-	endpoint, bucket, ak, sk := testsvc.S3(t)
+	redisAddr, _ := testkit.Redis(t)
+	endpoint, bucket, ak, sk := testkit.S3(t)
 	o := passOrigin(t, new(atomic.Bool))
 	c := newCache(t, Config{
 		Redis: &RedisConfig{Addr: redisAddr, Timeout: time.Second},

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/edgeproxy/edge/scripts/testsvc"
+	"github.com/edgeproxy/edge/scripts/testkit"
 )
 
 // TestGenerationKeysApartOnEveryTier: an object stored under one tenant
@@ -15,8 +15,8 @@ import (
 // added again (or whose origin changed) never gets the old owner's
 // objects, on this node or on a node that only sees the shared tiers.
 func TestGenerationKeysApartOnEveryTier(t *testing.T) {
-	addr, _ := testsvc.Redis(t)
-	endpoint, bucket, ak, sk := testsvc.S3(t)
+	addr, _ := testkit.Redis(t)
+	endpoint, bucket, ak, sk := testkit.S3(t)
 	rc := &RedisConfig{Addr: addr, Timeout: time.Second}
 	sc := &S3Config{Bucket: bucket, Endpoint: endpoint, PathStyle: true, AccessKey: ak, SecretKey: sk, Timeout: time.Second}
 	oldOrigin := newOrigin(t, func(w http.ResponseWriter, _ *http.Request, _ int64) {
@@ -32,7 +32,7 @@ func TestGenerationKeysApartOnEveryTier(t *testing.T) {
 
 	a := newCache(t, Config{Redis: rc, S3: sc})
 	wantStatus(t, newFront(t, a, oldOrigin.srv.URL, gen1).get(t, "/p"), 200, "edge; fwd=miss; stored")
-	eventually(t, 10*time.Second, "L2 and L3 writes", func() bool {
+	testkit.Eventually(t, 10*time.Second, "L2 and L3 writes", func() bool {
 		s := a.Stats()
 		return s.L2.Stores >= 1 && s.L3.Stores >= 1
 	})

@@ -41,21 +41,19 @@ func (c *fakeClock) Advance(d time.Duration) {
 // origin is an httptest origin that counts requests and remembers the
 // last one it saw.
 type origin struct {
-	srv   *httptest.Server
-	hits  atomic.Int64
-	mu    sync.Mutex
-	last  *http.Request
-	paths map[string]int
+	srv  *httptest.Server
+	hits atomic.Int64
+	mu   sync.Mutex
+	last *http.Request
 }
 
 func newOrigin(t testing.TB, h func(w http.ResponseWriter, r *http.Request, n int64)) *origin {
 	t.Helper()
-	o := &origin{paths: map[string]int{}}
+	o := &origin{}
 	o.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		n := o.hits.Add(1)
 		o.mu.Lock()
 		o.last = r
-		o.paths[r.URL.Path]++
 		o.mu.Unlock()
 		h(w, r, n)
 	}))
@@ -67,12 +65,6 @@ func (o *origin) lastRequest() *http.Request {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	return o.last
-}
-
-func (o *origin) pathHits(p string) int {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.paths[p]
 }
 
 // fetcherTo returns a Fetcher that sends requests to base.
@@ -165,18 +157,6 @@ func newCache(t testing.TB, cfg Config) *Cache {
 	}
 	t.Cleanup(func() { _ = c.Close() })
 	return c
-}
-
-// eventually polls cond until it holds or the deadline passes.
-func eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 func wantStatus(t testing.TB, r response, code int, cacheStatus string) {

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/edgeproxy/edge/scripts/testkit"
 )
 
 // purgeFixture is a cache in front of an origin whose responses carry tags
@@ -110,7 +112,7 @@ func TestPurgeSoftServesStaleWhileRevalidating(t *testing.T) {
 		t.Fatalf("soft purge served %q, want the old body", r.body)
 	}
 	// The background revalidation (the origin answers 200 here) replaces it.
-	eventually(t, 15*time.Second, "revalidated object", func() bool {
+	testkit.Eventually(t, 15*time.Second, "revalidated object", func() bool {
 		r := fx.fronts["acme"].get(t, "/soft")
 		return r.header.Get("Cache-Status") == "edge; hit" && r.body == "/soft #2"
 	})
@@ -160,7 +162,7 @@ func TestPurgeInFlightFetchIsPurged(t *testing.T) {
 	f := newFront(t, c, o.srv.URL, Request{Tenant: "acme"})
 	done := make(chan response)
 	go func() { done <- f.get(t, "/slow") }()
-	eventually(t, 5*time.Second, "fetch to start", func() bool { return o.hits.Load() == 1 })
+	testkit.Eventually(t, 5*time.Second, "fetch to start", func() bool { return o.hits.Load() == 1 })
 	must(t, c.ApplyPurge(Purge{Tenant: "acme", All: true}))
 	close(release)
 	<-done

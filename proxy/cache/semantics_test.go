@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgeproxy/edge/scripts/testkit"
 	"github.com/klauspost/compress/gzip"
 )
 
@@ -555,7 +556,7 @@ func TestStaleWhileRevalidate(t *testing.T) {
 	if r.body != "v" {
 		t.Fatalf("stale body %q, want v", r.body)
 	}
-	eventually(t, 5*time.Second, "background revalidation", func() bool {
+	testkit.Eventually(t, 5*time.Second, "background revalidation", func() bool {
 		r := f.get(t, "/swr")
 		return r.body == "vv" && r.header.Get("Cache-Status") == "edge; hit"
 	})

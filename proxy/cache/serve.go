@@ -92,12 +92,6 @@ type BeforeWriter interface {
 	BeforeWrite(h http.Header, res Result)
 }
 
-// BeforeWriteFunc adapts a function to BeforeWriter.
-type BeforeWriteFunc func(h http.Header, res Result)
-
-// BeforeWrite calls f.
-func (f BeforeWriteFunc) BeforeWrite(h http.Header, res Result) { f(h, res) }
-
 // Result is the outcome of Serve.
 type Result struct {
 	CacheStatus    string        // the Cache-Status value sent (RFC 9211)

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/edgeproxy/edge/scripts/testsvc"
+	"github.com/edgeproxy/edge/scripts/testkit"
 )
 
 // logBuffer collects log output for assertions.
@@ -40,14 +40,14 @@ func countingOrigin(t *testing.T) *origin {
 }
 
 func TestRedisL2SharedAcrossNodes(t *testing.T) {
-	addr, _ := testsvc.Redis(t)
+	addr, _ := testkit.Redis(t)
 	o := countingOrigin(t)
 	rc := &RedisConfig{Addr: addr, Timeout: 100 * time.Millisecond}
 	a := newFront(t, newCache(t, Config{Redis: rc}), o.srv.URL, Request{Tenant: "t"})
 	b := newFront(t, newCache(t, Config{Redis: rc}), o.srv.URL, Request{Tenant: "t"})
 
 	wantStatus(t, a.get(t, "/shared", "Accept-Encoding", "gzip"), 200, "edge; fwd=miss; stored")
-	eventually(t, 5*time.Second, "L2 write", func() bool { return a.c.Stats().L2.Stores >= 1 })
+	testkit.Eventually(t, 5*time.Second, "L2 write", func() bool { return a.c.Stats().L2.Stores >= 1 })
 	r := b.get(t, "/shared")
 	wantStatus(t, r, 200, "edge; hit")
 	if tier := b.last.Load().Tier; tier != "l2" {
@@ -72,7 +72,7 @@ func TestRedisL2SharedAcrossNodes(t *testing.T) {
 }
 
 func TestRedisKilledMidTest(t *testing.T) {
-	srv := testsvc.StartRedis(t)
+	srv := testkit.StartRedis(t)
 	o := countingOrigin(t)
 	logs := &logBuffer{}
 	log := slog.New(slog.NewTextHandler(logs, nil))
@@ -81,7 +81,7 @@ func TestRedisKilledMidTest(t *testing.T) {
 	b := newFront(t, newCache(t, Config{Redis: rc}), o.srv.URL, Request{Tenant: "t"})
 
 	wantStatus(t, a.get(t, "/before"), 200, "edge; fwd=miss; stored")
-	eventually(t, 5*time.Second, "L2 write", func() bool { return a.c.Stats().L2.Stores >= 1 })
+	testkit.Eventually(t, 5*time.Second, "L2 write", func() bool { return a.c.Stats().L2.Stores >= 1 })
 
 	srv.Stop()
 	// Everything keeps working: L1 hits, origin misses, no errors for clients.
@@ -103,7 +103,7 @@ func TestRedisKilledMidTest(t *testing.T) {
 
 	srv.Start()
 	// L2 comes back by itself: a new object written by a reaches b via Redis.
-	eventually(t, 10*time.Second, "L2 to come back", func() bool {
+	testkit.Eventually(t, 10*time.Second, "L2 to come back", func() bool {
 		p := fmt.Sprintf("/after/%d", time.Now().UnixNano())
 		a.get(t, p)
 		deadline := time.Now().Add(500 * time.Millisecond)
@@ -116,7 +116,7 @@ func TestRedisKilledMidTest(t *testing.T) {
 		}
 		return false
 	})
-	eventually(t, 5*time.Second, "recovery log", func() bool { return logs.count("cache tier available again") == 1 })
+	testkit.Eventually(t, 5*time.Second, "recovery log", func() bool { return logs.count("cache tier available again") == 1 })
 }
 
 func TestRedisUnreachableAtStart(t *testing.T) {
@@ -129,13 +129,13 @@ func TestRedisUnreachableAtStart(t *testing.T) {
 }
 
 func TestS3L3PersistentVariants(t *testing.T) {
-	endpoint, bucket, ak, sk := testsvc.S3(t)
+	endpoint, bucket, ak, sk := testkit.S3(t)
 	o := countingOrigin(t)
 	sc := &S3Config{Bucket: bucket, Endpoint: endpoint, PathStyle: true, AccessKey: ak, SecretKey: sk, Timeout: time.Second}
 	persist := Request{Tenant: "t", Variant: "fr", Persist: true}
 	a := newFront(t, newCache(t, Config{S3: sc}), o.srv.URL, persist)
 	wantStatus(t, a.get(t, "/translated"), 200, "edge; fwd=miss; stored")
-	eventually(t, 10*time.Second, "L3 write", func() bool { return a.c.Stats().L3.Stores >= 1 })
+	testkit.Eventually(t, 10*time.Second, "L3 write", func() bool { return a.c.Stats().L3.Stores >= 1 })
 
 	// A fresh node (empty L1, as after a restart) finds it in S3.
 	b := newFront(t, newCache(t, Config{S3: sc}), o.srv.URL, persist)
@@ -153,7 +153,7 @@ func TestS3L3PersistentVariants(t *testing.T) {
 }
 
 func TestS3Unavailable(t *testing.T) {
-	srv := testsvc.StartS3(t)
+	srv := testkit.StartS3(t)
 	o := countingOrigin(t)
 	logs := &logBuffer{}
 	sc := &S3Config{Bucket: srv.Bucket, Endpoint: srv.Endpoint, PathStyle: true, AccessKey: srv.AccessKey, SecretKey: srv.SecretKey}

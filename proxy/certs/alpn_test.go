@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgeproxy/edge/scripts/testkit"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
@@ -133,7 +134,7 @@ func TestACMEALPNHelloFailsFastUnlessTLSALPN01AndLicensed(t *testing.T) {
 		// A licensed name still gets its challenge certificate, stored the
 		// way an order stores it.
 		now := time.Now()
-		certPEM, keyPEM := selfSigned(t, now.Add(-time.Hour), now.Add(time.Hour), "shop.example")
+		certPEM, keyPEM := testkit.SelfSignedValid(t, now.Add(-time.Hour), now.Add(time.Hour), "shop.example").PEM()
 		if err := st.Put(context.Background(), acmePrefix+"shop.example+token", append(keyPEM, certPEM...), n.s.Term()); err != nil {
 			t.Fatal(err)
 		}
@@ -159,7 +160,7 @@ func TestCertificateLooksUpWithoutOrdering(t *testing.T) {
 	c.addTenant(t, "shop.example")
 	c.addTenant(t, "new.example")
 	now := time.Now()
-	certPEM, keyPEM := selfSigned(t, now.Add(-time.Hour), now.Add(24*time.Hour), "shop.example")
+	certPEM, keyPEM := testkit.SelfSignedValid(t, now.Add(-time.Hour), now.Add(24*time.Hour), "shop.example").PEM()
 	if _, err := n.m.Import(context.Background(), "shop.example", certPEM, keyPEM); err != nil {
 		t.Fatal(err)
 	}

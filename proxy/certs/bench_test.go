@@ -6,6 +6,8 @@ import (
 	"net"
 	"testing"
 	"time"
+
+	"github.com/edgeproxy/edge/scripts/testkit"
 )
 
 // benchManager is a leader with one imported certificate, as a node that
@@ -20,7 +22,7 @@ func benchManager(b *testing.B) (*Manager, []byte) {
 		b.Fatal(err)
 	}
 	now := time.Now()
-	certPEM, keyPEM := selfSigned(b, now.Add(-time.Hour), now.Add(24*time.Hour), "shop.example")
+	certPEM, keyPEM := testkit.SelfSignedValid(b, now.Add(-time.Hour), now.Add(24*time.Hour), "shop.example").PEM()
 	if _, err := m.Import(context.Background(), "shop.example", certPEM, keyPEM); err != nil {
 		b.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/edgeproxy/edge/raftstore"
+	"github.com/edgeproxy/edge/scripts/testkit"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
@@ -39,11 +40,11 @@ func TestImportGetListRemove(t *testing.T) {
 	c.addTenant(t, "shop.example")
 	ctx := context.Background()
 	now := time.Now()
-	certPEM, keyPEM := selfSigned(t, now.Add(-time.Hour), now.Add(90*24*time.Hour), "shop.example", "www.shop.example")
+	certPEM, keyPEM := testkit.SelfSignedValid(t, now.Add(-time.Hour), now.Add(90*24*time.Hour), "shop.example", "www.shop.example").PEM()
 
 	// Validation: wrong domain, mismatched key, expired, garbage.
-	_, otherKey := selfSigned(t, now.Add(-time.Hour), now.Add(time.Hour), "shop.example")
-	expired, expiredKey := selfSigned(t, now.Add(-48*time.Hour), now.Add(-time.Hour), "shop.example")
+	_, otherKey := testkit.SelfSignedValid(t, now.Add(-time.Hour), now.Add(time.Hour), "shop.example").PEM()
+	expired, expiredKey := testkit.SelfSignedValid(t, now.Add(-48*time.Hour), now.Add(-time.Hour), "shop.example").PEM()
 	for name, tc := range map[string]struct {
 		domain    string
 		cert, key []byte
@@ -102,8 +103,8 @@ func TestWildcardServedAfterExact(t *testing.T) {
 	c, n := single(t, Config{})
 	c.addTenant(t, "a.shop.example")
 	now := time.Now()
-	wc, wk := selfSigned(t, now.Add(-time.Hour), now.Add(time.Hour*24), "*.shop.example")
-	ec, ek := selfSigned(t, now.Add(-time.Hour), now.Add(time.Hour*24), "a.shop.example")
+	wc, wk := testkit.SelfSignedValid(t, now.Add(-time.Hour), now.Add(time.Hour*24), "*.shop.example").PEM()
+	ec, ek := testkit.SelfSignedValid(t, now.Add(-time.Hour), now.Add(time.Hour*24), "a.shop.example").PEM()
 	ctx := context.Background()
 	if _, err := n.m.Import(ctx, "*.shop.example", wc, wk); err != nil {
 		t.Fatal(err)
@@ -134,7 +135,7 @@ func TestExpiredStoredCertificateIsNotServed(t *testing.T) {
 	now := time.Now()
 	// Stored while valid; it expired since. The domain is not licensed, so
 	// nothing may be served at all.
-	certPEM, keyPEM := selfSigned(t, now.Add(-48*time.Hour), now.Add(-time.Second), "old.example")
+	certPEM, keyPEM := testkit.SelfSignedValid(t, now.Add(-48*time.Hour), now.Add(-time.Second), "old.example").PEM()
 	c, _ := parseKeyPair(certPEM, keyPEM)
 	r := &record{Domain: "old.example", Source: SourceACME}
 	r.setCert(certPEM, keyPEM, c.Leaf)
@@ -146,7 +147,7 @@ func TestExpiredStoredCertificateIsNotServed(t *testing.T) {
 
 	// A record that changes is re-parsed (version check): store a valid
 	// one under the same key and it is served at once.
-	certPEM, keyPEM = selfSigned(t, now.Add(-time.Hour), now.Add(time.Hour), "old.example")
+	certPEM, keyPEM = testkit.SelfSignedValid(t, now.Add(-time.Hour), now.Add(time.Hour), "old.example").PEM()
 	c, _ = parseKeyPair(certPEM, keyPEM)
 	r.setCert(certPEM, keyPEM, c.Leaf)
 	putRecord(t, n, r)
@@ -221,7 +222,7 @@ func TestRetiredTenantStopsBeingServedAfterGrace(t *testing.T) {
 	c, n := single(t, Config{Grace: 300 * time.Millisecond})
 	c.addTenant(t, "shop.example")
 	now := time.Now()
-	certPEM, keyPEM := selfSigned(t, now.Add(-time.Hour), now.Add(24*time.Hour), "shop.example")
+	certPEM, keyPEM := testkit.SelfSignedValid(t, now.Add(-time.Hour), now.Add(24*time.Hour), "shop.example").PEM()
 	ctx := context.Background()
 	if _, err := n.m.Import(ctx, "shop.example", certPEM, keyPEM); err != nil {
 		t.Fatal(err)
@@ -236,7 +237,7 @@ func TestRetiredTenantStopsBeingServedAfterGrace(t *testing.T) {
 	if _, err := handshake(addr, "shop.example", poolOf(t, certPEM)); err != nil {
 		t.Fatalf("within the grace period the certificate must still be served: %v", err)
 	}
-	waitFor(t, 5*time.Second, "the grace period to end", func() bool {
+	testkit.Eventually(t, 5*time.Second, "the grace period to end", func() bool {
 		_, err := handshake(addr, "shop.example", poolOf(t, certPEM))
 		return err != nil
 	})

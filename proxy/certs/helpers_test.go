@@ -2,25 +2,21 @@ package certs
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"fmt"
-	"github.com/edgeproxy/edge/raftstore/peertls"
 	"io"
 	"log"
-	"math/big"
 	"net"
 	"net/http"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/edgeproxy/edge/raftstore/peertls"
+	"github.com/edgeproxy/edge/scripts/testkit"
 
 	"github.com/edgeproxy/edge/raftstore"
 	"github.com/edgeproxy/edge/raftstore/tenantcfg"
@@ -121,7 +117,7 @@ func newCluster(t testing.TB, n int) *cluster {
 	if err := c.stores[0].Bootstrap(servers); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "a leader", func() bool { return c.leader() >= 0 })
+	testkit.Eventually(t, 10*time.Second, "a leader", func() bool { return c.leader() >= 0 })
 	return c
 }
 
@@ -159,7 +155,7 @@ func (c *cluster) apply(t testing.TB, typ raftstore.CommandType, p any) {
 				// Let every live node apply it.
 				for i, s := range c.stores {
 					if !c.closed[i] {
-						waitFor(t, 5*time.Second, "apply on all nodes", func() bool { return s.AppliedIndex() >= r.Index })
+						testkit.Eventually(t, 5*time.Second, "apply on all nodes", func() bool { return s.AppliedIndex() >= r.Index })
 					}
 				}
 				return
@@ -181,18 +177,6 @@ func (c *cluster) suspend(t *testing.T, domain string) {
 	t.Helper()
 	yes := true
 	c.apply(t, raftstore.CmdTenantUpdate, raftstore.TenantUpdate{Domain: domain, Patch: tenantcfg.Patch{Suspended: &yes}})
-}
-
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 // node is one Manager over one cluster member.
@@ -252,35 +236,6 @@ func handshake(addr, name string, roots *x509.CertPool) (*x509.Certificate, erro
 	return conn.ConnectionState().PeerCertificates[0], nil
 }
 
-// selfSigned makes a certificate (its own root) for names.
-func selfSigned(t testing.TB, notBefore, notAfter time.Time, names ...string) (certPEM, keyPEM []byte) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()),
-		Subject:      pkix.Name{CommonName: names[0]},
-		DNSNames:     names,
-		NotBefore:    notBefore, NotAfter: notAfter,
-		KeyUsage:    x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		IsCA:        true, BasicConstraintsValid: true,
-	}
-	for _, n := range names {
-		if ip := net.ParseIP(n); ip != nil {
-			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
-		}
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kb, _ := x509.MarshalECPrivateKey(key)
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb})
-}
-
 func poolOf(t testing.TB, pemBytes []byte) *x509.CertPool {
 	t.Helper()
 	p := x509.NewCertPool()
@@ -294,4 +249,11 @@ func discardLog() *log.Logger { return log.New(io.Discard, "", 0) }
 
 func helloFor(name string) *tls.ClientHelloInfo {
 	return &tls.ClientHelloInfo{ServerName: name}
+}
+
+// len is how many names the negative cache holds (tests only).
+func (c *negCache) len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.m)
 }

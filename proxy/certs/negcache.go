@@ -57,9 +57,3 @@ func (c *negCache) remove(name string) {
 	delete(c.m, name)
 	c.mu.Unlock()
 }
-
-func (c *negCache) len() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return len(c.m)
-}

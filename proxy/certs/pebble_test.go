@@ -17,7 +17,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
-	"github.com/edgeproxy/edge/scripts/testsvc"
+	"github.com/edgeproxy/edge/scripts/testkit"
 	"github.com/miekg/dns"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
@@ -35,19 +35,9 @@ type pebbleOpts struct {
 	alwaysValid       bool
 }
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 func startPebble(t *testing.T, o pebbleOpts) *pebbleCA {
 	t.Helper()
-	ca := testsvc.Pebble(t, testsvc.PebbleOptions{HTTPPort: o.httpPort, TLSPort: o.tlsPort, DNSAddr: o.dnsAddr, AlwaysValid: o.alwaysValid})
+	ca := testkit.Pebble(t, testkit.PebbleOptions{HTTPPort: o.httpPort, TLSPort: o.tlsPort, DNSAddr: o.dnsAddr, AlwaysValid: o.alwaysValid})
 	return &pebbleCA{dirURL: ca.DirURL, caPEM: ca.CAPEM, roots: ca.Roots}
 }
 
@@ -201,12 +191,11 @@ func TestACMELicensedDomainIssuedOnceWithValidationOnFollower(t *testing.T) {
 	cs := newChallengeServer(t)
 	p := startPebble(t, pebbleOpts{httpPort: cs.port, dnsAddr: startDNS(t)})
 	ac := newACMECluster(t, 3, p, Config{})
-	leader := ac.leader()
-	f1 := ac.follower(leader)
-	f2 := ac.follower(f1)
-	if f2 == leader {
-		f2 = 3 - leader - f1
-	}
+	// Under load an election may be under way: wait for a leader, and
+	// take the other two as the followers.
+	leader := -1
+	testkit.Eventually(t, 10*time.Second, "a leader", func() bool { leader = ac.leader(); return leader >= 0 })
+	f1, f2 := (leader+1)%3, (leader+2)%3
 	cs.serve(ac.nodes[f1].m)
 	ac.addTenant(t, "shop.edge.test")
 
@@ -259,7 +248,7 @@ func TestACMELicensedDomainIssuedOnceWithValidationOnFollower(t *testing.T) {
 		t.Fatalf("Get = %+v, %v", info, err)
 	}
 	// Challenge tokens are cleaned up.
-	waitFor(t, 5*time.Second, "challenge cleanup", func() bool {
+	testkit.Eventually(t, 5*time.Second, "challenge cleanup", func() bool {
 		return len(ac.nodes[leader].m.cfg.Store.Keys(acmePrefix)) == 1 // the account key only
 	})
 
@@ -276,7 +265,7 @@ func TestACMELicensedDomainIssuedOnceWithValidationOnFollower(t *testing.T) {
 	if n := ac.ca.newOrders.Load(); n != 2 {
 		t.Fatalf("new orders after Renew = %d, want 2", n)
 	}
-	waitFor(t, 5*time.Second, "the renewed certificate on a follower", func() bool {
+	testkit.Eventually(t, 5*time.Second, "the renewed certificate on a follower", func() bool {
 		leaf, err := handshake(ac.nodes[f2].addr, "shop.edge.test", p.roots)
 		return err == nil && leaf.SerialNumber.Text(16) == renewed.Serial
 	})
@@ -343,9 +332,9 @@ func TestACMELeaderKilledMidOrderCompletesWithOneOrder(t *testing.T) {
 	ac.kill(leader)
 	close(release)
 
-	waitFor(t, 20*time.Second, "a new leader", func() bool { return ac.leader() >= 0 })
+	testkit.Eventually(t, 20*time.Second, "a new leader", func() bool { return ac.leader() >= 0 })
 	nl := ac.leader()
-	waitFor(t, 30*time.Second, "the resumed order to complete", func() bool {
+	testkit.Eventually(t, 30*time.Second, "the resumed order to complete", func() bool {
 		info, err := ac.nodes[nl].m.Get("failover.edge.test")
 		return err == nil && info.Status == StatusActive
 	})
@@ -368,11 +357,11 @@ func TestACMELeaderKilledMidOrderCompletesWithOneOrder(t *testing.T) {
 
 func TestACMETLSALPN01AndS3Restore(t *testing.T) {
 	// TLS-ALPN-01 validated for real against a follower's TLS listener.
-	tlsPort := freePort(t)
+	tlsPort := testkit.FreePort(t)
 	p := startPebble(t, pebbleOpts{tlsPort: tlsPort, dnsAddr: startDNS(t)})
-	endpoint, bucket, ak, sk := testsvc.S3(t)
+	endpoint, bucket, ak, sk := testkit.S3(t)
 	client := s3.New(s3.Options{
-		Region: testsvc.S3Region, BaseEndpoint: aws.String(endpoint), UsePathStyle: true,
+		Region: testkit.S3Region, BaseEndpoint: aws.String(endpoint), UsePathStyle: true,
 		Credentials: credentials.NewStaticCredentialsProvider(ak, sk, ""),
 	})
 	mirror, err := NewS3Mirror(client, bucket, "")
@@ -407,7 +396,7 @@ func TestACMETLSALPN01AndS3Restore(t *testing.T) {
 	if alpnHits.Load() == 0 {
 		t.Fatal("the CA's TLS-ALPN-01 validation never reached the follower")
 	}
-	waitFor(t, 5*time.Second, "the mirror copy", func() bool {
+	testkit.Eventually(t, 5*time.Second, "the mirror copy", func() bool {
 		keys, err := mirror.List(context.Background())
 		return err == nil && len(keys) == 1 && keys[0] == "alpn.edge.test"
 	})

@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"testing"
 	"time"
+
+	"github.com/edgeproxy/edge/scripts/testkit"
 )
 
 // TestRequestContextMadeOnDemand: a handler that never asks for Done gets
@@ -64,7 +66,7 @@ func TestRequestContextMadeOnDemand(t *testing.T) {
 			t.Fatalf("Err while the handler ran: %v", err)
 		}
 		ctx := <-ctxs
-		waitFor(t, 3*time.Second, "Err after the handler returned", func() bool { return ctx.Err() != nil })
+		testkit.Eventually(t, 3*time.Second, "Err after the handler returned", func() bool { return ctx.Err() != nil })
 		done(t, ctx, errHandlerDone)
 		later, cancel := context.WithCancel(ctx)
 		defer cancel()

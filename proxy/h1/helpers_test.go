@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/edgeproxy/edge/scripts/testkit"
 )
 
 // testServer is an h1.Server on 127.0.0.1 wired as proxy.Server wires it:
@@ -263,18 +265,6 @@ func get(path string) string {
 	return "GET " + path + " HTTP/1.1\r\nHost: example.com\r\n\r\n"
 }
 
-// waitFor polls cond until it holds or d passes.
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 func mustContain(t *testing.T, s, sub string) {
 	t.Helper()
 	if !strings.Contains(s, sub) {
@@ -287,7 +277,7 @@ func mustContain(t *testing.T, s, sub string) {
 // the watched path rather than guessing how long the sweep takes.
 func waitWatching(t *testing.T, ts *testServer) {
 	t.Helper()
-	waitFor(t, 2*time.Second, "the client-gone watch to start", func() bool {
+	testkit.Eventually(t, 2*time.Second, "the client-gone watch to start", func() bool {
 		ts.h1.mu.Lock()
 		defer ts.h1.mu.Unlock()
 		for c := range ts.h1.conns {

@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/edgeproxy/edge/scripts/testkit"
 )
 
 // outcome is what a client sees of one exchange: the response, and what
@@ -701,7 +703,7 @@ func TestConnState(t *testing.T) {
 		c.read("GET")
 		c.Close()
 	}
-	waitFor(t, 3*time.Second, "connection count back to 0", func() bool { return ts.open.Load() == 0 })
+	testkit.Eventually(t, 3*time.Second, "connection count back to 0", func() bool { return ts.open.Load() == 0 })
 }
 
 func TestClientGone(t *testing.T) {
@@ -1008,14 +1010,14 @@ func TestShutdown(t *testing.T) {
 func TestShutdownNewConnection(t *testing.T) {
 	ts := startH1(t, echo)
 	c := dialRaw(t, ts.addr)
-	waitFor(t, time.Second, "connection accepted", func() bool {
+	testkit.Eventually(t, time.Second, "connection accepted", func() bool {
 		ts.h1.mu.Lock()
 		defer ts.h1.mu.Unlock()
 		return len(ts.h1.conns) == 1
 	})
 	done := make(chan error, 1)
 	go func() { done <- ts.h1.Shutdown(context.Background()) }()
-	waitFor(t, time.Second, "shutdown to begin", ts.h1.inShutdown.Load)
+	testkit.Eventually(t, time.Second, "shutdown to begin", ts.h1.inShutdown.Load)
 	c.send(get("/late"))
 	r := c.read("GET")
 	if e := decodeEcho(t, r.body); e.Path != "/late" || !r.Close {
@@ -1037,7 +1039,7 @@ func TestShutdownContext(t *testing.T) {
 	defer close(release)
 	c := dialRaw(t, ts.addr)
 	c.send(get("/"))
-	waitFor(t, time.Second, "request in flight", func() bool {
+	testkit.Eventually(t, time.Second, "request in flight", func() bool {
 		ts.h1.mu.Lock()
 		defer ts.h1.mu.Unlock()
 		return len(ts.h1.conns) == 1
@@ -1067,7 +1069,7 @@ func TestPanic(t *testing.T) {
 	c := dialRaw(t, ts.addr)
 	c.send(get("/panic"))
 	c.expectClosed(2 * time.Second)
-	waitFor(t, time.Second, "panic logged", func() bool { return strings.Contains(ts.logs.String(), "boom") })
+	testkit.Eventually(t, time.Second, "panic logged", func() bool { return strings.Contains(ts.logs.String(), "boom") })
 	logs := ts.logs.String()
 	mustContain(t, logs, "panic serving request")
 	mustContain(t, logs, "path=/panic")
@@ -1099,7 +1101,7 @@ func TestFallbackNil(t *testing.T) {
 	c := dialRaw(t, ts.addr)
 	c.send("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nx")
 	c.expectClosed(2 * time.Second)
-	waitFor(t, 2*time.Second, "connection count back to 0", func() bool { return ts.open.Load() == 0 })
+	testkit.Eventually(t, 2*time.Second, "connection count back to 0", func() bool { return ts.open.Load() == 0 })
 }
 
 func TestHandoffClosed(t *testing.T) {

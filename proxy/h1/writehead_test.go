@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/edgeproxy/edge/scripts/testkit"
 )
 
 // headWriter is what a proxy relaying an origin's header lines finds on
@@ -212,7 +214,7 @@ func TestWriteHeadConnectionClose(t *testing.T) {
 		<-entered
 		done := make(chan error, 1)
 		go func() { done <- ts.h1.Shutdown(context.Background()) }()
-		waitFor(t, 2*time.Second, "Shutdown to begin", ts.h1.inShutdown.Load)
+		testkit.Eventually(t, 2*time.Second, "Shutdown to begin", ts.h1.inShutdown.Load)
 		close(release)
 		_, lines := c.rawHead()
 		if n := countPrefix(lines, "Connection: close"); n != 1 {

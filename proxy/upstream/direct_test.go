@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgeproxy/edge/scripts/testkit"
 	"golang.org/x/net/http/httpguts"
 )
 
@@ -402,7 +403,7 @@ func TestDirectStaleConnRetried(t *testing.T) {
 		if idleCount(lp) != 1 {
 			t.Fatalf("request %d: connection not kept", i)
 		}
-		waitFor(t, "the origin to close", func() bool { return served.Load() == int64(i+1) })
+		testkit.Eventually(t, 5*time.Second, "the origin to close", func() bool { return served.Load() == int64(i+1) })
 	}
 	if n := conns.Load(); n != 3 {
 		t.Fatalf("connections %d, want 3", n)
@@ -555,8 +556,8 @@ func checkPeekDirect(t *testing.T, raw string, must bool) {
 // that picks HTTP/2 by ALPN costs a single wasted handshake, after which
 // its pool declines the direct path and RoundTrip speaks HTTP/2.
 func TestLeanTLS(t *testing.T) {
-	ca := newCA(t, "CA")
-	leaf, _, _ := ca.issue(t, false, "origin.internal")
+	ca := testkit.NewCA(t, "CA")
+	leaf := ca.Issue(t, []string{"origin.internal"}).TLS
 	directGet := func(t *testing.T, dt DirectTripper, u string) (bool, string) {
 		t.Helper()
 		req, _ := http.NewRequest(http.MethodGet, u, nil)
@@ -581,7 +582,7 @@ func TestLeanTLS(t *testing.T) {
 
 	t.Run("http/1.1", func(t *testing.T) {
 		o := startOrigin(t, nil, &tls.Config{Certificates: []tls.Certificate{leaf}}, false)
-		rt, err := newPools(t, nil).Get("t", Target{URL: o.url, TLS: TLS{CAPEM: ca.pem, ServerName: "origin.internal"}})
+		rt, err := newPools(t, nil).Get("t", Target{URL: o.url, TLS: TLS{CAPEM: ca.PEM, ServerName: "origin.internal"}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -603,7 +604,7 @@ func TestLeanTLS(t *testing.T) {
 			b, _ := io.ReadAll(r.Body)
 			fmt.Fprintf(w, "%s %s", r.Proto, b)
 		}, &tls.Config{Certificates: []tls.Certificate{leaf}}, true)
-		rt, err := newPools(t, nil).Get("t", Target{URL: o.url, TLS: TLS{CAPEM: ca.pem, ServerName: "origin.internal"}})
+		rt, err := newPools(t, nil).Get("t", Target{URL: o.url, TLS: TLS{CAPEM: ca.PEM, ServerName: "origin.internal"}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -623,7 +624,7 @@ func TestLeanTLS(t *testing.T) {
 
 	t.Run("h2", func(t *testing.T) {
 		o := startOrigin(t, nil, &tls.Config{Certificates: []tls.Certificate{leaf}}, true)
-		rt, err := newPools(t, nil).Get("t", Target{URL: o.url, TLS: TLS{CAPEM: ca.pem, ServerName: "origin.internal"}})
+		rt, err := newPools(t, nil).Get("t", Target{URL: o.url, TLS: TLS{CAPEM: ca.PEM, ServerName: "origin.internal"}})
 		if err != nil {
 			t.Fatal(err)
 		}

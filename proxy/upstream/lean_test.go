@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/edgeproxy/edge/proxy/rawconn"
+	"github.com/edgeproxy/edge/scripts/testkit"
 )
 
 // leanOf returns the lean client behind tenant's pool, failing the test if
@@ -82,7 +83,7 @@ func TestLeanKeepAliveReuse(t *testing.T) {
 		}
 	}
 	p.Close()
-	waitFor(t, "connection closed by Close", func() bool { return o.closedConns.Load() == 1 })
+	testkit.Eventually(t, 5*time.Second, "connection closed by Close", func() bool { return o.closedConns.Load() == 1 })
 	if v := gathered(t, reg, "edge_upstream_conns_open"); v != 0 {
 		t.Errorf("conns_open after Close = %v", v)
 	}
@@ -121,7 +122,7 @@ func TestLeanEarlyCloseNotReused(t *testing.T) {
 	if _, err := resp.Body.Read(make([]byte, 1)); err == nil {
 		t.Fatal("Read after Close succeeded")
 	}
-	waitFor(t, "origin sees the connection closed", func() bool { return o.closedConns.Load() == 1 })
+	testkit.Eventually(t, 5*time.Second, "origin sees the connection closed", func() bool { return o.closedConns.Load() == 1 })
 	_, body := mustGet(t, p, "t", tg)
 	if len(body) != len(big) {
 		t.Fatalf("body %d bytes", len(body))
@@ -247,7 +248,7 @@ func TestLeanContextCancelMidBody(t *testing.T) {
 	if d := time.Since(start); d > 2*time.Second {
 		t.Fatalf("cancel took %v", d)
 	}
-	waitFor(t, "connection closed", func() bool { return o.closedConns.Load() == 1 })
+	testkit.Eventually(t, 5*time.Second, "connection closed", func() bool { return o.closedConns.Load() == 1 })
 }
 
 func TestLeanContextDeadlineIsTimeout(t *testing.T) {
@@ -281,7 +282,7 @@ func TestLeanStaleConnRetries(t *testing.T) {
 	prime := func() {
 		mustGet(t, p, "t", tg)
 		o.srv.CloseClientConnections() // drops the idle keep-alive connection
-		waitFor(t, "origin closed", func() bool { return o.closedConns.Load() == o.newConns.Load() })
+		testkit.Eventually(t, 5*time.Second, "origin closed", func() bool { return o.closedConns.Load() == o.newConns.Load() })
 	}
 
 	prime()
@@ -467,7 +468,7 @@ func TestLeanIdleTimeout(t *testing.T) {
 	p := newPools(t, func(c *Config) { c.IdleConnTimeout = 100 * time.Millisecond })
 	tg := Target{URL: o.url}
 	mustGet(t, p, "t", tg)
-	waitFor(t, "idle connection closed by the sweeper", func() bool { return o.closedConns.Load() == 1 })
+	testkit.Eventually(t, 5*time.Second, "idle connection closed by the sweeper", func() bool { return o.closedConns.Load() == 1 })
 	mustGet(t, p, "t", tg)
 	if n := o.newConns.Load(); n != 2 {
 		t.Fatalf("connections = %d, want 2", n)
@@ -487,7 +488,7 @@ func TestLeanMaxIdlePerHost(t *testing.T) {
 			done <- err
 		}()
 	}
-	waitFor(t, "4 connections", func() bool { return o.newConns.Load() == 4 })
+	testkit.Eventually(t, 5*time.Second, "4 connections", func() bool { return o.newConns.Load() == 4 })
 	close(gate)
 	for range 4 {
 		if err := <-done; err != nil {
@@ -497,7 +498,7 @@ func TestLeanMaxIdlePerHost(t *testing.T) {
 	if n := idleCount(leanOf(t, p, tg)); n != 2 {
 		t.Fatalf("idle = %d, want 2", n)
 	}
-	waitFor(t, "2 connections closed", func() bool { return o.closedConns.Load() == 2 })
+	testkit.Eventually(t, 5*time.Second, "2 connections closed", func() bool { return o.closedConns.Load() == 2 })
 }
 
 func TestLeanSkips1xxAndUpgradeUsesTransport(t *testing.T) {

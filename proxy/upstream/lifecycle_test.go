@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/edgeproxy/edge/scripts/testkit"
 )
 
 // poolKind is one of the three kinds of pool a tenant can get, with its
@@ -23,15 +25,15 @@ type poolKind struct {
 // with HTTP/2 (http.Transport).
 func poolKinds(t *testing.T, h http.HandlerFunc) []poolKind {
 	t.Helper()
-	ca := newCA(t, "CA")
-	leaf, _, _ := ca.issue(t, false, "127.0.0.1")
+	ca := testkit.NewCA(t, "CA")
+	leaf := ca.Issue(t, []string{"127.0.0.1"}).TLS
 	plain := startOrigin(t, h, nil, false)
 	h1 := startOrigin(t, h, &tls.Config{Certificates: []tls.Certificate{leaf}}, false)
 	h2 := startOrigin(t, h, &tls.Config{Certificates: []tls.Certificate{leaf}}, true)
 	return []poolKind{
 		{"http", Target{URL: plain.url}, plain},
-		{"https-h1", Target{URL: h1.url, TLS: TLS{CAPEM: ca.pem}}, h1},
-		{"https-h2", Target{URL: h2.url, TLS: TLS{CAPEM: ca.pem}}, h2},
+		{"https-h1", Target{URL: h1.url, TLS: TLS{CAPEM: ca.PEM}}, h1},
+		{"https-h2", Target{URL: h2.url, TLS: TLS{CAPEM: ca.PEM}}, h2},
 	}
 }
 
@@ -66,7 +68,7 @@ func TestCloseClosesIdleOriginConnections(t *testing.T) {
 		}
 	}
 	for _, k := range kinds {
-		waitFor(t, k.name+" requests at the origin", func() bool { return k.origin.count("GET /") == 3 })
+		testkit.Eventually(t, 5*time.Second, k.name+" requests at the origin", func() bool { return k.origin.count("GET /") == 3 })
 	}
 	close(hold)
 	wg.Wait()
@@ -77,7 +79,7 @@ func TestCloseClosesIdleOriginConnections(t *testing.T) {
 	}
 	p.Close()
 	for _, k := range kinds {
-		waitFor(t, k.name+" origin connections closed", func() bool { return k.origin.openConns() == 0 })
+		testkit.Eventually(t, 5*time.Second, k.name+" origin connections closed", func() bool { return k.origin.openConns() == 0 })
 	}
 	if _, err := p.Get("late", kinds[0].target); err == nil {
 		t.Fatal("Get after Close succeeded")
@@ -124,13 +126,13 @@ func TestRetiredPoolFinishesInFlightThenCloses(t *testing.T) {
 			if r := <-done; r.err != nil || r.body != body {
 				t.Fatalf("in-flight request on the retired pool: %d bytes, %v; want the whole response", len(r.body), r.err)
 			}
-			waitFor(t, "the finished request's connection closed", func() bool { return k.origin.openConns() == 0 })
+			testkit.Eventually(t, 5*time.Second, "the finished request's connection closed", func() bool { return k.origin.openConns() == 0 })
 
 			// rt was taken before the removal; its dial comes after.
 			if _, b, err := get(rt, k.target.URL); err != nil || b != body {
 				t.Fatalf("request on a pool taken before the removal: %v", err)
 			}
-			waitFor(t, "the late connection closed", func() bool { return k.origin.openConns() == 0 })
+			testkit.Eventually(t, 5*time.Second, "the late connection closed", func() bool { return k.origin.openConns() == 0 })
 		})
 	}
 }

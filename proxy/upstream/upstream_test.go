@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgeproxy/edge/scripts/testkit"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -126,38 +127,27 @@ func failGet(t *testing.T, p *Pools, tenant string, tg Target) error {
 	return err
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
+func tlsOrigin(t *testing.T, ca *testkit.CA, names ...string) *origin {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-func tlsOrigin(t *testing.T, ca *testCA, names ...string) *origin {
-	t.Helper()
-	leaf, _, _ := ca.issue(t, false, names...)
+	leaf := ca.Issue(t, names).TLS
 	return startOrigin(t, nil, &tls.Config{Certificates: []tls.Certificate{leaf}}, false)
 }
 
 func TestTenantCAVerifies(t *testing.T) {
-	ca := newCA(t, "tenant CA")
+	ca := testkit.NewCA(t, "tenant CA")
 	o := tlsOrigin(t, ca, "127.0.0.1")
 	p := newPools(t, nil)
-	resp, body := mustGet(t, p, "shop", Target{URL: o.url, TLS: TLS{CAPEM: ca.pem}})
+	resp, body := mustGet(t, p, "shop", Target{URL: o.url, TLS: TLS{CAPEM: ca.PEM}})
 	if resp.StatusCode != 200 || !strings.HasPrefix(body, "proto=HTTP/1.1") {
 		t.Fatalf("status %d body %q", resp.StatusCode, body)
 	}
 }
 
 func TestWrongCAFailsWithX509Reason(t *testing.T) {
-	o := tlsOrigin(t, newCA(t, "origin CA"), "127.0.0.1")
+	o := tlsOrigin(t, testkit.NewCA(t, "origin CA"), "127.0.0.1")
 	p := newPools(t, nil)
 	for name, tg := range map[string]Target{
-		"other CA":     {URL: o.url, TLS: TLS{CAPEM: newCA(t, "other CA").pem}},
+		"other CA":     {URL: o.url, TLS: TLS{CAPEM: testkit.NewCA(t, "other CA").PEM}},
 		"system roots": {URL: o.url},
 	} {
 		err := failGet(t, p, name, tg)
@@ -171,43 +161,43 @@ func TestWrongCAFailsWithX509Reason(t *testing.T) {
 }
 
 func TestMTLS(t *testing.T) {
-	serverCA, clientCA := newCA(t, "server CA"), newCA(t, "client CA")
-	leaf, _, _ := serverCA.issue(t, false, "127.0.0.1")
+	serverCA, clientCA := testkit.NewCA(t, "server CA"), testkit.NewCA(t, "client CA")
+	leaf := serverCA.Issue(t, []string{"127.0.0.1"}).TLS
 	pool := x509.NewCertPool()
-	pool.AddCert(clientCA.cert)
+	pool.AddCert(clientCA.Cert)
 	o := startOrigin(t, func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprint(w, r.TLS.PeerCertificates[0].Subject.CommonName)
 	}, &tls.Config{Certificates: []tls.Certificate{leaf}, ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: pool}, false)
-	_, certPEM, keyPEM := clientCA.issue(t, true, "edge-client")
+	certPEM, keyPEM := clientCA.Issue(t, []string{"edge-client"}, x509.ExtKeyUsageClientAuth).PEM()
 	p := newPools(t, nil)
 
-	_, body := mustGet(t, p, "with", Target{URL: o.url, TLS: TLS{CAPEM: serverCA.pem, ClientCertPEM: certPEM, ClientKeyPEM: keyPEM}})
+	_, body := mustGet(t, p, "with", Target{URL: o.url, TLS: TLS{CAPEM: serverCA.PEM, ClientCertPEM: certPEM, ClientKeyPEM: keyPEM}})
 	if body != "edge-client" {
 		t.Fatalf("origin saw client %q", body)
 	}
-	err := failGet(t, p, "without", Target{URL: o.url, TLS: TLS{CAPEM: serverCA.pem}})
+	err := failGet(t, p, "without", Target{URL: o.url, TLS: TLS{CAPEM: serverCA.PEM}})
 	if r := Reason(err); !strings.Contains(r, "certificate") {
 		t.Fatalf("Reason = %q (err %v)", r, err)
 	}
 }
 
 func TestServerNameOverride(t *testing.T) {
-	ca := newCA(t, "CA")
+	ca := testkit.NewCA(t, "CA")
 	o := tlsOrigin(t, ca, "origin.internal") // no IP SAN
 	p := newPools(t, nil)
 
-	err := failGet(t, p, "plain", Target{URL: o.url, TLS: TLS{CAPEM: ca.pem}})
+	err := failGet(t, p, "plain", Target{URL: o.url, TLS: TLS{CAPEM: ca.PEM}})
 	if r := Reason(err); !strings.Contains(r, "x509") || !strings.Contains(r, "127.0.0.1") {
 		t.Fatalf("without override: Reason = %q", r)
 	}
-	_, body := mustGet(t, p, "override", Target{URL: o.url, TLS: TLS{CAPEM: ca.pem, ServerName: "origin.internal"}})
+	_, body := mustGet(t, p, "override", Target{URL: o.url, TLS: TLS{CAPEM: ca.PEM, ServerName: "origin.internal"}})
 	if !strings.HasSuffix(body, "sni=origin.internal") {
 		t.Fatalf("origin saw %q, want SNI origin.internal", body)
 	}
 }
 
 func TestInsecureSkipVerifyOnlyWhenSet(t *testing.T) {
-	o := tlsOrigin(t, newCA(t, "unknown CA"), "elsewhere.example")
+	o := tlsOrigin(t, testkit.NewCA(t, "unknown CA"), "elsewhere.example")
 	p := newPools(t, nil)
 	if err := failGet(t, p, "strict", Target{URL: o.url}); !strings.Contains(Reason(err), "x509") {
 		t.Fatalf("strict: %v", err)
@@ -216,22 +206,22 @@ func TestInsecureSkipVerifyOnlyWhenSet(t *testing.T) {
 }
 
 func TestHTTP2Negotiated(t *testing.T) {
-	ca := newCA(t, "CA")
-	leaf, _, _ := ca.issue(t, false, "127.0.0.1")
+	ca := testkit.NewCA(t, "CA")
+	leaf := ca.Issue(t, []string{"127.0.0.1"}).TLS
 	o := startOrigin(t, nil, &tls.Config{Certificates: []tls.Certificate{leaf}}, true)
 	p := newPools(t, nil)
-	resp, body := mustGet(t, p, "h2", Target{URL: o.url, TLS: TLS{CAPEM: ca.pem}})
+	resp, body := mustGet(t, p, "h2", Target{URL: o.url, TLS: TLS{CAPEM: ca.PEM}})
 	if resp.ProtoMajor != 2 || !strings.HasPrefix(body, "proto=HTTP/2.0") {
 		t.Fatalf("proto %s, origin saw %q", resp.Proto, body)
 	}
 }
 
 func TestPoolReusedAcrossRequestsAndTenants(t *testing.T) {
-	ca := newCA(t, "CA")
+	ca := testkit.NewCA(t, "CA")
 	o := tlsOrigin(t, ca, "127.0.0.1")
 	reg := prometheus.NewRegistry()
 	p := newPools(t, func(c *Config) { c.Registerer = reg })
-	tg := Target{URL: o.url, TLS: TLS{CAPEM: ca.pem}}
+	tg := Target{URL: o.url, TLS: TLS{CAPEM: ca.PEM}}
 	for i := range 6 {
 		mustGet(t, p, []string{"a", "b"}[i%2], tg)
 	}
@@ -251,11 +241,11 @@ func TestPoolReusedAcrossRequestsAndTenants(t *testing.T) {
 }
 
 func TestSettingsChangeClosesOldIdleConnections(t *testing.T) {
-	ca := newCA(t, "CA")
+	ca := testkit.NewCA(t, "CA")
 	o := tlsOrigin(t, ca, "127.0.0.1")
 	p := newPools(t, nil)
-	before := Target{URL: o.url, TLS: TLS{CAPEM: ca.pem}}
-	after := Target{URL: o.url, TLS: TLS{CAPEM: ca.pem, ServerName: "127.0.0.1"}}
+	before := Target{URL: o.url, TLS: TLS{CAPEM: ca.PEM}}
+	after := Target{URL: o.url, TLS: TLS{CAPEM: ca.PEM, ServerName: "127.0.0.1"}}
 
 	// Shared pool: a's change must not close b's connection.
 	mustGet(t, p, "a", before)
@@ -271,7 +261,7 @@ func TestSettingsChangeClosesOldIdleConnections(t *testing.T) {
 
 	// Last user leaves: the idle connection of the old settings closes.
 	mustGet(t, p, "b", after)
-	waitFor(t, "old connection closed", func() bool { return o.closedConns.Load() == 1 })
+	testkit.Eventually(t, 5*time.Second, "old connection closed", func() bool { return o.closedConns.Load() == 1 })
 	mustGet(t, p, "a", after)
 	if n := o.newConns.Load(); n != 2 {
 		t.Fatalf("new settings' connection not reused: %d connections", n)
@@ -343,13 +333,13 @@ func TestTimeouts(t *testing.T) {
 	})
 	t.Run("response header over HTTP/2", func(t *testing.T) {
 		release := make(chan struct{})
-		ca := newCA(t, "CA")
-		leaf, _, _ := ca.issue(t, false, "127.0.0.1")
+		ca := testkit.NewCA(t, "CA")
+		leaf := ca.Issue(t, []string{"127.0.0.1"}).TLS
 		o := startOrigin(t, func(w http.ResponseWriter, r *http.Request) { <-release },
 			&tls.Config{Certificates: []tls.Certificate{leaf}}, true)
 		t.Cleanup(func() { close(release) })
 		p := newPools(t, func(c *Config) { c.ResponseHeaderTimeout = 100 * time.Millisecond })
-		err := failGet(t, p, "t", Target{URL: o.url, TLS: TLS{CAPEM: ca.pem}})
+		err := failGet(t, p, "t", Target{URL: o.url, TLS: TLS{CAPEM: ca.PEM}})
 		if !IsTimeout(err) || Reason(err) != "response header timeout" {
 			t.Fatalf("IsTimeout=%v Reason=%q err=%v", IsTimeout(err), Reason(err), err)
 		}
@@ -467,7 +457,7 @@ func BenchmarkGetCached(b *testing.B) {
 	}
 	defer p.Close()
 	u, _ := url.Parse("https://origin.example")
-	tg := Target{URL: u, TLS: TLS{ServerName: "o", CAPEM: newCA(b, "CA").pem}}
+	tg := Target{URL: u, TLS: TLS{ServerName: "o", CAPEM: testkit.NewCA(b, "CA").PEM}}
 	for i := range 1000 {
 		if _, err := p.Get(fmt.Sprintf("tenant-%d", i), tg); err != nil {
 			b.Fatal(err)

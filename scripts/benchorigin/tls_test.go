@@ -13,20 +13,9 @@ import (
 	"strings"
 	"testing"
 	"time"
-)
 
-// freeAddr returns a loopback address nothing listens on (serve binds it
-// again, as in TestFloorRelays).
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
-}
+	"github.com/edgeproxy/edge/scripts/testkit"
+)
 
 // TestServeTLS runs serve as scripts/bench does, with -tls-addr: a client
 // that trusts only the written CA and asks for origin.bench gets /nostore
@@ -34,7 +23,7 @@ func freeAddr(t *testing.T) string {
 // the IP address instead of the name, is refused; both listeners count
 // into the same /stats.
 func TestServeTLS(t *testing.T) {
-	addr, tlsAddr := freeAddr(t), freeAddr(t)
+	addr, tlsAddr := testkit.FreeAddr(t), testkit.FreeAddr(t)
 	caFile := filepath.Join(t.TempDir(), "origin-ca.pem")
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

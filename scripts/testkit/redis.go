@@ -1,4 +1,4 @@
-package testsvc
+package testkit
 
 import (
 	"bufio"
@@ -41,7 +41,7 @@ func StartRedis(t testing.TB) *RedisServer {
 	if !ok {
 		missing(t, "redis-server", "install the Debian package redis-server")
 	}
-	s := &RedisServer{t: t, bin: bin, dir: t.TempDir(), port: freePort(t)}
+	s := &RedisServer{t: t, bin: bin, dir: t.TempDir(), port: FreePort(t)}
 	s.Start()
 	t.Cleanup(s.Stop)
 	return s
@@ -82,7 +82,7 @@ func (s *RedisServer) Start() {
 		if s.proc != nil || attempt == 2 || !strings.Contains(err.Error(), "in use") {
 			s.t.Fatal(err)
 		}
-		s.port = freePort(s.t)
+		s.port = FreePort(s.t)
 	}
 }
 
@@ -98,12 +98,12 @@ func (s *RedisServer) startOnce() error {
 	)
 	p, err := startProc(cmd)
 	if err != nil {
-		return fmt.Errorf("testsvc: start redis-server: %w", err)
+		return fmt.Errorf("testkit: start redis-server: %w", err)
 	}
 	deadline := time.Now().Add(startTimeout)
 	for {
 		if p.exited() {
-			return fmt.Errorf("testsvc: redis-server on %s exited: %s", s.Addr(), p.out.String())
+			return fmt.Errorf("testkit: redis-server on %s exited: %s", s.Addr(), p.out.String())
 		}
 		if err := ping(s.Addr()); err == nil {
 			s.proc = p
@@ -111,7 +111,7 @@ func (s *RedisServer) startOnce() error {
 		}
 		if time.Now().After(deadline) {
 			p.kill()
-			return fmt.Errorf("testsvc: redis-server on %s did not answer PING within %s: %s", s.Addr(), startTimeout, p.out.String())
+			return fmt.Errorf("testkit: redis-server on %s did not answer PING within %s: %s", s.Addr(), startTimeout, p.out.String())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

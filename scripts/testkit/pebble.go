@@ -1,16 +1,10 @@
-package testsvc
+package testkit
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -58,18 +52,18 @@ func Pebble(t testing.TB, o PebbleOptions) *PebbleCA {
 		missing(t, "pebble", "go install github.com/letsencrypt/pebble/v2/cmd/pebble@v2.10.1")
 	}
 	dir := t.TempDir()
-	certPEM, keyPEM := selfSignedPEM(t, "localhost", "127.0.0.1")
+	certPEM, keyPEM := SelfSigned(t, "localhost", "127.0.0.1").PEM()
 	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
 	writeFile(t, certFile, certPEM)
 	writeFile(t, keyFile, keyPEM)
 	if o.HTTPPort == 0 {
-		o.HTTPPort = freePort(t)
+		o.HTTPPort = FreePort(t)
 	}
 	if o.TLSPort == 0 {
-		o.TLSPort = freePort(t)
+		o.TLSPort = FreePort(t)
 	}
-	listen := net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t)))
-	mgmt := net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t)))
+	listen := net.JoinHostPort("127.0.0.1", strconv.Itoa(FreePort(t)))
+	mgmt := net.JoinHostPort("127.0.0.1", strconv.Itoa(FreePort(t)))
 	cfg := map[string]any{"pebble": map[string]any{
 		"listenAddress": listen, "managementListenAddress": mgmt,
 		"certificate": certFile, "privateKey": keyFile,
@@ -92,7 +86,7 @@ func Pebble(t testing.TB, o PebbleOptions) *PebbleCA {
 	}
 	p, err := startProc(cmd)
 	if err != nil {
-		t.Fatalf("testsvc: start pebble: %v", err)
+		t.Fatalf("testkit: start pebble: %v", err)
 	}
 	t.Cleanup(func() {
 		p.kill()
@@ -114,19 +108,19 @@ func Pebble(t testing.TB, o PebbleOptions) *PebbleCA {
 			}
 		}
 		if p.exited() || time.Now().After(deadline) {
-			t.Fatalf("testsvc: pebble did not answer: %v\n%s", err, p.out.String())
+			t.Fatalf("testkit: pebble did not answer: %v\n%s", err, p.out.String())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 	res, err := hc.Get("https://" + mgmt + "/roots/0")
 	if err != nil {
-		t.Fatalf("testsvc: pebble roots: %v", err)
+		t.Fatalf("testkit: pebble roots: %v", err)
 	}
 	rootPEM, _ := io.ReadAll(res.Body)
 	res.Body.Close()
 	ca.Roots = x509.NewCertPool()
 	if !ca.Roots.AppendCertsFromPEM(rootPEM) {
-		t.Fatalf("testsvc: pebble roots: no PEM")
+		t.Fatalf("testkit: pebble roots: no PEM")
 	}
 	return ca
 }
@@ -136,38 +130,4 @@ func writeFile(t testing.TB, path string, b []byte) {
 	if err := os.WriteFile(path, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
-}
-
-// selfSignedPEM makes a one-day certificate for names (DNS names or IPs).
-func selfSignedPEM(t testing.TB, names ...string) (certPEM, keyPEM []byte) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()),
-		Subject:      pkix.Name{CommonName: names[0]},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		IsCA:         true, BasicConstraintsValid: true,
-	}
-	for _, n := range names {
-		if ip := net.ParseIP(n); ip != nil {
-			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
-		} else {
-			tmpl.DNSNames = append(tmpl.DNSNames, n)
-		}
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kb, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb})
 }

@@ -1,4 +1,4 @@
-package testsvc
+package testkit
 
 import (
 	"context"
@@ -54,7 +54,7 @@ func StartS3(t testing.TB) *S3Server {
 		missing(t, "versitygw", "go install github.com/versity/versitygw/cmd/versitygw@v1.8.0")
 	}
 	dir := t.TempDir()
-	port := freePort(t)
+	port := FreePort(t)
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	s := &S3Server{
 		Endpoint:  "http://" + addr,
@@ -66,7 +66,7 @@ func StartS3(t testing.TB) *S3Server {
 	cmd.Env = append(os.Environ(), "ROOT_ACCESS_KEY="+s.AccessKey, "ROOT_SECRET_KEY="+s.SecretKey)
 	p, err := startProc(cmd)
 	if err != nil {
-		t.Fatalf("testsvc: start versitygw: %v", err)
+		t.Fatalf("testkit: start versitygw: %v", err)
 	}
 	s.proc = p
 	t.Cleanup(p.kill)
@@ -87,10 +87,10 @@ func StartS3(t testing.TB) *S3Server {
 			return s
 		}
 		if p.exited() {
-			t.Fatalf("testsvc: versitygw on %s exited: %s", addr, p.out.String())
+			t.Fatalf("testkit: versitygw on %s exited: %s", addr, p.out.String())
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("testsvc: versitygw on %s: create bucket: %v (output: %s)", addr, err, p.out.String())
+			t.Fatalf("testkit: versitygw on %s: create bucket: %v (output: %s)", addr, err, p.out.String())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

@@ -1,9 +1,8 @@
-package testsvc
+package testkit
 
 import (
 	"bytes"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,22 +18,11 @@ const startTimeout = 15 * time.Second
 // missing skips or fails t because a binary is not installed.
 func missing(t testing.TB, what, hint string) {
 	t.Helper()
-	msg := fmt.Sprintf("testsvc: %s not found (%s)", what, hint)
+	msg := fmt.Sprintf("testkit: %s not found (%s)", what, hint)
 	if os.Getenv("CI") == "true" {
 		t.Fatal(msg)
 	}
 	t.Skip(msg)
-}
-
-// freePort returns a loopback port that was free a moment ago.
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("testsvc: find free port: %v", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 // proc is a started child process whose exit can be awaited more than once.
