@@ -9,7 +9,8 @@
 //  2. the tenant is looked up in memory (Routes); unknown domains and
 //     suspended or expired licenses get a 403 without any network call;
 //  3. the request is cleaned (hop-by-hop headers removed, X-Forwarded-*
-//     and Via set) and, with a Config.Cache, served by the cache (L1/L2/L3,
+//     and Via set, an X-Request-Id kept if well-formed or generated) and,
+//     with a Config.Cache, served by the cache (L1/L2/L3,
 //     coalescing, revalidation, stale-if-error); a miss, or every request
 //     without a cache, goes to the fetch chain: optional Stages (e.g. the
 //     transform) wrapping the origin fetch, which rewrites the URL and Host
@@ -25,7 +26,9 @@
 // The shape follows net/http/httputil.ReverseProxy: documented hooks in a
 // Config, a BufferPool, and one error-to-status mapping (statusForError).
 // Sub-packages hold the parts with their own state: upstream (origin
-// pools and TLS), dnscache, compress, cache and transform.
+// pools and TLS), dnscache, compress, cache, transform, certs (on-demand
+// ACME certificates), accesslog (the buffered access log writer), h1 and
+// rawconn (the fast paths below).
 //
 // Four fast paths stand beside standard net/http behaviour: the plain
 // listener's HTTP/1.1 server (proxy/h1), raw socket calls
