@@ -39,6 +39,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 
@@ -51,8 +53,7 @@ type FS struct {
 	backing, mnt string
 
 	mu         sync.Mutex
-	server     *fuse.Server
-	down       bool             // between unmount and remount: every operation fails
+	mounted    *mounting        // the current mount; nil when unmounted
 	ignoreSync bool             // fsync lies
 	undo       map[uint64]*undo // by backing inode number
 	stats      Stats
@@ -65,6 +66,14 @@ type Stats struct {
 	// every power loss so far.
 	FilesRolledBack int
 	BytesRestored   int64
+}
+
+// mounting is one mount of the file system. Its files fail every call
+// once it is retired (unmounted): a mount copied into another mount
+// namespace (ip netns exec copies them all) outlives the unmount, and
+// must not change a file after the power loss.
+type mounting struct {
+	retired bool // guarded by FS.mu
 }
 
 // undo is how to bring one file back to its last synced state.
@@ -80,7 +89,10 @@ type saved struct {
 }
 
 // Usable reports whether this process can mount a lazyfs, and why not.
+// It first detaches the mounts of test processes that died without
+// unmounting (see UnmountStale).
 func Usable() (bool, string) {
+	UnmountStale()
 	if _, err := os.Stat("/dev/fuse"); err != nil {
 		return false, "no /dev/fuse (the fuse kernel module is not loaded, or the container does not expose the device)"
 	}
@@ -120,24 +132,34 @@ func (l *FS) mount() error {
 	if err := syscall.Stat(l.backing, &st); err != nil {
 		return fmt.Errorf("lazyfs: backing dir: %w", err)
 	}
+	m := &mounting{}
 	root := &fs.LoopbackRoot{Path: l.backing, Dev: uint64(st.Dev)}
 	root.NewNode = func(r *fs.LoopbackRoot, _ *fs.Inode, _ string, _ *syscall.Stat_t) fs.InodeEmbedder {
-		return &node{LoopbackNode: fs.LoopbackNode{RootData: r}, l: l}
+		return &node{LoopbackNode: fs.LoopbackNode{RootData: r}, l: l, m: m}
 	}
 	rootNode := root.NewNode(root, nil, "", &st)
 	root.RootNode = rootNode
-	server, err := fs.Mount(l.mnt, rootNode, &fs.Options{
+	// go-fuse's direct mount opens /dev/fuse without O_CLOEXEC: every
+	// process started afterwards (the nodes under test) would hold the
+	// connection open, and a dead test's mounts would hang instead of
+	// failing. No fork may happen until the flag is set.
+	syscall.ForkLock.Lock()
+	_, err := fs.Mount(l.mnt, rootNode, &fs.Options{
 		MountOptions: fuse.MountOptions{
-			FsName:            "lazyfs",
+			// The source names the serving process, so that a later
+			// run can tell a dead process's mount (UnmountStale).
+			FsName:            fmt.Sprintf("lazyfs-%d", os.Getpid()),
 			Name:              "lazyfs",
 			DirectMountStrict: true,
 		},
 	})
+	closeOnExecFuseFds()
+	syscall.ForkLock.Unlock()
 	if err != nil {
 		return err
 	}
 	l.mu.Lock()
-	l.server, l.down = server, false
+	l.mounted = m
 	l.mu.Unlock()
 	return nil
 }
@@ -199,21 +221,22 @@ func (l *FS) Unmount() error {
 	return err
 }
 
+// unmount detaches the mount and retires it. It does not wait for the
+// server to end: that happens when no mount namespace holds the mount any
+// more, and a process of another test run under ip netns exec may hold a
+// copy for a while. The next mount is a new superblock, without the old
+// one's page cache.
 func (l *FS) unmount() error {
 	l.mu.Lock()
-	server := l.server
-	l.down = true // a request still in flight must not change a file now
-	l.mu.Unlock()
-	if server == nil {
+	defer l.mu.Unlock()
+	if l.mounted == nil {
 		return nil
 	}
-	if err := server.Unmount(); err != nil {
+	l.mounted.retired = true // a request still in flight must not change a file now
+	l.mounted = nil
+	if err := syscall.Unmount(l.mnt, syscall.MNT_DETACH); err != nil {
 		return fmt.Errorf("lazyfs: unmount %s: %w", l.mnt, err)
 	}
-	server.Wait()
-	l.mu.Lock()
-	l.server = nil
-	l.mu.Unlock()
 	return nil
 }
 
@@ -279,6 +302,7 @@ func (u *undo) save(off, size int64) error {
 type node struct {
 	fs.LoopbackNode
 	l *FS
+	m *mounting
 }
 
 var (
@@ -293,7 +317,7 @@ func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, s
 	if errno != 0 {
 		return nil, 0, errno
 	}
-	f := &file{lf: fh.(*fs.LoopbackFile), l: n.l}
+	f := &file{lf: fh.(*fs.LoopbackFile), l: n.l, m: n.m}
 	if trunc {
 		if errno := f.truncate(0); errno != 0 {
 			f.lf.Release(ctx)
@@ -310,9 +334,13 @@ func (n *node) Create(ctx context.Context, name string, flags, mode uint32, out 
 	if errno != 0 {
 		return nil, nil, 0, errno
 	}
-	f := &file{lf: fh.(*fs.LoopbackFile), l: n.l}
+	f := &file{lf: fh.(*fs.LoopbackFile), l: n.l, m: n.m}
 	n.l.mu.Lock()
 	defer n.l.mu.Unlock()
+	if n.m.retired {
+		f.lf.Release(ctx)
+		return nil, nil, 0, syscall.EIO
+	}
 	if errno := f.withFd(func(fd int) syscall.Errno {
 		_, err := n.l.record(fd, 0) // a new file's content is not durable yet
 		return fs.ToErrno(err)
@@ -331,7 +359,7 @@ func (n *node) Setattr(ctx context.Context, fh fs.FileHandle, in *fuse.SetAttrIn
 			if errno != 0 {
 				return errno
 			}
-			f = &file{lf: lf.(*fs.LoopbackFile), l: n.l}
+			f = &file{lf: lf.(*fs.LoopbackFile), l: n.l, m: n.m}
 			defer f.lf.Release(ctx)
 		}
 		if errno := f.truncate(sz); errno != 0 {
@@ -351,6 +379,7 @@ func (n *node) Setattr(ctx context.Context, fh fs.FileHandle, in *fuse.SetAttrIn
 type file struct {
 	lf *fs.LoopbackFile
 	l  *FS
+	m  *mounting
 }
 
 var (
@@ -378,7 +407,7 @@ func (f *file) Read(ctx context.Context, buf []byte, off int64) (fuse.ReadResult
 func (f *file) Write(ctx context.Context, data []byte, off int64) (uint32, syscall.Errno) {
 	f.l.mu.Lock()
 	defer f.l.mu.Unlock()
-	if f.l.down {
+	if f.m.retired {
 		return 0, syscall.EIO
 	}
 	var n int
@@ -400,7 +429,7 @@ func (f *file) Write(ctx context.Context, data []byte, off int64) (uint32, sysca
 func (f *file) truncate(sz uint64) syscall.Errno {
 	f.l.mu.Lock()
 	defer f.l.mu.Unlock()
-	if f.l.down {
+	if f.m.retired {
 		return syscall.EIO
 	}
 	return f.withFd(func(fd int) syscall.Errno {
@@ -421,7 +450,7 @@ func (f *file) truncate(sz uint64) syscall.Errno {
 func (f *file) Fsync(ctx context.Context, flags uint32) syscall.Errno {
 	f.l.mu.Lock()
 	defer f.l.mu.Unlock()
-	if f.l.down {
+	if f.m.retired {
 		return syscall.EIO
 	}
 	f.l.stats.Syncs++
@@ -448,4 +477,86 @@ func (f *file) Getattr(ctx context.Context, out *fuse.AttrOut) syscall.Errno {
 }
 func (f *file) Lseek(ctx context.Context, off uint64, whence uint32) (uint64, syscall.Errno) {
 	return f.lf.Lseek(ctx, off, whence)
+}
+
+// UnmountStale detaches every lazyfs mount whose serving process is gone
+// (a test process killed before its cleanup ran). It reads only the
+// mount table: touching such a mount may block forever, when a process
+// started by the dead one still holds the FUSE connection open. Mounts
+// of live processes are left alone. It returns the mount points it
+// detached.
+func UnmountStale() []string {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, line := range strings.Split(string(b), "\n") {
+		// mountinfo: id parent major:minor root mountpoint opts ... - fstype source superopts
+		pre, post, ok := strings.Cut(line, " - ")
+		if !ok {
+			continue
+		}
+		pf, qf := strings.Fields(pre), strings.Fields(post)
+		if len(pf) < 5 || len(qf) < 2 || qf[0] != "fuse.lazyfs" {
+			continue
+		}
+		pid, err := strconv.Atoi(strings.TrimPrefix(qf[1], "lazyfs-"))
+		if err != nil || processAlive(pid) {
+			continue
+		}
+		mnt := unescapeMountinfo(pf[4])
+		if syscall.Unmount(mnt, syscall.MNT_DETACH) == nil {
+			out = append(out, mnt)
+		}
+	}
+	return out
+}
+
+// processAlive reports whether pid is a running (not zombie) process.
+func processAlive(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	// pid (comm) state ...: comm may hold spaces and parentheses.
+	i := strings.LastIndexByte(string(b), ')')
+	return i >= 0 && i+2 < len(b) && b[i+2] != 'Z'
+}
+
+// unescapeMountinfo undoes mountinfo's octal escapes (\040 for a space).
+func unescapeMountinfo(s string) string {
+	if !strings.Contains(s, "\\") {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(v))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// closeOnExecFuseFds sets FD_CLOEXEC on every /dev/fuse descriptor of
+// this process.
+func closeOnExecFuseFds() {
+	entries, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		fd, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if target, err := os.Readlink("/proc/self/fd/" + e.Name()); err == nil && target == "/dev/fuse" {
+			syscall.CloseOnExec(fd)
+		}
+	}
 }

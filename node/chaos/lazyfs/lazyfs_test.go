@@ -3,9 +3,13 @@ package lazyfs
 import (
 	"bytes"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
+	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // mountT mounts a lazyfs for the test, skipping (or failing under
@@ -174,4 +178,55 @@ func TestMmapReadsSeeWrites(t *testing.T) {
 	if got := string(m[100:104]); got != "aaaa" {
 		t.Errorf("after the power loss mmap reads %q, want the synced %q", got, "aaaa")
 	}
+}
+
+// TestUnmountStaleDetachesADeadProcesssMount: a test process killed
+// before its cleanup leaves its mount behind; the next run detaches it
+// without touching it (a dead server's mount can block every access).
+func TestUnmountStaleDetachesADeadProcesssMount(t *testing.T) {
+	if dir := os.Getenv("LAZYFS_TEST_CHILD_MOUNT"); dir != "" {
+		if _, err := Mount(filepath.Join(dir, "backing"), filepath.Join(dir, "mnt")); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Minute) // killed by the parent
+		return
+	}
+	mountT(t) // skips where FUSE cannot be mounted
+	dir := t.TempDir()
+	for _, d := range []string{"backing", "mnt"} {
+		if err := os.Mkdir(filepath.Join(dir, d), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestUnmountStaleDetachesADeadProcesssMount$")
+	cmd.Env = append(os.Environ(), "LAZYFS_TEST_CHILD_MOUNT="+dir)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	mnt := filepath.Join(dir, "mnt")
+	deadline := time.Now().Add(10 * time.Second)
+	for !mounted(t, mnt) {
+		if time.Now().After(deadline) {
+			_ = cmd.Process.Kill()
+			t.Fatal("the child did not mount in 10s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	_ = cmd.Process.Kill()
+	_ = cmd.Wait()
+	if got := UnmountStale(); !slices.Contains(got, mnt) {
+		t.Fatalf("UnmountStale detached %v, want %s among them", got, mnt)
+	}
+	if mounted(t, mnt) {
+		t.Fatalf("%s is still mounted", mnt)
+	}
+}
+
+func mounted(t *testing.T, mnt string) bool {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Contains(string(b), " "+mnt+" ")
 }
