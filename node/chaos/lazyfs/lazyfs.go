@@ -4,9 +4,10 @@
 // as on a real disk) and keeps, per file, how to undo every change made
 // since that file's last fsync or fdatasync: the old bytes of each range a
 // write or a truncate replaced, and the size the file had when it was last
-// synced. PowerLoss unmounts the file system (the kernel's page cache for
-// it goes with the mount), rolls every file back to its last synced state
-// and mounts it again.
+// synced. PowerLoss detaches the mount (the kernel's page cache for it
+// goes with it: the next mount is a new superblock), rolls every file
+// back to its last synced state and mounts a fresh one; calls still in
+// flight on the old mount fail with EIO.
 //
 // What it models:
 //   - File data: a write is lost at a power cut unless the file was synced
@@ -183,8 +184,8 @@ func (l *FS) Stats() Stats {
 }
 
 // PowerLoss cuts the power: every file loses what was written since its
-// last sync, and the kernel forgets what it cached. No process may have a
-// file open on the mount (kill it first), or the unmount fails.
+// last sync, and the kernel forgets what it cached. Kill the processes
+// using the mount first: a file still open on the old mount gets EIO.
 func (l *FS) PowerLoss() error {
 	if err := l.unmount(); err != nil {
 		return err
