@@ -77,10 +77,16 @@ type snapshotMeta struct {
 	CRC   []byte
 }
 
-// checkSnapshots checks every complete snapshot (raft ignores the .tmp
-// directories of unfinished ones): its meta.json parses, and its
-// state.bin has the size and CRC-64 the meta records, as raft's own Open
-// checks it.
+// checkSnapshots checks the newest complete snapshot, the one raft
+// restores (it ignores the .tmp directories of unfinished ones): its
+// meta.json parses and its state.bin has the size and CRC-64 the meta
+// records, as raft's own Open checks it. Raft names a snapshot directory
+// term-index-milliseconds; the newest is found by name, because raft
+// skips a snapshot whose meta.json it cannot read and would restore an
+// older one, then find the log entries since that one gone. Older
+// snapshots are not read: raft does not use them while the newest is
+// sound, and one half deleted by a crash during raft's reaping of old
+// snapshots is harmless.
 func checkSnapshots(dir string) (newestSnapshot, error) {
 	var out newestSnapshot
 	entries, err := os.ReadDir(dir)
@@ -90,41 +96,53 @@ func checkSnapshots(dir string) (newestSnapshot, error) {
 	if err != nil {
 		return out, fmt.Errorf("raftstore: read %s: %w", dir, err)
 	}
+	newest, nt, ni, nms := "", uint64(0), uint64(0), uint64(0)
 	for _, e := range entries {
 		if !e.IsDir() || strings.HasSuffix(e.Name(), ".tmp") {
 			continue
 		}
-		metaPath := filepath.Join(dir, e.Name(), "meta.json")
-		b, err := os.ReadFile(metaPath)
-		if err != nil {
-			return out, damaged(metaPath, "cannot be read: %v", err)
-		}
-		var m snapshotMeta
-		if err := json.Unmarshal(b, &m); err != nil {
-			return out, damaged(metaPath, "is not valid JSON (%v)", err)
-		}
-		statePath := filepath.Join(dir, e.Name(), "state.bin")
-		f, err := os.Open(statePath)
-		if err != nil {
-			return out, damaged(statePath, "cannot be opened: %v", err)
-		}
-		h := crc64.New(crc64.MakeTable(crc64.ECMA))
-		n, err := io.Copy(h, f)
-		f.Close()
-		if err != nil {
-			return out, damaged(statePath, "cannot be read: %v", err)
-		}
-		if n != m.Size {
-			return out, damaged(statePath, "is %d bytes, its meta.json says %d (the snapshot is torn)", n, m.Size)
-		}
-		if !bytes.Equal(h.Sum(nil), m.CRC) {
-			return out, damaged(statePath, "does not match the checksum in its meta.json (the snapshot is corrupt)")
+		var term, index, ms uint64
+		if _, err := fmt.Sscanf(e.Name(), "%d-%d-%d", &term, &index, &ms); err != nil {
+			continue // not raft's
 		}
 		out.count++
-		if m.Term > out.term || (m.Term == out.term && m.Index > out.index) {
-			out.index, out.term = m.Index, m.Term
+		if newest == "" || term > nt || (term == nt && (index > ni || (index == ni && ms > nms))) {
+			newest, nt, ni, nms = e.Name(), term, index, ms
 		}
 	}
+	if newest == "" {
+		return out, nil
+	}
+	metaPath := filepath.Join(dir, newest, "meta.json")
+	b, err := os.ReadFile(metaPath)
+	if err != nil {
+		return out, damaged(metaPath, "cannot be read (%v)", err)
+	}
+	var m snapshotMeta
+	if err := json.Unmarshal(b, &m); err != nil {
+		return out, damaged(metaPath, "is not valid JSON (%v)", err)
+	}
+	if m.Term != nt || m.Index != ni {
+		return out, damaged(metaPath, "says term %d index %d, its directory name term %d index %d", m.Term, m.Index, nt, ni)
+	}
+	statePath := filepath.Join(dir, newest, "state.bin")
+	f, err := os.Open(statePath)
+	if err != nil {
+		return out, damaged(statePath, "cannot be opened (%v)", err)
+	}
+	h := crc64.New(crc64.MakeTable(crc64.ECMA))
+	n, err := io.Copy(h, f)
+	f.Close()
+	if err != nil {
+		return out, damaged(statePath, "cannot be read (%v)", err)
+	}
+	if n != m.Size {
+		return out, damaged(statePath, "is %d bytes, its meta.json says %d (the snapshot is torn)", n, m.Size)
+	}
+	if !bytes.Equal(h.Sum(nil), m.CRC) {
+		return out, damaged(statePath, "does not match the checksum in its meta.json (the snapshot is corrupt)")
+	}
+	out.index, out.term = m.Index, m.Term
 	return out, nil
 }
 

@@ -1,10 +1,12 @@
 package raftstore
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -25,10 +27,14 @@ func damagedDir(t *testing.T) string {
 	for i := 0; i < 5; i++ {
 		addTenant(t, s, fmt.Sprintf("t%d.example", i))
 	}
-	if err := s.Raft().Snapshot().Error(); err != nil {
-		t.Fatal(err)
+	// Two snapshots: the check reads only the newest, the one raft
+	// restores.
+	for _, d := range []string{"between-snapshots.example", "after-snapshot.example"} {
+		if err := s.Raft().Snapshot().Error(); err != nil {
+			t.Fatal(err)
+		}
+		addTenant(t, s, d)
 	}
-	addTenant(t, s, "after-snapshot.example")
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -39,12 +45,22 @@ func damagedDir(t *testing.T) string {
 // and pointing to the operator's procedure, for each kind of damage the
 // check looks for; a cleanly closed data dir opens.
 func TestOpenRefusesDamagedState(t *testing.T) {
-	snapshotFile := func(t *testing.T, dir, name string) string {
+	// snapshotFile returns a file of the newest (last) or oldest snapshot.
+	snapshotFile := func(t *testing.T, dir, name string, last bool) string {
 		m, err := filepath.Glob(filepath.Join(dir, "snapshots", "*", name))
-		if err != nil || len(m) == 0 {
-			t.Fatalf("no snapshot %s in %s", name, dir)
+		if err != nil || len(m) != 2 {
+			t.Fatalf("want 2 snapshots with %s in %s, have %v", name, dir, m)
 		}
-		return m[len(m)-1]
+		index := func(p string) (i uint64) {
+			var term, ms uint64
+			fmt.Sscanf(filepath.Base(filepath.Dir(p)), "%d-%d-%d", &term, &i, &ms)
+			return i
+		}
+		slices.SortFunc(m, func(a, b string) int { return cmp.Compare(index(a), index(b)) })
+		if last {
+			return m[1]
+		}
+		return m[0]
 	}
 	cases := []struct {
 		name, want string
@@ -61,13 +77,19 @@ func TestOpenRefusesDamagedState(t *testing.T) {
 				t.Fatal(err)
 			}
 		}},
-		{"raft.db gone, snapshot kept", "raft.db is missing while snapshots/ holds 1", func(t *testing.T, dir string) {
+		{"older snapshot half deleted", "", func(t *testing.T, dir string) {
+			// A crash while raft reaps an old snapshot leaves it so.
+			if err := os.Remove(snapshotFile(t, dir, "state.bin", false)); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"raft.db gone, snapshots kept", "raft.db is missing while snapshots/ holds 2", func(t *testing.T, dir string) {
 			if err := os.Remove(filepath.Join(dir, "raft.db")); err != nil {
 				t.Fatal(err)
 			}
 		}},
 		{"snapshot state flipped", "does not match the checksum", func(t *testing.T, dir string) {
-			p := snapshotFile(t, dir, "state.bin")
+			p := snapshotFile(t, dir, "state.bin", true)
 			b, err := os.ReadFile(p)
 			if err != nil {
 				t.Fatal(err)
@@ -78,7 +100,7 @@ func TestOpenRefusesDamagedState(t *testing.T) {
 			}
 		}},
 		{"snapshot meta torn", "meta.json is not valid JSON", func(t *testing.T, dir string) {
-			if err := os.Truncate(snapshotFile(t, dir, "meta.json"), 10); err != nil {
+			if err := os.Truncate(snapshotFile(t, dir, "meta.json", true), 10); err != nil {
 				t.Fatal(err)
 			}
 		}},

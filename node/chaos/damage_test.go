@@ -320,7 +320,7 @@ func snapshotDirs(t *testing.T, dataDir string) []string {
 			out = append(out, e.Name())
 		}
 	}
-	slices.Sort(out) // raft names them term-index-time: the newest sorts last within a term
+	slices.Sort(out) // term-index-ms; the test makes one snapshot per node
 	return out
 }
 
