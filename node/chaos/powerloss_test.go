@@ -21,8 +21,8 @@ import (
 // TestPowerLossWithLyingDiskLosesWrites is the negative control: with
 // fsync ignored, the same check must find lost writes.
 
-// shortPowerLossCycles: one cycle of each fault in make test's short pass.
-const shortPowerLossCycles = 3
+// shortPowerLossCycles: two cycles of each fault in make test's short pass.
+const shortPowerLossCycles = 6
 
 func powerLossCycles(t *testing.T) int {
 	s := os.Getenv("CYCLES")
