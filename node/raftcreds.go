@@ -50,8 +50,45 @@ func devClusterKey(dir string) ([]byte, error) {
 		return nil, err
 	}
 	k := peertls.NewKey()
-	if err := os.WriteFile(p, []byte(k+"\n"), 0o600); err != nil {
+	if err := writeFileSynced(p, []byte(k+"\n"), 0o600); err != nil {
 		return nil, err
 	}
 	return []byte(k), nil
+}
+
+// writeFileSynced writes a file that a power cut leaves either absent or
+// whole: a temporary file, fsynced, renamed into place, then the directory
+// fsynced. (os.WriteFile alone left an empty cluster-key after a power
+// loss, and the dev node could not start again.)
+func writeFileSynced(p string, data []byte, perm fs.FileMode) error {
+	dir := filepath.Dir(p)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(p)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name()) // fails harmlessly once renamed
+	if err := f.Chmod(perm); err != nil {
+		f.Close()
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(f.Name(), p); err != nil {
+		return err
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
 }

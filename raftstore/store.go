@@ -124,7 +124,23 @@ func Open(cfg Config) (*Store, error) {
 	}
 	hl := newHCLogger(cfg.Logger, cfg.RaftLogLevel)
 
-	bolt, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(cfg.DataDir, "raft.db")})
+	// A damaged data dir is refused before raft sees it (damage.go):
+	// raft would start on less than the node had acknowledged, or panic.
+	if err := checkDataDir(cfg.DataDir); err != nil {
+		return nil, err
+	}
+	// NoSync stays false: bolt fsyncs every commit, so a log entry is on
+	// disk before this node acknowledges it (node/chaos's power loss
+	// tests check it).
+	dbPath := filepath.Join(cfg.DataDir, "raft.db")
+	var bolt *raftboltdb.BoltStore
+	err := openBolt(dbPath, func() (err error) {
+		bolt, err = raftboltdb.New(raftboltdb.Options{Path: dbPath, NoSync: false})
+		return err
+	})
+	if errors.Is(err, ErrDamaged) {
+		return nil, err
+	}
 	if err != nil {
 		return nil, fmt.Errorf("raftstore: open raft.db: %w", err)
 	}

@@ -99,10 +99,21 @@ type cluster struct {
 	dp      *dataplane // told when the test kills or pauses a node; nil before it runs
 }
 
-func startCluster(t *testing.T, nw network, n int) *cluster {
+// clusterOptions are startCluster's optional settings.
+type clusterOptions struct {
+	// dataDir is where node i keeps its data; default a directory in
+	// the test's temp dir.
+	dataDir func(i int) string
+}
+
+func startCluster(t *testing.T, nw network, n int, opts ...func(*clusterOptions)) *cluster {
 	t.Helper()
 	c := &cluster{t: t, net: nw, bin: edged(t)}
 	dir := t.TempDir()
+	o := clusterOptions{dataDir: func(i int) string { return filepath.Join(dir, fmt.Sprintf("edge-%d", i)) }}
+	for _, f := range opts {
+		f(&o)
+	}
 	tokenFile := filepath.Join(dir, "admin-token")
 	keyFile := filepath.Join(dir, "cluster-key")
 	if err := os.WriteFile(tokenFile, []byte(adminToken+"\n"), 0o600); err != nil {
@@ -120,7 +131,7 @@ func startCluster(t *testing.T, nw network, n int) *cluster {
 		a := nw.node(i)
 		p := &proc{i: i, id: fmt.Sprintf("edge-%d", i), logPath: filepath.Join(dir, fmt.Sprintf("edge-%d.log", i))}
 		p.args = append([]string{
-			"--id=" + p.id, "--data-dir=" + filepath.Join(dir, p.id),
+			"--id=" + p.id, "--data-dir=" + o.dataDir(i),
 			"--raft-addr=" + a.listenRaft, "--raft-advertise=" + a.raft,
 			"--admin-addr=" + a.listenAdmin, "--admin-advertise=" + a.admin,
 			"--http-addr=" + a.listenHTTP, "--https-addr=" + a.listenHTTPS, "--metrics-addr=" + a.listenMetrics,
