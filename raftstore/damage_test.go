@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgeproxy/edge/scripts/testkit"
 	"github.com/hashicorp/raft"
 )
 
@@ -23,7 +24,7 @@ func damagedDir(t *testing.T) string {
 	if err := s.Bootstrap([]raft.Server{{ID: "n1", Address: raft.ServerAddress(s.Addr())}}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, "leadership", s.IsLeader)
+	testkit.Eventually(t, 5*time.Second, "leadership", s.IsLeader)
 	for i := 0; i < 5; i++ {
 		addTenant(t, s, fmt.Sprintf("t%d.example", i))
 	}
@@ -115,7 +116,7 @@ func TestOpenRefusesDamagedState(t *testing.T) {
 					t.Fatalf("a cleanly closed data dir was refused: %v", err)
 				}
 				defer s.Close()
-				waitFor(t, 5*time.Second, "the tenant added after the snapshot", func() bool {
+				testkit.Eventually(t, 5*time.Second, "the tenant added after the snapshot", func() bool {
 					return s.View().Lookup("after-snapshot.example") != nil && s.View().Lookup("t0.example") != nil
 				})
 				return
