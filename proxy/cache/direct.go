@@ -18,10 +18,7 @@ type DirectPasser interface {
 // PassMark is the hit-for-miss mark a request is passed under, for a
 // DirectPasser to decide on the origin's answer as Serve would.
 type PassMark struct {
-	c    *Cache
-	req  Request // a copy: a pointer to Serve's would move it to the heap on every call
-	key  string
-	pq   string
+	q    request // a copy: a pointer to Serve's would move it to the heap on every call
 	mark *object
 }
 
@@ -32,9 +29,9 @@ type PassMark struct {
 // Cache-Control, Expires, Date, Last-Modified, ETag, Set-Cookie, Vary and
 // Content-Encoding.
 func (m PassMark) Passed(code int, h http.Header, contentLength int64, authorized bool) string {
-	return m.c.passed(m.key, &m.req, m.mark, m.pq, code, h, contentLength, authorized)
+	return m.q.passed(m.mark, code, h, contentLength, authorized)
 }
 
 // Status is the Cache-Status of a request passed under m that got no
 // response from the origin.
-func (m PassMark) Status() string { return cacheName + "; fwd=miss" }
+func (m PassMark) Status() string { return statusPassed }
