@@ -3,14 +3,14 @@ package cache
 import "net/http"
 
 // DirectPasser is implemented by a Request.Pass that can answer a request
-// passed under a hit-for-miss mark itself (the proxy's direct path, which
-// relays the origin's header lines as bytes): Serve offers it the request
-// before FetchPass. It reports handled false, having written nothing,
-// when it leaves the request to FetchPass and the usual pass-through
-// (it may have fetched the response already and hand it over through
-// FetchPass). When it handles the request, res and err are what Serve
-// returns: an error wrapping ErrOrigin when nothing was written, one
-// wrapping ErrTruncated when the origin broke off mid-body.
+// passed under a hit-for-miss mark itself, by direct relay (the proxy's
+// direct path, which relays the origin's header lines as bytes): Serve
+// offers it the request before FetchPass. It reports handled false,
+// having written nothing, when it leaves the request to FetchPass and the
+// cache's own pass (it may have fetched the response already and hand it
+// over through FetchPass). When it handles the request, res and err are
+// what Serve returns: an error wrapping ErrOrigin when nothing was
+// written, one wrapping ErrTruncated when the origin broke off mid-body.
 type DirectPasser interface {
 	PassDirect(r *http.Request, m PassMark) (res Result, handled bool, err error)
 }
@@ -23,7 +23,7 @@ type PassMark struct {
 }
 
 // Passed decides on the origin's answer to a request passed under m as
-// Serve's pass-through does (the mark is dropped when the origin allows
+// Serve's own pass does (the mark is dropped when the origin allows
 // storing again, renewed past half its life) and returns the
 // Cache-Status to send. h needs only the fields caching decisions read:
 // Cache-Control, Expires, Date, Last-Modified, ETag, Set-Cookie, Vary and
