@@ -238,7 +238,7 @@ func (q *request) serve() (Result, error) {
 	default:
 		return q.bypassMethod()
 	}
-	if !q.Policy.CacheAuthorized && headerValue(r.Header, "Authorization") != "" {
+	if !q.Policy.CacheAuthorized && q.authorized() {
 		return q.bypass(statusBypassAuthorization)
 	}
 	q.base = q.primaryKey()

@@ -250,10 +250,10 @@ func keepCDN(h, stored http.Header) {
 }
 
 // droppedHeaders are not relayed from an origin response: hop-by-hop
-// fields and the cache's own. Surrogate-Control
-// is not honoured (docs/cache.md, "Conformance") but still never leaves,
-// as Varnish and Fastly strip it. CDN-Cache-Control is dropped separately
-// unless Policy.KeepCDNCacheControl.
+// fields and the cache's own. Surrogate-Control is not honoured
+// (docs/cache.md, "Conformance") but still never leaves, as Varnish and
+// Fastly strip it. CDN-Cache-Control is dropped separately unless
+// Policy.KeepCDNCacheControl.
 var droppedHeaders = []string{
 	"Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authenticate", "Te", "Trailer",
 	"Transfer-Encoding", "Upgrade", "Cache-Status", "Surrogate-Key", "Surrogate-Control", "Cache-Tag",
