@@ -180,7 +180,10 @@ const (
 // wrapping ErrTruncated when the origin broke off mid-body (the caller
 // aborts the response).
 func (c *Cache) Serve(w http.ResponseWriter, r *http.Request, req Request, fetch Fetcher) (Result, error) {
-	q := request{Request: req, c: c, w: w, r: r, fetch: fetch}
+	// Field by field: a composite literal is built in a temporary and
+	// copied again, and this is on every hit.
+	var q request
+	q.Request, q.c, q.w, q.r, q.fetch = req, c, w, r, fetch
 	res, err := q.serve()
 	res.Outcome = outcomeOf(res.CacheStatus)
 	return res, err
