@@ -1,5 +1,9 @@
 package cache
 
+// Serve and its API (Request, Policy, Result, the hooks), the state one
+// request carries through the cache (request), and the switch that sends
+// it one way: bypass, hit, stale hit, pass, or fill. Cache keys.
+
 import (
 	"context"
 	"errors"

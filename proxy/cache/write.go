@@ -1,5 +1,9 @@
 package cache
 
+// Writing responses: a stored object (the hit path: shared header values,
+// 304s for client conditionals, ranges, gzip or identity) and an origin
+// response streamed through unstored (pass, bypass, an unstorable miss).
+
 import (
 	"bytes"
 	"fmt"
