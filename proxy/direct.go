@@ -212,7 +212,7 @@ type directFields struct {
 }
 
 // dropped names the response fields the full path does not relay: the
-// hop-by-hop ones (cache.passHeaders), the cache's own, Content-Length
+// hop-by-hop ones (cache.droppedHeaders), the cache's own, Content-Length
 // (the server writes it) and the timing and request ID headers Edge sets.
 var dropped = []string{
 	"Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authenticate", "Te", "Trailer",

@@ -4,8 +4,18 @@
 // A request is looked up in L1 (in-process, W-TinyLFU via otter, bounded in
 // bytes), then in the optional shared L2 (Redis) and, for requests that ask
 // for it, the optional persistent L3 (S3). A miss goes to the origin once
-// per key however many clients wait (request coalescing), and a storable
-// response is kept in L1 at once and written to L2/L3 off the request path.
+// per key however many clients wait (request coalescing, a fill), and a
+// storable response is kept in L1 at once and written to L2/L3 off the
+// request path.
+//
+// Serve sends each request one way, each in its own file: a hit or stale
+// hit (lookup.go, write.go, revalidate.go), a fill (fill.go, store.go), a
+// pass for a key under a hit-for-miss mark, whose last response could not
+// be stored (hitformiss.go; the proxy may answer it by direct relay,
+// direct.go), or a bypass for a request the cache does not handle
+// (bypass.go). The request's state is one value on Serve's stack whose
+// methods these are (serve.go). docs/cache.md, "Vocabulary", defines the
+// terms.
 //
 // Semantics follow RFC 9111 for a shared cache (Cache-Control, Expires,
 // Age, validators, Vary, stale-while-revalidate, stale-if-error) with a

@@ -48,7 +48,8 @@ type Stats struct {
 	// not be stored, whose next requests skip collapsing.
 	HitForMiss int64
 	Stale      int64 // responses served stale (swr, stale-if-error, soft purge)
-	// OriginFetches counts fetches made by the cache (misses, revalidations, passes).
+	// OriginFetches counts origin fetches made through the cache (misses,
+	// revalidations, passes under a hit-for-miss mark, bypasses).
 	OriginFetches int64
 	PurgeIndex    uint64 // latest applied purge index
 }

@@ -35,13 +35,13 @@ type object struct {
 	varyVals string
 	marker   bool
 
-	// pass marks a hit-for-miss record: the last response for this key
-	// could not be stored (passReason says why), so the next requests go
-	// to the origin each on their own instead of queueing behind one
-	// collapsed fetch. It lives in L1 only, for hitForMissTTL, and a
+	// hitForMiss makes the object a hit-for-miss mark: the last response
+	// for this key could not be stored (markReason says why), so the next
+	// requests are passed, each to the origin on its own, instead of
+	// queueing behind one collapsed fetch. It lives in L1 only, for hitForMissTTL, and a
 	// storable response replaces it.
-	pass       bool
-	passReason string
+	hitForMiss bool
+	markReason string
 
 	status   int
 	header   http.Header // stored end-to-end headers: no framing, encoding, Age or cookies
@@ -183,7 +183,7 @@ func compressible(h http.Header, n int) bool {
 // finish derives the serving headers and the weight of a built object.
 func (o *object) finish() {
 	defer o.weigh()
-	if o.marker || o.pass {
+	if o.marker || o.hitForMiss {
 		return
 	}
 	o.etag = o.header.Get("Etag")
@@ -245,7 +245,7 @@ var objectSize = int(unsafe.Sizeof(object{})) + allocSlack
 // share its strings. The key's bytes are added by the L1 weigher.
 func (o *object) weigh() {
 	n := objectSize + entryOverhead + cap(o.body) + cap(o.ident) +
-		len(o.tenant) + len(o.host) + len(o.pathQuery) + len(o.varyVals) + len(o.passReason) + 3*allocSlack
+		len(o.tenant) + len(o.host) + len(o.pathQuery) + len(o.varyVals) + len(o.markReason) + 3*allocSlack
 	n += 16*cap(o.tags) + 16*cap(o.vary) // their strings are the host's, tenant's and header values'
 	n += headerBytes(o.header, true) + headerBytes(o.hdrIdent, false) + headerBytes(o.hdrGzip, false)
 	if o.etagGzip != o.etag {

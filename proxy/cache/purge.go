@@ -307,7 +307,7 @@ func (c *Cache) Match(p Purge) (int, error) {
 	rec := compile(p)
 	n := 0
 	for _, o := range c.l1.All() {
-		if o.marker || o.pass || p.Tenant != "" && o.tenant != p.Tenant {
+		if o.marker || o.hitForMiss || p.Tenant != "" && o.tenant != p.Tenant {
 			continue
 		}
 		if c.purges.effect(o) == purgeHard {

@@ -1,10 +1,12 @@
 package cache
 
+// Serve and its API (Request, Policy, Result, the hooks), the state one
+// request carries through the cache (request), and the switch that sends
+// it one way: bypass, hit, stale hit, pass, or fill. Cache keys.
+
 import (
 	"context"
 	"errors"
-	"fmt"
-	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -73,16 +75,16 @@ type Request struct {
 	// timing headers such as X-Origin-Time. It is an interface so that a
 	// per-request value (a pointer) can implement it without allocating.
 	BeforeWrite BeforeWriter
-	// Pass, when set, fetches for a key marked uncacheable (hit-for-miss):
-	// the client's request as it is (its own Accept-Encoding, Range and
-	// conditionals), with no rewriting and no decoding, bound to the
-	// client. Nil fetches such keys with the Fetcher, as for a miss.
+	// Pass, when set, fetches for a key under a hit-for-miss mark (a
+	// "pass", see docs/cache.md, "Vocabulary"): the client's request as
+	// it is (its own Accept-Encoding, Range and conditionals), with no
+	// rewriting and no decoding, bound to the client. Nil fetches such
+	// keys with the Fetcher, as for a miss.
 	Pass PassFetcher
-
-	fwdRequest bool // a stored object is revalidated because the client asked (ClientNoCache)
 }
 
-// PassFetcher is the hook of Request.Pass.
+// PassFetcher is the hook of Request.Pass: it fetches a request passed
+// under a hit-for-miss mark.
 type PassFetcher interface {
 	FetchPass(r *http.Request) (*http.Response, error)
 }
@@ -91,6 +93,12 @@ type PassFetcher interface {
 type BeforeWriter interface {
 	BeforeWrite(h http.Header, res Result)
 }
+
+// BeforeWriteFunc adapts a function to BeforeWriter.
+type BeforeWriteFunc func(h http.Header, res Result)
+
+// BeforeWrite calls f.
+func (f BeforeWriteFunc) BeforeWrite(h http.Header, res Result) { f(h, res) }
 
 // Result is the outcome of Serve.
 type Result struct {
@@ -129,7 +137,7 @@ const (
 	OutcomeHit                        // fresh object from a tier
 	OutcomeStale                      // stale object: stale-while-revalidate, soft purge, stale-if-error
 	OutcomeRevalidated                // stale object confirmed by a 304 from the origin
-	OutcomeBypass                     // the cache was not consulted (method, Authorization)
+	OutcomeBypass                     // the cache was not consulted (method, Authorization): bypass.go
 )
 
 var outcomeNames = [...]string{"miss", "hit", "stale", "revalidated", "bypass"}
@@ -152,7 +160,7 @@ func outcomeOf(status string) Outcome {
 		return OutcomeStale
 	case strings.Contains(status, "fwd-status=304"):
 		return OutcomeRevalidated
-	case strings.HasPrefix(status, cacheName+"; fwd=bypass"), strings.HasPrefix(status, cacheName+"; fwd=method"):
+	case strings.HasPrefix(status, statusBypass), strings.HasPrefix(status, statusBypassMethod):
 		return OutcomeBypass
 	}
 	return OutcomeMiss
@@ -160,84 +168,119 @@ func outcomeOf(status string) Outcome {
 
 const cacheName = "edge"
 
+// Cache-Status values written as they are. They, and the classes
+// outcomeOf finds in them, are a user-visible contract.
+const (
+	statusHit                 = cacheName + "; hit"
+	statusHitStale            = cacheName + "; hit; detail=stale"
+	statusBypass              = cacheName + "; fwd=bypass"
+	statusBypassAuthorization = statusBypass + "; detail=authorization"
+	statusBypassMethod        = cacheName + "; fwd=method"
+)
+
 // Serve answers r from the cache or through fetch. It returns an error
 // when nothing was written to w (the origin failed and no stale response
 // could stand in; the caller maps it to a status: 502, 504), or one
 // wrapping ErrTruncated when the origin broke off mid-body (the caller
 // aborts the response).
 func (c *Cache) Serve(w http.ResponseWriter, r *http.Request, req Request, fetch Fetcher) (Result, error) {
-	res, err := c.serve(w, r, req, fetch)
+	// Field by field: a composite literal is built in a temporary and
+	// copied again, and this is on every hit.
+	var q request
+	q.Request, q.c, q.w, q.r, q.fetch = req, c, w, r, fetch
+	res, err := q.serve()
 	res.Outcome = outcomeOf(res.CacheStatus)
 	return res, err
 }
 
-func (c *Cache) serve(w http.ResponseWriter, r *http.Request, req Request, fetch Fetcher) (Result, error) {
-	if req.Scheme == "" {
-		req.Scheme = "http"
+// request is one request's way through Serve: what the caller said
+// (Request), the client's request and writer, the Fetcher, and what
+// Serve derives once (path and query, keys, the clock reading). The
+// paths a request can take are its methods, in the files named after
+// them:
+//
+//	lookup.go      lookup through L1, L2, L3 (and a Vary marker)
+//	write.go       writing a stored object (hit) or a fetched response
+//	fill.go        miss: one collapsed origin fetch per key, then store
+//	store.go       building and storing objects
+//	revalidate.go  stale objects: background refresh, 304, stale-if-error
+//	hitformiss.go  keys under a hit-for-miss mark: pass (and direct.go)
+//	bypass.go      requests the cache does not handle (method, Authorization)
+//
+// It lives on Serve's stack: nothing may keep a pointer to it. A
+// background revalidation and a PassMark take copies.
+type request struct {
+	Request
+	c     *Cache
+	w     http.ResponseWriter
+	r     *http.Request
+	fetch Fetcher
+
+	pq   string    // path and query, as in the key
+	base string    // the primary key
+	key  string    // the key the object lives under: base, or its Vary key; a miss's flight key
+	now  time.Time // one clock read for the lookup, freshness and Age of a hit
+
+	// fwdRequest: a stored object is revalidated because the client asked
+	// (Policy.ClientNoCache); Cache-Status says fwd=request.
+	fwdRequest bool
+}
+
+// serve sorts the request: bypass, hit, stale hit, pass under a
+// hit-for-miss mark, or miss (fill).
+func (q *request) serve() (Result, error) {
+	r := q.r
+	if q.Scheme == "" {
+		q.Scheme = "http"
 		if r.TLS != nil {
-			req.Scheme = "https"
+			q.Scheme = "https"
 		}
 	}
-	if req.Host == "" {
-		req.Host = strings.ToLower(r.Host)
+	if q.Host == "" {
+		q.Host = strings.ToLower(r.Host)
 	}
-	pq := pathQuery(r)
+	q.pq = pathQuery(r)
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
 	default:
-		res, err := c.pass(w, r, &req, fetch, cacheName+"; fwd=method")
-		if err == nil && res.StatusCode < 400 && unsafeMethod(r.Method) {
-			// RFC 9111 section 4.4: a successful unsafe request invalidates.
-			c.invalidate(cacheKey(req.Tenant, req.Generation, req.Scheme, req.Host, pq, req.Variant))
-		}
-		return res, err
+		return q.bypassMethod()
 	}
-	if !req.Policy.CacheAuthorized && headerValue(r.Header, "Authorization") != "" {
-		return c.pass(w, r, &req, fetch, cacheName+"; fwd=bypass; detail=authorization")
+	if !q.Policy.CacheAuthorized && q.authorized() {
+		return q.bypass(statusBypassAuthorization)
 	}
-	base := cacheKey(req.Tenant, req.Generation, req.Scheme, req.Host, pq, req.Variant)
-	now := c.now() // one clock read for the lookup, freshness and Age
-	o, key, tier, soft := c.lookup(r.Context(), base, r, req.Persist, now)
-	if o != nil && o.pass {
-		return c.fetchPass(w, r, &req, fetch, base, key, o, pq)
+	q.base = q.primaryKey()
+	q.now = q.c.now()
+	o, tier, soft := q.lookup()
+	if o != nil && o.hitForMiss {
+		return q.serveMarked(o)
 	}
-	if o != nil && !(req.Policy.ClientNoCache && clientNoCache(r)) {
-		age := o.age(now)
+	if o != nil && !(q.Policy.ClientNoCache && clientNoCache(r)) {
+		age := o.age(q.now)
 		if !soft && !o.noCache && age < o.lifetime {
-			return c.serveObjectAt(w, r, &req, o, Result{CacheStatus: statusHit, Tier: tierNames[tier]}, now)
+			return q.serveObjectAt(o, Result{CacheStatus: statusHit, Tier: tierNames[tier]}, q.now)
 		}
 		if !o.mustReval && !o.noCache && (soft || age-o.lifetime < o.swr) {
-			c.revalidateAsync(r, req, fetch, base, key, o, pq)
-			c.stats.stale.Add(1)
-			return c.serveObjectAt(w, r, &req, o, Result{CacheStatus: statusHitStale, Tier: tierNames[tier]}, now)
+			q.revalidateAsync(o)
+			q.c.stats.stale.Add(1)
+			return q.serveObjectAt(o, Result{CacheStatus: statusHitStale, Tier: tierNames[tier]}, q.now)
 		}
 	}
-	if o != nil && req.Policy.ClientNoCache && clientNoCache(r) {
-		req.fwdRequest = true
+	if o != nil && q.Policy.ClientNoCache && clientNoCache(r) {
+		q.fwdRequest = true
 	}
-	return c.fill(w, r, &req, fetch, base, key, o, pq)
+	return q.fill(o)
 }
 
-// clientNoCache reports whether a request asks not to be answered from
-// the cache without revalidation (RFC 9111 sections 5.2.1.1, 5.2.1.4
-// and 5.4). Only consulted under Policy.ClientNoCache.
-func clientNoCache(r *http.Request) bool {
-	if lines := r.Header["Cache-Control"]; len(lines) > 0 {
-		cc := parseDirectives(lines)
-		return cc.noCache || cc.maxAge == 0
-	}
-	for _, v := range r.Header["Pragma"] {
-		if strings.Contains(strings.ToLower(v), "no-cache") {
-			return true
-		}
-	}
-	return false
+// authorized reports whether the client's request carries credentials
+// (RFC 9111 section 3.5 then limits what is stored).
+func (q *request) authorized() bool {
+	return headerValue(q.r.Header, "Authorization") != ""
 }
 
-const (
-	statusHit      = cacheName + "; hit"
-	statusHitStale = cacheName + "; hit; detail=stale"
-)
+// primaryKey is the request's primary key (cacheKey).
+func (q *request) primaryKey() string {
+	return cacheKey(q.Tenant, q.Generation, q.Scheme, q.Host, q.pq, q.Variant)
+}
 
 // cacheKey is the primary key; vary values extend it for varying responses.
 // Only GET is stored (HEAD reads the GET entry), so the method is constant.
@@ -273,631 +316,4 @@ func pathQuery(r *http.Request) string {
 		return u
 	}
 	return r.URL.RequestURI()
-}
-
-func unsafeMethod(m string) bool {
-	switch m {
-	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
-		return false
-	}
-	return true
-}
-
-// lookup finds the object for r: L1, then L2, then (when persist) L3,
-// following a Vary marker to the varied key. It returns the key the object
-// lives under (the flight key for a miss) and whether a soft purge applies.
-// now is the request's clock reading.
-func (c *Cache) lookup(ctx context.Context, base string, r *http.Request, persist bool, now time.Time) (o *object, key string, tier int, soft bool) {
-	key = base
-	o, tier, soft = c.get(ctx, base, persist, now)
-	if o != nil && o.marker {
-		key = varyKey(base, varyValues(r, o.vary))
-		o, tier, soft = c.get(ctx, key, persist, now)
-	}
-	t := &c.stats.tiers
-	if o == nil || o.pass {
-		t[tierL1].misses.Add(1)
-		if c.l2 != nil {
-			t[tierL2].misses.Add(1)
-		}
-		if persist && c.l3 != nil {
-			t[tierL3].misses.Add(1)
-		}
-		return o, key, 0, false
-	}
-	t[tier].hits.Add(1)
-	for i := tierL1; i < tier; i++ {
-		if i == tierL1 || i == tierL2 && c.l2 != nil {
-			t[i].misses.Add(1)
-		}
-	}
-	return o, key, tier, soft
-}
-
-// get reads one key through the tiers, dropping unusable and hard-purged
-// objects, and promotes lower-tier hits into the tiers above.
-func (c *Cache) get(ctx context.Context, key string, persist bool, now time.Time) (*object, int, bool) {
-	if o, ok := c.l1.GetIfPresent(key); ok {
-		if o, soft := c.check(key, o, now); o != nil {
-			return o, tierL1, soft
-		}
-	}
-	if c.l2 != nil {
-		if o := c.l2.get(ctx, key); o != nil {
-			if o, soft := c.check("", o, now); o != nil {
-				c.promote(o)
-				c.l1.Set(key, o)
-				return o, tierL2, soft
-			}
-		}
-	}
-	if persist && c.l3 != nil {
-		if o := c.l3.get(ctx, key); o != nil {
-			if o, soft := c.check("", o, now); o != nil {
-				c.promote(o)
-				c.l1.Set(key, o)
-				if c.l2 != nil {
-					c.l2.putAsync(key, o, o.usableUntil().Sub(c.now()))
-				}
-				return o, tierL3, soft
-			}
-		}
-	}
-	return nil, 0, false
-}
-
-// promote prepares an object decoded from L2 or L3 for L1: the identity
-// copy of a small gzip body is not stored in the lower tiers.
-func (c *Cache) promote(o *object) {
-	if o.gzipped && o.ident == nil && !o.marker {
-		c.gz.withIdentity(o, nil)
-		o.finish()
-	}
-}
-
-// check applies expiry and purge records to o; key, when set, is its L1
-// key, from which a dead object is removed.
-func (c *Cache) check(key string, o *object, now time.Time) (*object, bool) {
-	if now.After(o.usableUntil()) {
-		if key != "" {
-			c.l1.Invalidate(key)
-		}
-		return nil, false
-	}
-	if o.marker || o.pass {
-		return o, false
-	}
-	switch c.purges.effect(o) {
-	case purgeHard:
-		if key != "" {
-			c.l1.Invalidate(key)
-		}
-		return nil, false
-	case purgeSoft:
-		return o, true
-	}
-	return o, false
-}
-
-// flight is one origin fetch that concurrent requests for a key share.
-type flight struct {
-	done chan struct{}
-	out  outcome
-}
-
-// outcome is the result of an origin fetch: an object to serve (stored or
-// stale), a response to stream to one client only, or an error.
-type outcome struct {
-	obj    *object
-	resp   *http.Response
-	prefix []byte // body bytes already read from resp
-	status string
-	stored bool
-	err    error
-	dur    time.Duration
-	pass   string // why the response was not stored, when the next one likely will not be either
-	// setCookie is the origin's Set-Cookie for the client whose request
-	// fetched a stored response (Policy.CacheSetCookie): the stored copy
-	// has none, and land does not hand it to collapsed waiters.
-	setCookie []string
-}
-
-func (c *Cache) join(key string) (*flight, bool) {
-	c.flightMu.Lock()
-	defer c.flightMu.Unlock()
-	if f, ok := c.flights[key]; ok {
-		return f, false
-	}
-	f := &flight{done: make(chan struct{})}
-	c.flights[key] = f
-	return f, true
-}
-
-func (c *Cache) land(key string, f *flight, out outcome) {
-	f.out = outcome{obj: out.obj, status: out.status, stored: out.stored, err: out.err, dur: out.dur}
-	c.flightMu.Lock()
-	delete(c.flights, key)
-	c.flightMu.Unlock()
-	close(f.done)
-}
-
-// fill fetches key from the origin once for all concurrent requests.
-func (c *Cache) fill(w http.ResponseWriter, r *http.Request, req *Request, fetch Fetcher, base, key string, stale *object, pq string) (Result, error) {
-	f, leader := c.join(key)
-	if leader {
-		// The fetch is detached from this client, but whether the client
-		// is still there decides its status (499) afterwards: ask for Done
-		// so a server that watches the connection lazily (proxy/h1) starts.
-		_ = r.Context().Done()
-		ctx := context.WithoutCancel(r.Context())
-		out := c.fetchOrigin(ctx, r, req, fetch, base, stale, pq)
-		if out.pass != "" && stale == nil {
-			c.markPass(key, req, pq, out.pass)
-		}
-		c.land(key, f, out)
-		return c.writeOutcome(w, r, req, out)
-	}
-	c.stats.coalesced.Add(1)
-	select {
-	case <-f.done:
-	case <-r.Context().Done():
-		return Result{}, fmt.Errorf("waiting for a collapsed fetch: %w", context.Cause(r.Context()))
-	}
-	out := f.out
-	switch {
-	case out.err != nil:
-		if stale != nil && c.staleIfError(stale) {
-			c.stats.stale.Add(1)
-			return c.serveObject(w, r, req, stale, Result{CacheStatus: cacheName + "; fwd=stale; collapsed; detail=stale-if-error"})
-		}
-		return Result{OriginDuration: out.dur}, out.err
-	case out.obj != nil && (len(out.obj.vary) == 0 || out.obj.varyVals == varyValues(r, out.obj.vary)):
-		return c.serveObject(w, r, req, out.obj, Result{CacheStatus: out.status + "; collapsed", OriginDuration: out.dur})
-	}
-	// The leader's response was not shareable: fetch for this client.
-	out = c.fetchOrigin(context.WithoutCancel(r.Context()), r, req, fetch, base, stale, pq)
-	return c.writeOutcome(w, r, req, out)
-}
-
-// hitForMissTTL is how long a key whose response could not be stored
-// (no-store, private, Set-Cookie, too large…) skips request collapsing.
-// Collapsing such a key makes every concurrent request wait for the one
-// in flight and then fetch again for itself: two origin round trips in a
-// row, and a queue under load. Varnish keeps its hit-for-miss objects for
-// 120 s by default; so does Edge. A storable response replaces the mark
-// at once, so a key that becomes cacheable is cached on its next miss.
-const hitForMissTTL = 2 * time.Minute
-
-// markPass records in L1 that key's last response was not storable.
-func (c *Cache) markPass(key string, req *Request, pq, reason string) {
-	m := &object{
-		pass: true, passReason: reason,
-		tenant: req.Tenant, host: req.Host, pathQuery: pq,
-		responseTime: c.now(), lifetime: hitForMissTTL,
-	}
-	m.finish()
-	c.l1.Set(key, m)
-	c.stats.hitForMiss.Add(1)
-}
-
-// fetchPass answers a key marked hit-for-miss: its own origin fetch,
-// bound to the client's context, with no collapsing. The response is
-// stored if it now can be, which replaces the mark; a mark past half its
-// life is renewed.
-func (c *Cache) fetchPass(w http.ResponseWriter, r *http.Request, req *Request, fetch Fetcher, base, key string, mark *object, pq string) (Result, error) {
-	if req.Pass != nil {
-		return c.passThrough(w, r, req, key, mark, pq)
-	}
-	out := c.fetchOrigin(r.Context(), r, req, fetch, base, nil, pq)
-	if out.pass != "" && c.now().Sub(mark.responseTime) > hitForMissTTL/2 {
-		c.markPass(key, req, pq, out.pass)
-	}
-	return c.writeOutcome(w, r, req, out)
-}
-
-// passThrough answers a key marked hit-for-miss with Request.Pass: the
-// client's own request, streamed back, nothing stored. It is the cheap
-// path for URLs that are never cacheable (about a fifth of the CPU of a
-// miss through fetchOrigin, which rewrites the request for storing). When
-// the origin allows storing again, the mark is dropped so that the next
-// request fills the cache; a mark past half its life is renewed.
-func (c *Cache) passThrough(w http.ResponseWriter, r *http.Request, req *Request, key string, mark *object, pq string) (Result, error) {
-	c.stats.originFetch.Add(1)
-	var resp *http.Response
-	var dur time.Duration
-	if dp, ok := req.Pass.(DirectPasser); ok {
-		o := dp.PassDirect(r, PassMark{c: c, req: *req, key: key, pq: pq, mark: mark})
-		if o.Handled {
-			return o.Result, o.Err
-		}
-		resp, dur = o.Fallback, o.FallbackDuration
-	}
-	if resp == nil {
-		start := time.Now()
-		var err error
-		resp, err = req.Pass.FetchPass(r)
-		dur = time.Since(start)
-		if err != nil {
-			return Result{CacheStatus: cacheName + "; fwd=miss", OriginDuration: dur}, fmt.Errorf("%w: %w", ErrOrigin, err)
-		}
-	}
-	status := c.passed(key, req, mark, pq, resp.StatusCode, resp.Header, resp.ContentLength,
-		headerValue(r.Header, "Authorization") != "")
-	return c.writeOutcome(w, r, req, outcome{resp: resp, status: status, dur: dur})
-}
-
-// passed decides on the origin's answer to a request passed under a
-// hit-for-miss mark and returns its Cache-Status: when the origin allows
-// storing again the mark is dropped (the next request fills the cache); a
-// mark past half its life is renewed.
-func (c *Cache) passed(key string, req *Request, mark *object, pq string, code int, h http.Header, contentLength int64, authorized bool) string {
-	status := cacheName + "; fwd=miss"
-	if code != http.StatusOK {
-		status += "; fwd-status=" + strconv.Itoa(code)
-	}
-	now := c.now()
-	fr := decide(code, h, req.Policy, authorized, now)
-	c.checkStorable(h, contentLength, &fr)
-	switch {
-	case fr.storable:
-		c.l1.Invalidate(key)
-	case fr.reason != "":
-		if ps, ok := passStatuses[fr.reason]; ok && code == http.StatusOK {
-			status = ps // the usual case, without building the string
-		} else {
-			status += "; detail=" + fr.reason
-		}
-		if passReason(fr.reason) && now.Sub(mark.responseTime) > hitForMissTTL/2 {
-			c.markPass(key, req, pq, fr.reason)
-		}
-	}
-	return status
-}
-
-// checkStorable adds what the cache itself cannot store to a storable
-// freshness decision: a content coding it cannot serve, or a body over
-// MaxObjectBytes.
-func (c *Cache) checkStorable(h http.Header, contentLength int64, fr *freshness) {
-	if !fr.storable {
-		return
-	}
-	switch ce := strings.ToLower(h.Get("Content-Encoding")); {
-	case ce != "" && ce != "gzip" && ce != "identity":
-		fr.storable, fr.reason = false, "encoding"
-	case contentLength > c.cfg.MaxObjectBytes:
-		fr.storable, fr.reason = false, "too-large"
-	}
-}
-
-// passStatuses holds the reasons not to store that are properties of the
-// response, with the Cache-Status of a 200 passed for each.
-var passStatuses = func() map[string]string {
-	m := map[string]string{}
-	for _, r := range []string{"no-store", "private", "set-cookie", "vary", "stale", "no-freshness", "encoding", "too-large"} {
-		m[r] = cacheName + "; fwd=miss; detail=" + r
-	}
-	return m
-}()
-
-// passReason reports whether a reason not to store is a property of the
-// response, worth a hit-for-miss mark, rather than of this request or a
-// passing error ("status", "authorization").
-func passReason(reason string) bool {
-	_, ok := passStatuses[reason]
-	return ok
-}
-
-// revalidateAsync refreshes a stale object in the background, at most once
-// per key at a time; r is cloned before Serve returns.
-func (c *Cache) revalidateAsync(r *http.Request, req Request, fetch Fetcher, base, key string, stale *object, pq string) {
-	c.flightMu.Lock()
-	select {
-	case <-c.closed:
-		c.flightMu.Unlock()
-		return
-	default:
-	}
-	if _, busy := c.flights[key]; busy {
-		c.flightMu.Unlock()
-		return
-	}
-	f := &flight{done: make(chan struct{})}
-	c.flights[key] = f
-	c.bg.Add(1)
-	c.flightMu.Unlock()
-
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), c.cfg.RevalidateTimeout)
-	rr := r.Clone(ctx)
-	req.BeforeWrite = nil
-	go func() {
-		defer c.bg.Done()
-		defer cancel()
-		out := c.fetchOrigin(ctx, rr, &req, fetch, base, stale, pq)
-		c.land(key, f, out)
-		if out.resp != nil {
-			_, _ = io.Copy(io.Discard, io.LimitReader(out.resp.Body, 1<<20))
-			out.resp.Body.Close()
-		}
-	}()
-}
-
-// staleIfError reports whether o may stand in for a failed origin.
-func (c *Cache) staleIfError(o *object) bool {
-	if o.mustReval {
-		return false
-	}
-	return o.age(c.now())-o.lifetime < o.sie
-}
-
-// originRequest prepares the request the Fetcher sends for a cacheable
-// request: always GET, no client conditionals or ranges (the cache answers
-// those itself), gzip asked for when the client takes it, and the stored
-// validators when revalidating.
-func originRequest(ctx context.Context, r *http.Request, stale *object) *http.Request {
-	// A shallow copy with its own header map and URL: a GET without a
-	// body has nothing else to deep-copy.
-	o := r.WithContext(ctx)
-	o.Header = r.Header.Clone()
-	u := *r.URL
-	o.URL = &u
-	o.Trailer = nil
-	o.Method = http.MethodGet
-	o.RequestURI = ""
-	o.Body = http.NoBody
-	o.ContentLength = 0
-	for _, h := range []string{"Range", "If-Range", "If-None-Match", "If-Modified-Since", "If-Match", "If-Unmodified-Since"} {
-		o.Header.Del(h)
-	}
-	if acceptsGzip(r) {
-		o.Header.Set("Accept-Encoding", "gzip")
-	} else {
-		o.Header.Del("Accept-Encoding")
-	}
-	if stale != nil {
-		if stale.etag != "" {
-			o.Header.Set("If-None-Match", stale.etag)
-		}
-		if lm := stale.header.Get("Last-Modified"); lm != "" {
-			o.Header.Set("If-Modified-Since", lm)
-		}
-	}
-	return o
-}
-
-// fetchOrigin does one origin fetch for a cacheable request and decides
-// what to do with the response.
-func (c *Cache) fetchOrigin(ctx context.Context, r *http.Request, req *Request, fetch Fetcher, base string, stale *object, pq string) outcome {
-	c.stats.originFetch.Add(1)
-	stamp := c.purges.latest.Load()
-	reqTime := c.now()
-	start := time.Now()
-	resp, err := fetch(ctx, originRequest(ctx, r, stale))
-	dur := time.Since(start)
-	respTime := c.now()
-	fwd := "; fwd=miss"
-	switch {
-	case req.fwdRequest:
-		fwd = "; fwd=request"
-	case stale != nil:
-		fwd = "; fwd=stale"
-	}
-	if err != nil {
-		if stale != nil && c.staleIfError(stale) {
-			c.stats.stale.Add(1)
-			return outcome{obj: stale, status: cacheName + fwd + "; detail=stale-if-error", dur: dur}
-		}
-		return outcome{err: fmt.Errorf("%w: %w", ErrOrigin, err), dur: dur}
-	}
-	code := resp.StatusCode
-	if stale != nil && code == http.StatusNotModified {
-		resp.Body.Close()
-		status := cacheName + fwd + "; fwd-status=304"
-		cookies := resp.Header["Set-Cookie"]
-		if o := c.refresh(stale, resp.Header, req.Policy, headerValue(r.Header, "Authorization") != "", reqTime, respTime, stamp); o != nil {
-			c.store(base, o, req.Persist)
-			return outcome{obj: o, status: status + "; stored", stored: true, dur: dur, setCookie: cookies}
-		}
-		return outcome{obj: stale, status: status, dur: dur, setCookie: cookies}
-	}
-	if stale != nil && code >= 500 && c.staleIfError(stale) {
-		resp.Body.Close()
-		c.stats.stale.Add(1)
-		return outcome{obj: stale, status: cacheName + fwd + "; fwd-status=" + strconv.Itoa(code) + "; detail=stale-if-error", dur: dur}
-	}
-	status := cacheName + fwd
-	if code != http.StatusOK {
-		status += "; fwd-status=" + strconv.Itoa(code)
-	}
-	fr := decide(code, resp.Header, req.Policy, headerValue(r.Header, "Authorization") != "", respTime)
-	c.checkStorable(resp.Header, resp.ContentLength, &fr)
-	if !fr.storable {
-		out := outcome{resp: resp, status: status + "; detail=" + fr.reason, dur: dur}
-		if passReason(fr.reason) {
-			out.pass = fr.reason
-		}
-		return out
-	}
-	body, err := readUpTo(resp.Body, c.cfg.MaxObjectBytes, resp.ContentLength)
-	if err != nil {
-		resp.Body.Close()
-		return outcome{err: fmt.Errorf("%w: read body: %w", ErrOrigin, err), dur: dur}
-	}
-	if int64(len(body)) > c.cfg.MaxObjectBytes {
-		return outcome{resp: resp, prefix: body, status: status + "; detail=too-large", dur: dur, pass: "too-large"}
-	}
-	resp.Body.Close()
-	o, err := c.build(r, req, resp, body, fr, stamp, reqTime, respTime, pq)
-	if err != nil {
-		c.log.Warn("cache: not storing an undecodable response", "host", req.Host, "path", pq, "err", err)
-		resp.Body = http.NoBody
-		return outcome{resp: resp, prefix: body, status: status + "; detail=encoding", dur: dur}
-	}
-	c.store(base, o, req.Persist)
-	return outcome{obj: o, status: status + "; stored", stored: true, dur: dur, setCookie: resp.Header["Set-Cookie"]}
-}
-
-// readUpTo reads body until EOF or until it holds more than limit bytes.
-// With a length hint the buffer is allocated at exactly that size (it is
-// what L1 keeps: hint+1, to see EOF, would round 1 KiB up to the 1152-byte
-// size class); a last read into a small array confirms the end.
-func readUpTo(body io.Reader, limit, hint int64) ([]byte, error) {
-	size := int64(512)
-	if hint > 0 {
-		size = min(hint, limit+1)
-	}
-	buf := make([]byte, 0, size)
-	for {
-		if len(buf) == cap(buf) {
-			if hint > 0 && int64(len(buf)) == hint {
-				var one [1]byte
-				n, err := io.ReadFull(body, one[:])
-				if n == 0 && (err == io.EOF || err == io.ErrUnexpectedEOF) {
-					return buf, nil
-				}
-				if err != nil && n == 0 {
-					return nil, err
-				}
-				buf = append(buf, one[0]) // longer than announced: read on
-				hint = 0
-				continue
-			}
-			buf = append(buf, 0)[:len(buf)]
-		}
-		n, err := body.Read(buf[len(buf):cap(buf)])
-		buf = buf[:len(buf)+n]
-		if int64(len(buf)) > limit {
-			return buf, nil
-		}
-		if err == io.EOF {
-			return buf, nil
-		}
-		if err != nil {
-			return nil, err
-		}
-	}
-}
-
-// build makes an object from an origin response and its body.
-func (c *Cache) build(r *http.Request, req *Request, resp *http.Response, body []byte, fr freshness, stamp uint64, reqTime, respTime time.Time, pq string) (*object, error) {
-	h := storedHeader(resp.Header)
-	// The host and path may be slices of the request's header block
-	// (proxy/h1): copies keep the object from holding that block.
-	host, pq := strings.Clone(req.Host), strings.Clone(pq)
-	o := &object{
-		tenant: req.Tenant, host: host, pathQuery: pq,
-		tags:   tagsOf(resp.Header, req.Tenant, host),
-		stamp:  stamp,
-		vary:   varyNames(resp.Header),
-		status: resp.StatusCode, header: h,
-		responseTime: respTime, initialAge: initialAge(resp.Header, reqTime, respTime),
-		lifetime: fr.lifetime, swr: fr.swr, sie: fr.sie, mustReval: fr.mustRevalidate, noCache: fr.noCache,
-	}
-	if len(o.vary) > 0 {
-		o.varyVals = varyValues(r, o.vary)
-	}
-	var ident []byte // the identity body, when at hand
-	switch {
-	case strings.EqualFold(h.Get("Content-Encoding"), "gzip"):
-		n, err := c.gz.gzipLen(body)
-		if err != nil {
-			return nil, fmt.Errorf("origin gzip body: %w", err)
-		}
-		o.body, o.gzipped, o.identLen = body, true, n
-	case compressible(h, len(body)):
-		o.body, o.identLen = body, int64(len(body))
-		if z, err := c.gz.compress(body); err == nil && len(z) < len(body)*9/10 {
-			o.body, o.gzipped = z, true
-			ident = body
-		}
-	default:
-		o.body, o.identLen = body, int64(len(body))
-	}
-	c.gz.withIdentity(o, ident)
-	delete(h, "Content-Encoding")
-	o.finish()
-	return o, nil
-}
-
-// refresh applies a 304's headers to a stored object (RFC 9111 section
-// 4.3.4) and recomputes its freshness; nil means it is no longer storable.
-// authorized says the 304 answered a request with Authorization: the
-// merged response must then be shareable by section 3.5.
-func (c *Cache) refresh(old *object, h304 http.Header, p Policy, authorized bool, reqTime, respTime time.Time, stamp uint64) *object {
-	upd := storedHeader(h304)
-	delete(upd, "Content-Encoding")
-	delete(upd, "Content-Type")
-	h := old.header.Clone()
-	for k, v := range upd {
-		h[k] = v
-	}
-	fr := decide(old.status, h, p, authorized, respTime)
-	if !fr.storable {
-		return nil
-	}
-	o := *old
-	o.header = h
-	o.stamp = stamp
-	o.responseTime = respTime
-	o.initialAge = initialAge(h304, reqTime, respTime)
-	o.lifetime, o.swr, o.sie, o.mustReval, o.noCache = fr.lifetime, fr.swr, fr.sie, fr.mustRevalidate, fr.noCache
-	o.finish()
-	return &o
-}
-
-// store writes o to L1 and queues it for L2 (and L3 when persist); a
-// varying response also gets a marker under the primary key.
-func (c *Cache) store(base string, o *object, persist bool) {
-	key := base
-	if len(o.vary) > 0 {
-		key = varyKey(base, o.varyVals)
-		m := &object{
-			marker: true, vary: o.vary, tenant: o.tenant, host: o.host, pathQuery: o.pathQuery,
-			responseTime: o.responseTime, lifetime: o.usableUntil().Sub(o.responseTime),
-		}
-		m.finish()
-		c.put(base, m, persist)
-	}
-	c.put(key, o, persist)
-}
-
-func (c *Cache) put(key string, o *object, persist bool) {
-	c.l1.Set(key, o)
-	c.stats.tiers[tierL1].stores.Add(1)
-	ttl := o.usableUntil().Sub(c.now())
-	if ttl <= 0 {
-		return
-	}
-	if c.l2 != nil {
-		c.l2.putAsync(key, o, ttl)
-	}
-	if persist && c.l3 != nil {
-		c.l3.putAsync(key, o, ttl)
-	}
-}
-
-// invalidate removes a primary key from every tier.
-func (c *Cache) invalidate(keys ...string) {
-	for _, k := range keys {
-		c.l1.Invalidate(k)
-	}
-	if c.l2 != nil {
-		c.l2.delAsync(keys)
-	}
-	if c.l3 != nil {
-		c.l3.delAsync(keys)
-	}
-}
-
-// pass forwards r unchanged and streams the answer; nothing is stored.
-func (c *Cache) pass(w http.ResponseWriter, r *http.Request, req *Request, fetch Fetcher, status string) (Result, error) {
-	c.stats.originFetch.Add(1)
-	o := r.Clone(r.Context())
-	o.RequestURI = ""
-	start := time.Now()
-	resp, err := fetch(r.Context(), o)
-	dur := time.Since(start)
-	if err != nil {
-		return Result{CacheStatus: status, OriginDuration: dur}, fmt.Errorf("%w: %w", ErrOrigin, err)
-	}
-	return c.writeOutcome(w, r, req, outcome{resp: resp, status: status, dur: dur})
 }

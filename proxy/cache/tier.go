@@ -23,8 +23,8 @@ type remoteStore interface {
 	close() error
 }
 
-// retryAfter is how long a tier stays bypassed after a failure before the
-// next request probes it again.
+// retryAfter is how long a tier is skipped (its breaker open) after a
+// failure before the next request probes it again.
 const retryAfter = time.Second
 
 // tier wraps a remote store with tight timeouts, a failure breaker that logs

@@ -1,5 +1,9 @@
 package cache
 
+// Writing responses: a stored object (the hit path: shared header values,
+// 304s for client conditionals, ranges, gzip or identity) and an origin
+// response streamed through unstored (pass, bypass, an unstorable miss).
+
 import (
 	"bytes"
 	"fmt"
@@ -127,13 +131,14 @@ func notModified(r *http.Request, o *object, etag string, now time.Time) bool {
 // serveObject writes a stored object: 304 for a matching conditional
 // request, a byte range for a Range request, otherwise the whole body in
 // gzip (as stored) or identity.
-func (c *Cache) serveObject(w http.ResponseWriter, r *http.Request, req *Request, o *object, res Result) (Result, error) {
-	return c.serveObjectAt(w, r, req, o, res, c.now())
+func (q *request) serveObject(o *object, res Result) (Result, error) {
+	return q.serveObjectAt(o, res, q.c.now())
 }
 
 // serveObjectAt is serveObject with the clock already read: the hit path
-// reads it once per request.
-func (c *Cache) serveObjectAt(w http.ResponseWriter, r *http.Request, req *Request, o *object, res Result, now time.Time) (Result, error) {
+// reads it once per request (q.now).
+func (q *request) serveObjectAt(o *object, res Result, now time.Time) (Result, error) {
+	c, w, r := q.c, q.w, q.r
 	h := w.Header()
 	gz := o.gzipped && acceptsGzip(r)
 	src, etag := o.hdrIdent, o.etag
@@ -141,12 +146,12 @@ func (c *Cache) serveObjectAt(w http.ResponseWriter, r *http.Request, req *Reque
 		src, etag = o.hdrGzip, o.etagGzip
 	}
 	if headerValue(r.Header, "Range") != "" && o.status == http.StatusOK {
-		return c.serveRange(w, r, req, o, res)
+		return q.serveRange(o, res)
 	}
 	for k, v := range src {
 		h[k] = v
 	}
-	if req.Policy.KeepCDNCacheControl {
+	if q.Policy.KeepCDNCacheControl {
 		keepCDN(h, o.header)
 	}
 	h["Age"] = ageValue(o.age(now))
@@ -157,9 +162,9 @@ func (c *Cache) serveObjectAt(w http.ResponseWriter, r *http.Request, req *Reque
 		delete(h, "Content-Length")
 	}
 	res.StatusCode = code
-	if req.BeforeWrite != nil {
+	if q.BeforeWrite != nil {
 		res.Outcome = outcomeOf(res.CacheStatus)
-		req.BeforeWrite.BeforeWrite(h, res)
+		q.BeforeWrite.BeforeWrite(h, res)
 	}
 	w.WriteHeader(code)
 	if r.Method == http.MethodHead || !bodyAllowed(code) {
@@ -186,7 +191,8 @@ func (c *Cache) serveObjectAt(w http.ResponseWriter, r *http.Request, req *Reque
 
 // serveRange answers a Range request from the identity body with
 // http.ServeContent, which handles If-Range, multiple ranges and 416.
-func (c *Cache) serveRange(w http.ResponseWriter, r *http.Request, req *Request, o *object, res Result) (Result, error) {
+func (q *request) serveRange(o *object, res Result) (Result, error) {
+	c, w, r := q.c, q.w, q.r
 	body, err := c.gz.identity(o)
 	if err != nil {
 		return res, err
@@ -197,7 +203,7 @@ func (c *Cache) serveRange(w http.ResponseWriter, r *http.Request, req *Request,
 			h[k] = v
 		}
 	}
-	if req.Policy.KeepCDNCacheControl {
+	if q.Policy.KeepCDNCacheControl {
 		keepCDN(h, o.header)
 	}
 	h["Age"] = ageValue(o.age(c.now()))
@@ -205,7 +211,7 @@ func (c *Cache) serveRange(w http.ResponseWriter, r *http.Request, req *Request,
 	if h.Get("Content-Type") == "" {
 		h["Content-Type"] = nil // keep ServeContent from sniffing
 	}
-	sw := &hookWriter{ResponseWriter: w, before: req.BeforeWrite, res: res}
+	sw := &hookWriter{ResponseWriter: w, before: q.BeforeWrite, res: res}
 	http.ServeContent(sw, r, "", o.lastModified, bytes.NewReader(body))
 	return sw.res, nil
 }
@@ -247,18 +253,21 @@ func keepCDN(h, stored http.Header) {
 	}
 }
 
-// passHeaders are not relayed from an origin response. Surrogate-Control
-// is not honoured (docs/cache.md, "Conformance") but still never leaves,
-// as Varnish and Fastly strip it. CDN-Cache-Control is dropped separately
-// unless Policy.KeepCDNCacheControl.
-var passHeaders = []string{
+// droppedHeaders are not relayed from an origin response: hop-by-hop
+// fields and the cache's own. Surrogate-Control is not honoured
+// (docs/cache.md, "Conformance") but still never leaves, as Varnish and
+// Fastly strip it. CDN-Cache-Control is dropped separately unless
+// Policy.KeepCDNCacheControl.
+var droppedHeaders = []string{
 	"Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authenticate", "Te", "Trailer",
 	"Transfer-Encoding", "Upgrade", "Cache-Status", "Surrogate-Key", "Surrogate-Control", "Cache-Tag",
 	edgeCacheControl,
 }
 
-// writeOutcome writes what an origin fetch produced.
-func (c *Cache) writeOutcome(w http.ResponseWriter, r *http.Request, req *Request, out outcome) (Result, error) {
+// writeOutcome writes what an origin fetch produced: a stored (or stale)
+// object, or the origin's response streamed through, unstored.
+func (q *request) writeOutcome(out outcome) (Result, error) {
+	w, r := q.w, q.r
 	res := Result{CacheStatus: out.status, OriginDuration: out.dur, Stored: out.stored}
 	switch {
 	case out.err != nil:
@@ -269,7 +278,7 @@ func (c *Cache) writeOutcome(w http.ResponseWriter, r *http.Request, req *Reques
 			// (and every hit on it) has none.
 			w.Header()["Set-Cookie"] = out.setCookie
 		}
-		return c.serveObject(w, r, req, out.obj, res)
+		return q.serveObject(out.obj, res)
 	}
 	resp := out.resp
 	defer resp.Body.Close()
@@ -282,17 +291,17 @@ func (c *Cache) writeOutcome(w http.ResponseWriter, r *http.Request, req *Reques
 			h.Del(strings.TrimSpace(name))
 		}
 	}
-	for _, k := range passHeaders {
+	for _, k := range droppedHeaders {
 		delete(h, k)
 	}
-	if !req.Policy.KeepCDNCacheControl {
+	if !q.Policy.KeepCDNCacheControl {
 		delete(h, cdnCacheControl)
 	}
 	h["Cache-Status"] = []string{out.status}
 	res.StatusCode = resp.StatusCode
-	if req.BeforeWrite != nil {
+	if q.BeforeWrite != nil {
 		res.Outcome = outcomeOf(res.CacheStatus)
-		req.BeforeWrite.BeforeWrite(h, res)
+		q.BeforeWrite.BeforeWrite(h, res)
 	}
 	w.WriteHeader(resp.StatusCode)
 	if r.Method == http.MethodHead {
