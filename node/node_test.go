@@ -138,6 +138,15 @@ func leaderNode(nodes []*testNode) *testNode {
 	return nil
 }
 
+// waitLeader returns the leader among nodes, waiting for one: on a loaded
+// machine an election may be under way at any moment.
+func waitLeader(t *testing.T, nodes []*testNode) *testNode {
+	t.Helper()
+	var l *testNode
+	testkit.Eventually(t, 10*time.Second, "a leader", func() bool { l = leaderNode(nodes); return l != nil })
+	return l
+}
+
 func follower(nodes []*testNode) *testNode {
 	for _, n := range nodes {
 		if !n.store.IsLeader() {
@@ -363,7 +372,7 @@ func TestRestartKeepsStateWithoutJoinFlags(t *testing.T) {
 
 func TestGracefulLeaderShutdownTransfersLeadership(t *testing.T) {
 	nodes := startCluster(t, 3)
-	l := leaderNode(nodes)
+	l := waitLeader(t, nodes)
 	start := time.Now()
 	l.stop()
 	var rest []*testNode
@@ -462,8 +471,7 @@ func TestRaftAddressesMayBeNames(t *testing.T) {
 		cfgs[i].Join, cfgs[i].BootstrapExpect = join, 3
 		nodes[i] = startNode(t, cfgs[i])
 	}
-	testkit.Eventually(t, 10*time.Second, "a leader", func() bool { return leaderNode(nodes) != nil })
-	f := leaderNode(nodes).store.Raft().GetConfiguration()
+	f := waitLeader(t, nodes).store.Raft().GetConfiguration()
 	for _, s := range f.Configuration().Servers {
 		if !strings.HasPrefix(string(s.Address), "localhost:") {
 			t.Fatalf("server %s stored as %s, want its name", s.ID, s.Address)
@@ -486,7 +494,7 @@ func TestRaftAddressesMayBeNames(t *testing.T) {
 		return true
 	})
 	t.Cleanup(again.stop)
-	l := leaderNode(nodes)
+	l := waitLeader(t, nodes)
 	if _, err := l.apply(context.Background(), addCmd("after-restart.example")); err != nil {
 		t.Fatal(err)
 	}

@@ -36,7 +36,8 @@ func TestProtocolLevelsAndRejectedEntries(t *testing.T) {
 	testkit.Eventually(t, 5*time.Second, "every member record to report this build's protocol", levels(raftstore.Protocol))
 
 	// A record written by an older build (no level) is put again.
-	leader, f := leaderNode(nodes), follower(nodes)
+	leader := waitLeader(t, nodes)
+	f := follower(nodes)
 	old := f.selfMember()
 	old.Protocol = 0
 	if err := leader.putMember(context.Background(), old); err != nil {
