@@ -566,3 +566,12 @@ func closeOnExecFuseFds() {
 		}
 	}
 }
+
+// ShouldMount reports whether this machine offers what a FUSE mount needs
+// (the /dev/fuse device and root): where it does, a failure to mount is a
+// bug to report, not a machine to skip. Tests use it under CI=true, as the
+// fault suite does for network namespaces.
+func ShouldMount() bool {
+	_, err := os.Stat("/dev/fuse")
+	return err == nil && os.Geteuid() == 0
+}

@@ -17,7 +17,7 @@ import (
 func mountT(t *testing.T) *FS {
 	t.Helper()
 	if ok, why := Usable(); !ok {
-		if os.Getenv("CI") == "true" {
+		if os.Getenv("CI") == "true" && ShouldMount() {
 			t.Fatalf("lazyfs: %s", why)
 		}
 		t.Skipf("SKIPPING: lazyfs cannot mount here: %s", why)
