@@ -155,6 +155,7 @@ func startCluster(t *testing.T, nw network, n int) *cluster {
 			// nodes 4 and 5 non-voters, and a 5-voter quorum is the point.
 			fmt.Sprintf("--voters=%d", n),
 			"--admin-token-file=" + tokenFile, "--cluster-key-file=" + keyFile,
+			"--raft-log-level=info", // the election milestones failoverTable reads
 		}, policy...)
 		c.nodes = append(c.nodes, p)
 	}
