@@ -170,6 +170,9 @@ type cycleRecord struct {
 	fault string
 	at    int64     // when the fault was injected, ns since the workload began
 	wall  time.Time // the same instant on the clock the nodes log with
+	// settled is when the cluster was healthy again after the heal: an
+	// election outside [wall, settled] was not caused by the test.
+	settled time.Time
 }
 
 func runChaos(t *testing.T, n int) {
@@ -222,8 +225,8 @@ func runChaos(t *testing.T, n int) {
 		// 300ms election at most), so a paused or cut-off leader is replaced.
 		time.Sleep(time.Duration(1500+rng.IntN(1500)) * time.Millisecond)
 		heal()
-		records = append(records, cycleRecord{fault: f.name, at: at, wall: wall})
 		c.waitHealthy(45 * time.Second)
+		records = append(records, cycleRecord{fault: f.name, at: at, wall: wall, settled: time.Now()})
 		dp.waitRestarted(45 * time.Second)
 		t.Logf("cycle %d: %s (%s; leader before edge-%d, after edge-%d) at %v", cycle, f.name, target, leaderBefore, c.leader(), time.Duration(at).Round(time.Millisecond))
 		if lost := w.waitAddsEverywhere(20 * time.Second); len(lost) > 0 {
@@ -418,7 +421,7 @@ func firstAck(history []op, at int64) int64 {
 type raftEvent struct {
 	at   time.Time
 	node string
-	what string // "detect": a follower gave up on its leader; "leader": a node won an election
+	what string // "detect": a follower gave up on its leader; "leader": a node won an election; "stepdown": a leader lost its lease
 }
 
 // raftEvents reads the election milestones from every node's log (the
@@ -437,6 +440,8 @@ func (c *cluster) raftEvents() []raftEvent {
 				what = "detect"
 			case strings.Contains(line, `"entering leader state"`):
 				what = "leader"
+			case strings.Contains(line, `"failed to contact quorum of nodes, stepping down"`):
+				what = "stepdown"
 			default:
 				continue
 			}
@@ -510,7 +515,29 @@ func failoverTable(t *testing.T, records []cycleRecord, history []op, events []r
 		s.elections += leaders
 		t.Logf("cycle %d %s: detected %v, new leader %v (%d elections won), a write acknowledged %v, the first sent after the fault %v", i, r.fault, ms(det), ms(lead), leaders, ms(anyW), ms(w))
 	}
+	// Elections the test did not cause: a leader elected outside every
+	// fault-to-settled window, after the first fault (before it the
+	// cluster is still forming), and leaders stepping down there.
+	unprovoked, stepDowns := 0, 0
+	for _, e := range events {
+		if len(records) == 0 || e.at.Before(records[0].wall) {
+			continue
+		}
+		inside := false
+		for _, r := range records {
+			inside = inside || (!e.at.Before(r.wall) && !e.at.After(r.settled))
+		}
+		if !inside {
+			switch e.what {
+			case "leader":
+				unprovoked++
+			case "stepdown":
+				stepDowns++
+			}
+		}
+	}
 	var b strings.Builder
+	fmt.Fprintf(&b, "elections outside the faults: %d won, %d leaders stepped down for want of a quorum\n\n", unprovoked, stepDowns)
 	fmt.Fprintf(&b, "| fault | cycles | elections won | detected p50 / p99 | new leader p50 / p99 | any write acked p50 / p99 | first write sent after p50 / p99 / max |\n|---|---|---|---|---|---|---|\n")
 	for _, f := range order {
 		s := by[f]
