@@ -74,8 +74,8 @@ node_args() {
 --cluster-key-file=$DIR/cluster-key
 --cache-size=536870912
 --shutdown-grace=20s
---raft-heartbeat-timeout=200ms
---raft-election-timeout=200ms
+--raft-heartbeat-timeout=300ms
+--raft-election-timeout=300ms
 --raft-leader-lease-timeout=150ms
 --raft-commit-timeout=5ms
 EOF
