@@ -61,7 +61,8 @@ func TestHungServerIsSkippedAfterTheAttemptDeadline(t *testing.T) {
 	}
 	msg := stderr.String()
 	// Three rounds at 300ms, 600ms and 1.2s (the deadline doubles each
-	// round; the message names the last), plus 200ms+400ms pauses.
+	// round; the message names the last), plus two pauses of at most
+	// 150ms and 300ms.
 	if took > 5*time.Second {
 		t.Errorf("took %v: the hung server was waited on past its attempt deadlines", took)
 	}
