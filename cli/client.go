@@ -8,8 +8,10 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	mathrand "math/rand/v2"
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -84,10 +86,14 @@ func (g *globals) attemptTimeout() time.Duration {
 // leader) or does not answer within the attempt deadline; the whole list
 // is tried up to three times within --timeout, the attempt deadline
 // doubling each round so that a server that is slow rather than hung gets
-// its answer through. Every attempt carries the same request ID, so a
-// write retried after an unknown outcome (an attempt deadline ran out after
-// the server had proposed it) is applied at most once: the state machine
-// answers a repeated ID with the first result.
+// its answer through. A server that cannot serve the call but knows who
+// leads says so (edgev1.LeaderHint): that address is tried next, at once,
+// ahead of the rest of the list, and at most once per command. Between
+// rounds edgectl pauses briefly (retryPause). Every attempt carries the
+// same request ID, so a write retried after an unknown outcome (an
+// attempt deadline ran out after the server had proposed it) is applied
+// at most once: the state machine answers a repeated ID with the first
+// result.
 func (g *globals) attempts(ctx context.Context, scope attemptScope, fn func(ctx context.Context, cc *grpc.ClientConn, started func()) error) error {
 	servers := splitList(g.servers)
 	if len(servers) == 0 {
@@ -110,10 +116,13 @@ func (g *globals) attempts(ctx context.Context, scope attemptScope, fn func(ctx 
 	ctx = metadata.NewOutgoingContext(ctx, md)
 
 	var errs []string
+	hinted := map[string]bool{}
 	for round := 0; round < 3; round++ {
 		errs = errs[:0]
 		limit := g.attemptTimeout() << round
-		for _, addr := range servers {
+		order := slices.Clone(servers)
+		for i := 0; i < len(order); i++ {
+			addr := order[i]
 			err := g.callOne(ctx, addr, creds, scope, limit, fn)
 			if err == nil {
 				return nil
@@ -131,14 +140,41 @@ func (g *globals) attempts(ctx context.Context, scope attemptScope, fn func(ctx 
 				return statusError(err)
 			}
 			errs = append(errs, fmt.Sprintf("%s: %s", addr, unavailableReason(s.Message())))
+			if next := hintedAddr(err, addr, hinted); next != "" {
+				order = slices.Insert(order, i+1, next)
+			}
 		}
 		select {
 		case <-ctx.Done():
 			return g.unusable(servers, creds, md, fmt.Errorf("timed out after %v (--timeout): %s", g.timeout, strings.Join(errs, "; ")))
-		case <-time.After(time.Duration(200*(round+1)) * time.Millisecond):
+		case <-time.After(retryPause(round)):
 		}
 	}
 	return g.unusable(servers, creds, md, fmt.Errorf("cannot reach a usable server: %s", strings.Join(errs, "; ")))
+}
+
+// hintedAddr is the leader's admin address that err names, when it is not
+// the server that answered and has not been followed yet (recorded in
+// seen): a hint is worth one attempt, and two servers that name each
+// other cannot keep edgectl going back and forth.
+func hintedAddr(err error, answered string, seen map[string]bool) string {
+	_, addr := edgev1.LeaderHint(err)
+	if addr == "" || addr == answered || seen[addr] {
+		return ""
+	}
+	seen[addr] = true
+	return addr
+}
+
+// retryPause is the pause after a round in which every server was down,
+// leaderless or silent: 100 ms, then 200 ms, jittered ±50% so that
+// clients that failed together do not come back together. Short, because
+// an election takes well under a second and a server that holds a write
+// waits for the new leader itself; the rounds' growing attempt deadlines,
+// not the pauses, are what give a slow cluster time.
+func retryPause(round int) time.Duration {
+	d := 100 * time.Millisecond << min(round, 1)
+	return d/2 + mathrand.N(d)
 }
 
 // transportCreds is plaintext, or TLS when --tls-ca or --tls-cert is set:

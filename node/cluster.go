@@ -305,7 +305,7 @@ func (s *internalService) Apply(ctx context.Context, req *edgev1.ApplyRequest) (
 	r, err := s.n.store.ApplyEncoded(ctx, req.GetCommand())
 	if err != nil {
 		if errors.Is(err, raftstore.ErrNotLeader) {
-			return nil, status.Error(codes.FailedPrecondition, "not the leader")
+			return nil, s.n.notLeaderError("not the leader")
 		}
 		if errors.Is(err, raftstore.ErrInvalid) {
 			return nil, status.Error(codes.InvalidArgument, err.Error())
@@ -322,7 +322,7 @@ func (s *internalService) Apply(ctx context.Context, req *edgev1.ApplyRequest) (
 func (s *internalService) ReadIndex(context.Context, *edgev1.ReadIndexRequest) (*edgev1.ReadIndexResponse, error) {
 	idx, err := s.n.leaderReadIndex()
 	if err != nil {
-		return nil, status.Error(codes.FailedPrecondition, err.Error())
+		return nil, s.n.notLeaderError(err.Error())
 	}
 	return &edgev1.ReadIndexResponse{Index: idx}, nil
 }

@@ -257,3 +257,51 @@ func TestE2ECLIRetriedWriteKeepsItsRequestID(t *testing.T) {
 		t.Fatalf("history of %s: %+v, want one successful add", domain, h.Entries)
 	}
 }
+
+// Issue 15, item 3: a write sent to a follower right after the leader
+// stops answering succeeds as soon as the survivors have elected a new
+// leader, well inside edgectl's attempt deadline (10 s here, so that
+// waiting one out would show). The follower's forward to the old leader
+// is abandoned the moment it gives up on it, and the next try goes out
+// the moment it hears of the new one (a leader change wakes it, no poll
+// and no deadline); a forward that reaches a node deposed in between is
+// answered with the leader that node knows (a hint) and resent there.
+func TestE2EWriteThroughFollowerRightAfterLeaderFault(t *testing.T) {
+	c := startE2ECluster(t, 3)
+	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
+	defer origin.Close()
+
+	for _, fault := range []string{"pause", "kill"} {
+		st := c.waitStatus(3)
+		leader := c.node(st.Leader)
+		var follower *proc
+		for _, p := range c.nodes {
+			if p != leader {
+				follower = p
+				break
+			}
+		}
+		domain := fault + "d-leader.example"
+		var heal func()
+		switch fault {
+		case "pause":
+			heal = pause(t, leader)
+		case "kill":
+			if err := leader.cmd.Process.Kill(); err != nil {
+				t.Fatal(err)
+			}
+			_ = leader.cmd.Wait()
+			heal = func() { c.start(leader, leader.args) }
+		}
+		// Detection (250–750 ms at edged's default timings), an
+		// election and the forward; 2.5 s leaves room for a loaded CI
+		// machine and is a quarter of the attempt deadline.
+		c.timedCtl(2500*time.Millisecond, "--server", follower.admin, "--timeout", "20s", "--attempt-timeout", "10s",
+			"tenant", "add", domain, "--origin", origin.URL, "-o", "json")
+		heal()
+		c.waitStatus(3)
+		if n := countTenant(t, c.mustCtl("--server", c.servers(), "tenant", "list", "-o", "json"), domain); n != 1 {
+			t.Fatalf("%d tenants %s after one add, want 1", n, domain)
+		}
+	}
+}

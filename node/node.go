@@ -378,18 +378,23 @@ func requestID(ctx context.Context) string {
 
 // apply proposes cmd through the leader, wherever it is, and returns once
 // the leader has applied it. Retries are safe: the command's request ID
-// makes the state machine apply it at most once.
+// makes the state machine apply it at most once. A try that fails goes
+// again as soon as this node hears of a new leader, or straight to the
+// leader the failed try's answer named (a deposed leader's hint), else
+// after a short jittered backoff (retryWait).
 func (n *Node) apply(ctx context.Context, cmd *raftstore.Command) (*raftstore.Result, error) {
 	b, err := cmd.Encode()
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, n.cfg.forwardTimeout)
+	ctx, cancel := n.answerBy(ctx)
 	defer cancel()
 	var lastErr error = errNoLeader
 	start := time.Now()
-	for {
-		r, err := n.applyOnce(ctx, b)
+	hint, hinted := "", false
+	for try := 0; ; try++ {
+		changed := n.store.LeaderChanged() // before the lookup: no change is missed
+		r, err := n.applyOnce(ctx, b, changed, &hint)
 		if err == nil {
 			if n.raftMetrics != nil {
 				n.raftMetrics.applyLatency.Observe(time.Since(start).Seconds())
@@ -403,22 +408,32 @@ func (n *Node) apply(ctx context.Context, cmd *raftstore.Command) (*raftstore.Re
 			return nil, err
 		}
 		lastErr = err
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("%w: %v", errNoLeader, lastErr)
-		case <-time.After(20 * time.Millisecond):
+		if hint != "" && !hinted {
+			hinted = true // once: two nodes naming each other do not spin
+			continue
+		}
+		hinted = false
+		if retryWait(ctx, changed, try) != nil {
+			return nil, n.withHint(fmt.Errorf("%w: %v", errNoLeader, lastErr))
 		}
 	}
 }
 
-func (n *Node) applyOnce(ctx context.Context, b []byte) (*raftstore.Result, error) {
+// applyOnce is one try: on this node if it leads, else forwarded to the
+// leader (*hint, when the previous try's answer named one, else this
+// node's own idea of it). A failed forward's answer may name the leader
+// for the next try in *hint.
+func (n *Node) applyOnce(ctx context.Context, b []byte, changed <-chan struct{}, hint *string) (*raftstore.Result, error) {
 	if n.store.IsLeader() {
 		return n.store.ApplyEncoded(ctx, b)
 	}
-	changed := n.store.LeaderChanged() // before the lookup: no change is missed
-	addr, err := n.leaderAdmin()
-	if err != nil {
-		return nil, err
+	addr := *hint
+	*hint = ""
+	if addr == "" {
+		var err error
+		if addr, err = n.leaderAdmin(); err != nil {
+			return nil, err
+		}
 	}
 	c, err := n.peers.internal(addr)
 	if err != nil {
@@ -428,6 +443,7 @@ func (n *Node) applyOnce(ctx context.Context, b []byte) (*raftstore.Result, erro
 	defer cancel()
 	resp, err := c.Apply(actx, &edgev1.ApplyRequest{Command: b})
 	if err != nil {
+		*hint = n.forwardHint(err, addr)
 		return nil, forwardError(actx, err)
 	}
 	return raftstore.DecodeResult(resp.GetResult())
@@ -527,37 +543,45 @@ func (n *Node) leaderAdmin() (string, error) {
 
 // readBarrier makes a read linearizable: the leader confirms it still
 // leads, and this node waits until it has applied the leader's commit
-// index. local skips it.
+// index. local skips it. Tries are paced as apply's.
 func (n *Node) readBarrier(ctx context.Context, c edgev1.Consistency) error {
 	if c == edgev1.Consistency_CONSISTENCY_LOCAL {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(ctx, n.cfg.forwardTimeout)
+	ctx, cancel := n.answerBy(ctx)
 	defer cancel()
-	for {
-		idx, err := n.readIndex(ctx)
+	hint, hinted := "", false
+	for try := 0; ; try++ {
+		changed := n.store.LeaderChanged()
+		idx, err := n.readIndex(ctx, changed, &hint)
 		if err == nil {
 			return n.store.WaitApplied(ctx, idx)
 		}
 		if !retryable(err) {
 			return err
 		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%w: %v", errNoLeader, err)
-		case <-time.After(20 * time.Millisecond):
+		if hint != "" && !hinted {
+			hinted = true // once: two nodes naming each other do not spin
+			continue
+		}
+		hinted = false
+		if retryWait(ctx, changed, try) != nil {
+			return n.withHint(fmt.Errorf("%w: %v", errNoLeader, err))
 		}
 	}
 }
 
-func (n *Node) readIndex(ctx context.Context) (uint64, error) {
+func (n *Node) readIndex(ctx context.Context, changed <-chan struct{}, hint *string) (uint64, error) {
 	if n.store.IsLeader() {
 		return n.leaderReadIndex()
 	}
-	changed := n.store.LeaderChanged()
-	addr, err := n.leaderAdmin()
-	if err != nil {
-		return 0, err
+	addr := *hint
+	*hint = ""
+	if addr == "" {
+		var err error
+		if addr, err = n.leaderAdmin(); err != nil {
+			return 0, err
+		}
 	}
 	c, err := n.peers.internal(addr)
 	if err != nil {
@@ -567,6 +591,7 @@ func (n *Node) readIndex(ctx context.Context) (uint64, error) {
 	defer cancel()
 	r, err := c.ReadIndex(rctx, &edgev1.ReadIndexRequest{})
 	if err != nil {
+		*hint = n.forwardHint(err, addr)
 		return 0, forwardError(rctx, err)
 	}
 	return r.GetIndex(), nil

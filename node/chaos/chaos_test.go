@@ -1,6 +1,7 @@
 package chaos
 
 import (
+	"encoding/json"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -86,7 +87,7 @@ func partitionFault(name string, size int, leader bool) fault {
 	}}
 }
 
-func faults(n int, partitions bool) []fault {
+func faults(t *testing.T, n int, partitions bool) []fault {
 	fs := []fault{
 		killFault("kill -9 any", false), killFault("kill -9 leader", true), killAll,
 		pauseFault("pause any", false), pauseFault("pause leader", true),
@@ -99,7 +100,29 @@ func faults(n int, partitions bool) []fault {
 			fs = append(fs, partitionFault("partition: split 2/3", 2, false))
 		}
 	}
-	return fs
+	return onlyFaults(t, fs, os.Getenv("CHAOS_FAULTS"))
+}
+
+// onlyFaults keeps the faults whose name contains one of the
+// comma-separated words of filter (CHAOS_FAULTS=leader: the three leader
+// faults), so that a long run spends its cycles where a p99 is wanted.
+func onlyFaults(t *testing.T, fs []fault, filter string) []fault {
+	if filter == "" {
+		return fs
+	}
+	var out []fault
+	for _, f := range fs {
+		for _, w := range strings.Split(filter, ",") {
+			if w = strings.TrimSpace(w); w != "" && strings.Contains(f.name, w) {
+				out = append(out, f)
+				break
+			}
+		}
+	}
+	if len(out) == 0 {
+		t.Fatalf("CHAOS_FAULTS=%q matches no fault", filter)
+	}
+	return out
 }
 
 func cyclesPerSize(t *testing.T) int {
@@ -145,7 +168,11 @@ func chooseNetwork(t *testing.T, n int) network {
 
 type cycleRecord struct {
 	fault string
-	at    int64 // when the fault was injected, ns since the workload began
+	at    int64     // when the fault was injected, ns since the workload began
+	wall  time.Time // the same instant on the clock the nodes log with
+	// settled is when the cluster was healthy again after the heal: an
+	// election outside [wall, settled] was not caused by the test.
+	settled time.Time
 }
 
 func runChaos(t *testing.T, n int) {
@@ -159,7 +186,7 @@ func runChaos(t *testing.T, n int) {
 
 	nw := chooseNetwork(t, n)
 	c := startCluster(t, nw, n)
-	fs := faults(n, nw.canPartition())
+	fs := faults(t, n, nw.canPartition())
 	w := newWorkload(c, sd, 4)
 	if err := w.setup(); err != nil {
 		t.Fatal(err)
@@ -193,13 +220,13 @@ func runChaos(t *testing.T, n int) {
 		time.Sleep(time.Duration(200+rng.IntN(300)) * time.Millisecond)
 		leaderBefore := c.leader()
 		target, heal := f.inject(c, rng)
-		at := w.now() // the fault is in effect from here
+		at, wall := w.now(), time.Now() // the fault is in effect from here
 		// The fault lasts longer than an election (2 × 300ms heartbeat +
 		// 300ms election at most), so a paused or cut-off leader is replaced.
 		time.Sleep(time.Duration(1500+rng.IntN(1500)) * time.Millisecond)
 		heal()
-		records = append(records, cycleRecord{fault: f.name, at: at})
 		c.waitHealthy(45 * time.Second)
+		records = append(records, cycleRecord{fault: f.name, at: at, wall: wall, settled: time.Now()})
 		dp.waitRestarted(45 * time.Second)
 		t.Logf("cycle %d: %s (%s; leader before edge-%d, after edge-%d) at %v", cycle, f.name, target, leaderBefore, c.leader(), time.Duration(at).Round(time.Millisecond))
 		if lost := w.waitAddsEverywhere(20 * time.Second); len(lost) > 0 {
@@ -243,7 +270,9 @@ func runChaos(t *testing.T, n int) {
 	if len(dpBad) > 0 {
 		t.Errorf("%d proxied requests failed through Edge's fault (the node was neither killed nor paused by the test)", len(dpBad))
 	}
-	summary := summarize(n, cycles, elapsed, nw.canPartition(), records, history, len(lostAdds), failedCheck) + "\n" + dpTable
+	events := c.raftEvents()
+	summary := summarize(n, cycles, elapsed, nw.canPartition(), records, history, len(lostAdds), failedCheck) + "\n" +
+		failoverTable(t, records, history, events) + "\n" + dpTable
 	t.Log("\n" + summary)
 	if path := os.Getenv("CHAOS_SUMMARY"); path != "" {
 		f, err := os.OpenFile(path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
@@ -374,4 +403,171 @@ func logErrorSample(t *testing.T, history []op) {
 func firstWords(s string, n int) string {
 	f := strings.Fields(s)
 	return strings.Join(f[:min(n, len(f))], " ")
+}
+
+// firstAck returns when the first write (register write or add) sent at
+// or after at was acknowledged, or -1.
+func firstAck(history []op, at int64) int64 {
+	first := int64(-1)
+	for _, o := range history {
+		if (o.kind == opWrite || o.kind == opAdd) && o.outcome == ok && o.call >= at && (first < 0 || o.ret < first) {
+			first = o.ret
+		}
+	}
+	return first
+}
+
+// raftEvent is one line of a node's log that marks a step of a failover.
+type raftEvent struct {
+	at   time.Time
+	node string
+	what string // "detect": a follower gave up on its leader; "leader": a node won an election; "stepdown": a leader lost its lease
+}
+
+// raftEvents reads the election milestones from every node's log (the
+// suite runs the nodes with --raft-log-level=info).
+func (c *cluster) raftEvents() []raftEvent {
+	var out []raftEvent
+	for _, p := range c.nodes {
+		b, err := os.ReadFile(p.logPath)
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			what := ""
+			switch {
+			case strings.Contains(line, `"heartbeat timeout reached, starting election"`):
+				what = "detect"
+			case strings.Contains(line, `"entering leader state"`):
+				what = "leader"
+			case strings.Contains(line, `"failed to contact quorum of nodes, stepping down"`):
+				what = "stepdown"
+			default:
+				continue
+			}
+			var l struct {
+				Time time.Time `json:"time"`
+			}
+			if json.Unmarshal([]byte(line), &l) == nil {
+				out = append(out, raftEvent{at: l.Time, node: p.id, what: what})
+			}
+		}
+	}
+	return out
+}
+
+// failoverTable splits each cycle's unavailability into its steps, from
+// the nodes' own clocks (the same host's): the first follower giving up
+// on the leader (detection), the first node entering the leader state
+// (election), and the first acknowledged write sent after the fault (what
+// the client sees). What lies between the last two is forwarding and
+// client pacing.
+func failoverTable(t *testing.T, records []cycleRecord, history []op, events []raftEvent) string {
+	type steps struct {
+		detect, leader, anyWrite, write []time.Duration
+		elections                       int
+	}
+	by := map[string]*steps{}
+	var order []string
+	for i, r := range records {
+		end := time.Now()
+		if i+1 < len(records) {
+			end = records[i+1].wall
+		}
+		first := func(what string) time.Duration {
+			d := time.Duration(-1)
+			for _, e := range events {
+				if e.what == what && !e.at.Before(r.wall) && e.at.Before(end) {
+					if x := e.at.Sub(r.wall); d < 0 || x < d {
+						d = x
+					}
+				}
+			}
+			return d
+		}
+		w, anyW := time.Duration(-1), time.Duration(-1)
+		if a := firstAck(history, r.at); a >= 0 {
+			w = time.Duration(a - r.at)
+		}
+		// Any write acknowledged after the fault, even one sent before
+		// it and held by a node through the election: when the cluster
+		// took writes again, without the suite's own pacing (a client
+		// counts only once its call in flight has ended).
+		for _, o := range history {
+			if (o.kind == opWrite || o.kind == opAdd) && o.outcome == ok && o.ret >= r.at && (anyW < 0 || time.Duration(o.ret-r.at) < anyW) {
+				anyW = time.Duration(o.ret - r.at)
+			}
+		}
+		leaders := 0
+		for _, e := range events {
+			if e.what == "leader" && !e.at.Before(r.wall) && e.at.Before(end) {
+				leaders++
+			}
+		}
+		s := by[r.fault]
+		if s == nil {
+			s = &steps{}
+			by[r.fault] = s
+			order = append(order, r.fault)
+		}
+		det, lead := first("detect"), first("leader")
+		s.detect, s.leader, s.anyWrite, s.write = append(s.detect, det), append(s.leader, lead), append(s.anyWrite, anyW), append(s.write, w)
+		s.elections += leaders
+		t.Logf("cycle %d %s: detected %v, new leader %v (%d elections won), a write acknowledged %v, the first sent after the fault %v", i, r.fault, ms(det), ms(lead), leaders, ms(anyW), ms(w))
+	}
+	// Elections the test did not cause: a leader elected outside every
+	// fault-to-settled window, after the first fault (before it the
+	// cluster is still forming), and leaders stepping down there.
+	unprovoked, stepDowns := 0, 0
+	for _, e := range events {
+		if len(records) == 0 || e.at.Before(records[0].wall) {
+			continue
+		}
+		inside := false
+		for _, r := range records {
+			inside = inside || (!e.at.Before(r.wall) && !e.at.After(r.settled))
+		}
+		if !inside {
+			switch e.what {
+			case "leader":
+				unprovoked++
+			case "stepdown":
+				stepDowns++
+			}
+		}
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "elections outside the faults: %d won, %d leaders stepped down for want of a quorum\n\n", unprovoked, stepDowns)
+	fmt.Fprintf(&b, "| fault | cycles | elections won | detected p50 / p99 | new leader p50 / p99 | any write acked p50 / p99 | first write sent after p50 / p99 / max |\n|---|---|---|---|---|---|---|\n")
+	for _, f := range order {
+		s := by[f]
+		fmt.Fprintf(&b, "| %s | %d | %d | %s / %s | %s / %s | %s / %s | %s / %s / %s |\n", f, len(s.write), s.elections,
+			quantile(s.detect, 0.5), quantile(s.detect, 0.99), quantile(s.leader, 0.5), quantile(s.leader, 0.99),
+			quantile(s.anyWrite, 0.5), quantile(s.anyWrite, 0.99),
+			quantile(s.write, 0.5), quantile(s.write, 0.99), quantile(s.write, 1))
+	}
+	return b.String()
+}
+
+func ms(d time.Duration) string {
+	if d < 0 {
+		return "-"
+	}
+	return d.Round(time.Millisecond).String()
+}
+
+// quantile is the nearest-rank quantile of the non-negative values ("-"
+// when none; a fault that does not cost an election has no detection).
+func quantile(ds []time.Duration, p float64) string {
+	var v []time.Duration
+	for _, d := range ds {
+		if d >= 0 {
+			v = append(v, d)
+		}
+	}
+	if len(v) == 0 {
+		return "-"
+	}
+	slices.Sort(v)
+	return v[max(0, int(math.Ceil(p*float64(len(v))))-1)].Round(10 * time.Millisecond).String()
 }

@@ -140,7 +140,11 @@ func startCluster(t *testing.T, nw network, n int, opts ...func(*clusterOptions)
 			// nodes 4 and 5 non-voters, and a 5-voter quorum is the point.
 			fmt.Sprintf("--voters=%d", n),
 			"--admin-token-file=" + tokenFile, "--cluster-key-file=" + keyFile,
+			"--raft-log-level=info", // the election milestones failoverTable reads
 		}, policy...)
+		// CHAOS_EDGED_FLAGS (space-separated) come last and win: to
+		// measure other raft timings than the StatefulSet's.
+		p.args = append(p.args, strings.Fields(os.Getenv("CHAOS_EDGED_FLAGS"))...)
 		c.nodes = append(c.nodes, p)
 	}
 	t.Cleanup(c.stopAll)

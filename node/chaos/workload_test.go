@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -98,7 +99,9 @@ func newID() string {
 // edgectl does (cli/client.go, attempts): when the node is unavailable
 // (down, or without a leader) or does not answer within the attempt's own
 // deadline, the smaller of 2 s and a third of opTimeout, doubling each
-// round through the list. The request ID stays the same across attempts,
+// round through the list; a node that names the leader in its error
+// (edgev1.LeaderHint) sends the call there next; rounds are 50–150 ms,
+// then 100–300 ms apart. The request ID stays the same across attempts,
 // so a write retried after an unknown outcome is applied at most once.
 //
 // Until 2026-06 the suite's clients gave every call the whole opTimeout
@@ -112,9 +115,14 @@ func (w *workload) call(first int, reqID string, fn func(context.Context, *grpc.
 	var err error
 	sent := false // some attempt may have reached a node: the outcome is unknown, not failed
 	node := first
+	hinted := map[int]bool{}
 	for round := 0; ; round++ {
+		var order []int
 		for a := 0; a < n; a++ {
-			node = (first + a) % n
+			order = append(order, (first+a)%n)
+		}
+		for a := 0; a < len(order); a++ {
+			node = order[a]
 			actx, acancel := opContext(ctx, attempt<<round, reqID)
 			err = fn(actx, w.c.conns[node])
 			attemptOver := actx.Err() != nil
@@ -137,13 +145,18 @@ func (w *workload) call(first int, reqID string, fn func(context.Context, *grpc.
 			if !attemptOver && s.Code() != codes.Unavailable && s.Code() != codes.DeadlineExceeded {
 				return unknown, node, err
 			}
+			if h := w.hintedNode(err); h >= 0 && h != node && !hinted[h] {
+				hinted[h] = true
+				order = slices.Insert(order, a+1, h)
+			}
 		}
 		if ctx.Err() != nil {
 			break
 		}
+		d := 100 * time.Millisecond << min(round, 1)
 		select {
 		case <-ctx.Done():
-		case <-time.After(time.Duration(200*(round+1)) * time.Millisecond):
+		case <-time.After(d/2 + rand.N(d)):
 		}
 		if ctx.Err() != nil {
 			break
@@ -153,6 +166,21 @@ func (w *workload) call(first int, reqID string, fn func(context.Context, *grpc.
 		return unknown, node, err
 	}
 	return failed, node, err
+}
+
+// hintedNode is the node whose admin address err names as the leader,
+// or -1.
+func (w *workload) hintedNode(err error) int {
+	_, addr := edgev1.LeaderHint(err)
+	if addr == "" {
+		return -1
+	}
+	for i := range w.c.nodes {
+		if w.c.net.node(i).admin == addr {
+			return i
+		}
+	}
+	return -1
 }
 
 // notSent reports whether a gRPC Unavailable error means the request never
