@@ -10,6 +10,7 @@ import (
 
 	edgev1 "github.com/edgeproxy/edge/api/edgev1"
 	"github.com/edgeproxy/edge/raftstore"
+	"github.com/edgeproxy/edge/raftstore/tenantcfg"
 )
 
 // A forward that reaches a node which does not lead (it was deposed while
@@ -29,7 +30,7 @@ func TestForwardToNonLeaderFollowsItsHint(t *testing.T) {
 			}
 		}
 	}
-	cmd, err := raftstore.NewCommand(raftstore.CmdTenantAdd, "hint-test-1", time.Now(), raftstore.Tenant{Domain: "hint.example", License: raftstore.License{Status: "active"}, Origin: raftstore.Origin{URL: "http://127.0.0.1:9"}})
+	cmd, err := raftstore.NewCommand(raftstore.CmdTenantAdd, "hint-test-1", time.Now(), tenantcfg.Tenant{Domain: "hint.example", License: tenantcfg.License{Status: "active"}, Origin: tenantcfg.Origin{URL: "http://127.0.0.1:9"}})
 	if err != nil {
 		t.Fatal(err)
 	}

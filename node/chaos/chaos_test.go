@@ -241,13 +241,12 @@ func runChaos(t *testing.T, n int) {
 	}
 	elapsed := time.Since(began)
 	stop()
-	history := w.snapshot()
 
 	// One more leader read per key, after everything settled.
 	for _, k := range w.keys {
 		w.read(99, rand.IntN(n), k)
 	}
-	history = w.snapshot()
+	history := w.snapshot()
 
 	failedCheck := checkHistory(t, w, history, sd)
 	if p := c.logsWithPanic(); len(p) > 0 {
