@@ -113,3 +113,48 @@ func TestRoleFlag(t *testing.T) {
 		t.Errorf("--role=nonvoter with --bootstrap-expect: %v, want refused", err)
 	}
 }
+
+// TestRemovedVoterRestartedOnItsDataIsAVoterAgain: a voter removed while
+// down (edgectl cluster remove) and restarted on its own data dir hears no
+// leader, asks to be added again (rejoin) in its role, and is a voter
+// again; a non-voter that joined while the slot was free stays one.
+func TestRemovedVoterRestartedOnItsDataIsAVoterAgain(t *testing.T) {
+	nodes := startCluster(t, 3)
+	join := []string{nodes[0].AdminAddr(), nodes[1].AdminAddr(), nodes[2].AdminAddr()}
+	leader := leaderNode(nodes)
+	if leader == nil {
+		t.Fatal("no leader")
+	}
+	var gone *testNode
+	for _, n := range nodes {
+		if n != leader {
+			gone = n
+			break
+		}
+	}
+	gone.stop()
+	cc := edgev1.NewClusterServiceClient(dial(t, leader.AdminAddr(), testToken))
+	if _, err := cc.Remove(authCtx(testToken), &edgev1.RemoveMemberRequest{Id: gone.cfg.ID}); err != nil {
+		t.Fatal(err)
+	}
+	r := testConfig(t, "replica")
+	r.Join, r.NonVoter = join, true
+	startNode(t, r)
+	waitFor(t, 10*time.Second, "the replica in, as a non-voter", func() bool { return configIDs(leader)["replica"] == "nonvoter" })
+
+	cfg := gone.cfg
+	cfg.BootstrapExpect = 0
+	waitFor(t, 10*time.Second, "restart on the same ports and data", func() bool {
+		n, err := New(cfg)
+		if err != nil {
+			return false
+		}
+		n.Close()
+		startNode(t, cfg)
+		return true
+	})
+	waitFor(t, rejoinGrace+15*time.Second, "the removed voter to be a voter again", func() bool { return configIDs(leader)[cfg.ID] == "voter" })
+	if ids := configIDs(leader); ids["replica"] != "nonvoter" {
+		t.Fatalf("configuration %v: the replica took a vote", ids)
+	}
+}
