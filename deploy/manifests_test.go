@@ -68,11 +68,14 @@ func stripComments(s string) string {
 
 // manifests is every object of deploy/k8s, decoded strictly.
 type manifests struct {
-	objects     []runtime.Object
+	objects []runtime.Object
+	// sts is the voters' StatefulSet (edge), replica the non-voters'
+	// (edge-replica) that the HPA scales.
 	sts         *appsv1.StatefulSet
+	replica     *appsv1.StatefulSet
 	services    map[string]*corev1.Service
 	secrets     map[string]*corev1.Secret
-	pdb         *policyv1.PodDisruptionBudget
+	pdbs        map[string]*policyv1.PodDisruptionBudget
 	hpa         *autoscalingv2.HorizontalPodAutoscaler
 	netpol      *networkingv1.NetworkPolicy
 	fileOfIndex []string
@@ -128,7 +131,7 @@ func loadManifests(t *testing.T) *manifests {
 		t.Fatalf("kustomization.yaml lists %v, deploy/k8s holds %v", listed, onDisk)
 	}
 
-	m := &manifests{services: map[string]*corev1.Service{}, secrets: map[string]*corev1.Secret{}}
+	m := &manifests{services: map[string]*corev1.Service{}, secrets: map[string]*corev1.Secret{}, pdbs: map[string]*policyv1.PodDisruptionBudget{}}
 	for _, f := range k.Resources {
 		b, err := os.ReadFile(filepath.Join(k8sDir, f))
 		if err != nil {
@@ -139,17 +142,24 @@ func loadManifests(t *testing.T) *manifests {
 			m.fileOfIndex = append(m.fileOfIndex, f)
 			switch o := obj.(type) {
 			case *appsv1.StatefulSet:
-				if m.sts != nil {
-					t.Fatalf("%s: a second StatefulSet %s", f, o.Name)
+				switch {
+				case o.Name == "edge" && m.sts == nil:
+					m.sts = o
+				case o.Name == "edge-replica" && m.replica == nil:
+					m.replica = o
+				default:
+					t.Fatalf("%s: unexpected StatefulSet %s (want edge, the voters, and edge-replica, once each)", f, o.Name)
 				}
-				m.sts = o
 			case *corev1.Service:
 				m.services[o.Name] = o
 			case *corev1.Secret:
 				m.secrets[o.Name] = o
 			case *policyv1.PodDisruptionBudget:
-				m.pdb = o
+				m.pdbs[o.Name] = o
 			case *autoscalingv2.HorizontalPodAutoscaler:
+				if m.hpa != nil {
+					t.Fatalf("%s: a second HorizontalPodAutoscaler %s", f, o.Name)
+				}
 				m.hpa = o
 			case *networkingv1.NetworkPolicy:
 				m.netpol = o
@@ -163,22 +173,36 @@ func loadManifests(t *testing.T) *manifests {
 			t.Errorf("%T sets a namespace; the manifests must stay namespace-agnostic", o)
 		}
 	}
-	if m.sts == nil || m.pdb == nil || m.hpa == nil || m.netpol == nil {
-		t.Fatalf("missing objects: statefulset %v, pdb %v, hpa %v, networkpolicy %v", m.sts != nil, m.pdb != nil, m.hpa != nil, m.netpol != nil)
+	if m.sts == nil || m.replica == nil || len(m.pdbs) == 0 || m.hpa == nil || m.netpol == nil {
+		t.Fatalf("missing objects: voter statefulset %v, replica statefulset %v, pdb %v, hpa %v, networkpolicy %v", m.sts != nil, m.replica != nil, len(m.pdbs) > 0, m.hpa != nil, m.netpol != nil)
 	}
 	return m
 }
 
+// container is the voters' edged container.
 func (m *manifests) container(t *testing.T) *corev1.Container {
 	t.Helper()
-	cs := m.sts.Spec.Template.Spec.Containers
+	return onlyContainer(t, m.sts)
+}
+
+// replicaContainer is the replicas' edged container.
+func (m *manifests) replicaContainer(t *testing.T) *corev1.Container {
+	t.Helper()
+	return onlyContainer(t, m.replica)
+}
+
+func onlyContainer(t *testing.T, s *appsv1.StatefulSet) *corev1.Container {
+	t.Helper()
+	cs := s.Spec.Template.Spec.Containers
 	if len(cs) != 1 {
-		t.Fatalf("want one container, got %d", len(cs))
+		t.Fatalf("%s: want one container, got %d", s.Name, len(cs))
 	}
 	return &cs[0]
 }
 
-func (m *manifests) podLabels() labels.Set { return m.sts.Spec.Template.Labels }
+// podLabels are a voter pod's template labels; replicaLabels a replica's.
+func (m *manifests) podLabels() labels.Set     { return m.sts.Spec.Template.Labels }
+func (m *manifests) replicaLabels() labels.Set { return m.replica.Spec.Template.Labels }
 
 // parseArgs reads --name=value arguments (a bare --name is "true").
 func parseArgs(t *testing.T, args []string) map[string]string {
@@ -321,6 +345,7 @@ func TestStatefulSet(t *testing.T) {
 			"id":               pod,
 			"bootstrap-expect": "3",
 			"voters":           "3",
+			"role":             "voter",
 			"raft-advertise":   peer(i, raftPort),
 			"admin-advertise":  peer(i, adminPort),
 			"join":             strings.Join(wantJoin, ","),
@@ -490,9 +515,10 @@ func TestStatefulSet(t *testing.T) {
 		t.Error("no pod anti-affinity on kubernetes.io/hostname selecting Edge pods")
 	}
 
-	// Scaled-away pods are non-voters that left; their data must not come back.
-	if p := s.Spec.PersistentVolumeClaimRetentionPolicy; p == nil || p.WhenScaled != appsv1.DeletePersistentVolumeClaimRetentionPolicyType || p.WhenDeleted != appsv1.RetainPersistentVolumeClaimRetentionPolicyType {
-		t.Errorf("persistentVolumeClaimRetentionPolicy %+v, want whenScaled Delete, whenDeleted Retain", p)
+	// A voter's PVC is the cluster's data: kept whatever happens to the
+	// StatefulSet (the default policy, Retain, or said so).
+	if p := s.Spec.PersistentVolumeClaimRetentionPolicy; p != nil && (p.WhenScaled == appsv1.DeletePersistentVolumeClaimRetentionPolicyType || p.WhenDeleted == appsv1.DeletePersistentVolumeClaimRetentionPolicyType) {
+		t.Errorf("persistentVolumeClaimRetentionPolicy %+v deletes a voter's data", p)
 	}
 }
 
@@ -515,11 +541,12 @@ func TestServices(t *testing.T) {
 	c := m.container(t)
 	for name, svc := range m.services {
 		sel, err := metaSelector(svc.Spec.Selector)
-		if err != nil || !sel.Matches(m.podLabels()) {
-			t.Errorf("Service %s selector %v does not select the Edge pods", name, svc.Spec.Selector)
+		if err != nil || !sel.Matches(m.podLabels()) || !sel.Matches(m.replicaLabels()) {
+			t.Errorf("Service %s selector %v does not select both voters and replicas", name, svc.Spec.Selector)
 		}
 		for _, p := range svc.Spec.Ports {
 			containerPort(t, c, p.TargetPort.String())
+			containerPort(t, m.replicaContainer(t), p.TargetPort.String())
 		}
 	}
 	peers := m.services["edge-peers"]
@@ -547,29 +574,61 @@ func TestServices(t *testing.T) {
 	}
 }
 
+// TestPodDisruptionBudget: every Edge pod is covered by exactly one PDB
+// (the eviction API refuses to evict a pod that two select), and the
+// voters' allows one eviction at a time, so two voters always remain.
 func TestPodDisruptionBudget(t *testing.T) {
 	m := loadManifests(t)
-	p := m.pdb.Spec
-	if p.MaxUnavailable == nil || p.MaxUnavailable.String() != "1" || p.MinAvailable != nil {
-		t.Errorf("PDB maxUnavailable %v minAvailable %v, want maxUnavailable 1", p.MaxUnavailable, p.MinAvailable)
+	covering := func(pod labels.Set) []string {
+		var names []string
+		for name, p := range m.pdbs {
+			if sel, err := metav1.LabelSelectorAsSelector(p.Spec.Selector); err == nil && !sel.Empty() && sel.Matches(pod) {
+				names = append(names, name)
+			}
+		}
+		return names
 	}
-	if sel, err := metaSelector(p.Selector.MatchLabels); err != nil || !sel.Matches(m.podLabels()) {
-		t.Errorf("PDB selector %v does not select the Edge pods", p.Selector)
+	for _, pod := range []labels.Set{m.ordinalLabels(0), m.ordinalLabels(2), m.replicaOrdinalLabels(0), m.replicaOrdinalLabels(12)} {
+		if c := covering(pod); len(c) != 1 {
+			t.Errorf("pod %s is covered by PDBs %v, want exactly one", pod["statefulset.kubernetes.io/pod-name"], c)
+		}
+	}
+	voterPDB := covering(m.ordinalLabels(0))
+	if len(voterPDB) != 1 {
+		t.Fatal("no single PDB for the voters")
+	}
+	if slices.Equal(voterPDB, covering(m.replicaOrdinalLabels(0))) {
+		t.Errorf("voters and replicas share the PDB %s: a replica's eviction would use the voters' budget", voterPDB[0])
+	}
+	p := m.pdbs[voterPDB[0]].Spec
+	if p.MaxUnavailable == nil || p.MaxUnavailable.String() != "1" || p.MinAvailable != nil {
+		t.Errorf("voters' PDB maxUnavailable %v minAvailable %v, want maxUnavailable 1", p.MaxUnavailable, p.MinAvailable)
 	}
 }
 
+// TestHorizontalPodAutoscaler: the HPA scales the replicas and nothing
+// else; the voters' StatefulSet is not autoscaled.
 func TestHorizontalPodAutoscaler(t *testing.T) {
 	m := loadManifests(t)
 	h := m.hpa.Spec
-	if r := h.ScaleTargetRef; r.Kind != "StatefulSet" || r.Name != m.sts.Name || r.APIVersion != "apps/v1" {
-		t.Errorf("HPA targets %+v, want the StatefulSet %s", r, m.sts.Name)
+	if r := h.ScaleTargetRef; r.Kind != "StatefulSet" || r.Name != m.replica.Name || r.APIVersion != "apps/v1" {
+		t.Errorf("HPA targets %+v, want the replicas' StatefulSet %s", r, m.replica.Name)
 	}
-	if h.MinReplicas == nil || *h.MinReplicas != 4 || h.MaxReplicas != 16 {
-		t.Errorf("HPA %s..%d, want 4..16", ptrString(h.MinReplicas), h.MaxReplicas)
+	for _, o := range m.objects {
+		if h, ok := o.(*autoscalingv2.HorizontalPodAutoscaler); ok && h.Spec.ScaleTargetRef.Name == m.sts.Name {
+			t.Errorf("HPA %s scales the voters' StatefulSet %s: a scale-down would remove a voter", h.Name, m.sts.Name)
+		}
 	}
-	voters, _ := strconv.Atoi(parseArgs(t, m.container(t).Args)["voters"])
-	if h.MinReplicas != nil && int(*h.MinReplicas) <= voters {
-		t.Errorf("minReplicas %d <= --voters=%d: the HPA could scale away a voter", *h.MinReplicas, voters)
+	if m.replica.Spec.Replicas != nil {
+		t.Errorf("the replicas' StatefulSet sets replicas: %d; re-applying it would reset the HPA's count", *m.replica.Spec.Replicas)
+	}
+	voters := m.voters(t)
+	if m.sts.Spec.Replicas == nil || int(*m.sts.Spec.Replicas) != voters {
+		t.Errorf("voters' StatefulSet replicas %s, want --voters=%d", ptrString(m.sts.Spec.Replicas), voters)
+	}
+	// 4..16 pods in all, as in the article: three voters and 1..13 replicas.
+	if h.MinReplicas == nil || *h.MinReplicas < 1 || int(*h.MinReplicas)+voters != 4 || int(h.MaxReplicas)+voters != 16 {
+		t.Errorf("HPA %s..%d replicas beside %d voters, want 4..16 pods in all", ptrString(h.MinReplicas), h.MaxReplicas, voters)
 	}
 	if len(h.Metrics) != 1 || h.Metrics[0].Resource == nil || h.Metrics[0].Resource.Name != corev1.ResourceCPU ||
 		h.Metrics[0].Resource.Target.Type != autoscalingv2.UtilizationMetricType ||
@@ -582,8 +641,8 @@ func TestNetworkPolicy(t *testing.T) {
 	m := loadManifests(t)
 	c := m.container(t)
 	np := m.netpol.Spec
-	if sel, err := metaSelector(np.PodSelector.MatchLabels); err != nil || !sel.Matches(m.podLabels()) {
-		t.Errorf("NetworkPolicy selects %v", np.PodSelector)
+	if sel, err := metaSelector(np.PodSelector.MatchLabels); err != nil || !sel.Matches(m.podLabels()) || !sel.Matches(m.replicaLabels()) {
+		t.Errorf("NetworkPolicy selects %v, not both voters and replicas", np.PodSelector)
 	}
 	open := map[string]bool{}
 	for _, rule := range np.Ingress {
@@ -598,7 +657,7 @@ func TestNetworkPolicy(t *testing.T) {
 					t.Error("the raft port is open to everyone")
 				}
 				for _, f := range rule.From {
-					if f.PodSelector == nil || !labels.SelectorFromSet(f.PodSelector.MatchLabels).Matches(m.podLabels()) || f.NamespaceSelector != nil || f.IPBlock != nil {
+					if f.PodSelector == nil || !labels.SelectorFromSet(f.PodSelector.MatchLabels).Matches(m.podLabels()) || !labels.SelectorFromSet(f.PodSelector.MatchLabels).Matches(m.replicaLabels()) || f.NamespaceSelector != nil || f.IPBlock != nil {
 						t.Errorf("raft port reachable from %+v; only Edge pods may reach it", f)
 					}
 				}
@@ -728,9 +787,11 @@ func edgedFlags(t *testing.T) map[string]bool {
 func TestEdgedKnowsEveryFlag(t *testing.T) {
 	flags := edgedFlags(t)
 	m := loadManifests(t)
-	for name := range parseArgs(t, m.container(t).Args) {
-		if !flags[name] {
-			t.Errorf("statefulset.yaml passes --%s, which edged does not have", name)
+	for file, c := range map[string]*corev1.Container{"statefulset.yaml": m.container(t), "replicas.yaml": m.replicaContainer(t)} {
+		for name := range parseArgs(t, c.Args) {
+			if !flags[name] {
+				t.Errorf("%s passes --%s, which edged does not have", file, name)
+			}
 		}
 	}
 	for n := 1; n <= 3; n++ {
@@ -927,13 +988,18 @@ func TestDockerfile(t *testing.T) {
 
 // ordinalLabels are the labels the StatefulSet controller gives pod ordinal i
 // (apps.kubernetes.io/pod-index, Kubernetes >= 1.28) on top of the template's.
-func (m *manifests) ordinalLabels(i int) labels.Set {
+func (m *manifests) ordinalLabels(i int) labels.Set { return stsPodLabels(m.sts, i) }
+
+// replicaOrdinalLabels are replica pod i's labels.
+func (m *manifests) replicaOrdinalLabels(i int) labels.Set { return stsPodLabels(m.replica, i) }
+
+func stsPodLabels(s *appsv1.StatefulSet, i int) labels.Set {
 	l := labels.Set{}
-	for k, v := range m.podLabels() {
+	for k, v := range s.Spec.Template.Labels {
 		l[k] = v
 	}
 	l["apps.kubernetes.io/pod-index"] = strconv.Itoa(i)
-	l["statefulset.kubernetes.io/pod-name"] = fmt.Sprintf("%s-%d", m.sts.Name, i)
+	l["statefulset.kubernetes.io/pod-name"] = fmt.Sprintf("%s-%d", s.Name, i)
 	return l
 }
 
@@ -946,8 +1012,8 @@ func (m *manifests) voters(t *testing.T) int {
 	return n
 }
 
-// selectsVotersOnly: sel matches every voter pod and no non-voter, so a
-// required rule over it never holds back the HPA's non-voters on its own.
+// selectsVotersOnly: sel matches every voter pod and no replica, so a
+// required rule over it never holds back the HPA's replicas on its own.
 func (m *manifests) selectsVotersOnly(t *testing.T, ls *metav1.LabelSelector) bool {
 	t.Helper()
 	if ls == nil {
@@ -963,7 +1029,7 @@ func (m *manifests) selectsVotersOnly(t *testing.T, ls *metav1.LabelSelector) bo
 			return false
 		}
 	}
-	return !sel.Matches(m.ordinalLabels(n)) && !sel.Matches(m.ordinalLabels(15))
+	return !sel.Matches(m.replicaOrdinalLabels(0)) && !sel.Matches(m.replicaOrdinalLabels(n)) && !sel.Matches(m.replicaOrdinalLabels(12))
 }
 
 func TestVotersOnDistinctHostsAndZones(t *testing.T) {
@@ -1106,7 +1172,8 @@ func TestAdminPortOnlyFromEdgePodsAndAdminClients(t *testing.T) {
 			case f.PodSelector != nil && f.PodSelector.MatchLabels[clientLabel] == "true":
 				fromClientPods = true
 			case f.PodSelector != nil && len(f.PodSelector.MatchLabels) > 0 && len(f.PodSelector.MatchExpressions) == 0 &&
-				labels.SelectorFromSet(f.PodSelector.MatchLabels).Matches(m.podLabels()):
+				labels.SelectorFromSet(f.PodSelector.MatchLabels).Matches(m.podLabels()) &&
+				labels.SelectorFromSet(f.PodSelector.MatchLabels).Matches(m.replicaLabels()):
 				fromEdge = true
 			default:
 				t.Errorf("admin port open to %+v, neither Edge pods nor %s=true", f, clientLabel)
@@ -1149,7 +1216,7 @@ func checkPodMonitor(t *testing.T, m *manifests, pm *podMonitor) {
 		t.Errorf("%s %s, want monitoring.coreos.com/v1 PodMonitor", pm.APIVersion, pm.Kind)
 	}
 	sel, err := metav1.LabelSelectorAsSelector(&pm.Spec.Selector)
-	if err != nil || sel.Empty() || !sel.Matches(m.ordinalLabels(0)) || !sel.Matches(m.ordinalLabels(7)) {
+	if err != nil || sel.Empty() || !sel.Matches(m.ordinalLabels(0)) || !sel.Matches(m.replicaOrdinalLabels(7)) {
 		t.Errorf("PodMonitor selector %v does not select every Edge pod", pm.Spec.Selector)
 	}
 	c := m.container(t)
@@ -1217,6 +1284,7 @@ func TestKustomizeOverlay(t *testing.T) {
 	out := kustomizeBuild(t, filepath.Join("testdata", "overlay"))
 	dec := decoder()
 	var sts *appsv1.StatefulSet
+	var stss []*appsv1.StatefulSet
 	var pm *podMonitor
 	for i, doc := range splitDocs(out) {
 		if bytes.Contains(doc, []byte("kind: PodMonitor")) {
@@ -1231,7 +1299,10 @@ func TestKustomizeOverlay(t *testing.T) {
 			t.Fatalf("rendered document %d: %v", i+1, err)
 		}
 		if s, ok := obj.(*appsv1.StatefulSet); ok {
-			sts = s
+			stss = append(stss, s)
+			if s.Name == "edge" {
+				sts = s
+			}
 		}
 	}
 	if sts == nil || pm == nil {
@@ -1243,10 +1314,144 @@ func TestKustomizeOverlay(t *testing.T) {
 	if want := "edge-1.edge-peers.prod.svc.corp.internal:7000"; a["raft-advertise"] != want {
 		t.Errorf("overlay with CLUSTER_DOMAIN=corp.internal: --raft-advertise=%s, want %s", a["raft-advertise"], want)
 	}
-	if strings.Contains(strings.Join(c.Args, " ")+a["join"], "cluster.local") {
-		t.Errorf("overlay still uses cluster.local: %v", a)
+	if len(stss) != 2 {
+		t.Fatalf("overlay rendered %d StatefulSets, want the voters and the replicas", len(stss))
+	}
+	for _, s := range stss {
+		c := &s.Spec.Template.Spec.Containers[0]
+		a := podArgs(t, c, s.Name+"-1", s.Namespace)
+		if want := s.Name + "-1.edge-peers.prod.svc.corp.internal:7000"; a["raft-advertise"] != want {
+			t.Errorf("overlay, %s: --raft-advertise=%s, want %s", s.Name, a["raft-advertise"], want)
+		}
+		if strings.Contains(strings.Join(c.Args, " ")+a["join"], "cluster.local") {
+			t.Errorf("overlay, %s, still uses cluster.local: %v", s.Name, a)
+		}
+		if !strings.Contains(c.Image, "@sha256:") {
+			t.Errorf("overlay, %s: image %s, want pinned by digest", s.Name, c.Image)
+		}
 	}
 	if !strings.Contains(c.Image, "@sha256:") {
 		t.Errorf("overlay image %s, want pinned by digest", c.Image)
 	}
+}
+
+// TestReplicasDifferFromVotersOnlyWhereTheyMust (issue 18 item 1): the
+// replicas' StatefulSet is the voters' pod with a non-voter's role, no
+// bootstrap, no PVC, and a scheduling rule of its own; everything else (the
+// image, probes, resources, security, every other flag) is the same, so the
+// two sets cannot drift apart.
+func TestReplicasDifferFromVotersOnlyWhereTheyMust(t *testing.T) {
+	m := loadManifests(t)
+	v, r := m.sts, m.replica
+	if r.Spec.ServiceName != v.Spec.ServiceName || r.Spec.PodManagementPolicy != appsv1.ParallelPodManagement {
+		t.Errorf("replicas: serviceName %q podManagementPolicy %q, want %q and Parallel", r.Spec.ServiceName, r.Spec.PodManagementPolicy, v.Spec.ServiceName)
+	}
+	// The selectors do not overlap: each controller owns its own pods.
+	vs, err1 := metav1.LabelSelectorAsSelector(v.Spec.Selector)
+	rs, err2 := metav1.LabelSelectorAsSelector(r.Spec.Selector)
+	if err1 != nil || err2 != nil || !vs.Matches(m.podLabels()) || !rs.Matches(m.replicaLabels()) || vs.Matches(m.replicaLabels()) || rs.Matches(m.podLabels()) {
+		t.Errorf("selectors overlap or miss their pods: voters %v, replicas %v", v.Spec.Selector, r.Spec.Selector)
+	}
+
+	// Flags: the replica's role, no bootstrap, the voters as join list.
+	const ns = "prod"
+	vc, rc := m.container(t), m.replicaContainer(t)
+	va, ra := podArgs(t, vc, "edge-0", ns), podArgs(t, rc, "edge-replica-0", ns)
+	if ra["role"] != "nonvoter" || va["role"] != "voter" {
+		t.Errorf("--role: voters %q, replicas %q; want voter and nonvoter", va["role"], ra["role"])
+	}
+	if _, ok := ra["bootstrap-expect"]; ok {
+		t.Error("the replicas pass --bootstrap-expect: a non-voter never bootstraps (edged refuses it)")
+	}
+	if ra["join"] != va["join"] {
+		t.Errorf("replicas --join=%s, want the voters' %s", ra["join"], va["join"])
+	}
+	for _, f := range []string{"raft-advertise", "admin-advertise"} {
+		if !strings.HasPrefix(ra[f], "edge-replica-0.edge-peers.") {
+			t.Errorf("replicas --%s=%s, want the pod's own name under edge-peers", f, ra[f])
+		}
+	}
+	for k, val := range parseArgs(t, vc.Args) {
+		switch k {
+		case "role", "bootstrap-expect":
+			continue
+		}
+		if rv := parseArgs(t, rc.Args)[k]; rv != val {
+			t.Errorf("--%s: voters %q, replicas %q", k, val, rv)
+		}
+	}
+	for k := range parseArgs(t, rc.Args) {
+		if _, ok := parseArgs(t, vc.Args)[k]; !ok {
+			t.Errorf("the replicas pass --%s, the voters do not", k)
+		}
+	}
+
+	// Storage: no PVC each; the data dir on an emptyDir with a size cap.
+	if len(r.Spec.VolumeClaimTemplates) != 0 {
+		t.Errorf("the replicas claim %d volumes each; a replica's state is rebuilt from a snapshot", len(r.Spec.VolumeClaimTemplates))
+	}
+	dataDir := parseArgs(t, rc.Args)["data-dir"]
+	var dataVol string
+	for _, vm := range rc.VolumeMounts {
+		if vm.MountPath == dataDir {
+			dataVol = vm.Name
+		}
+	}
+	found := false
+	for _, vol := range r.Spec.Template.Spec.Volumes {
+		if vol.Name == dataVol && vol.EmptyDir != nil && vol.EmptyDir.SizeLimit != nil && !vol.EmptyDir.SizeLimit.IsZero() {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("the replicas' --data-dir=%s is not on an emptyDir with a sizeLimit", dataDir)
+	}
+
+	// The container is otherwise the voters': compare with the flags and
+	// the data volume set aside.
+	strip := func(c *corev1.Container) corev1.Container {
+		c2 := *c.DeepCopy()
+		c2.Args = nil
+		return c2
+	}
+	if a, b := strip(vc), strip(rc); !equalJSON(t, a, b) {
+		t.Errorf("the replicas' container differs from the voters' beyond the flags:\nvoters   %s\nreplicas %s", toJSON(t, a), toJSON(t, b))
+	}
+	vp, rp := v.Spec.Template.Spec.DeepCopy(), r.Spec.Template.Spec.DeepCopy()
+	vp.Containers, rp.Containers, vp.Affinity, rp.Affinity = nil, nil, nil, nil
+	vp.TopologySpreadConstraints, rp.TopologySpreadConstraints = nil, nil
+	rp.Volumes = slices.DeleteFunc(rp.Volumes, func(vol corev1.Volume) bool { return vol.Name == dataVol })
+	if !equalJSON(t, vp, rp) {
+		t.Errorf("the replicas' pod differs from the voters' beyond containers, placement and the data volume:\nvoters   %s\nreplicas %s", toJSON(t, vp), toJSON(t, rp))
+	}
+	if !equalJSON(t, v.Spec.Template.Annotations, r.Spec.Template.Annotations) {
+		t.Errorf("pod annotations differ: %v vs %v", v.Spec.Template.Annotations, r.Spec.Template.Annotations)
+	}
+
+	// Placement: a replica never lands on a voter's host.
+	offVoters := false
+	if a := r.Spec.Template.Spec.Affinity; a != nil && a.PodAntiAffinity != nil {
+		for _, term := range a.PodAntiAffinity.RequiredDuringSchedulingIgnoredDuringExecution {
+			if term.TopologyKey == "kubernetes.io/hostname" && m.selectsVotersOnly(t, term.LabelSelector) {
+				offVoters = true
+			}
+		}
+	}
+	if !offVoters {
+		t.Error("no required anti-affinity keeps replicas off the voters' hosts")
+	}
+}
+
+func toJSON(t *testing.T, v any) string {
+	t.Helper()
+	b, err := yaml.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func equalJSON(t *testing.T, a, b any) bool {
+	t.Helper()
+	return toJSON(t, a) == toJSON(t, b)
 }

@@ -116,9 +116,16 @@ func (s *clusterService) Join(ctx context.Context, req *edgev1.JoinRequest) (*ed
 	return &edgev1.JoinResponse{Suffrage: suffrage}, nil
 }
 
-// addServer adds a server to the raft configuration on the leader. A
-// server already present with the same address is left alone (joins are
-// idempotent); beyond cfg.Voters voters, servers join as non-voters.
+// addServer adds a server to the raft configuration on the leader, in
+// the role the joiner asks for: nonvoter joins as a non-voter whatever the
+// free slots, so a read replica never takes a voter's place; a voter
+// joins as a voter while fewer than cfg.Voters voters are listed (the
+// safe limit: every voter beyond the planned set raises the quorum, and
+// one that vanishes costs the margin), otherwise as a non-voter that asks
+// again (keepRole). A server already present with the same address keeps
+// its place (joins are idempotent), except that a non-voter asking to be
+// a voter is promoted when a slot is free. A voter asking to be a
+// non-voter is left a voter: demoting one is an operator's call.
 func (n *Node) addServer(id, addr string, nonvoter bool) (string, error) {
 	r := n.store.Raft()
 	f := r.GetConfiguration()
@@ -126,10 +133,12 @@ func (n *Node) addServer(id, addr string, nonvoter bool) (string, error) {
 		return "", err
 	}
 	voters := 0
+	var present *raft.Server
 	for _, srv := range f.Configuration().Servers {
 		if string(srv.ID) == id {
 			if string(srv.Address) == addr {
-				return suffrageName(srv.Suffrage), nil
+				present = &srv
+				continue
 			}
 			if err := r.RemoveServer(srv.ID, 0, 0).Error(); err != nil {
 				return "", fmt.Errorf("replace %s: %w", id, err)
@@ -140,17 +149,24 @@ func (n *Node) addServer(id, addr string, nonvoter bool) (string, error) {
 			voters++
 		}
 	}
+	if present != nil && (present.Suffrage == raft.Voter || nonvoter || voters >= n.cfg.Voters) {
+		return suffrageName(present.Suffrage), nil
+	}
 	if nonvoter || voters >= n.cfg.Voters {
 		if err := r.AddNonvoter(raft.ServerID(id), raft.ServerAddress(addr), 0, 10*time.Second).Error(); err != nil {
 			return "", fmt.Errorf("add non-voter %s: %w", id, err)
 		}
-		n.logger.Info("added non-voter", "id", id, "addr", addr)
+		n.logger.Info("added non-voter", "id", id, "addr", addr, "asked_nonvoter", nonvoter)
 		return "nonvoter", nil
 	}
 	if err := r.AddVoter(raft.ServerID(id), raft.ServerAddress(addr), 0, 10*time.Second).Error(); err != nil {
 		return "", fmt.Errorf("add voter %s: %w", id, err)
 	}
-	n.logger.Info("added voter", "id", id, "addr", addr)
+	if present != nil {
+		n.logger.Info("promoted non-voter to voter", "id", id, "addr", addr)
+	} else {
+		n.logger.Info("added voter", "id", id, "addr", addr)
+	}
 	return "voter", nil
 }
 

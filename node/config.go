@@ -58,9 +58,17 @@ type Config struct {
 	// only join an existing cluster; 1: bootstrap alone. Above 1 needs
 	// Join. Ignored when DataDir already holds raft state.
 	BootstrapExpect int
-	// Voters is how many members vote (--voters); nodes beyond join as
-	// non-voters. 0: 3.
+	// Voters is how many members vote (--voters): the most voters this
+	// node, when it leads, lets into the configuration. 0: 3.
 	Voters int
+	// NonVoter (--role=nonvoter) makes this node a read replica for
+	// good: it asks to join as a non-voter, the leader never makes it a
+	// voter, and it never bootstraps. Otherwise (--role=voter) the node
+	// is one of the voters: it joins as a voter while the leader has
+	// fewer than its Voters, and, held as a non-voter because the voters
+	// were full, asks again until a slot is free (keepRole). The role
+	// belongs to the node, not to the order in which nodes joined.
+	NonVoter bool
 
 	// AdminToken is the admin API's bearer token, also sent to peers
 	// (--admin-token-file or EDGE_ADMIN_TOKEN). At least
@@ -262,6 +270,9 @@ func (c *Config) validate() error {
 	}
 	if c.Voters < 1 {
 		errs = append(errs, errors.New("--voters must be at least 1"))
+	}
+	if c.NonVoter && c.BootstrapExpect > 0 {
+		errs = append(errs, errors.New("--role=nonvoter never bootstraps a cluster: drop --bootstrap-expect (the voters bootstrap; a non-voter joins them)"))
 	}
 	if (c.AdminTLSCert == "") != (c.AdminTLSKey == "") {
 		errs = append(errs, errors.New("--admin-tls-cert and --admin-tls-key go together"))

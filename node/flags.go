@@ -38,7 +38,8 @@ func ParseFlags(args []string, getenv func(string) string, stderr io.Writer) (Co
 	fs.StringVar(&c.MetricsAddr, "metrics-addr", "", "metrics and health listen address (empty disables)")
 	fs.StringVar(&join, "join", "", "comma-separated admin addresses of other nodes")
 	fs.IntVar(&c.BootstrapExpect, "bootstrap-expect", 0, "bootstrap a new cluster once this many nodes are found (1: alone)")
-	fs.IntVar(&c.Voters, "voters", 3, "voting members; nodes beyond join as non-voters")
+	fs.IntVar(&c.Voters, "voters", 3, "the most voting members the leader admits; a --role=voter node beyond them joins as a non-voter until a slot is free")
+	role := fs.String("role", "voter", "voter: one of the voting members (restored as one after a removal); nonvoter: a read replica that never votes nor bootstraps")
 	fs.StringVar(&tokenFile, "admin-token-file", "", "file holding the admin API bearer token (one per line: the first is sent to peers, all are accepted, for rotation)")
 	fs.StringVar(&c.AdminTLSCert, "admin-tls-cert", "", "PEM certificate for the admin listener")
 	fs.StringVar(&c.AdminTLSKey, "admin-tls-key", "", "PEM key for the admin listener")
@@ -108,6 +109,13 @@ func ParseFlags(args []string, getenv func(string) string, stderr io.Writer) (Co
 	})
 	if envErr != nil {
 		return c, envErr
+	}
+	switch *role {
+	case "voter":
+	case "nonvoter":
+		c.NonVoter = true
+	default:
+		return c, fmt.Errorf("--role=%q: want voter or nonvoter", *role)
 	}
 	if lokiLabels != "" {
 		l, err := logship.ParseLabels(lokiLabels)

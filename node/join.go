@@ -31,7 +31,16 @@ import (
 // and then no leader ever contacts it. So while it hears no leader, it
 // asks the --join nodes to add it again (rejoin); a join of a server
 // already present with the same address changes nothing.
+//
+// Every join request carries the node's role (--role): a non-voter is
+// added as one, a voter as one while the leader has a free voter slot.
+// Once in, keepRole restores a voter that had to join as a non-voter.
 func (n *Node) joinLoop(ctx context.Context) {
+	n.joinCluster(ctx)
+	n.keepRole(ctx)
+}
+
+func (n *Node) joinCluster(ctx context.Context) {
 	if n.store.HasState() {
 		n.logger.Info("existing raft state found; rejoining without bootstrap")
 		n.rejoin(ctx)
@@ -148,16 +157,18 @@ func (n *Node) join(ctx context.Context, self raft.Server, mayBootstrap bool) (b
 			continue
 		}
 		jctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-		resp, err := cc.Join(jctx, &edgev1.JoinRequest{Id: n.cfg.ID, RaftAddress: n.store.Addr(), AdminAddress: n.cfg.AdminAdvertise})
+		resp, err := cc.Join(jctx, n.joinRequest())
 		cancel()
 		if err != nil {
 			errs = append(errs, fmt.Errorf("join via %s: %w", p.addr, err))
 			continue
 		}
-		n.logger.Info("joined cluster", "via", p.addr, "suffrage", resp.GetSuffrage())
+		n.logger.Info("joined cluster", "via", p.addr, "suffrage", resp.GetSuffrage(), "role", n.role())
 		return true, nil
 	}
-	if n.cfg.BootstrapExpect == 0 || !mayBootstrap {
+	// A non-voter never bootstraps (validate refuses --bootstrap-expect
+	// with it; this is the second lock).
+	if n.cfg.BootstrapExpect == 0 || !mayBootstrap || n.cfg.NonVoter {
 		return false, errors.Join(append(errs, errors.New("no reachable node knows a leader"))...)
 	}
 	cands := []raft.Server{self}
@@ -240,4 +251,87 @@ func (n *Node) leaderReadIndex() (uint64, error) {
 		return 0, fmt.Errorf("%w: leader has not applied an entry of its term yet", raftstore.ErrNotLeader)
 	}
 	return n.store.ReadIndex()
+}
+
+// joinRequest asks to add this node in its configured role.
+func (n *Node) joinRequest() *edgev1.JoinRequest {
+	return &edgev1.JoinRequest{Id: n.cfg.ID, RaftAddress: n.store.Addr(), AdminAddress: n.cfg.AdminAdvertise, Nonvoter: n.cfg.NonVoter}
+}
+
+func (n *Node) role() string {
+	if n.cfg.NonVoter {
+		return "nonvoter"
+	}
+	return "voter"
+}
+
+// keepRoleEvery is how often a voter held as a non-voter asks the leader
+// for a voter slot again.
+const keepRoleEvery = 2 * time.Second
+
+// keepRole runs for the node's life once it joined. A --role=voter node
+// that the configuration holds as a non-voter (the voters were full when
+// it joined, e.g. an unreachable voter was still listed) asks the leader
+// to add it again, which promotes it as soon as the voters are fewer than
+// the leader's --voters. A --role=nonvoter node held as a voter (its
+// role was changed on a running cluster) is only reported: demoting a
+// voter changes the quorum, which is an operator's call.
+func (n *Node) keepRole(ctx context.Context) {
+	t := time.NewTicker(keepRoleEvery)
+	defer t.Stop()
+	var logged raft.ServerSuffrage = -1
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		suffrage, ok := n.selfSuffrage()
+		if !ok || (suffrage == raft.Voter) != n.cfg.NonVoter {
+			continue // not in the configuration (rejoin's business), or in the right role
+		}
+		if n.cfg.NonVoter {
+			if logged != suffrage {
+				n.logger.Warn("this node is --role=nonvoter but the configuration holds it as a voter; remove it (edgectl cluster remove) and restart it to make it a non-voter", "id", n.cfg.ID)
+				logged = suffrage
+			}
+			continue
+		}
+		addr, err := n.leaderAdmin()
+		if err != nil {
+			continue
+		}
+		c, err := n.peers.cluster(addr)
+		if err != nil {
+			continue
+		}
+		jctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		resp, err := c.Join(jctx, n.joinRequest())
+		cancel()
+		switch {
+		case err != nil:
+			n.logger.Debug("asking for a voter slot", "err", err)
+		case resp.GetSuffrage() == "voter":
+			n.logger.Info("this --role=voter node is a voter again")
+			logged = -1
+		case logged != suffrage:
+			n.logger.Warn("this node is --role=voter but every voter slot (the leader's --voters) is taken; it serves as a non-voter and asks again until one is free", "id", n.cfg.ID)
+			logged = suffrage
+		}
+	}
+}
+
+// selfSuffrage is this node's suffrage in its own copy of the
+// configuration; ok is false when the configuration does not list it.
+func (n *Node) selfSuffrage() (raft.ServerSuffrage, bool) {
+	f := n.store.Raft().GetConfiguration()
+	if f.Error() != nil {
+		return 0, false
+	}
+	for _, srv := range f.Configuration().Servers {
+		if string(srv.ID) == n.cfg.ID {
+			return srv.Suffrage, true
+		}
+	}
+	return 0, false
 }

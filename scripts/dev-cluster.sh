@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs a local three-node Edge cluster on loopback with the flags of
-# deploy/k8s/statefulset.yaml (bootstrap-expect 3, a join list naming all
-# three admin addresses, 3 voters, a token file, the same raft timings), so
+# deploy/k8s/statefulset.yaml, the voters (bootstrap-expect 3, a join list
+# naming all three admin addresses, --voters=3 --role=voter, a token file,
+# the same raft timings), so
 # what works here works in Kubernetes. deploy/manifests_test.go checks that
 # the two flag sets agree.
 #
@@ -70,6 +71,7 @@ node_args() {
 --bootstrap-expect=3
 --join=$(admin_list)
 --voters=3
+--role=voter
 --admin-token-file=$DIR/admin-token
 --cluster-key-file=$DIR/cluster-key
 --cache-size=536870912
