@@ -7,6 +7,7 @@ import (
 	"time"
 
 	edgev1 "github.com/edgeproxy/edge/api/edgev1"
+	"github.com/edgeproxy/edge/scripts/testkit"
 )
 
 // TestRoleIsTheNodesNotTheJoinOrder (issue 18 item 1): a --role=nonvoter
@@ -29,7 +30,7 @@ func TestRoleIsTheNodesNotTheJoinOrder(t *testing.T) {
 	v := testConfig(t, "spare")
 	v.Join = join
 	startNode(t, v)
-	waitFor(t, 10*time.Second, "replica and spare as non-voters", func() bool {
+	testkit.Eventually(t, 10*time.Second, "replica and spare as non-voters", func() bool {
 		ids := configIDs(leader)
 		return ids["replica"] == "nonvoter" && ids["spare"] == "nonvoter"
 	})
@@ -48,7 +49,7 @@ func TestRoleIsTheNodesNotTheJoinOrder(t *testing.T) {
 		t.Fatal(err)
 	}
 	gone.stop()
-	waitFor(t, 4*keepRoleEvery+5*time.Second, "the spare to be promoted", func() bool { return configIDs(leader)["spare"] == "voter" })
+	testkit.Eventually(t, 4*keepRoleEvery+5*time.Second, "the spare to be promoted", func() bool { return configIDs(leader)["spare"] == "voter" })
 	// Longer than keepRoleEvery: the replica had its chances to ask.
 	time.Sleep(keepRoleEvery + time.Second)
 	ids := configIDs(leader)
@@ -68,7 +69,7 @@ func TestRoleIsTheNodesNotTheJoinOrder(t *testing.T) {
 	back := gone.cfg
 	back.DataDir = t.TempDir()
 	back.BootstrapExpect = 0
-	waitFor(t, 10*time.Second, "the removed voter back on its ports", func() bool {
+	testkit.Eventually(t, 10*time.Second, "the removed voter back on its ports", func() bool {
 		n, err := New(back)
 		if err != nil {
 			return false
@@ -77,7 +78,7 @@ func TestRoleIsTheNodesNotTheJoinOrder(t *testing.T) {
 		return true
 	})
 	startNode(t, back)
-	waitFor(t, 10*time.Second, "the removed voter back in the configuration", func() bool { return configIDs(leader)[back.ID] != "" })
+	testkit.Eventually(t, 10*time.Second, "the removed voter back in the configuration", func() bool { return configIDs(leader)[back.ID] != "" })
 	time.Sleep(keepRoleEvery + time.Second)
 	if got := configIDs(leader)[back.ID]; got != "nonvoter" {
 		t.Fatalf("%s is a %s with three voters listed and --voters=3, want a non-voter", back.ID, got)
@@ -140,11 +141,11 @@ func TestRemovedVoterRestartedOnItsDataIsAVoterAgain(t *testing.T) {
 	r := testConfig(t, "replica")
 	r.Join, r.NonVoter = join, true
 	startNode(t, r)
-	waitFor(t, 10*time.Second, "the replica in, as a non-voter", func() bool { return configIDs(leader)["replica"] == "nonvoter" })
+	testkit.Eventually(t, 10*time.Second, "the replica in, as a non-voter", func() bool { return configIDs(leader)["replica"] == "nonvoter" })
 
 	cfg := gone.cfg
 	cfg.BootstrapExpect = 0
-	waitFor(t, 10*time.Second, "restart on the same ports and data", func() bool {
+	testkit.Eventually(t, 10*time.Second, "restart on the same ports and data", func() bool {
 		n, err := New(cfg)
 		if err != nil {
 			return false
@@ -153,7 +154,7 @@ func TestRemovedVoterRestartedOnItsDataIsAVoterAgain(t *testing.T) {
 		startNode(t, cfg)
 		return true
 	})
-	waitFor(t, rejoinGrace+15*time.Second, "the removed voter to be a voter again", func() bool { return configIDs(leader)[cfg.ID] == "voter" })
+	testkit.Eventually(t, rejoinGrace+15*time.Second, "the removed voter to be a voter again", func() bool { return configIDs(leader)[cfg.ID] == "voter" })
 	if ids := configIDs(leader); ids["replica"] != "nonvoter" {
 		t.Fatalf("configuration %v: the replica took a vote", ids)
 	}
