@@ -78,8 +78,21 @@ type Request struct {
 	// conditionals), with no rewriting and no decoding, bound to the
 	// client. Nil fetches such keys with the Fetcher, as for a miss.
 	Pass PassFetcher
+	// Context, when set, is what the fetches made for this client derive
+	// from instead of r's context (the miss it leads, its own fetch after
+	// an unshareable collapsed one, a pass): it must carry r's context's
+	// values and cancellation. Background revalidations keep r's.
+	Context context.Context
 
 	fwdRequest bool // a stored object is revalidated because the client asked (ClientNoCache)
+}
+
+// fetchContext is Request.Context, or r's.
+func (req *Request) fetchContext(r *http.Request) context.Context {
+	if req.Context != nil {
+		return req.Context
+	}
+	return r.Context()
 }
 
 // PassFetcher is the hook of Request.Pass.
@@ -435,7 +448,7 @@ func (c *Cache) fill(w http.ResponseWriter, r *http.Request, req *Request, fetch
 		// is still there decides its status (499) afterwards: ask for Done
 		// so a server that watches the connection lazily (proxy/h1) starts.
 		_ = r.Context().Done()
-		ctx := context.WithoutCancel(r.Context())
+		ctx := context.WithoutCancel(req.fetchContext(r))
 		out := c.fetchOrigin(ctx, r, req, fetch, base, stale, pq)
 		if out.pass != "" && stale == nil {
 			c.markPass(key, req, pq, out.pass)
@@ -461,7 +474,7 @@ func (c *Cache) fill(w http.ResponseWriter, r *http.Request, req *Request, fetch
 		return c.serveObject(w, r, req, out.obj, Result{CacheStatus: out.status + "; collapsed", OriginDuration: out.dur})
 	}
 	// The leader's response was not shareable: fetch for this client.
-	out = c.fetchOrigin(context.WithoutCancel(r.Context()), r, req, fetch, base, stale, pq)
+	out = c.fetchOrigin(context.WithoutCancel(req.fetchContext(r)), r, req, fetch, base, stale, pq)
 	return c.writeOutcome(w, r, req, out)
 }
 
@@ -900,7 +913,7 @@ func (c *Cache) pass(w http.ResponseWriter, r *http.Request, req *Request, fetch
 	o := r.Clone(r.Context())
 	o.RequestURI = ""
 	start := time.Now()
-	resp, err := fetch(r.Context(), o)
+	resp, err := fetch(req.fetchContext(r), o)
 	dur := time.Since(start)
 	if err != nil {
 		return Result{CacheStatus: status, OriginDuration: dur}, fmt.Errorf("%w: %w", ErrOrigin, err)
