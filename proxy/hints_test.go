@@ -280,3 +280,38 @@ func equal(a, b []string) bool {
 	}
 	return true
 }
+
+// TestEarlyLinks: the link-values a cached page's 103 carries are those
+// whose first rel names preload or preconnect; commas inside <…> and
+// quoted strings do not split a value.
+func TestEarlyLinks(t *testing.T) {
+	for _, tc := range []struct {
+		fields []string
+		want   []string
+	}{
+		{[]string{"</a.css>; rel=preload; as=style"}, []string{"</a.css>; rel=preload; as=style"}},
+		{[]string{`</a,b.js>; rel="preload"; as=script, </c>; rel=canonical`}, []string{`</a,b.js>; rel="preload"; as=script`}},
+		{[]string{`<https://cdn.example>; rel="preconnect dns-prefetch"`, "</x>; REL=PreLoad"}, []string{`<https://cdn.example>; rel="preconnect dns-prefetch"`, "</x>; REL=PreLoad"}},
+		{[]string{`</t>; title="a, rel=preload"; rel=prefetch`}, nil},
+		{[]string{"</n>; rel=next; rel=preload"}, nil}, // the first rel counts
+		{[]string{"rel=preload", "<unterminated; rel=preload", ""}, nil},
+	} {
+		if got := earlyLinks(tc.fields); !equal(got, tc.want) {
+			t.Errorf("earlyLinks(%q) = %q, want %q", tc.fields, got, tc.want)
+		}
+	}
+}
+
+// FuzzEarlyLinks: any Link field (an origin's, stored) yields values that
+// are pieces of it naming a preload or preconnect target, without a panic.
+func FuzzEarlyLinks(f *testing.F) {
+	f.Add(pageLinks)
+	f.Add(`</a,"b>; rel="pre\"load", <c>; rel=preconnect`)
+	f.Fuzz(func(t *testing.T, field string) {
+		for _, v := range earlyLinks([]string{field}) {
+			if !strings.Contains(field, v) || !strings.HasPrefix(v, "<") || !earlyRel(v) {
+				t.Fatalf("earlyLinks(%q) gave %q", field, v)
+			}
+		}
+	})
+}
