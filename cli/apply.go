@@ -170,6 +170,7 @@ func specFromProto(t *edgev1.Tenant) (tenantSpec, error) {
 		Suspended:                st.Suspended,
 		HTTPSRedirect:            st.HTTPSRedirect,
 		Metrics:                  st.Metrics,
+		EarlyHints:               st.EarlyHints,
 	}
 	if st.KeySet {
 		s.OriginClientKey = keepKey

@@ -241,6 +241,7 @@ func diffTenant(cur, want *tenantState) ([]fieldChange, *edgev1.TenantPatch, err
 	flag("suspended", cur.Suspended, want.Suspended, &p.Suspended)
 	flag("https_redirect", cur.HTTPSRedirect, want.HTTPSRedirect, &p.HttpsRedirect)
 	flag("metrics", cur.Metrics, want.Metrics, &p.Metrics)
+	flag("early_hints", cur.EarlyHints, want.EarlyHints, &p.EarlyHints)
 	if cur.CacheTTL != want.CacheTTL {
 		add("cache.default_ttl", formatTTL(cur.CacheTTL), formatTTL(want.CacheTTL))
 		s := int64(want.CacheTTL / time.Second)
@@ -331,6 +332,7 @@ func protoFromState(s *tenantState) *edgev1.Tenant {
 		}},
 		HttpsRedirect: s.HTTPSRedirect,
 		Metrics:       s.Metrics,
+		EarlyHints:    s.EarlyHints,
 		Cache: &edgev1.CachePolicy{DefaultTtlSeconds: int64(s.CacheTTL / time.Second), OverrideTtl: s.CacheOverride,
 			CacheCookies: s.CacheCookies, CacheAuthorized: s.CacheAuthorized,
 			StaleIfErrorSeconds: int64(s.CacheSIE / time.Second), StaleWhileRevalidateSeconds: int64(s.CacheSWR / time.Second),

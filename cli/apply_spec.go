@@ -64,6 +64,7 @@ type tenantSpec struct {
 	Suspended                bool       `yaml:"suspended,omitempty" json:"suspended,omitempty"`
 	HTTPSRedirect            bool       `yaml:"https_redirect,omitempty" json:"https_redirect,omitempty"`
 	Metrics                  bool       `yaml:"metrics,omitempty" json:"metrics,omitempty"`
+	EarlyHints               bool       `yaml:"early_hints,omitempty" json:"early_hints,omitempty"`
 	Cache                    *cacheSpec `yaml:"cache,omitempty" json:"cache,omitempty"`
 	// Transform is the HTML transform rules, inline (see docs/transform.md).
 	Transform *rulesNode `yaml:"transform,omitempty" json:"-"`
@@ -104,6 +105,7 @@ type tenantState struct {
 	Suspended       bool
 	HTTPSRedirect   bool
 	Metrics         bool
+	EarlyHints      bool
 	CacheTTL        time.Duration // whole seconds
 	CacheOverride   bool
 	CacheCookies    bool
@@ -492,6 +494,7 @@ func (t *tenantSpec) toState(src source, line int, lines map[string]int) (*tenan
 	st.Suspended = t.Suspended
 	st.HTTPSRedirect = t.HTTPSRedirect
 	st.Metrics = t.Metrics
+	st.EarlyHints = t.EarlyHints
 	if c := t.Cache; c != nil {
 		if c.DefaultTTL != "" {
 			ttl, err := time.ParseDuration(c.DefaultTTL)
@@ -688,6 +691,7 @@ func stateFromProto(t *edgev1.Tenant) *tenantState {
 		Suspended:       t.GetLicense().GetStatus() == "suspended",
 		HTTPSRedirect:   t.GetHttpsRedirect(),
 		Metrics:         t.GetMetrics(),
+		EarlyHints:      t.GetEarlyHints(),
 		CacheTTL:        time.Duration(t.GetCache().GetDefaultTtlSeconds()) * time.Second,
 		CacheOverride:   t.GetCache().GetOverrideTtl(),
 		CacheCookies:    t.GetCache().GetCacheCookies(),

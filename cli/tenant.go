@@ -32,6 +32,7 @@ type tenantFlags struct {
 	cacheOverride, cacheCookies, cacheAuth                    bool
 	cacheSIE, cacheSWR                                        time.Duration
 	cacheKeepCDN, cacheClientNoCache                          bool
+	earlyHints                                                bool
 }
 
 func (f *tenantFlags) register(c *cobra.Command) {
@@ -57,6 +58,7 @@ func (f *tenantFlags) register(c *cobra.Command) {
 	fl.DurationVar(&f.cacheSWR, "cache-stale-while-revalidate", 0, "serve stale content this long past expiry while refreshing it in the background, if the origin sends no stale-while-revalidate")
 	fl.BoolVar(&f.cacheKeepCDN, "cache-keep-cdn-cache-control", false, "relay CDN-Cache-Control to clients (another CDN sits in front of Edge); stripped by default")
 	fl.BoolVar(&f.cacheClientNoCache, "cache-client-no-cache", false, "let a client's Cache-Control: no-cache or max-age=0 revalidate with the origin; ignored by default")
+	fl.BoolVar(&f.earlyHints, "early-hints", false, "send a 103 Early Hints with the preload/preconnect Link headers of a cached HTML page before it (the origin's own 103s are always forwarded); needs every node on a build of protocol level 2")
 }
 
 // cachePolicy is the add command's cache policy from the flags.
@@ -106,6 +108,7 @@ func newTenantAdd(g *globals) *cobra.Command {
 				Origin:        &edgev1.Origin{Url: f.origin, HostHeader: f.originHost, Tls: &edgev1.OriginTLS{ServerName: f.serverName, InsecureSkipVerify: f.insecure}},
 				HttpsRedirect: f.httpsRedirect,
 				Metrics:       f.metrics,
+				EarlyHints:    f.earlyHints,
 				Cache:         f.cachePolicy(),
 			}
 			if f.suspended {
@@ -284,6 +287,9 @@ func newTenantUpdate(g *globals) *cobra.Command {
 			}
 			if set("metrics") {
 				p.Metrics = &f.metrics
+			}
+			if set("early-hints") {
+				p.EarlyHints = &f.earlyHints
 			}
 			if set("cache-ttl") {
 				s := int64(f.cacheTTL / time.Second)

@@ -43,6 +43,7 @@ func tenantToProto(t *tenantcfg.Tenant, now time.Time) *edgev1.Tenant {
 		},
 		HttpsRedirect: t.HTTPSRedirect,
 		Metrics:       t.Metrics,
+		EarlyHints:    t.EarlyHints,
 		Cache: &edgev1.CachePolicy{
 			DefaultTtlSeconds: int64(t.Cache.DefaultTTL / time.Second),
 			OverrideTtl:       t.Cache.OverrideTTL,
@@ -69,6 +70,7 @@ func tenantFromProto(p *edgev1.Tenant) *tenantcfg.Tenant {
 		HTTPSRedirect: p.GetHttpsRedirect(),
 		Metrics:       p.GetMetrics(),
 		Transform:     p.GetTransform(),
+		EarlyHints:    p.GetEarlyHints(),
 	}
 	if l := p.GetLicense(); l != nil {
 		t.License.Status = tenantcfg.LicenseStatus(l.GetStatus())
@@ -140,5 +142,6 @@ func patchFromProto(p *edgev1.TenantPatch) tenantcfg.Patch {
 	out.CacheKeepCDNCacheControl = p.CacheKeepCdnCacheControl
 	out.CacheClientNoCache = p.CacheClientNoCache
 	out.Transform = p.Transform
+	out.EarlyHints = p.EarlyHints
 	return out
 }

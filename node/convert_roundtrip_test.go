@@ -13,6 +13,7 @@ import (
 
 	edgev1 "github.com/edgeproxy/edge/api/edgev1"
 	"github.com/edgeproxy/edge/cli"
+	"github.com/edgeproxy/edge/raftstore"
 	"github.com/edgeproxy/edge/raftstore/tenantcfg"
 	"github.com/edgeproxy/edge/raftstore/tenantcfg/tenantcfgtest"
 	"github.com/edgeproxy/edge/scripts/testkit"
@@ -81,6 +82,12 @@ func TestTenantSettingsSurviveExportAndApply(t *testing.T) {
 	cfg.BootstrapExpect = 1
 	n := startNode(t, cfg)
 	testkit.Eventually(t, 5*time.Second, "leader", func() bool { return n.store.IsLeader() })
+	// Settings of protocol level 2 (early_hints) are refused until the
+	// node's member record says it runs that level.
+	testkit.Eventually(t, 5*time.Second, "member record at this build's level", func() bool {
+		m, ok := n.store.View().Member("solo")
+		return ok && m.ProtocolLevel() == raftstore.Protocol
+	})
 	ctx := authCtx(testToken)
 	api := edgev1.NewTenantServiceClient(dial(t, n.AdminAddr(), testToken))
 	dir := t.TempDir()

@@ -48,7 +48,11 @@ func (s *tenantService) Add(ctx context.Context, req *edgev1.AddTenantRequest) (
 	if err := tenantcfg.Validate(t); err != nil {
 		return nil, grpcError(err)
 	}
-	r, err := s.write(ctx, raftstore.CmdTenantAdd, t)
+	typ := raftstore.CmdTenantAdd
+	if t.EarlyHints { // a level-2 field: the leader waits for every member to know it
+		typ = raftstore.CmdTenantAddV2
+	}
+	r, err := s.write(ctx, typ, t)
 	if err != nil {
 		return nil, err
 	}
@@ -129,7 +133,11 @@ func (s *tenantService) Update(ctx context.Context, req *edgev1.UpdateTenantRequ
 			return nil, grpcError(err)
 		}
 	}
-	r, err := s.write(ctx, raftstore.CmdTenantUpdate, raftstore.TenantUpdate{Domain: d, ExpectIndex: req.GetExpectIndex(), Patch: p})
+	typ := raftstore.CmdTenantUpdate
+	if p.NeedsProtocol2() {
+		typ = raftstore.CmdTenantUpdateV2
+	}
+	r, err := s.write(ctx, typ, raftstore.TenantUpdate{Domain: d, ExpectIndex: req.GetExpectIndex(), Patch: p})
 	if err != nil {
 		return nil, err
 	}

@@ -76,6 +76,11 @@ func (h *Handler) serveCached(st *state, r *http.Request) {
 	if h.variant != nil {
 		variant = h.variant(x)
 	}
+	var fetchCtx context.Context
+	if x.interim != nil {
+		st.fctx = fetchContext{Context: r.Context(), st: st}
+		fetchCtx = &st.fctx
+	}
 	res, err := h.cache.Serve(dst, r, cache.Request{
 		Tenant:      x.Tenant.Domain,
 		Generation:  x.Tenant.OriginIndex,
@@ -85,6 +90,7 @@ func (h *Handler) serveCached(st *state, r *http.Request) {
 		Persist:     variant != "",
 		BeforeWrite: st,
 		Pass:        st,
+		Context:     fetchCtx,
 	}, h.cacheFetch)
 	w.cache = labelOf(res.Outcome)
 	x.OriginTime = res.OriginDuration
@@ -140,6 +146,9 @@ func (st *state) FetchPass(r *http.Request) (*http.Response, error) {
 func (st *state) BeforeWrite(hd http.Header, res cache.Result) {
 	st.x.OriginTime = res.OriginDuration
 	st.responseWriter.cache = labelOf(res.Outcome)
+	if st.x.Tenant.EarlyHints {
+		st.cachedHints(hd, res)
+	}
 	if st.h.wrapWriter == nil {
 		return
 	}
@@ -281,6 +290,9 @@ func (h *Handler) fetchForCache(ctx context.Context, out *http.Request) (*http.R
 		return nil, fmt.Errorf("cache fetch: no tenant serves %s any more", host)
 	}
 	fx := &Exchange{Tenant: t, Host: host, Request: out, Start: time.Now()}
+	if st, ok := ctx.Value(stateKey{}).(*state); ok {
+		fx.interim = st // a fetch for this client, not a background one: its 103s go to it
+	}
 	if ctx.Done() != nil {
 		resp, err := h.fetch(fx)
 		if err != nil {

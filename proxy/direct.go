@@ -96,6 +96,7 @@ func (st *state) PassDirect(r *http.Request, m cache.PassMark) cache.DirectOutco
 		st.direct = ds
 	}
 	out := ds.out.init(r, target, x.Tenant.Origin.HostHeader)
+	ds.dbuf.Interim = x.interim
 	start := time.Now()
 	d, resp, ok, err := dt.RoundTripDirect(out, &ds.dbuf)
 	x.OriginTime = time.Since(start)

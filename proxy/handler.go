@@ -74,6 +74,10 @@ type Exchange struct {
 	// client's error (fail). The server's own request keeps its body:
 	// net/http decides by its type whether an unread rest is discarded.
 	body clientBody
+
+	// interim, when set, receives the origin's informational responses
+	// (the client's state, which forwards 103 Early Hints).
+	interim upstream.Interim
 }
 
 // FetchFunc produces the response for an exchange. The innermost
@@ -282,6 +286,10 @@ type state struct {
 	h   *Handler
 	cw  cacheWriter // the cache's writer when a WrapWriter is set
 
+	// fctx is the client's context with the state attached, given to the
+	// cache for the fetches it makes for this client (hints.go).
+	fctx fetchContext
+
 	// direct holds the direct path's origin request and response, made
 	// on its first use and kept when the state is recycled (only after a
 	// direct-path response): a hit does not carry them.
@@ -364,6 +372,12 @@ func (h *Handler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	}
 	st.x.upgrade = upgradeType(r.Header)
 	prepareRequestHeaders(r, host, st.x.upgrade, &st.hdr)
+	if st.x.upgrade == "" && r.ProtoAtLeast(1, 1) {
+		// The origin's 103s may go to this client (never to HTTP/1.0:
+		// RFC 9110 §15.2).
+		w.hints.open()
+		st.x.interim = st
+	}
 	r.Header[headerRequestID] = w.reqID // after: a Connection header may name it
 	st.x.Request = r
 	st.x.Start = w.start
@@ -428,7 +442,12 @@ func (h *Handler) fetchOrigin(x *Exchange) (*http.Response, error) {
 		out.Body = x.body.wrap(out.Body)
 	}
 	start := time.Now()
-	resp, err := rt.RoundTrip(out)
+	var resp *http.Response
+	if it, ok := rt.(upstream.InterimTripper); ok && x.interim != nil {
+		resp, err = it.RoundTripInterim(out, x.interim)
+	} else {
+		resp, err = rt.RoundTrip(out)
+	}
 	x.OriginTime = time.Since(start)
 	return resp, err
 }

@@ -24,6 +24,7 @@ type responseWriter struct {
 	err         error
 	timing      [3]string
 	reqID       []string // the X-Request-Id value, echoed in the response
+	hints       hints    // Early Hints (hints.go): open until the final status
 }
 
 func (w *responseWriter) Header() http.Header { return w.rw.Header() }
@@ -45,6 +46,7 @@ func (w *responseWriter) WriteHeader(code int) {
 // stamp records the status and total time and sets the timing headers
 // and X-Request-Id (replacing an origin's or a cached response's).
 func (w *responseWriter) stamp(code int) {
+	w.hints.close()
 	w.wroteHeader = true
 	w.status = code
 	w.total = time.Since(w.start)
@@ -56,6 +58,7 @@ func (w *responseWriter) stamp(code int) {
 // stampDirect is stamp for the direct path, which writes the timing
 // and X-Request-Id fields itself (appendTimingFields): the header map is not sent.
 func (w *responseWriter) stampDirect(code int) {
+	w.hints.close()
 	w.wroteHeader = true
 	w.status = code
 	w.total = time.Since(w.start)
@@ -85,6 +88,7 @@ func (w *responseWriter) Unwrap() http.ResponseWriter { return w.rw }
 
 // hijack takes over the client connection (HTTP/1 only).
 func (w *responseWriter) hijack() (net.Conn, *bufio.ReadWriter, error) {
+	w.hints.close()
 	c, brw, err := http.NewResponseController(w.rw).Hijack()
 	if err == nil {
 		w.hijacked = true

@@ -24,6 +24,13 @@ const (
 	CmdPurge        CommandType = 6
 	CmdKVPut        CommandType = 7
 	CmdKVDelete     CommandType = 8
+	// CmdTenantAddV2 and CmdTenantUpdateV2 are tenant.add and
+	// tenant.update carrying a field of protocol level 2 (a tenant's
+	// EarlyHints): the same payloads and appliers, under a type that the
+	// leader proposes only once every member applies level 2, since a
+	// level-1 build would drop the field without a word.
+	CmdTenantAddV2    CommandType = 9
+	CmdTenantUpdateV2 CommandType = 10
 )
 
 func (c CommandType) String() string {
@@ -44,6 +51,10 @@ func (c CommandType) String() string {
 		return "kv.put"
 	case CmdKVDelete:
 		return "kv.delete"
+	case CmdTenantAddV2:
+		return "tenant.add.v2"
+	case CmdTenantUpdateV2:
+		return "tenant.update.v2"
 	}
 	return fmt.Sprintf("command(%d)", uint16(c))
 }
@@ -54,13 +65,13 @@ func (c CommandType) String() string {
 // every server in the raft configuration runs a level that can apply it
 // (see Store.ApplyEncoded and docs/raftstore.md).
 const (
-	// BaseProtocol applies command types 1..8. A member record written
+	// BaseProtocol applies command types 1..8 (level 2 adds 9 and 10). A member record written
 	// before levels existed (no protocol field) counts as this level.
 	BaseProtocol = 1
 	// Protocol is the highest level this build applies. Raise it when a
 	// command type is added, and give the new type that level in
 	// CommandType.Protocol.
-	Protocol = 1
+	Protocol = 2
 )
 
 // Protocol is the level a member must run to apply commands of type c; 0
@@ -70,8 +81,22 @@ func (c CommandType) Protocol() int {
 	case CmdTenantAdd, CmdTenantUpdate, CmdTenantRemove, CmdMemberPut, CmdMemberRemove,
 		CmdPurge, CmdKVPut, CmdKVDelete:
 		return BaseProtocol
+	case CmdTenantAddV2, CmdTenantUpdateV2:
+		return 2
 	}
 	return 0
+}
+
+// base is the command a versioned type carries (tenant.add.v2 →
+// tenant.add): what it applies as and how the audit trail names it.
+func (c CommandType) base() CommandType {
+	switch c {
+	case CmdTenantAddV2:
+		return CmdTenantAdd
+	case CmdTenantUpdateV2:
+		return CmdTenantUpdate
+	}
+	return c
 }
 
 // envelopeVersion is the version of the Command encoding itself.

@@ -87,7 +87,7 @@ func (f *fsm) applyOne(tx *txn, cmd *Command, index uint64) *Result {
 		return r
 	}
 	var r *Result
-	switch cmd.Type {
+	switch cmd.Type.base() {
 	case CmdTenantAdd:
 		r = applyTenantAdd(tx, cmd, index)
 	case CmdTenantUpdate:
@@ -144,8 +144,8 @@ const RestoreKey = "edge/last-restore"
 // record appends tenant and purge changes, and restores, to the history.
 func (tx *txn) record(cmd *Command, r *Result) {
 	var domain, op, detail string
-	op = cmd.Type.String()
-	switch cmd.Type {
+	op = cmd.Type.base().String()
+	switch cmd.Type.base() {
 	case CmdKVPut:
 		var p KVPut
 		if json.Unmarshal(cmd.Payload, &p) != nil || p.Key != RestoreKey {

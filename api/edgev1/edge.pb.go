@@ -404,7 +404,10 @@ type Tenant struct {
 	// True when expires_at is in the past on the answering node's clock.
 	Expired bool `protobuf:"varint,11,opt,name=expired,proto3" json:"expired,omitempty"`
 	// Per-tenant metric series (opt-in, so label cardinality stays bounded).
-	Metrics       bool `protobuf:"varint,12,opt,name=metrics,proto3" json:"metrics,omitempty"`
+	Metrics bool `protobuf:"varint,12,opt,name=metrics,proto3" json:"metrics,omitempty"`
+	// A 103 Early Hints with the preload/preconnect Link headers of a cached
+	// HTML page before the page (protocol level 2).
+	EarlyHints    bool `protobuf:"varint,13,opt,name=early_hints,json=earlyHints,proto3" json:"early_hints,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -523,6 +526,13 @@ func (x *Tenant) GetMetrics() bool {
 	return false
 }
 
+func (x *Tenant) GetEarlyHints() bool {
+	if x != nil {
+		return x.EarlyHints
+	}
+	return false
+}
+
 // TenantPatch changes only the fields that are set.
 type TenantPatch struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
@@ -551,6 +561,7 @@ type TenantPatch struct {
 	CacheStaleWhileRevalidateSeconds *int64                 `protobuf:"varint,22,opt,name=cache_stale_while_revalidate_seconds,json=cacheStaleWhileRevalidateSeconds,proto3,oneof" json:"cache_stale_while_revalidate_seconds,omitempty"`
 	CacheKeepCdnCacheControl         *bool                  `protobuf:"varint,23,opt,name=cache_keep_cdn_cache_control,json=cacheKeepCdnCacheControl,proto3,oneof" json:"cache_keep_cdn_cache_control,omitempty"`
 	CacheClientNoCache               *bool                  `protobuf:"varint,24,opt,name=cache_client_no_cache,json=cacheClientNoCache,proto3,oneof" json:"cache_client_no_cache,omitempty"`
+	EarlyHints                       *bool                  `protobuf:"varint,25,opt,name=early_hints,json=earlyHints,proto3,oneof" json:"early_hints,omitempty"`
 	unknownFields                    protoimpl.UnknownFields
 	sizeCache                        protoimpl.SizeCache
 }
@@ -749,6 +760,13 @@ func (x *TenantPatch) GetCacheKeepCdnCacheControl() bool {
 func (x *TenantPatch) GetCacheClientNoCache() bool {
 	if x != nil && x.CacheClientNoCache != nil {
 		return *x.CacheClientNoCache
+	}
+	return false
+}
+
+func (x *TenantPatch) GetEarlyHints() bool {
+	if x != nil && x.EarlyHints != nil {
+		return *x.EarlyHints
 	}
 	return false
 }
@@ -3273,7 +3291,7 @@ const file_edge_proto_rawDesc = "" +
 	"\x16stale_if_error_seconds\x18\x05 \x01(\x03R\x13staleIfErrorSeconds\x12C\n" +
 	"\x1estale_while_revalidate_seconds\x18\x06 \x01(\x03R\x1bstaleWhileRevalidateSeconds\x123\n" +
 	"\x16keep_cdn_cache_control\x18\a \x01(\bR\x13keepCdnCacheControl\x12&\n" +
-	"\x0fclient_no_cache\x18\b \x01(\bR\rclientNoCache\"\xc0\x03\n" +
+	"\x0fclient_no_cache\x18\b \x01(\bR\rclientNoCache\"\xe1\x03\n" +
 	"\x06Tenant\x12\x16\n" +
 	"\x06domain\x18\x01 \x01(\tR\x06domain\x12\x18\n" +
 	"\aaliases\x18\x02 \x03(\tR\aaliases\x12*\n" +
@@ -3289,7 +3307,9 @@ const file_edge_proto_rawDesc = "" +
 	"\x05index\x18\n" +
 	" \x01(\x04R\x05index\x12\x18\n" +
 	"\aexpired\x18\v \x01(\bR\aexpired\x12\x18\n" +
-	"\ametrics\x18\f \x01(\bR\ametrics\"\xe8\f\n" +
+	"\ametrics\x18\f \x01(\bR\ametrics\x12\x1f\n" +
+	"\vearly_hints\x18\r \x01(\bR\n" +
+	"earlyHints\"\x9e\r\n" +
 	"\vTenantPatch\x12\"\n" +
 	"\n" +
 	"origin_url\x18\x01 \x01(\tH\x00R\toriginUrl\x88\x01\x01\x12\x1f\n" +
@@ -3320,7 +3340,9 @@ const file_edge_proto_rawDesc = "" +
 	"\x1ccache_stale_if_error_seconds\x18\x15 \x01(\x03H\x11R\x18cacheStaleIfErrorSeconds\x88\x01\x01\x12S\n" +
 	"$cache_stale_while_revalidate_seconds\x18\x16 \x01(\x03H\x12R cacheStaleWhileRevalidateSeconds\x88\x01\x01\x12C\n" +
 	"\x1ccache_keep_cdn_cache_control\x18\x17 \x01(\bH\x13R\x18cacheKeepCdnCacheControl\x88\x01\x01\x126\n" +
-	"\x15cache_client_no_cache\x18\x18 \x01(\bH\x14R\x12cacheClientNoCache\x88\x01\x01B\r\n" +
+	"\x15cache_client_no_cache\x18\x18 \x01(\bH\x14R\x12cacheClientNoCache\x88\x01\x01\x12$\n" +
+	"\vearly_hints\x18\x19 \x01(\bH\x15R\n" +
+	"earlyHints\x88\x01\x01B\r\n" +
 	"\v_origin_urlB\a\n" +
 	"\x05_planB\r\n" +
 	"\v_expires_atB\x0e\n" +
@@ -3344,7 +3366,8 @@ const file_edge_proto_rawDesc = "" +
 	"\x1d_cache_stale_if_error_secondsB'\n" +
 	"%_cache_stale_while_revalidate_secondsB\x1f\n" +
 	"\x1d_cache_keep_cdn_cache_controlB\x18\n" +
-	"\x16_cache_client_no_cache\";\n" +
+	"\x16_cache_client_no_cacheB\x0e\n" +
+	"\f_early_hints\";\n" +
 	"\x10AddTenantRequest\x12'\n" +
 	"\x06tenant\x18\x01 \x01(\v2\x0f.edge.v1.TenantR\x06tenant\"|\n" +
 	"\x13UpdateTenantRequest\x12\x16\n" +

@@ -30,7 +30,7 @@ func (q *request) bypass(status string) (Result, error) {
 	o := r.Clone(r.Context())
 	o.RequestURI = ""
 	start := time.Now()
-	resp, err := q.fetch(r.Context(), o)
+	resp, err := q.fetch(q.fetchContext(r), o)
 	dur := time.Since(start)
 	if err != nil {
 		return Result{CacheStatus: status, OriginDuration: dur}, fmt.Errorf("%w: %w", ErrOrigin, err)

@@ -69,7 +69,7 @@ func (q *request) fill(stale *object) (Result, error) {
 		// is still there decides its status (499) afterwards: ask for Done
 		// so a server that watches the connection lazily (proxy/h1) starts.
 		_ = r.Context().Done()
-		ctx := context.WithoutCancel(r.Context())
+		ctx := context.WithoutCancel(q.fetchContext(r))
 		out := q.fetchOrigin(ctx, stale)
 		if out.markReason != "" && stale == nil {
 			q.markHitForMiss(out.markReason)
@@ -95,7 +95,7 @@ func (q *request) fill(stale *object) (Result, error) {
 		return q.serveObject(out.obj, Result{CacheStatus: out.status + "; collapsed", OriginDuration: out.dur})
 	}
 	// The leader's response was not shareable: fetch for this client.
-	out = q.fetchOrigin(context.WithoutCancel(r.Context()), stale)
+	out = q.fetchOrigin(context.WithoutCancel(q.fetchContext(r)), stale)
 	return q.writeOutcome(out)
 }
 

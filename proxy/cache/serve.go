@@ -81,6 +81,19 @@ type Request struct {
 	// rewriting and no decoding, bound to the client. Nil fetches such
 	// keys with the Fetcher, as for a miss.
 	Pass PassFetcher
+	// Context, when set, is what the fetches made for this client derive
+	// from instead of r's context (the miss it leads, its own fetch after
+	// an unshareable collapsed one, a bypass): it must carry r's context's
+	// values and cancellation. Background revalidations keep r's.
+	Context context.Context
+}
+
+// fetchContext is Request.Context, or r's.
+func (req *Request) fetchContext(r *http.Request) context.Context {
+	if req.Context != nil {
+		return req.Context
+	}
+	return r.Context()
 }
 
 // PassFetcher is the hook of Request.Pass: it fetches a request passed

@@ -52,6 +52,11 @@ type DirectTripper interface {
 // it in a value it allocates per request anyway: the round trip then
 // allocates nothing for them. The zero value is ready to use.
 type DirectBuf struct {
+	// Interim, when set, receives the informational responses (1xx
+	// other than 101) the origin sends before its final one. A response
+	// that follows them is never a Direct.
+	Interim Interim
+
 	dr directResponse
 }
 
@@ -65,7 +70,7 @@ func (pl *pool) RoundTripDirect(req *http.Request, buf *DirectBuf) (*Direct, *ht
 		buf = new(DirectBuf)
 	}
 	buf.dr = directResponse{}
-	d, resp, err := pl.lean.roundTripDirect(req, &buf.dr)
+	d, resp, err := pl.lean.roundTripDirect(req, &buf.dr, buf.Interim)
 	if errors.Is(err, errOriginH2) {
 		return nil, nil, false, nil // nothing sent: the caller's full path takes it
 	}
@@ -81,7 +86,7 @@ type directResponse struct {
 	closeConn bool // the origin sent Connection: close
 }
 
-func (lp *leanPool) roundTripDirect(req *http.Request, dr *directResponse) (*Direct, *http.Response, error) {
+func (lp *leanPool) roundTripDirect(req *http.Request, dr *directResponse, in Interim) (*Direct, *http.Response, error) {
 	ctx := req.Context()
 	dr.ctx = ctx
 	for attempt := 0; ; attempt++ {
@@ -89,7 +94,7 @@ func (lp *leanPool) roundTripDirect(req *http.Request, dr *directResponse) (*Dir
 		if err != nil {
 			return nil, nil, err
 		}
-		resp, err := lp.exchange(ctx, c, req, dr)
+		resp, err := lp.exchange(ctx, c, req, dr, in)
 		switch {
 		case err == nil && resp == nil:
 			return &dr.d, nil, nil

@@ -172,7 +172,7 @@ func retryable(req *http.Request) bool {
 	return false
 }
 
-func (lp *leanPool) roundTrip(req *http.Request) (*http.Response, error) {
+func (lp *leanPool) roundTrip(req *http.Request, in Interim) (*http.Response, error) {
 	ctx := req.Context()
 	for attempt := 0; ; attempt++ {
 		c, err := lp.conn(ctx, attempt > 0)
@@ -182,7 +182,7 @@ func (lp *leanPool) roundTrip(req *http.Request) (*http.Response, error) {
 			}
 			return nil, err
 		}
-		resp, err := lp.exchange(ctx, c, req, nil)
+		resp, err := lp.exchange(ctx, c, req, nil, in)
 		if err == nil {
 			return resp, nil
 		}
@@ -272,8 +272,9 @@ func (lp *leanPool) conn(ctx context.Context, fresh bool) (*leanConn, error) {
 // closed.
 // exchange sends req on c and reads the response head. With d set, a
 // response peekDirect accepts is handed back through d (its head left in
-// c's buffer) and exchange returns a nil response.
-func (lp *leanPool) exchange(ctx context.Context, c *leanConn, req *http.Request, d *directResponse) (*http.Response, error) {
+// c's buffer) and exchange returns a nil response. in, when set, gets
+// the informational responses before the final one.
+func (lp *leanPool) exchange(ctx context.Context, c *leanConn, req *http.Request, d *directResponse, in Interim) (*http.Response, error) {
 	c.nread = 0
 	stop := closeOnDone(ctx, c.closeConn)
 	fail := func(err error) (*http.Response, error) {
@@ -313,7 +314,7 @@ func (lp *leanPool) exchange(ctx context.Context, c *leanConn, req *http.Request
 		// The origin may have answered (413, 401) and stopped reading:
 		// take its response if it is there, without keeping the connection.
 		c.conn.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
-		resp, rerr := lp.readResponse(c, req)
+		resp, rerr := lp.readResponse(c, req, in)
 		if rerr != nil {
 			return fail(werr)
 		}
@@ -337,7 +338,7 @@ func (lp *leanPool) exchange(ctx context.Context, c *leanConn, req *http.Request
 			return nil, nil
 		}
 	}
-	resp, err := lp.readResponse(c, req)
+	resp, err := lp.readResponse(c, req, in)
 	if err != nil {
 		return fail(lp.readError(ctx, err))
 	}
@@ -420,8 +421,9 @@ func closeOnDone(ctx context.Context, f func()) stopper {
 	return stopper{}
 }
 
-// readResponse reads the final response, skipping 1xx (other than 101).
-func (lp *leanPool) readResponse(c *leanConn, req *http.Request) (*http.Response, error) {
+// readResponse reads the final response, skipping 1xx (other than 101),
+// each of which in (when set) is given first.
+func (lp *leanPool) readResponse(c *leanConn, req *http.Request, in Interim) (*http.Response, error) {
 	c.budget = maxResponseHeaderBytes
 	defer func() { c.budget = 0 }()
 	if resp, err := readResponseFast(c.br, req); resp != nil || err != nil {
@@ -438,6 +440,9 @@ func (lp *leanPool) readResponse(c *leanConn, req *http.Request) (*http.Response
 		}
 		if resp.StatusCode >= 200 || resp.StatusCode == http.StatusSwitchingProtocols {
 			return resp, nil
+		}
+		if in != nil {
+			in.Interim(resp.StatusCode, resp.Header)
 		}
 	}
 }

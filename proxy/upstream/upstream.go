@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptrace"
+	"net/textproto"
 	"net/url"
 	"strings"
 	"sync"
@@ -354,12 +355,38 @@ func (p *Pools) newPool(key string, t Target) (*pool, error) {
 // client, anything else on http.Transport. A non-idempotent request loses
 // its GetBody so that http.Transport cannot replay it (see the package doc).
 func (pl *pool) RoundTrip(req *http.Request) (*http.Response, error) {
+	return pl.RoundTripInterim(req, nil)
+}
+
+// Interim receives the informational responses (1xx other than 101) an
+// origin sends before its final response, in the order they arrive and
+// before RoundTrip returns. 100 Continue is among them (http.Transport
+// answers it itself); the caller picks what it forwards. header is the
+// origin's, already parsed; it must not be kept after the call. On
+// http.Transport the call may come from the transport's own goroutine.
+type Interim interface {
+	Interim(code int, header http.Header)
+}
+
+// InterimTripper is implemented by the round trippers Pools hands out.
+type InterimTripper interface {
+	// RoundTripInterim is RoundTrip, with in (when not nil) given each
+	// informational response before the final one.
+	RoundTripInterim(req *http.Request, in Interim) (*http.Response, error)
+}
+
+var _ InterimTripper = (*pool)(nil)
+
+// RoundTripInterim implements InterimTripper. On the lean client the
+// hook costs nothing until a 1xx arrives; on http.Transport it is an
+// httptrace.ClientTrace (Got1xxResponse) on the request's context.
+func (pl *pool) RoundTripInterim(req *http.Request, in Interim) (*http.Response, error) {
 	req, err := pl.uploads.withUploadSlot(req)
 	if err != nil {
 		return nil, err
 	}
 	if pl.usesLean(req) {
-		resp, err := pl.lean.roundTrip(req)
+		resp, err := pl.lean.roundTrip(req, in)
 		if !errors.Is(err, errOriginH2) {
 			return resp, err
 		}
@@ -373,6 +400,16 @@ func (pl *pool) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	if pl.plain {
 		req = req.WithContext(httptrace.WithClientTrace(req.Context(), &strayCheck))
+	}
+	if in != nil {
+		req = req.WithContext(httptrace.WithClientTrace(req.Context(), &httptrace.ClientTrace{
+			Got1xxResponse: func(code int, h textproto.MIMEHeader) error {
+				if code != http.StatusSwitchingProtocols {
+					in.Interim(code, http.Header(h))
+				}
+				return nil
+			},
+		}))
 	}
 	return pl.tr.RoundTrip(req)
 }

@@ -29,7 +29,13 @@ type Patch struct {
 	CacheKeepCDNCacheControl *bool      `json:"cache_keep_cdn_cache_control,omitempty"`
 	CacheClientNoCache       *bool      `json:"cache_client_no_cache,omitempty"`
 	Transform                *string    `json:"transform,omitempty"`
+	EarlyHints               *bool      `json:"early_hints,omitempty"`
 }
+
+// NeedsProtocol2 reports whether the patch sets a field that builds of
+// protocol level 1 do not know (they would drop it without a word):
+// raftstore proposes such a patch as tenant.update.v2.
+func (p *Patch) NeedsProtocol2() bool { return p.EarlyHints != nil }
 
 // ApplyPatch returns a copy of t with p applied. The copy is not validated.
 func ApplyPatch(t *Tenant, p *Patch) *Tenant {
@@ -107,6 +113,9 @@ func ApplyPatch(t *Tenant, p *Patch) *Tenant {
 	}
 	if p.Transform != nil {
 		n.Transform = *p.Transform
+	}
+	if p.EarlyHints != nil {
+		n.EarlyHints = *p.EarlyHints
 	}
 	return &n
 }

@@ -104,6 +104,11 @@ type Tenant struct {
 	// bounded: only opted-in tenants get their own).
 	Metrics bool        `json:"metrics,omitempty"`
 	Cache   CachePolicy `json:"cache,omitzero"`
+	// EarlyHints sends a 103 Early Hints with the preload and preconnect
+	// Link headers of a cached HTML page before the page itself (the
+	// origin's own 103s are forwarded whatever this says). Writes that
+	// set it need protocol level 2 (raftstore.CmdTenantAddV2).
+	EarlyHints bool `json:"early_hints,omitempty"`
 	// Transform holds the tenant's HTML transform rules in their canonical
 	// encoding (see proxy/transform); empty means no transformation.
 	Transform string `json:"transform,omitempty"`
