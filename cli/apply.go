@@ -278,6 +278,12 @@ func (g *globals) applyPlan(ctx context.Context, p *plan) error {
 		}
 	}
 	done := 0
+	prog := g.progress()
+	defer prog.done()
+	wrote := func() {
+		done++
+		prog.printf(done == total, "applying: %d of %d writes", done, total)
+	}
 	fail := func(c change, err error) error {
 		return fmt.Errorf("%s %s: %w (%d of %d writes done before this one; fix the cause and run apply again)", c.Action, c.Domain, err, done, total)
 	}
@@ -290,7 +296,7 @@ func (g *globals) applyPlan(ctx context.Context, p *plan) error {
 		if err != nil {
 			return 0, fail(c, err)
 		}
-		done++
+		wrote()
 		return resp.GetTenant().GetIndex(), nil
 	}
 	for _, c := range p.Changes {
@@ -305,7 +311,7 @@ func (g *globals) applyPlan(ctx context.Context, p *plan) error {
 		if err != nil {
 			return fail(c, err)
 		}
-		done++
+		wrote()
 		p.Index = max(p.Index, resp.GetIndex())
 	}
 	after := map[string]uint64{} // domain → index after its first write
@@ -346,7 +352,7 @@ func (g *globals) applyPlan(ctx context.Context, p *plan) error {
 		if err != nil {
 			return fail(c, err)
 		}
-		done++
+		wrote()
 		p.Index = max(p.Index, resp.GetTenant().GetIndex())
 	}
 	p.Applied = true

@@ -63,10 +63,30 @@ Selectors (any number, an object matching one of them is purged):
 			var resp *edgev1.PurgeResponse
 			// The call waits up to --wait for every node: the attempt
 			// deadline covers connecting only.
+			// On a terminal, say what it waits for while it waits.
+			prog := g.progress()
+			begun := time.Now()
+			tick := time.NewTicker(progressEvery)
+			stop, stopped := make(chan struct{}), make(chan struct{})
+			go func() {
+				defer close(stopped)
+				for {
+					select {
+					case <-stop:
+						return
+					case <-tick.C:
+						prog.printf(false, "purge: waiting for every node to confirm (%s of --wait %s)", time.Since(begun).Round(100*time.Millisecond), wait)
+					}
+				}
+			}()
 			err := g.callLong(cmd.Context(), func(ctx context.Context, cc *grpc.ClientConn) (err error) {
 				resp, err = edgev1.NewCacheServiceClient(cc).Purge(ctx, req)
 				return err
 			})
+			tick.Stop()
+			close(stop)
+			<-stopped
+			prog.done()
 			if err != nil {
 				return err
 			}

@@ -33,6 +33,8 @@ func newSnapshotCmd(g *globals) *cobra.Command {
 			defer os.Remove(tmp.Name())
 			// The attempt deadline covers connecting and the first chunk;
 			// the rest of the stream runs under --timeout.
+			prog := g.progress()
+			var received int64
 			err = g.callStream(cmd.Context(), func(ctx context.Context, cc *grpc.ClientConn, started func()) error {
 				if _, err := tmp.Seek(0, io.SeekStart); err != nil {
 					return err
@@ -56,8 +58,11 @@ func newSnapshotCmd(g *globals) *cobra.Command {
 					if _, err := tmp.Write(c.GetData()); err != nil {
 						return err
 					}
+					received += int64(len(c.GetData()))
+					prog.printf(false, "saving snapshot: %s received", byteCount(received))
 				}
 			})
+			prog.done()
 			if err != nil {
 				tmp.Close()
 				return err
@@ -108,6 +113,11 @@ func newSnapshotCmd(g *globals) *cobra.Command {
 			defer func() { g.servers = saved }()
 			// The upload and the leader's restore run under --timeout;
 			// the attempt deadline covers connecting only.
+			prog := g.progress()
+			var total int64
+			if st, err := f.Stat(); err == nil {
+				total = st.Size()
+			}
 			err = g.callLong(cmd.Context(), func(ctx context.Context, cc *grpc.ClientConn) error {
 				if _, err := f.Seek(0, io.SeekStart); err != nil {
 					return err
@@ -117,12 +127,15 @@ func newSnapshotCmd(g *globals) *cobra.Command {
 					return err
 				}
 				buf := make([]byte, 256<<10)
+				var sent int64
 				for {
 					n, rerr := f.Read(buf)
 					if n > 0 {
 						if err := s.Send(&edgev1.SnapshotChunk{Data: buf[:n]}); err != nil {
 							return err
 						}
+						sent += int64(n)
+						prog.printf(false, "restoring snapshot: %s of %s sent", byteCount(sent), byteCount(total))
 					}
 					if errors.Is(rerr, io.EOF) {
 						break
@@ -131,9 +144,11 @@ func newSnapshotCmd(g *globals) *cobra.Command {
 						return rerr
 					}
 				}
+				prog.printf(true, "restoring snapshot: %s sent; the leader is restoring it", byteCount(sent))
 				resp, err = s.CloseAndRecv()
 				return err
 			})
+			prog.done()
 			if err != nil {
 				return err
 			}
