@@ -105,7 +105,7 @@ func TestEveryGlobalFlagHasAnEnvVar(t *testing.T) {
 // settings are the connection settings a context can give.
 type settings struct {
 	servers, tokenFile, caFile, certFile, keyFile string
-	timeout                                      time.Duration
+	timeout                                       time.Duration
 }
 
 // flag > EDGECTL_* > context > default, setting by setting; the
