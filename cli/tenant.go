@@ -152,22 +152,27 @@ func (g *globals) consistency() edgev1.Consistency {
 }
 
 func newTenantGet(g *globals) *cobra.Command {
-	return &cobra.Command{
-		Use:   "get DOMAIN",
+	var wf watchFlags
+	c := &cobra.Command{
+		Use:   "get DOMAIN [--watch]",
 		Short: "Show one tenant (by its domain or an alias)",
 		Args:  exactArgs(1, "DOMAIN"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var resp *edgev1.TenantResponse
-			err := g.call(cmd.Context(), func(ctx context.Context, cc *grpc.ClientConn) (err error) {
-				resp, err = edgev1.NewTenantServiceClient(cc).Get(ctx, &edgev1.GetTenantRequest{Domain: args[0], Consistency: g.consistency()})
-				return err
+			return wf.run(cmd.Context(), g, func(ctx context.Context) error {
+				var resp *edgev1.TenantResponse
+				err := g.call(ctx, func(ctx context.Context, cc *grpc.ClientConn) (err error) {
+					resp, err = edgev1.NewTenantServiceClient(cc).Get(ctx, &edgev1.GetTenantRequest{Domain: args[0], Consistency: g.consistency()})
+					return err
+				})
+				if err != nil {
+					return err
+				}
+				return g.printTenant(resp.GetTenant())
 			})
-			if err != nil {
-				return err
-			}
-			return g.printTenant(resp.GetTenant())
 		},
 	}
+	wf.register(c)
+	return c
 }
 
 // listPage is how many tenants one ListTenants call asks for, and
