@@ -8,7 +8,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	edgev1 "github.com/edgeproxy/edge/api/edgev1"
 	"github.com/edgeproxy/edge/cli"
@@ -172,5 +174,141 @@ func TestCLIContextsAndTenantListPaging(t *testing.T) {
 	}
 	if _, _, code := e.run("tenant", "list", "--all", "--limit", "5"); code != 2 {
 		t.Errorf("--all --limit: exit %d, want 2", code)
+	}
+}
+
+// lockedBuffer is an edgectl's stdout read while it still writes.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// watching is an `edgectl ... --watch` running until stop (Ctrl-C).
+type watching struct {
+	out, errb lockedBuffer
+	cancel    context.CancelFunc
+	code      chan int
+}
+
+func (e cliEnv) watch(args ...string) *watching {
+	w := &watching{code: make(chan int, 1)}
+	ctx, cancel := context.WithCancel(context.Background())
+	w.cancel = cancel
+	go func() {
+		w.code <- cli.Execute(ctx, args, &w.out, &w.errb, func(k string) string { return e[k] })
+	}()
+	return w
+}
+
+func (w *watching) lines() []string {
+	return strings.Split(strings.TrimSpace(w.out.String()), "\n")
+}
+
+// stop interrupts the watch and returns its exit code.
+func (w *watching) stop(t *testing.T) int {
+	t.Helper()
+	w.cancel()
+	select {
+	case c := <-w.code:
+		return c
+	case <-time.After(10 * time.Second):
+		t.Fatal("--watch did not end when interrupted")
+		return -1
+	}
+}
+
+// --watch prints each change of a tenant once, as one JSON document a
+// line, keeps going when the tenant disappears, and ends with exit 0 when
+// interrupted; cluster status --watch prints an unchanged cluster once; a
+// first ask that fails ends the watch with its error.
+func TestCLIWatch(t *testing.T) {
+	n := startCluster(t, 1)[0]
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(tokenFile, []byte(testToken+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e := cliEnv{"EDGECTL_SERVER": n.AdminAddr(), "EDGECTL_TOKEN_FILE": tokenFile}
+	if _, errs, code := e.run("tenant", "add", "w.example", "--origin", "http://o.example", "--plan", "p0"); code != 0 {
+		t.Fatalf("tenant add: exit %d: %s", code, errs)
+	}
+
+	status := e.watch("cluster", "status", "--watch", "--interval", "50ms", "-o", "json")
+	w := e.watch("tenant", "get", "w.example", "--watch", "--interval", "50ms", "-o", "json")
+	plan := func(line string) string {
+		var v struct {
+			License struct {
+				Plan string `json:"plan"`
+			} `json:"license"`
+		}
+		if err := json.Unmarshal([]byte(line), &v); err != nil {
+			t.Fatalf("not one JSON document a line: %q: %v", line, err)
+		}
+		return v.License.Plan
+	}
+	waitFor(t, 5*time.Second, "the first answer", func() bool { return w.out.String() != "" })
+	for _, p := range []string{"p1", "p2"} {
+		if _, errs, code := e.run("tenant", "update", "w.example", "--plan", p); code != 0 {
+			t.Fatalf("tenant update: exit %d: %s", code, errs)
+		}
+		waitFor(t, 5*time.Second, "the watch to print plan "+p, func() bool {
+			l := w.lines()
+			return plan(l[len(l)-1]) == p
+		})
+	}
+	time.Sleep(300 * time.Millisecond) // six more asks, no change
+	var plans []string
+	for _, l := range w.lines() {
+		plans = append(plans, plan(l))
+	}
+	if strings.Join(plans, ",") != "p0,p1,p2" {
+		t.Errorf("watch printed plans %v, want each change once: p0,p1,p2", plans)
+	}
+	// The tenant goes away: the watch says so on stderr and goes on.
+	if _, errs, code := e.run("tenant", "remove", "w.example"); code != 0 {
+		t.Fatalf("tenant remove: exit %d: %s", code, errs)
+	}
+	waitFor(t, 5*time.Second, "the watch to report the removal", func() bool { return strings.Contains(w.errb.String(), "not found") })
+	if c := w.stop(t); c != 0 {
+		t.Errorf("tenant get --watch interrupted: exit %d, want 0", c)
+	}
+	if strings.Count(w.errb.String(), "not found") != 1 {
+		t.Errorf("the same failure reported more than once: %q", w.errb.String())
+	}
+
+	if c := status.stop(t); c != 0 {
+		t.Errorf("cluster status --watch interrupted: exit %d, want 0 (stderr %q)", c, status.errb.String())
+	}
+	// An unchanged cluster is printed once... but the tenant writes
+	// moved its applied index: one line per index seen, no repeats.
+	seen := map[string]bool{}
+	for _, l := range status.lines() {
+		if seen[l] {
+			t.Errorf("cluster status --watch printed the same answer twice: %s", l)
+		}
+		seen[l] = true
+	}
+
+	// A first ask that fails ends the watch, with the usual exit code.
+	done := e.watch("cert", "get", "nosuch.example", "--watch", "--interval", "50ms")
+	select {
+	case c := <-done.code:
+		if c != 1 {
+			t.Errorf("cert get nosuch --watch: exit %d, want 1 (stderr %q)", c, done.errb.String())
+		}
+	case <-time.After(10 * time.Second):
+		done.cancel()
+		t.Fatal("cert get --watch of a missing certificate did not end")
 	}
 }
