@@ -248,7 +248,14 @@ is only good with the same --status and --origin-host.`,
 					break
 				}
 			}
-			err := g.print(out, func(w io.Writer) {
+			// paging is between server and client; scripts see the
+			// tenants, the index and next_page_token as before.
+			plain, err := toPlain(out)
+			if err != nil {
+				return fmt.Errorf("encode output: %w", err)
+			}
+			delete(plain.(map[string]any), "paging")
+			err = g.print(plain, func(w io.Writer) {
 				fmt.Fprintln(w, "DOMAIN\tALIASES\tLICENSE\tPLAN\tEXPIRES\tORIGIN\tINDEX")
 				for _, t := range out.GetTenants() {
 					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%d\n", t.GetDomain(), dash(strings.Join(t.GetAliases(), ",")),

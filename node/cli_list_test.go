@@ -38,6 +38,9 @@ func (e cliEnv) list(t *testing.T, args ...string) ([]string, string) {
 	if code != 0 {
 		t.Fatalf("tenant list %s: exit %d: %s", strings.Join(args, " "), code, errs)
 	}
+	if strings.Contains(out, `"paging"`) {
+		t.Errorf("tenant list -o json shows the paging field: %s", out[:min(len(out), 300)])
+	}
 	var l listJSON
 	if err := json.Unmarshal([]byte(out), &l); err != nil {
 		t.Fatalf("tenant list %s: %v\n%s", strings.Join(args, " "), err, out)
