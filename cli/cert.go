@@ -77,10 +77,21 @@ func newCertCmd(g *globals) *cobra.Command {
 			},
 		}
 	}
-	c.AddCommand(list,
-		one("get", "Show a certificate: issuer, not-after, SANs, status and source", false, func(ctx context.Context, c edgev1.CertServiceClient, d string) (*edgev1.Cert, error) {
-			return c.Get(ctx, &edgev1.CertRef{Domain: d})
-		}),
+	get := one("get", "Show a certificate: issuer, not-after, SANs, status and source", false, func(ctx context.Context, c edgev1.CertServiceClient, d string) (*edgev1.Cert, error) {
+		return c.Get(ctx, &edgev1.CertRef{Domain: d})
+	})
+	// --watch follows an order through pending, active and renewal.
+	var wf watchFlags
+	wf.register(get)
+	get.Use += " [--watch]"
+	getOnce := get.RunE
+	get.RunE = func(cmd *cobra.Command, args []string) error {
+		return wf.run(cmd.Context(), g, func(ctx context.Context) error {
+			cmd.SetContext(ctx)
+			return getOnce(cmd, args)
+		})
+	}
+	c.AddCommand(list, get,
 		one("issue", "Order a certificate now (licensed domains only)", true, func(ctx context.Context, c edgev1.CertServiceClient, d string) (*edgev1.Cert, error) {
 			return c.Issue(ctx, &edgev1.CertRef{Domain: d})
 		}),

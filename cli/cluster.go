@@ -18,39 +18,48 @@ func newClusterCmd(g *globals) *cobra.Command {
 }
 
 func newClusterStatus(g *globals) *cobra.Command {
-	return &cobra.Command{
-		Use:   "status",
+	var wf watchFlags
+	c := &cobra.Command{
+		Use:   "status [--watch]",
 		Short: "Show members, their roles and applied indexes, and the leader",
 		Args:  exactArgs(0, "no arguments"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var resp *edgev1.StatusResponse
-			err := g.call(cmd.Context(), func(ctx context.Context, cc *grpc.ClientConn) (err error) {
-				resp, err = edgev1.NewClusterServiceClient(cc).Status(ctx, &edgev1.StatusRequest{})
-				return err
-			})
-			if err != nil {
-				return err
-			}
-			if err := g.print(resp, func(w io.Writer) {
-				fmt.Fprintln(w, "ID\tRAFT ADDRESS\tADMIN ADDRESS\tSUFFRAGE\tSTATE\tAPPLIED\tTERM\tVERSION")
-				for _, m := range resp.GetMembers() {
-					id := m.GetId()
-					if id == resp.GetLeader() {
-						id += " *"
-					}
-					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\n", id, m.GetAddress(), dash(m.GetAdminAddress()), m.GetSuffrage(), m.GetState(), m.GetAppliedIndex(), m.GetTerm(), versionOf(m))
-				}
-			}); err != nil {
-				return err
-			}
-			// The members are printed either way: which ones are
-			// unreachable is what an incident needs to see.
-			if resp.GetLeader() == "" {
-				return exitError{exitNoLeader, noLeaderError(resp)}
-			}
-			return nil
+			return wf.run(cmd.Context(), g, func(ctx context.Context) error { return g.clusterStatus(ctx) })
 		},
 	}
+	wf.register(c)
+	return c
+}
+
+// clusterStatus prints the members, and fails with exit 3 when there is
+// no leader.
+func (g *globals) clusterStatus(ctx context.Context) error {
+	var resp *edgev1.StatusResponse
+	err := g.call(ctx, func(ctx context.Context, cc *grpc.ClientConn) (err error) {
+		resp, err = edgev1.NewClusterServiceClient(cc).Status(ctx, &edgev1.StatusRequest{})
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if err := g.print(resp, func(w io.Writer) {
+		fmt.Fprintln(w, "ID\tRAFT ADDRESS\tADMIN ADDRESS\tSUFFRAGE\tSTATE\tAPPLIED\tTERM\tVERSION")
+		for _, m := range resp.GetMembers() {
+			id := m.GetId()
+			if id == resp.GetLeader() {
+				id += " *"
+			}
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\n", id, m.GetAddress(), dash(m.GetAdminAddress()), m.GetSuffrage(), m.GetState(), m.GetAppliedIndex(), m.GetTerm(), versionOf(m))
+		}
+	}); err != nil {
+		return err
+	}
+	// The members are printed either way: which ones are
+	// unreachable is what an incident needs to see.
+	if resp.GetLeader() == "" {
+		return exitError{exitNoLeader, noLeaderError(resp)}
+	}
+	return nil
 }
 
 func newClusterJoin(g *globals) *cobra.Command {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"google.golang.org/grpc"
 
 	edgev1 "github.com/edgeproxy/edge/api/edgev1"
@@ -40,6 +41,8 @@ type globals struct {
 	caFile       string
 	certFile     string // --tls-cert: client certificate for admin mTLS
 	keyFile      string // --tls-key
+	context      string // --context: the config file's context to use
+	configFile   string // --config: the config file's path
 
 	stdout, stderr io.Writer
 	getenv         func(string) string
@@ -86,16 +89,26 @@ wrong arguments, a confirmation refused); 3 the cluster has no leader
 (quorum lost: writes and leader-confirmed reads fail, --local reads work;
 cluster status still prints the members). diff: 0 no changes, 1 changes.
 
+Settings: a flag, else its EDGECTL_* variable (every global flag has one:
+--tls-ca is EDGECTL_TLS_CA), else the context in use (see edgectl config),
+else the default.
+
 -o json: snake_case names; every 64-bit integer (index, applied_index,
 term, bytes, …) is a JSON string, in every command, as protobuf's JSON
 mapping writes them (a JSON number loses precision above 2^53).`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
-			switch g.output {
-			case "table", "json", "yaml":
-			default:
-				return usagef("-o %q: must be table, json or yaml", g.output)
+			pf := cmd.Root().PersistentFlags()
+			fromEnv, err := g.applyEnv(pf)
+			if err != nil {
+				return err
+			}
+			if err := g.applyContext(pf, fromEnv); err != nil {
+				return err
+			}
+			if err := g.checkOutput(); err != nil {
+				return err
 			}
 			if g.timeout <= 0 {
 				return usagef("--timeout must be positive")
@@ -111,18 +124,22 @@ mapping writes them (a JSON number loses precision above 2^53).`,
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	pf := root.PersistentFlags()
-	pf.StringVar(&g.servers, "server", envOr(g.getenv, "EDGECTL_SERVER", "127.0.0.1:7001"), "admin addresses, comma-separated; the next is tried when one is unavailable or does not answer within --attempt-timeout (EDGECTL_SERVER)")
-	pf.StringVar(&g.token, "token", g.getenv("EDGECTL_TOKEN"), "admin token (EDGECTL_TOKEN)")
-	pf.StringVar(&g.tokenFile, "token-file", g.getenv("EDGECTL_TOKEN_FILE"), "file holding the admin token (EDGECTL_TOKEN_FILE)")
+	pf.StringVar(&g.servers, "server", "127.0.0.1:7001", "admin addresses, comma-separated; the next is tried when one is unavailable or does not answer within --attempt-timeout")
+	pf.StringVar(&g.token, "token", "", "admin token (prefer --token-file: a flag's value shows in ps)")
+	pf.StringVar(&g.tokenFile, "token-file", "", "file holding the admin token")
 	pf.StringVarP(&g.output, "output", "o", "table", "output format: table, json or yaml")
 	pf.DurationVar(&g.timeout, "timeout", 15*time.Second, "overall time limit for the command")
 	pf.DurationVar(&g.attemptLimit, "attempt-timeout", 0, "limit for one server to connect and answer before the next is tried; doubles each round through the list; long calls are limited until their first answer only (0: the smaller of 2s and --timeout/3)")
 	pf.BoolVar(&g.local, "local", false, "reads: answer from the contacted node's own state instead of a leader-confirmed read")
-	pf.StringVar(&g.caFile, "tls-ca", g.getenv("EDGECTL_TLS_CA"), "use TLS to the admin API, trusting this CA bundle for the server's certificate (EDGECTL_TLS_CA)")
-	pf.StringVar(&g.certFile, "tls-cert", g.getenv("EDGECTL_TLS_CERT"), "client certificate for admin mutual TLS (edged --admin-client-ca); with --tls-key it replaces the token; implies TLS, trusting the system roots unless --tls-ca is set (EDGECTL_TLS_CERT)")
-	pf.StringVar(&g.keyFile, "tls-key", g.getenv("EDGECTL_TLS_KEY"), "private key of --tls-cert (EDGECTL_TLS_KEY)")
+	pf.StringVar(&g.caFile, "tls-ca", "", "use TLS to the admin API, trusting this CA bundle for the server's certificate")
+	pf.StringVar(&g.certFile, "tls-cert", "", "client certificate for admin mutual TLS (edged --admin-client-ca); with --tls-key it replaces the token; implies TLS, trusting the system roots unless --tls-ca is set")
+	pf.StringVar(&g.keyFile, "tls-key", "", "private key of --tls-cert")
+	pf.StringVar(&g.context, "context", "", "the config file's context to use instead of its current-context (see edgectl config)")
+	pf.StringVar(&g.configFile, "config", "", "config file (default $XDG_CONFIG_HOME/edgectl/config.yaml or ~/.config/edgectl/config.yaml)")
+	// Every global flag has its variable, named after it, and says so.
+	pf.VisitAll(func(f *pflag.Flag) { f.Usage += " (" + envName(f.Name) + ")" })
 	root.AddCommand(newTenantCmd(g), newClusterCmd(g), newCacheCmd(g), newCertCmd(g), newTransformCmd(g), newSnapshotCmd(g), newHistoryCmd(g), newVersionCmd(g))
-	root.AddCommand(newApplyCmd(g), newDiffCmd(g), newExportCmd(g))
+	root.AddCommand(newApplyCmd(g), newDiffCmd(g), newExportCmd(g), newConfigCmd(g))
 	// Cobra adds these two when it executes; adding them now lets
 	// strictGroups see them.
 	root.InitDefaultHelpCmd()
@@ -172,11 +189,12 @@ func strictGroups(c *cobra.Command) {
 	}
 }
 
-func envOr(getenv func(string) string, key, def string) string {
-	if v := getenv(key); v != "" {
-		return v
+func (g *globals) checkOutput() error {
+	switch g.output {
+	case "table", "json", "yaml":
+		return nil
 	}
-	return def
+	return usagef("-o %q: must be table, json or yaml", g.output)
 }
 
 func (g *globals) resolveToken() (string, error) {

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -154,67 +155,128 @@ func (g *globals) consistency() edgev1.Consistency {
 }
 
 func newTenantGet(g *globals) *cobra.Command {
-	return &cobra.Command{
-		Use:   "get DOMAIN",
+	var wf watchFlags
+	c := &cobra.Command{
+		Use:   "get DOMAIN [--watch]",
 		Short: "Show one tenant (by its domain or an alias)",
 		Args:  exactArgs(1, "DOMAIN"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var resp *edgev1.TenantResponse
-			err := g.call(cmd.Context(), func(ctx context.Context, cc *grpc.ClientConn) (err error) {
-				resp, err = edgev1.NewTenantServiceClient(cc).Get(ctx, &edgev1.GetTenantRequest{Domain: args[0], Consistency: g.consistency()})
-				return err
-			})
-			if err != nil {
-				return err
-			}
-			return g.printTenant(resp.GetTenant())
-		},
-	}
-}
-
-func newTenantList(g *globals) *cobra.Command {
-	var limit int
-	c := &cobra.Command{
-		Use:   "list",
-		Short: "List tenants ordered by domain (all of them unless --limit is given)",
-		Args:  exactArgs(0, "no arguments"),
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if limit < 0 {
-				return usagef("--limit must not be negative")
-			}
-			out := &edgev1.ListTenantsResponse{}
-			token := ""
-			for {
-				page := int32(1000)
-				if limit > 0 && limit-len(out.Tenants) < 1000 {
-					page = int32(limit - len(out.Tenants))
-				}
-				var resp *edgev1.ListTenantsResponse
-				err := g.call(cmd.Context(), func(ctx context.Context, cc *grpc.ClientConn) (err error) {
-					resp, err = edgev1.NewTenantServiceClient(cc).List(ctx, &edgev1.ListTenantsRequest{Limit: page, PageToken: token, Consistency: g.consistency()})
+			return wf.run(cmd.Context(), g, func(ctx context.Context) error {
+				var resp *edgev1.TenantResponse
+				err := g.call(ctx, func(ctx context.Context, cc *grpc.ClientConn) (err error) {
+					resp, err = edgev1.NewTenantServiceClient(cc).Get(ctx, &edgev1.GetTenantRequest{Domain: args[0], Consistency: g.consistency()})
 					return err
 				})
 				if err != nil {
 					return err
 				}
+				return g.printTenant(resp.GetTenant())
+			})
+		},
+	}
+	wf.register(c)
+	return c
+}
+
+// listPage is how many tenants one ListTenants call asks for, and
+// tenant list's default --limit: all of a small cluster's tenants print as
+// they always did, and a page stays well under gRPC's 4 MiB message limit
+// even when every tenant carries origin CA and client PEM (~8 KB).
+const listPage = 500
+
+func newTenantList(g *globals) *cobra.Command {
+	var (
+		limit                   int
+		pageToken, state, oHost string
+		all                     bool
+	)
+	c := &cobra.Command{
+		Use:   "list [--limit N] [--page-token T | --all] [--status S] [--origin-host H]",
+		Short: "List tenants ordered by domain, a page at a time",
+		Long: `List tenants ordered by domain, at most --limit (500) of them. When there
+are more, the last line on stderr (in JSON and YAML, next_page_token) gives
+the --page-token of the next page; --all fetches every page. A page token
+is only good with the same --status and --origin-host.`,
+		Example: `  edgectl tenant list --status suspended
+  edgectl tenant list --origin-host origin.shop.example -o json
+  edgectl tenant list --limit 100 --page-token "$(edgectl tenant list --limit 100 -o json | jq -r .next_page_token)"
+  edgectl tenant list --all -o json`,
+		Args: exactArgs(0, "no arguments"),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if limit < 0 {
+				return usagef("--limit must not be negative")
+			}
+			if all && (cmd.Flags().Changed("limit") || pageToken != "") {
+				return usagef("--all fetches every page: give it without --limit and --page-token")
+			}
+			switch state {
+			case "", "active", "suspended", "expired":
+			default:
+				return usagef("--status %q: must be active, suspended or expired", state)
+			}
+			if limit == 0 {
+				all = true
+			}
+			out := &edgev1.ListTenantsResponse{}
+			token := pageToken
+			// opaque: token came from a server that makes opaque tokens,
+			// which an older server would misread as a domain.
+			opaque := token != ""
+			for {
+				page := int32(listPage)
+				if !all {
+					page = int32(min(limit-len(out.Tenants), listPage))
+				}
+				req := &edgev1.ListTenantsRequest{Limit: page, PageToken: token, Consistency: g.consistency(), Status: state, OriginHost: oHost}
+				var resp *edgev1.ListTenantsResponse
+				err := g.call(cmd.Context(), func(ctx context.Context, cc *grpc.ClientConn) (err error) {
+					resp, err = edgev1.NewTenantServiceClient(cc).List(ctx, req)
+					return err
+				})
+				if err != nil {
+					return err
+				}
+				if resp.GetPaging() < 2 && (state != "" || oHost != "" || opaque) {
+					// An older server ignores the filters and reads an
+					// opaque token as a domain: its answer is not what
+					// was asked for (during a rolling upgrade, say).
+					return errors.New("the server is older than --status, --origin-host and page tokens: upgrade it, or list with no filters")
+				}
+				opaque = resp.GetPaging() >= 2
 				out.Tenants = append(out.Tenants, resp.GetTenants()...)
 				out.Index = resp.GetIndex()
 				token = resp.GetNextPageToken()
-				if token == "" || (limit > 0 && len(out.Tenants) >= limit) {
+				if token == "" || (!all && len(out.Tenants) >= limit) {
 					out.NextPageToken = token
 					break
 				}
 			}
-			return g.print(out, func(w io.Writer) {
+			// paging is between server and client; scripts see the
+			// tenants, the index and next_page_token as before.
+			plain, err := toPlain(out)
+			if err != nil {
+				return fmt.Errorf("encode output: %w", err)
+			}
+			delete(plain.(map[string]any), "paging")
+			err = g.print(plain, func(w io.Writer) {
 				fmt.Fprintln(w, "DOMAIN\tALIASES\tLICENSE\tPLAN\tEXPIRES\tORIGIN\tINDEX")
 				for _, t := range out.GetTenants() {
 					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%d\n", t.GetDomain(), dash(strings.Join(t.GetAliases(), ",")),
 						licenseState(t), dash(t.GetLicense().GetPlan()), expires(t), t.GetOrigin().GetUrl(), t.GetIndex())
 				}
 			})
+			if err == nil && out.NextPageToken != "" && g.output == "table" {
+				fmt.Fprintf(g.stderr, "more tenants: --page-token %s for the next page, or --all\n", out.NextPageToken)
+			}
+			return err
 		},
 	}
-	c.Flags().IntVar(&limit, "limit", 0, "show at most this many tenants")
+	fl := c.Flags()
+	fl.IntVar(&limit, "limit", listPage, "show at most this many tenants (0: all, as --all)")
+	fl.StringVar(&pageToken, "page-token", "", "start after the page that printed this token")
+	fl.BoolVar(&all, "all", false, "fetch every page")
+	fl.StringVar(&state, "status", "", "only tenants whose license is active, suspended or expired")
+	fl.StringVar(&oHost, "origin-host", "", "only tenants whose origin URL's host or Host header override is this name")
 	return c
 }
 

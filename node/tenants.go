@@ -88,29 +88,34 @@ func (s *tenantService) List(ctx context.Context, req *edgev1.ListTenantsRequest
 	if req.GetLimit() < 0 {
 		return nil, status.Error(codes.InvalidArgument, "limit: must not be negative")
 	}
+	f, err := listFilterFromProto(req)
+	if err != nil {
+		return nil, err
+	}
+	after := ""
+	if tok := req.GetPageToken(); tok != "" {
+		if after, err = f.decodeToken(tok); err != nil {
+			return nil, err
+		}
+	}
 	if err := s.n.readBarrier(ctx, req.GetConsistency()); err != nil {
 		return nil, grpcError(err)
 	}
 	v := s.n.store.View()
-	limit := int(req.GetLimit())
-	ts := v.Tenants(req.GetPageToken(), limit+boolInt(limit > 0))
-	resp := &edgev1.ListTenantsResponse{Index: v.Index()}
-	if limit > 0 && len(ts) > limit {
-		ts = ts[:limit]
-		resp.NextPageToken = ts[len(ts)-1].Domain
-	}
 	now := time.Now()
-	for _, t := range ts {
+	limit := int(req.GetLimit())
+	resp := &edgev1.ListTenantsResponse{Index: v.Index(), Paging: listPagingVersion}
+	for _, t := range v.Tenants(after, 0) {
+		if !f.match(t, now) {
+			continue
+		}
+		if limit > 0 && len(resp.Tenants) == limit {
+			resp.NextPageToken = f.token(resp.Tenants[limit-1].GetDomain())
+			break
+		}
 		resp.Tenants = append(resp.Tenants, tenantToProto(t, now))
 	}
 	return resp, nil
-}
-
-func boolInt(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
 }
 
 func (s *tenantService) Update(ctx context.Context, req *edgev1.UpdateTenantRequest) (*edgev1.TenantResponse, error) {

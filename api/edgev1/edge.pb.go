@@ -975,11 +975,20 @@ func (x *GetTenantRequest) GetConsistency() Consistency {
 
 type ListTenantsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// 0 means no limit.
+	// The page size: at most this many tenants, ordered by domain. 0 means
+	// every tenant in one answer (what clients before paging send).
 	Limit int32 `protobuf:"varint,1,opt,name=limit,proto3" json:"limit,omitempty"`
-	// Domain after which to start (exclusive); from next_page_token.
-	PageToken     string      `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
-	Consistency   Consistency `protobuf:"varint,3,opt,name=consistency,proto3,enum=edge.v1.Consistency" json:"consistency,omitempty"`
+	// A previous answer's next_page_token: the page after it. Opaque; it is
+	// refused when it was not made by a server or for other filters.
+	PageToken   string      `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	Consistency Consistency `protobuf:"varint,3,opt,name=consistency,proto3,enum=edge.v1.Consistency" json:"consistency,omitempty"`
+	// Only tenants whose license is in this state: "active", "suspended"
+	// or "expired" (an expired license counts as expired whatever its
+	// status), as edgectl's LICENSE column shows. Empty: every state.
+	Status string `protobuf:"bytes,4,opt,name=status,proto3" json:"status,omitempty"`
+	// Only tenants whose origin URL's host (with or without its port) or
+	// Host header override is this name, case-insensitively. Empty: all.
+	OriginHost    string `protobuf:"bytes,5,opt,name=origin_host,json=originHost,proto3" json:"origin_host,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1035,12 +1044,32 @@ func (x *ListTenantsRequest) GetConsistency() Consistency {
 	return Consistency_CONSISTENCY_LEADER
 }
 
+func (x *ListTenantsRequest) GetStatus() string {
+	if x != nil {
+		return x.Status
+	}
+	return ""
+}
+
+func (x *ListTenantsRequest) GetOriginHost() string {
+	if x != nil {
+		return x.OriginHost
+	}
+	return ""
+}
+
 type ListTenantsResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Tenants       []*Tenant              `protobuf:"bytes,1,rep,name=tenants,proto3" json:"tenants,omitempty"`
-	NextPageToken string                 `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Tenants []*Tenant              `protobuf:"bytes,1,rep,name=tenants,proto3" json:"tenants,omitempty"`
+	// Empty on the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	// The raft index the answer reflects.
-	Index         uint64 `protobuf:"varint,3,opt,name=index,proto3" json:"index,omitempty"`
+	Index uint64 `protobuf:"varint,3,opt,name=index,proto3" json:"index,omitempty"`
+	// 2 from servers that apply status and origin_host and make opaque
+	// page tokens; 0 from older servers, which ignore both filters (and
+	// read a page token as a domain), so a client that sent them must not
+	// trust the answer.
+	Paging        uint32 `protobuf:"varint,4,opt,name=paging,proto3" json:"paging,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1092,6 +1121,13 @@ func (x *ListTenantsResponse) GetNextPageToken() string {
 func (x *ListTenantsResponse) GetIndex() uint64 {
 	if x != nil {
 		return x.Index
+	}
+	return 0
+}
+
+func (x *ListTenantsResponse) GetPaging() uint32 {
+	if x != nil {
+		return x.Paging
 	}
 	return 0
 }
@@ -3378,16 +3414,20 @@ const file_edge_proto_rawDesc = "" +
 	"\x06domain\x18\x01 \x01(\tR\x06domain\"b\n" +
 	"\x10GetTenantRequest\x12\x16\n" +
 	"\x06domain\x18\x01 \x01(\tR\x06domain\x126\n" +
-	"\vconsistency\x18\x02 \x01(\x0e2\x14.edge.v1.ConsistencyR\vconsistency\"\x81\x01\n" +
+	"\vconsistency\x18\x02 \x01(\x0e2\x14.edge.v1.ConsistencyR\vconsistency\"\xba\x01\n" +
 	"\x12ListTenantsRequest\x12\x14\n" +
 	"\x05limit\x18\x01 \x01(\x05R\x05limit\x12\x1d\n" +
 	"\n" +
 	"page_token\x18\x02 \x01(\tR\tpageToken\x126\n" +
-	"\vconsistency\x18\x03 \x01(\x0e2\x14.edge.v1.ConsistencyR\vconsistency\"~\n" +
+	"\vconsistency\x18\x03 \x01(\x0e2\x14.edge.v1.ConsistencyR\vconsistency\x12\x16\n" +
+	"\x06status\x18\x04 \x01(\tR\x06status\x12\x1f\n" +
+	"\vorigin_host\x18\x05 \x01(\tR\n" +
+	"originHost\"\x96\x01\n" +
 	"\x13ListTenantsResponse\x12)\n" +
 	"\atenants\x18\x01 \x03(\v2\x0f.edge.v1.TenantR\atenants\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12\x14\n" +
-	"\x05index\x18\x03 \x01(\x04R\x05index\"9\n" +
+	"\x05index\x18\x03 \x01(\x04R\x05index\x12\x16\n" +
+	"\x06paging\x18\x04 \x01(\rR\x06paging\"9\n" +
 	"\x0eTenantResponse\x12'\n" +
 	"\x06tenant\x18\x01 \x01(\v2\x0f.edge.v1.TenantR\x06tenant\"D\n" +
 	"\x14RemoveTenantResponse\x12\x16\n" +
