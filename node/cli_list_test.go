@@ -14,6 +14,7 @@ import (
 
 	edgev1 "github.com/edgeproxy/edge/api/edgev1"
 	"github.com/edgeproxy/edge/cli"
+	"github.com/edgeproxy/edge/scripts/testkit"
 )
 
 // cliEnv runs edgectl in-process, as a user's shell would with env.
@@ -69,7 +70,7 @@ func TestCLIContextsAndTenantListPaging(t *testing.T) {
 	e := cliEnv{"EDGECTL_CONFIG": filepath.Join(dir, "edgectl", "config.yaml"), "HOME": dir}
 	for _, args := range [][]string{
 		{"config", "set-context", "test", "--server", n.AdminAddr(), "--token-file", tokenFile},
-		{"config", "set-context", "gone", "--server", freeAddr(t), "--token-file", tokenFile, "--timeout", "1s"},
+		{"config", "set-context", "gone", "--server", testkit.FreeAddr(t), "--token-file", tokenFile, "--timeout", "1s"},
 		{"config", "use-context", "test"},
 	} {
 		if _, errs, code := e.run(args...); code != 0 {
@@ -260,12 +261,12 @@ func TestCLIWatch(t *testing.T) {
 		}
 		return v.License.Plan
 	}
-	waitFor(t, 5*time.Second, "the first answer", func() bool { return w.out.String() != "" })
+	testkit.Eventually(t, 5*time.Second, "the first answer", func() bool { return w.out.String() != "" })
 	for _, p := range []string{"p1", "p2"} {
 		if _, errs, code := e.run("tenant", "update", "w.example", "--plan", p); code != 0 {
 			t.Fatalf("tenant update: exit %d: %s", code, errs)
 		}
-		waitFor(t, 5*time.Second, "the watch to print plan "+p, func() bool {
+		testkit.Eventually(t, 5*time.Second, "the watch to print plan "+p, func() bool {
 			l := w.lines()
 			return plan(l[len(l)-1]) == p
 		})
@@ -282,7 +283,7 @@ func TestCLIWatch(t *testing.T) {
 	if _, errs, code := e.run("tenant", "remove", "w.example"); code != 0 {
 		t.Fatalf("tenant remove: exit %d: %s", code, errs)
 	}
-	waitFor(t, 5*time.Second, "the watch to report the removal", func() bool { return strings.Contains(w.errb.String(), "not found") })
+	testkit.Eventually(t, 5*time.Second, "the watch to report the removal", func() bool { return strings.Contains(w.errb.String(), "not found") })
 	if c := w.stop(t); c != 0 {
 		t.Errorf("tenant get --watch interrupted: exit %d, want 0", c)
 	}
