@@ -3,14 +3,7 @@ package cli
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"io"
-	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
@@ -22,6 +15,7 @@ import (
 
 	edgev1 "github.com/edgeproxy/edge/api/edgev1"
 	"github.com/edgeproxy/edge/raftstore/tenantcfg/tenantcfgtest"
+	"github.com/edgeproxy/edge/scripts/testkit"
 )
 
 const sampleFile = `tenants:
@@ -163,7 +157,7 @@ func TestParseEmptyListIsAllowed(t *testing.T) {
 }
 
 func TestParseReadsFilesRelativeToTheFile(t *testing.T) {
-	cert, key := testCert(t)
+	cert, key := testkit.SelfSigned(t, "client").PEMStrings()
 	dir := t.TempDir()
 	if err := os.MkdirAll(filepath.Join(dir, "pki"), 0o755); err != nil {
 		t.Fatal(err)
@@ -195,7 +189,7 @@ func TestParseReadsFilesRelativeToTheFile(t *testing.T) {
 		t.Fatalf("PEMs not read: %+v", ts[0])
 	}
 	// A key that does not match the certificate is refused before any write.
-	_, otherKey := testCert(t)
+	_, otherKey := testkit.SelfSigned(t, "client").PEMStrings()
 	_, err = parseString(t, "f.yaml", "tenants:\n  - domain: a.example\n    origin: https://x.example\n    origin_client_cert: |\n"+indent(cert, 6)+"    origin_client_key: |\n"+indent(otherKey, 6))
 	wantErr(t, err, "do not form a pair")
 }
@@ -209,27 +203,6 @@ func indent(s string, n int) string {
 		}
 	}
 	return b.String()
-}
-
-// testCert makes a self-signed ECDSA certificate and its key, PEM-encoded.
-func testCert(t *testing.T) (cert, key string) {
-	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "client"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kd, err := x509.MarshalECPrivateKey(k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})),
-		string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kd}))
 }
 
 // stored builds a tenant the way the cluster returns it.
@@ -317,7 +290,7 @@ func TestPlanIsEmptyWhenClusterMatches(t *testing.T) {
 }
 
 func TestPlanEveryField(t *testing.T) {
-	cert, key := testCert(t)
+	cert, key := testkit.SelfSigned(t, "client").PEMStrings()
 	desired := mustParse(t, `tenants:
   - domain: a.example
     origin: http://127.0.0.1:8081
@@ -408,8 +381,8 @@ func TestPlanComparesTransformSemantically(t *testing.T) {
 }
 
 func TestPlanClientKey(t *testing.T) {
-	cert, key := testCert(t)
-	cert2, key2 := testCert(t)
+	cert, key := testkit.SelfSigned(t, "client").PEMStrings()
+	cert2, key2 := testkit.SelfSigned(t, "client").PEMStrings()
 	withCert := func(c string) *edgev1.Tenant {
 		s := stored("a.example", 5)
 		s.Origin.Tls.ClientCertPem, s.Origin.Tls.ClientKeySet = c, true
@@ -484,7 +457,7 @@ func TestPlanAliasSwapWritesInTwoSteps(t *testing.T) {
 }
 
 func TestExportRoundTrip(t *testing.T) {
-	cert, _ := testCert(t)
+	cert, _ := testkit.SelfSigned(t, "client").PEMStrings()
 	// Every field set (a new one too), then the ones with a format of
 	// their own made valid.
 	full := &edgev1.Tenant{}

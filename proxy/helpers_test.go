@@ -109,31 +109,13 @@ func tenant(domain, origin string, aliases ...string) *tenantcfg.Tenant {
 	}
 }
 
-// syncBuffer collects log output from concurrent writers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // testProxy is a proxy Server on loopback with its handler's log and
 // metrics registry.
 type testProxy struct {
 	srv    *Server
 	url    string // http://127.0.0.1:port
 	tlsURL string
-	logs   *syncBuffer
+	logs   *testkit.SyncBuffer
 	reg    *prometheus.Registry
 	cert   *x509.Certificate
 }
@@ -147,7 +129,7 @@ type proxyOpts struct {
 
 func startProxy(t *testing.T, routes Routes, o proxyOpts) *testProxy {
 	t.Helper()
-	p := &testProxy{logs: &syncBuffer{}, reg: prometheus.NewRegistry()}
+	p := &testProxy{logs: &testkit.SyncBuffer{}, reg: prometheus.NewRegistry()}
 	log := slog.New(slog.NewJSONHandler(p.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	cfg := o.cfg
 	cfg.Routes = routes

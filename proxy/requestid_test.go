@@ -80,7 +80,7 @@ func TestRequestIDThroughServer(t *testing.T) {
 			"X-Request-Id: origin-own-id"}, []byte("passed"))}
 	}
 	org := startScriptedOrigin(t, script)
-	access := &syncBuffer{}
+	access := &testkit.SyncBuffer{}
 	al, err := accesslog.New(accesslog.Config{Out: access})
 	if err != nil {
 		t.Fatal(err)

@@ -42,7 +42,7 @@ func TestHandlerConformance(t *testing.T) {
 func TestConcurrentLoggingAndClose(t *testing.T) {
 	rc := newReceiver(t)
 	s, reg := newShipper(t, Config{URL: rc.url(), QueueSize: 64})
-	var stdout syncBuffer
+	var stdout testkit.SyncBuffer
 	base := slog.New(s.Handler(slog.NewJSONHandler(&stdout, nil)))
 	const workers, perWorker = 8, 500
 	var wg sync.WaitGroup

@@ -1,7 +1,6 @@
 package logship
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -11,31 +10,12 @@ import (
 	"net"
 	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/edgeproxy/edge/scripts/testkit"
 	"github.com/prometheus/client_golang/prometheus"
 )
-
-// syncBuffer is a stdout stand-in that tolerates concurrent writers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // newShipper builds a Shipper with fast test timings on top of cfg.
 func newShipper(t testing.TB, cfg Config) (*Shipper, *prometheus.Registry) {
@@ -76,7 +56,7 @@ func decodeLine(t *testing.T, line string) map[string]any {
 func TestShipsLinesWithLabels(t *testing.T) {
 	rc := newReceiver(t)
 	s, reg := newShipper(t, Config{URL: rc.url(), Labels: map[string]string{"job": "edge", "node": "n1"}})
-	var stdout syncBuffer
+	var stdout testkit.SyncBuffer
 	logger := slog.New(s.Handler(slog.NewJSONHandler(&stdout, nil)))
 
 	access := logger.With("component", "proxy").WithGroup("req")
@@ -262,7 +242,7 @@ func TestLokiUnreachableThenBack(t *testing.T) {
 func TestCloseFlushesPendingBatch(t *testing.T) {
 	rc := newReceiver(t)
 	s, reg := newShipper(t, Config{URL: rc.url(), BatchWait: time.Hour})
-	var stdout syncBuffer
+	var stdout testkit.SyncBuffer
 	logger := slog.New(s.Handler(slog.NewJSONHandler(&stdout, nil)))
 	for i := range 5 {
 		logger.Info("before close", "i", i)

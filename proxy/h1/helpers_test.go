@@ -2,7 +2,6 @@ package h1
 
 import (
 	"bufio"
-	"bytes"
 	"encoding/json"
 	"errors"
 	"io"
@@ -10,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -25,7 +23,7 @@ type testServer struct {
 	addr     string
 	h1       *Server
 	std      *http.Server
-	logs     *syncBuffer
+	logs     *testkit.SyncBuffer
 	serveErr chan error
 
 	// handedOver counts connections the fallback saw with HandedOver true;
@@ -45,7 +43,7 @@ func startH1(t *testing.T, h http.Handler, opts ...func(*Server, *http.Server)) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	ts := &testServer{addr: ln.Addr().String(), logs: &syncBuffer{}, serveErr: make(chan error, 1)}
+	ts := &testServer{addr: ln.Addr().String(), logs: &testkit.SyncBuffer{}, serveErr: make(chan error, 1)}
 	hand := NewHandoff(ln.Addr())
 	ts.h1 = &Server{
 		Handler:           servedBy("h1", h),
@@ -202,24 +200,6 @@ func (c *rawConn) expectClosed(d time.Duration) {
 	if errors.As(err, &ne) && ne.Timeout() {
 		c.t.Fatalf("connection still open after %v", d)
 	}
-}
-
-// syncBuffer is a bytes.Buffer for a logger written from many goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // echoed is what the echo handler reports about the request it saw.

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/andybalholm/brotli"
+	"github.com/edgeproxy/edge/scripts/testkit"
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
 )
@@ -211,31 +212,13 @@ func TestBoundedMemory(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for a reader and a writer goroutine.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) Bytes() []byte {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return bytes.Clone(b.buf.Bytes())
-}
-
 // TestFirstByteBeforeEnd: output starts while the origin is still sending.
 func TestFirstByteBeforeEnd(t *testing.T) {
 	p := testProgram(t, Config{})
 	in := readFile(t, "shop.html")
 	req := request(p, "shop.example", "/fr/")
 	pr, pw := io.Pipe()
-	var out syncBuffer
+	var out testkit.SyncBuffer
 	done := make(chan error, 1)
 	go func() {
 		_, err := p.Rewrite(&out, pr, req)

@@ -1,17 +1,11 @@
 package tenantcfg
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
-	"math/big"
 	"strings"
 	"testing"
-	"time"
+
+	"github.com/edgeproxy/edge/scripts/testkit"
 )
 
 func TestNormalizeDomain(t *testing.T) {
@@ -68,38 +62,9 @@ func TestValidateOriginURL(t *testing.T) {
 	}
 }
 
-// testCert returns a self-signed certificate and key in PEM.
-func testCert(t testing.TB, cn string) (certPEM, keyPEM string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(time.Now().UnixNano()),
-		Subject:               pkix.Name{CommonName: cn},
-		DNSNames:              []string{cn},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		IsCA:                  true,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-		BasicConstraintsValid: true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kb, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})),
-		string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}))
-}
-
 func TestValidateTLS(t *testing.T) {
-	cert, key := testCert(t, "origin.example")
-	_, otherKey := testCert(t, "other.example")
+	cert, key := testkit.SelfSigned(t, "origin.example").PEMStrings()
+	_, otherKey := testkit.SelfSigned(t, "other.example").PEMStrings()
 	base := func() *Tenant {
 		return &Tenant{Domain: "shop.example", Origin: Origin{URL: "https://origin.example"}}
 	}
@@ -139,8 +104,8 @@ func TestValidateTLS(t *testing.T) {
 // paths); each refusal names the caller's field, carries a reason that
 // reads without it, and matches ErrInvalid.
 func TestValidatorsNameTheCallersField(t *testing.T) {
-	cert, _ := testCert(t, "a.example")
-	_, otherKey := testCert(t, "b.example")
+	cert, _ := testkit.SelfSigned(t, "a.example").PEMStrings()
+	_, otherKey := testkit.SelfSigned(t, "b.example").PEMStrings()
 	for name, err := range map[string]error{
 		"NormalizeDomain":    second(NormalizeDomain("my_field", "*.shop.example")),
 		"ValidateOriginURL":  second(ValidateOriginURL("my_field", "ftp://x.example")),

@@ -175,3 +175,9 @@ func randSerial() *big.Int {
 
 // PEM returns the certificate and key in PEM.
 func (k *KeyPair) PEM() (certPEM, keyPEM []byte) { return k.CertPEM, k.KeyPEM }
+
+// PEMStrings returns the certificate and key in PEM, as strings (the form
+// Edge's tenant model and API carry them in).
+func (k *KeyPair) PEMStrings() (certPEM, keyPEM string) {
+	return string(k.CertPEM), string(k.KeyPEM)
+}

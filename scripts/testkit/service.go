@@ -29,11 +29,11 @@ func missing(t testing.TB, what, hint string) {
 type proc struct {
 	cmd  *exec.Cmd
 	done chan struct{}
-	out  *syncBuffer
+	out  *cappedOutput
 }
 
 func startProc(cmd *exec.Cmd) (*proc, error) {
-	out := &syncBuffer{}
+	out := &cappedOutput{}
 	cmd.Stdout = out
 	cmd.Stderr = out
 	if err := cmd.Start(); err != nil {
@@ -66,13 +66,14 @@ func (p *proc) kill() {
 	<-p.done
 }
 
-// syncBuffer collects a child's output for error messages.
-type syncBuffer struct {
+// cappedOutput collects a child's output for error messages: the first
+// 64 KiB, which is what an error message can use.
+type cappedOutput struct {
 	mu  sync.Mutex
 	buf bytes.Buffer
 }
 
-func (b *syncBuffer) Write(p []byte) (int, error) {
+func (b *cappedOutput) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.buf.Len() > 64<<10 {
@@ -81,7 +82,7 @@ func (b *syncBuffer) Write(p []byte) (int, error) {
 	return b.buf.Write(p)
 }
 
-func (b *syncBuffer) String() string {
+func (b *cappedOutput) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return strings.TrimSpace(b.buf.String())

@@ -7,14 +7,7 @@
 package tenantcfgtest
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
-	"math/big"
 	"reflect"
 	"strings"
 	"testing"
@@ -24,6 +17,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/edgeproxy/edge/raftstore/tenantcfg"
+	"github.com/edgeproxy/edge/scripts/testkit"
 )
 
 // ServerOwned are the fields of a Tenant the cluster sets when it applies
@@ -45,7 +39,7 @@ func Tenant(t testing.TB) *tenantcfg.Tenant {
 	tn := &tenantcfg.Tenant{}
 	n := 0
 	fillValue(reflect.ValueOf(tn).Elem(), "", &n)
-	cert, key := clientCert(t)
+	cert, key := testkit.SelfSigned(t, "roundtrip client").PEMStrings()
 	tn.Domain = Domain
 	tn.Aliases = []string{"a." + Domain, "www." + Domain} // sorted, as apply files store them
 	tn.License.Status = tenantcfg.LicenseSuspended        // not the default, so a dropped flag shows
@@ -254,27 +248,4 @@ func unsetFields(m protoreflect.Message, prefix string, skip []string, out *[]st
 			unsetFields(m.Get(fd).Message(), path+".", skip, out)
 		}
 	}
-}
-
-// clientCert makes a self-signed certificate and its key, PEM-encoded: a
-// valid CA bundle and a valid client pair at once.
-func clientCert(t testing.TB) (cert, key string) {
-	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "roundtrip client"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kd, err := x509.MarshalECPrivateKey(k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})),
-		string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kd}))
 }
