@@ -107,12 +107,13 @@ func lineDiff(w io.Writer, a, b []string) {
 		switch {
 		case i < n && j < m && a[i] == b[j]:
 			i, j = i+1, j+1
-		case j < m && (i == n || lcs[i][j+1] >= lcs[i+1][j]):
-			fmt.Fprintln(w, "+"+b[j])
-			j++
-		default:
+		case i < n && (j == m || lcs[i+1][j] >= lcs[i][j+1]):
+			// A removed line before the line that replaces it, as diff -u.
 			fmt.Fprintln(w, "-"+a[i])
 			i++
+		default:
+			fmt.Fprintln(w, "+"+b[j])
+			j++
 		}
 	}
 }

@@ -202,7 +202,9 @@ func verifySnapshotFile(f *os.File) (int64, string, error) {
 	if err != nil {
 		return 0, "", err
 	}
-	return edgev1.VerifySnapshot(f, st.Size())
+	// The size reported is the file's, trailer included: what ls shows.
+	_, sum, err := edgev1.VerifySnapshot(f, st.Size())
+	return st.Size(), sum, err
 }
 
 func newHistoryCmd(g *globals) *cobra.Command {

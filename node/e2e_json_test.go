@@ -67,4 +67,23 @@ func TestE2EJSONIndexesAreStrings(t *testing.T) {
 		}
 		checkJSON64(t, strings.Join(args, " "), v, "")
 	}
+
+	// "matched" belongs to a dry run; a real purge leaves it out rather
+	// than report a misleading "0".
+	for _, c2 := range []struct {
+		args        []string
+		wantMatched bool
+	}{
+		{[]string{"cache", "purge", "j.example", "--all", "--dry-run"}, true},
+		{[]string{"cache", "purge", "j.example", "--all"}, false},
+	} {
+		out := c.mustCtl(append([]string{"--server", srv, "-o", "json"}, c2.args...)...)
+		var v map[string]any
+		if err := json.Unmarshal([]byte(out), &v); err != nil {
+			t.Fatalf("edgectl %s: %v: %s", strings.Join(c2.args, " "), err, out)
+		}
+		if _, ok := v["matched"]; ok != c2.wantMatched {
+			t.Errorf("edgectl %s -o json: matched present %v, want %v: %s", strings.Join(c2.args, " "), ok, c2.wantMatched, out)
+		}
+	}
 }

@@ -26,6 +26,9 @@ func TestE2ESnapshotSaveRestoreAndHistory(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &saved); err != nil || saved.Bytes == 0 || len(saved.SHA256) != 64 {
 		t.Fatalf("snapshot save output %q: %v", out, err)
 	}
+	if st, err := os.Stat(file); err != nil || st.Size() != saved.Bytes {
+		t.Fatalf("snapshot save reports %d bytes; the file has %v (%v)", saved.Bytes, st, err)
+	}
 
 	// Change the state, then restore the snapshot.
 	c.mustCtl("--server", srv, "tenant", "remove", "a.example")

@@ -67,7 +67,8 @@ func (s *cacheService) Purge(ctx context.Context, req *edgev1.PurgeRequest) (*ed
 			}
 			matched = m
 		}
-		return &edgev1.PurgeResponse{DryRun: true, Matched: int64(matched)}, nil
+		m64 := int64(matched)
+		return &edgev1.PurgeResponse{DryRun: true, Matched: &m64}, nil
 	}
 	p.ID = newPurgeID()
 	cmd, err := raftstore.NewCommand(raftstore.CmdPurge, requestID(ctx), time.Now(), p)

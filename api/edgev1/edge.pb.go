@@ -2331,9 +2331,11 @@ type PurgeResponse struct {
 	Acknowledged int32        `protobuf:"varint,3,opt,name=acknowledged,proto3" json:"acknowledged,omitempty"`
 	Total        int32        `protobuf:"varint,4,opt,name=total,proto3" json:"total,omitempty"`
 	Nodes        []*PurgeNode `protobuf:"bytes,5,rep,name=nodes,proto3" json:"nodes,omitempty"`
-	// Dry run: objects in the answering node's L1 that match.
-	Matched       int64 `protobuf:"varint,6,opt,name=matched,proto3" json:"matched,omitempty"`
-	DryRun        bool  `protobuf:"varint,7,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
+	// Dry run: objects in the answering node's L1 that match. Set only
+	// for a dry run (a real purge has nothing to report here, and an
+	// absent field says so in JSON rather than a misleading "0").
+	Matched       *int64 `protobuf:"varint,6,opt,name=matched,proto3,oneof" json:"matched,omitempty"`
+	DryRun        bool   `protobuf:"varint,7,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2404,8 +2406,8 @@ func (x *PurgeResponse) GetNodes() []*PurgeNode {
 }
 
 func (x *PurgeResponse) GetMatched() int64 {
-	if x != nil {
-		return x.Matched
+	if x != nil && x.Matched != nil {
+		return *x.Matched
 	}
 	return 0
 }
@@ -3507,15 +3509,17 @@ const file_edge_proto_rawDesc = "" +
 	"\x04done\x18\x02 \x01(\bR\x04done\x12\x1f\n" +
 	"\vpurge_index\x18\x03 \x01(\x04R\n" +
 	"purgeIndex\x12\x14\n" +
-	"\x05error\x18\x04 \x01(\tR\x05error\"\xcc\x01\n" +
+	"\x05error\x18\x04 \x01(\tR\x05error\"\xdd\x01\n" +
 	"\rPurgeResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05index\x18\x02 \x01(\x04R\x05index\x12\"\n" +
 	"\facknowledged\x18\x03 \x01(\x05R\facknowledged\x12\x14\n" +
 	"\x05total\x18\x04 \x01(\x05R\x05total\x12(\n" +
-	"\x05nodes\x18\x05 \x03(\v2\x12.edge.v1.PurgeNodeR\x05nodes\x12\x18\n" +
-	"\amatched\x18\x06 \x01(\x03R\amatched\x12\x17\n" +
-	"\adry_run\x18\a \x01(\bR\x06dryRun\"\x15\n" +
+	"\x05nodes\x18\x05 \x03(\v2\x12.edge.v1.PurgeNodeR\x05nodes\x12\x1d\n" +
+	"\amatched\x18\x06 \x01(\x03H\x00R\amatched\x88\x01\x01\x12\x17\n" +
+	"\adry_run\x18\a \x01(\bR\x06dryRunB\n" +
+	"\n" +
+	"\b_matched\"\x15\n" +
 	"\x13SaveSnapshotRequest\"#\n" +
 	"\rSnapshotChunk\x12\x12\n" +
 	"\x04data\x18\x01 \x01(\fR\x04data\"I\n" +
@@ -3774,6 +3778,7 @@ func file_edge_proto_init() {
 		return
 	}
 	file_edge_proto_msgTypes[5].OneofWrappers = []any{}
+	file_edge_proto_msgTypes[33].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
