@@ -80,7 +80,9 @@ func percentile(d []time.Duration, p float64) time.Duration {
 
 func addCmd(domain string) *raftstore.Command {
 	t := &tenantcfg.Tenant{Domain: domain, Origin: tenantcfg.Origin{URL: "http://127.0.0.1:9"}, License: tenantcfg.License{Status: tenantcfg.LicenseActive}}
-	cmd, _ := raftstore.NewCommand(raftstore.CmdTenantAdd, "", time.Now(), t)
+	// A request ID, as every API write has: apply retries a command whose
+	// leader changed mid-commit, and the ID is what makes that safe.
+	cmd, _ := raftstore.NewCommand(raftstore.CmdTenantAdd, requestID(context.Background()), time.Now(), t)
 	return cmd
 }
 
