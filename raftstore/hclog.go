@@ -40,6 +40,9 @@ func (w *slogWriter) Write(p []byte) (int, error) {
 		case "error":
 			lvl = slog.LevelError
 		}
+		if l, ok := routineMessages[msg]; ok && l < lvl {
+			lvl = l
+		}
 		attrs := make([]slog.Attr, 0, len(m))
 		for k, v := range m {
 			if strings.HasPrefix(k, "@") {
@@ -50,4 +53,14 @@ func (w *slogWriter) Write(p []byte) (int, error) {
 		w.l.LogAttrs(context.Background(), lvl, msg, attrs...)
 	}
 	return len(p), nil
+}
+
+// routineMessages are raft messages logged above what they mean to an
+// operator, with the level they get instead. An ERROR should be worth a
+// page; these are every leadership change working as designed.
+var routineMessages = map[string]slog.Level{
+	// The old leader learns of the new one's term (a transfer, an
+	// election after a pause) and stops replicating: that is the
+	// handover, logged once per peer.
+	"peer has newer term, stopping replication": slog.LevelInfo,
 }
