@@ -169,6 +169,9 @@ func newRedisStore(cfg RedisConfig) (*redisStore, error) {
 			MaintNotificationsConfig: maint(),
 		})
 		s.client = s.cluster
+		// Load the slot map now, in the background, so that the first
+		// lookup does not spend its few milliseconds on CLUSTER SLOTS.
+		s.cluster.ReloadState(context.Background())
 	case RedisSentinel:
 		s.client = redis.NewFailoverClient(&redis.FailoverOptions{
 			MasterName:            cfg.MasterName,
