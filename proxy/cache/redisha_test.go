@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"strings"
 	"sync"
@@ -261,11 +262,16 @@ func (r *failoverRun) failover(kill func(), promoted func() error) failoverResul
 
 	// The warm objects written before the kill are L2 hits on a new cache:
 	// the promoted replica has them and the new client finds it.
-	c := newFront(t, newCache(t, Config{Redis: r.rc}), r.o.srv.URL, Request{Tenant: "t"})
+	// (A generous lookup timeout: this checks where the data is, not
+	// the latency of a loaded test machine.)
+	rc := *r.rc
+	rc.Timeout = time.Second
+	logs := &logBuffer{}
+	c := newFront(t, newCache(t, Config{Redis: &rc, Logger: slog.New(slog.NewTextHandler(logs, nil))}), r.o.srv.URL, Request{Tenant: "t"})
 	for i := range r.warm {
 		resp := c.get(t, fmt.Sprintf("/warm/%d", i))
 		if tier := c.last.Load().Tier; resp.code != 200 || tier != "l2" {
-			t.Fatalf("/warm/%d after the failover: %d %q from tier %q, want an L2 hit; L2 %+v", i, resp.code, resp.header.Get("Cache-Status"), tier, c.c.Stats().L2)
+			t.Fatalf("/warm/%d after the failover: %d %q from tier %q, want an L2 hit; L2 %+v; log: %s", i, resp.code, resp.header.Get("Cache-Status"), tier, c.c.Stats().L2, logs.buf.String())
 		}
 	}
 	return res
