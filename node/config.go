@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/edgeproxy/edge/proxy/accesslog"
+	"github.com/edgeproxy/edge/proxy/cache"
 	"github.com/edgeproxy/edge/raftstore"
 )
 
@@ -181,8 +182,16 @@ type ProxyOptions struct {
 	// (50 000); negative: no cap.
 	MaxConns int
 	// RedisAddr is the Redis address of the shared L2 cache
-	// (--redis-addr). Empty: no L2.
+	// (--redis-addr): one host:port, or with RedisMode cluster or
+	// sentinel a comma-separated list of cluster nodes or sentinels.
+	// Empty: no L2.
 	RedisAddr string
+	// RedisMode is single, cluster or sentinel (--redis-mode; see
+	// cache.RedisMode). Empty: single.
+	RedisMode string
+	// RedisMasterName is the primary's name the sentinels monitor
+	// (--redis-master-name); sentinel mode only.
+	RedisMasterName string
 	// S3Bucket is the bucket of the L3 cache, certificates and backups
 	// (--s3-bucket). Empty: no L3, no certificate mirror, no backups.
 	S3Bucket string
@@ -299,7 +308,30 @@ func (c *Config) validate() error {
 			errs = append(errs, fmt.Errorf("--dev without an admin token only listens on loopback, not %s", c.AdminAddr))
 		}
 	}
+	if rc, err := c.ProxyOptions.redisConfig(); err != nil {
+		errs = append(errs, err)
+	} else if rc != nil {
+		if err := rc.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("--redis-addr, --redis-mode, --redis-master-name: %w", err))
+		}
+	}
 	return errors.Join(errs...)
+}
+
+// redisConfig is the L2's configuration from the --redis-* flags; nil
+// without --redis-addr.
+func (po *ProxyOptions) redisConfig() (*cache.RedisConfig, error) {
+	if po.RedisAddr == "" {
+		if po.RedisMasterName != "" || po.RedisMode != "" && po.RedisMode != string(cache.RedisSingle) {
+			return nil, errors.New("--redis-mode and --redis-master-name need --redis-addr")
+		}
+		return nil, nil
+	}
+	mode, err := cache.ParseRedisMode(po.RedisMode)
+	if err != nil {
+		return nil, fmt.Errorf("--redis-mode: %w", err)
+	}
+	return &cache.RedisConfig{Addr: po.RedisAddr, Mode: mode, MasterName: po.RedisMasterName}, nil
 }
 
 func isLoopback(addr string) bool {

@@ -63,8 +63,8 @@ func (n *Node) newDataPlane(reg *prometheus.Registry) (*dataPlane, error) {
 	}
 	n.closers.push("origin pools", func(context.Context) error { pools.Close(); return nil })
 	cc := cache.Config{MaxBytes: po.CacheSize, Logger: log.With("component", "cache"), Registerer: reg}
-	if po.RedisAddr != "" {
-		cc.Redis = &cache.RedisConfig{Addr: po.RedisAddr}
+	if cc.Redis, err = po.redisConfig(); err != nil {
+		return nil, err
 	}
 	if po.S3Bucket != "" {
 		cc.S3 = &cache.S3Config{Bucket: po.S3Bucket, Endpoint: po.S3Endpoint, PathStyle: po.S3PathStyle}

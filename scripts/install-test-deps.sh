@@ -16,7 +16,11 @@ GOBIN="$(go env GOPATH)/bin"
 export GOBIN
 
 need_apt=()
+# redis-server also runs the Sentinel tests' sentinels (redis-server
+# --sentinel), so the redis-sentinel package is not needed; redis-cli
+# (redis-tools, a dependency of redis-server) creates the test clusters.
 command -v redis-server >/dev/null || need_apt+=(redis-server)
+command -v redis-cli >/dev/null || need_apt+=(redis-tools)
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need_apt+=(nginx-light)
 command -v wrk >/dev/null || need_apt+=(wrk)
 command -v protoc >/dev/null || need_apt+=(protobuf-compiler)

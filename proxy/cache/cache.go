@@ -108,7 +108,11 @@ func New(cfg Config) (*Cache, error) {
 	c.l1 = l1
 	if cfg.Redis != nil && cfg.Redis.Addr != "" {
 		rc := cfg.Redis.withDefaults()
-		c.l2 = newTier("l2", newRedisStore(rc), rc.Timeout, rc.WriteTimeout, rc.QueueSize, rc.Workers, c.log, c.now, &c.stats.tiers[tierL2])
+		rs, err := newRedisStore(rc)
+		if err != nil {
+			return nil, fmt.Errorf("cache: l2: %w", err)
+		}
+		c.l2 = newTier("l2", rs, rc.Timeout, rc.WriteTimeout, rc.QueueSize, rc.Workers, c.log, c.now, &c.stats.tiers[tierL2])
 	}
 	if cfg.S3 != nil && cfg.S3.Bucket != "" {
 		sc := cfg.S3.withDefaults()

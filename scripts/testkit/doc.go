@@ -3,7 +3,10 @@
 //
 //   - the real external services tests run against — redis-server, the
 //     versitygw S3 gateway and the Pebble ACME CA — started on free
-//     loopback ports and stopped when the test ends (Redis, S3, Pebble);
+//     loopback ports and stopped when the test ends (Redis, S3, Pebble),
+//     and Redis's highly available shapes: a Redis Cluster created by
+//     redis-cli (StartRedisCluster) and a primary, a replica and three
+//     sentinels (StartRedisSentinel);
 //   - the edged and edgectl binaries, built once per test process with
 //     the flags `make build` uses and removed when it exits (Binaries, Main);
 //   - polling for a condition with a deadline (Eventually, EventuallyNil);

@@ -4,7 +4,9 @@ import (
 	"bufio"
 	"fmt"
 	"net"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -19,6 +21,11 @@ type RedisServer struct {
 	bin  string
 	dir  string
 	port int
+
+	// conf, when set, is written to dir/redis.conf and passed first;
+	// args follow the defaults (cluster and sentinel starters use them).
+	conf string
+	args []string
 
 	mu   sync.Mutex
 	proc *proc
@@ -37,14 +44,27 @@ func Redis(t testing.TB) (addr string, stop func()) {
 // port, waits until it answers PING, and stops it in t.Cleanup.
 func StartRedis(t testing.TB) *RedisServer {
 	t.Helper()
+	return startRedis(t, "", nil)
+}
+
+// startRedis starts redis-server with an optional config file body
+// (port, bind and dir come after it, so it must not set them) and extra
+// arguments.
+func startRedis(t testing.TB, conf string, args []string) *RedisServer {
+	t.Helper()
+	s := &RedisServer{t: t, bin: redisServerBin(t), dir: t.TempDir(), port: FreePort(t), conf: conf, args: args}
+	s.Start()
+	t.Cleanup(s.Stop)
+	return s
+}
+
+func redisServerBin(t testing.TB) string {
+	t.Helper()
 	bin, ok := lookPath("redis-server", "/usr/bin", "/usr/local/bin")
 	if !ok {
 		missing(t, "redis-server", "install the Debian package redis-server")
 	}
-	s := &RedisServer{t: t, bin: bin, dir: t.TempDir(), port: FreePort(t)}
-	s.Start()
-	t.Cleanup(s.Stop)
-	return s
+	return bin
 }
 
 // Addr is the server's host:port.
@@ -87,7 +107,17 @@ func (s *RedisServer) Start() {
 }
 
 func (s *RedisServer) startOnce() error {
-	cmd := exec.Command(s.bin,
+	var args []string
+	if s.conf != "" {
+		conf := filepath.Join(s.dir, "redis.conf")
+		if _, err := os.Stat(conf); err != nil { // a restart keeps what the server rewrote
+			if err := os.WriteFile(conf, []byte(s.conf), 0o600); err != nil {
+				return fmt.Errorf("testkit: redis config: %w", err)
+			}
+		}
+		args = append(args, conf)
+	}
+	args = append(args,
 		"--port", strconv.Itoa(s.port),
 		"--bind", "127.0.0.1",
 		"--save", "",
@@ -96,6 +126,7 @@ func (s *RedisServer) startOnce() error {
 		"--daemonize", "no",
 		"--loglevel", "warning",
 	)
+	cmd := exec.Command(s.bin, append(args, s.args...)...)
 	p, err := startProc(cmd)
 	if err != nil {
 		return fmt.Errorf("testkit: start redis-server: %w", err)
