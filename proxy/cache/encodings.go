@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"math/bits"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -58,7 +59,10 @@ func (k *codecs) close() {
 func (k *codecs) brotli(b []byte) ([]byte, error) {
 	var buf bytes.Buffer
 	buf.Grow(len(b)/4 + 64)
-	bw := brotli.NewWriterOptions(&buf, brotli.WriterOptions{Quality: k.brQuality, LGWin: 22})
+	// The window fits the body (16 to 22 bits): an encoder's tables
+	// grow with it, and a small body does not need 4 MiB of them.
+	lgwin := min(max(bits.Len(uint(len(b))), 16), 22)
+	bw := brotli.NewWriterOptions(&buf, brotli.WriterOptions{Quality: k.brQuality, LGWin: lgwin})
 	if _, err := bw.Write(b); err != nil {
 		return nil, err
 	}
