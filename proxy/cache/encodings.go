@@ -26,10 +26,6 @@ import (
 // variantsDropped) until its next store or promotion.
 const variantQueue = 256
 
-// maxDecoded bounds what an origin's br or zstd body may decode to: a
-// small body must not expand into gigabytes in the cache's memory.
-const maxDecodedFactor = 64
-
 // codecs compresses and decodes the variants. The zstd encoder and
 // decoder are safe for concurrent EncodeAll/DecodeAll.
 type codecs struct {
@@ -77,7 +73,8 @@ func (k *codecs) zstd(b []byte) []byte {
 }
 
 // decode returns the identity body of an origin body in coding ce (br or
-// zstd), at most limit bytes.
+// zstd), at most limit bytes (MaxObjectBytes: a small body must not
+// expand into gigabytes in the cache's memory).
 func (k *codecs) decode(ce string, b []byte, limit int64) ([]byte, error) {
 	var r io.Reader
 	switch {

@@ -75,7 +75,7 @@ func (q *request) build(f *fetched, body []byte, fr freshness) (*object, error) 
 	case strings.EqualFold(ce, "br"), strings.EqualFold(ce, "zstd"):
 		// Stored as received for clients that accept it; decoded once
 		// for the gzip and identity forms the others get.
-		dec, err := c.codecs.decode(ce, body, max(c.cfg.MaxObjectBytes, int64(len(body))*maxDecodedFactor))
+		dec, err := c.codecs.decode(ce, body, c.cfg.MaxObjectBytes)
 		if err != nil {
 			return nil, fmt.Errorf("origin %s body: %w", ce, err)
 		}
