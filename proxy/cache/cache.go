@@ -88,7 +88,7 @@ func New(cfg Config) (*Cache, error) {
 	if cfg.BrotliQuality < 0 || cfg.BrotliQuality > 11 {
 		return nil, fmt.Errorf("cache: brotli quality %d out of range 0-11", cfg.BrotliQuality)
 	}
-	codecs, err := newCodecs(cfg.BrotliQuality)
+	codecs, err := newCodecs(cfg.BrotliQuality, cfg.MaxObjectBytes)
 	if err != nil {
 		return nil, fmt.Errorf("cache: %w", err)
 	}

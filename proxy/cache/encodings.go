@@ -34,13 +34,16 @@ type codecs struct {
 	zdec      *zstd.Decoder
 }
 
-func newCodecs(brQuality int) (*codecs, error) {
+func newCodecs(brQuality int, maxObject int64) (*codecs, error) {
 	zenc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedBestCompression),
 		zstd.WithEncoderConcurrency(1), zstd.WithWindowSize(1<<20))
 	if err != nil {
 		return nil, fmt.Errorf("zstd encoder: %w", err)
 	}
-	zdec, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxWindow(8<<20))
+	// A frame that claims more than an object may hold fails before
+	// anything that size is allocated.
+	zdec, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxWindow(8<<20),
+		zstd.WithDecoderMaxMemory(uint64(maxObject)))
 	if err != nil {
 		return nil, fmt.Errorf("zstd decoder: %w", err)
 	}
@@ -81,10 +84,7 @@ func (k *codecs) decode(ce string, b []byte, limit int64) ([]byte, error) {
 	case strings.EqualFold(ce, "br"):
 		r = brotli.NewReader(bytes.NewReader(b))
 	case strings.EqualFold(ce, "zstd"):
-		if err := k.zdec.Reset(nil); err != nil { // DecodeAll needs no stream state
-			return nil, err
-		}
-		out, err := k.zdec.DecodeAll(b, nil)
+		out, err := k.zdec.DecodeAll(b, nil) // safe for concurrent fills
 		if err != nil {
 			return nil, err
 		}

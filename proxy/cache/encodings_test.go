@@ -290,3 +290,45 @@ func TestCacheVariantsPurgedAndWeighed(t *testing.T) {
 		t.Fatal("a variant pass brought a purged object back")
 	}
 }
+
+// TestCacheOriginZstdBounded: a zstd body that decodes to more than
+// MaxObjectBytes is not stored (a small body must not become a huge
+// object), and concurrent fills of zstd bodies share the decoder safely.
+func TestCacheOriginZstdBounded(t *testing.T) {
+	zw, _ := zstd.NewWriter(nil)
+	bomb := zw.EncodeAll(make([]byte, 4<<20), nil)
+	small := zw.EncodeAll([]byte(testPage(8<<10)), nil)
+	o := newOrigin(t, func(w http.ResponseWriter, r *http.Request, n int64) {
+		w.Header().Set("Content-Type", "text/html")
+		w.Header().Set("Cache-Control", "max-age=3600")
+		w.Header().Set("Content-Encoding", "zstd")
+		if r.URL.Path == "/bomb" {
+			_, _ = w.Write(bomb)
+			return
+		}
+		_, _ = w.Write(small)
+	})
+	c := newCache(t, Config{MaxBytes: 16 << 20, MaxObjectBytes: 1 << 20})
+	f := newFront(t, c, o.srv.URL, Request{Tenant: "t", Host: "www.example.com"})
+	r := f.get(t, "/bomb", "Accept-Encoding", "zstd")
+	wantStatus(t, r, 200, "edge; fwd=miss; detail=encoding")
+	if r.body != string(bomb) {
+		t.Fatal("the unstored zstd body did not reach the client as it came")
+	}
+	done := make(chan struct{})
+	for i := range 8 {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			r := f.get(t, fmt.Sprintf("/z/%d", i), "Accept-Encoding", "zstd")
+			if !strings.HasSuffix(r.header.Get("Cache-Status"), "stored") {
+				t.Errorf("/z/%d: %q", i, r.header.Get("Cache-Status"))
+			}
+		}()
+	}
+	for range 8 {
+		<-done
+	}
+	if got := decodeAs(t, "gzip", f.get(t, "/z/3", "Accept-Encoding", "gzip").body); got != testPage(8<<10) {
+		t.Fatal("the gzip form of an origin zstd body is not the page")
+	}
+}
