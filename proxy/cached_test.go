@@ -214,7 +214,9 @@ func TestCacheGzipHitServedAsStored(t *testing.T) {
 	if resp.Header.Get("Content-Encoding") != "gzip" || gunzip(t, miss) != page {
 		t.Fatalf("miss: Content-Encoding %q", resp.Header.Get("Content-Encoding"))
 	}
-	for _, ae := range []string{"gzip", "br, gzip", "gzip;q=0.5, br;q=1, zstd"} {
+	// Clients that prefer gzip to the br and zstd forms derived in the
+	// background (TestCacheStoredBrZstdForms covers those).
+	for _, ae := range []string{"gzip", "gzip, deflate", "br;q=0.1, gzip, zstd;q=0.2"} {
 		resp, hit := p.get(t, "GET", "shop.example", "/", ae)
 		wantCacheStatus(t, resp, 200, "edge; hit")
 		timing(t, resp)
@@ -231,7 +233,7 @@ func TestCacheGzipHitServedAsStored(t *testing.T) {
 		}
 	}
 	// A client without gzip gets identity; one that takes only br gets
-	// br from the compression writer.
+	// br (from the compression writer until the stored form is there).
 	resp, body := p.get(t, "GET", "shop.example", "/", "identity")
 	wantCacheStatus(t, resp, 200, "edge; hit")
 	if resp.Header.Get("Content-Encoding") != "" || body != page {
@@ -809,5 +811,90 @@ func TestCacheTenantStaleWindows(t *testing.T) {
 	resp, _ = p.get(t, "GET", "five.example", "/", "")
 	if resp.StatusCode != http.StatusInternalServerError {
 		t.Fatalf("past the window: status %d, want the origin's 500", resp.StatusCode)
+	}
+}
+
+// TestCacheStoredBrZstdForms: the br and zstd forms the cache derives
+// once are sent as stored (same bytes, Content-Length, no compression per
+// hit) through the real compression writer, q-values honoured; an
+// origin's own br is stored as received and decoded for the others.
+func TestCacheStoredBrZstdForms(t *testing.T) {
+	page := strings.Repeat("<p>hello edge, a cached page in br and zstd</p>\n", 800)
+	o := newCountingOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=60")
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		if r.URL.Path == "/origin-br" && strings.Contains(r.Header.Get("Accept-Encoding"), "br") {
+			w.Header().Set("Content-Encoding", "br")
+			bw := brotli.NewWriterLevel(w, 4)
+			io.WriteString(bw, page)
+			bw.Close()
+			return
+		}
+		io.WriteString(w, page)
+	})
+	p := startCachedProxy(t, routesOf(tenant("shop.example", o.url)), Config{})
+	resp, _ := p.get(t, "GET", "shop.example", "/", "gzip")
+	wantCacheStatus(t, resp, 200, "edge; fwd=miss; stored")
+	// Until a form is there the stored gzip answers (the client takes
+	// gzip too, so the writer compresses nothing).
+	stored := map[string]string{}
+	for _, ce := range []string{"br", "zstd"} {
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			resp, body := p.get(t, "GET", "shop.example", "/", ce+", gzip;q=0.5")
+			if resp.Header.Get("Content-Encoding") == ce {
+				stored[ce] = body
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no stored %s form after 10s", ce)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	for _, tc := range []struct{ ae, want string }{
+		{"gzip, deflate, br, zstd", "br"},
+		{"br;q=1, gzip;q=0.5", "br"},
+		{"zstd, br;q=0.9, gzip;q=0.8", "zstd"},
+	} {
+		resp, body := p.get(t, "GET", "shop.example", "/", tc.ae)
+		wantCacheStatus(t, resp, 200, "edge; hit")
+		if ce := resp.Header.Get("Content-Encoding"); ce != tc.want || body != stored[tc.want] || resp.ContentLength != int64(len(body)) {
+			t.Fatalf("%q: Content-Encoding %q, %d bytes (length %d); want the stored %s form (%d bytes)",
+				tc.ae, ce, len(body), resp.ContentLength, tc.want, len(stored[tc.want]))
+		}
+		if et := resp.Header.Get("Vary"); !strings.Contains(et, "Accept-Encoding") {
+			t.Fatalf("%q: Vary %q", tc.ae, et)
+		}
+	}
+	if b, err := io.ReadAll(brotli.NewReader(strings.NewReader(stored["br"]))); err != nil || string(b) != page {
+		t.Fatalf("the stored br form does not decode to the page: %v", err)
+	}
+	if n := o.hits.Load(); n != 1 {
+		t.Fatalf("origin hit %d times, want 1", n)
+	}
+
+	// The origin's own br: the browser gets the origin's bytes, the
+	// others the page decoded (gzip or identity), from one fill.
+	resp, brBody := p.get(t, "GET", "shop.example", "/origin-br", "gzip, deflate, br, zstd")
+	wantCacheStatus(t, resp, 200, "edge; fwd=miss; stored")
+	if resp.Header.Get("Content-Encoding") != "br" {
+		t.Fatalf("origin br miss: Content-Encoding %q", resp.Header.Get("Content-Encoding"))
+	}
+	resp, body := p.get(t, "GET", "shop.example", "/origin-br", "br")
+	wantCacheStatus(t, resp, 200, "edge; hit")
+	if body != brBody {
+		t.Fatal("the origin's br bytes were not sent as stored")
+	}
+	resp, body = p.get(t, "GET", "shop.example", "/origin-br", "gzip")
+	if resp.Header.Get("Content-Encoding") != "gzip" || gunzip(t, body) != page {
+		t.Fatalf("origin br for a gzip client: Content-Encoding %q", resp.Header.Get("Content-Encoding"))
+	}
+	resp, body = p.get(t, "GET", "shop.example", "/origin-br", "identity")
+	if resp.Header.Get("Content-Encoding") != "" || body != page {
+		t.Fatalf("origin br for an identity client: Content-Encoding %q", resp.Header.Get("Content-Encoding"))
+	}
+	if n := o.hits.Load(); n != 2 {
+		t.Fatalf("origin hit %d times, want 2", n)
 	}
 }

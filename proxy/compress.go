@@ -12,7 +12,8 @@ import (
 // passes through, one the client cannot read is decoded, and the rest is
 // compressed by Accept-Encoding (br, zstd, gzip) when eligible. On the
 // cache path (resp nil) only the last applies: a response the cache sends
-// with a Content-Encoding (its stored gzip) passes through as is.
+// with a Content-Encoding (a stored gzip, br or zstd form) passes through
+// as is.
 func CompressWriter(c *compress.Compressor) func(http.ResponseWriter, *http.Request, *http.Response) (http.ResponseWriter, error) {
 	return func(w http.ResponseWriter, r *http.Request, resp *http.Response) (http.ResponseWriter, error) {
 		if resp != nil {

@@ -112,7 +112,7 @@ type Config struct {
 	//
 	// On the cache path resp is nil and the call is made when the cache
 	// writes the header: not at all for a response that already has a
-	// Content-Encoding (a gzip hit), which a wrapper must pass through
+	// Content-Encoding (a stored gzip, br or zstd form), which a wrapper must pass through
 	// untouched; an error there sends the response unwrapped (logged).
 	// Header values the cache writes are shared with other requests:
 	// replace them, never modify them in place.
@@ -146,7 +146,7 @@ type Config struct {
 	FetchTimeout time.Duration
 	// DecodeOrigin, when set, is applied on the cache path to every origin
 	// response with the Accept-Encoding of the request the cache sent
-	// (gzip or none): it decodes a content coding that request did not
+	// (the codings among br, zstd and gzip the client accepts, or none): it decodes a content coding that request did not
 	// ask for, so the cache can store it and no client gets a coding it
 	// cannot read. CompressDecoder adapts a *compress.Compressor.
 	DecodeOrigin func(resp *http.Response, acceptEncoding string) error

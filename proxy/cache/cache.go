@@ -23,6 +23,13 @@ type Config struct {
 	MaxObjectBytes int64
 	// GzipLevel compresses stored bodies (default gzip.BestSpeed).
 	GzipLevel int
+	// BrotliQuality is the quality of the br forms derived for stored
+	// compressible objects, 0 to 11 (default 11: derived once, in the
+	// background, so the smallest output is worth the CPU).
+	BrotliQuality int
+	// DisableVariants stores gzip alone (no br/zstd derived; an origin's
+	// own br or zstd body is still stored as received).
+	DisableVariants bool
 	// MaxPurgeRecords bounds the purge records per tenant (default 1024);
 	// past it the oldest half collapses into a purge of the whole tenant.
 	MaxPurgeRecords int
@@ -47,7 +54,11 @@ type Cache struct {
 	l2, l3 *tier
 	purges purges
 	gz     gzipPools
-	stats  stats
+	codecs *codecs
+	// variants queues objects for their br and zstd forms; nil with
+	// Config.DisableVariants.
+	variants chan variantJob
+	stats    stats
 
 	flightMu sync.Mutex
 	flights  map[string]*flight
@@ -71,6 +82,16 @@ func New(cfg Config) (*Cache, error) {
 	if cfg.GzipLevel < gzip.HuffmanOnly || cfg.GzipLevel > gzip.BestCompression {
 		return nil, fmt.Errorf("cache: gzip level %d out of range", cfg.GzipLevel)
 	}
+	if cfg.BrotliQuality == 0 {
+		cfg.BrotliQuality = 11
+	}
+	if cfg.BrotliQuality < 0 || cfg.BrotliQuality > 11 {
+		return nil, fmt.Errorf("cache: brotli quality %d out of range 0-11", cfg.BrotliQuality)
+	}
+	codecs, err := newCodecs(cfg.BrotliQuality, cfg.MaxObjectBytes)
+	if err != nil {
+		return nil, fmt.Errorf("cache: %w", err)
+	}
 	if cfg.MaxPurgeRecords <= 0 {
 		cfg.MaxPurgeRecords = 1024
 	}
@@ -88,6 +109,7 @@ func New(cfg Config) (*Cache, error) {
 		log:     cfg.Logger.With("component", "cache"),
 		now:     cfg.Now,
 		gz:      gzipPools{level: cfg.GzipLevel},
+		codecs:  codecs,
 		flights: make(map[string]*flight),
 		closed:  make(chan struct{}),
 	}
@@ -131,6 +153,11 @@ func New(cfg Config) (*Cache, error) {
 			return nil, fmt.Errorf("cache: metrics: %w", err)
 		}
 	}
+	if !cfg.DisableVariants {
+		c.variants = make(chan variantJob, variantQueue)
+		c.bg.Add(1)
+		go c.variantWorker()
+	}
 	return c, nil
 }
 
@@ -144,6 +171,7 @@ func (c *Cache) Close() error {
 	}
 	close(c.closed)
 	c.bg.Wait()
+	c.codecs.close()
 	err := c.closeTiers()
 	c.l1.StopAllGoroutines()
 	return err

@@ -20,8 +20,9 @@
 // Semantics follow RFC 9111 for a shared cache (Cache-Control, Expires,
 // Age, validators, Vary, stale-while-revalidate, stale-if-error) with a
 // per-tenant Policy on top, and every response carries an RFC 9211
-// Cache-Status header. Bodies worth compressing are stored gzipped once and
-// sent as stored to clients that accept gzip.
+// Cache-Status header. Bodies worth compressing are stored gzipped once,
+// with br and zstd forms derived once in the background, and each client
+// gets the best stored form its Accept-Encoding allows, as stored.
 //
 // Purges are records applied in Raft order (ApplyPurge); objects carry the
 // purge index current when they were fetched, so a purge needs no scan and

@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/edgeproxy/edge/proxy/compress"
 )
 
 // flight is one origin fetch that concurrent requests for a key share.
@@ -182,7 +184,8 @@ func (q *request) fetchOrigin(ctx context.Context, stale *object) outcome {
 
 // originRequest prepares the request the Fetcher sends for a cacheable
 // request: always GET, no client conditionals or ranges (the cache answers
-// those itself), gzip asked for when the client takes it, and the stored
+// those itself), gzip, br and zstd asked for as far as the client takes
+// them (originAcceptEncoding), and the stored
 // validators when revalidating.
 func originRequest(ctx context.Context, r *http.Request, stale *object) *http.Request {
 	// A shallow copy with its own header map and URL: a GET without a
@@ -199,8 +202,8 @@ func originRequest(ctx context.Context, r *http.Request, stale *object) *http.Re
 	for _, h := range []string{"Range", "If-Range", "If-None-Match", "If-Modified-Since", "If-Match", "If-Unmodified-Since"} {
 		o.Header.Del(h)
 	}
-	if acceptsGzip(r) {
-		o.Header.Set("Accept-Encoding", "gzip")
+	if ae := originAcceptEncoding(r.Header["Accept-Encoding"]); ae != "" {
+		o.Header.Set("Accept-Encoding", ae)
 	} else {
 		o.Header.Del("Accept-Encoding")
 	}
@@ -215,6 +218,35 @@ func originRequest(ctx context.Context, r *http.Request, stale *object) *http.Re
 	return o
 }
 
+// originAccepts are the Accept-Encoding values a fill sends, by the set
+// of codings (gzip, br, zstd) the client accepts.
+var originAccepts = func() (a [1 << 4]string) {
+	for s := range compress.Set(len(a)) {
+		var parts []string
+		for _, e := range [...]compress.Encoding{compress.Brotli, compress.Zstd, compress.Gzip} {
+			if s.Has(e) {
+				parts = append(parts, e.String())
+			}
+		}
+		a[s] = strings.Join(parts, ", ")
+	}
+	return a
+}()
+
+// originAcceptEncoding is what a fill asks the origin for: the codings
+// among gzip, br and zstd the client accepts, so that whatever the
+// origin sends, stored or streamed unstored, the client can read; the
+// cache decodes what it stores for the other clients.
+func originAcceptEncoding(lines []string) string {
+	var s compress.Set
+	for _, e := range [...]compress.Encoding{compress.Gzip, compress.Brotli, compress.Zstd} {
+		if compress.Best(lines, compress.Set(0).Add(e)) == e {
+			s = s.Add(e)
+		}
+	}
+	return originAccepts[s]
+}
+
 // checkStorable adds what the cache itself cannot store to a storable
 // freshness decision: a content coding it cannot serve, or a body over
 // MaxObjectBytes.
@@ -223,7 +255,7 @@ func (c *Cache) checkStorable(h http.Header, contentLength int64, fr *freshness)
 		return
 	}
 	switch ce := strings.ToLower(h.Get("Content-Encoding")); {
-	case ce != "" && ce != "gzip" && ce != "identity":
+	case ce != "" && ce != "gzip" && ce != "br" && ce != "zstd" && ce != "identity":
 		fr.storable, fr.reason = false, "encoding"
 	case contentLength > c.cfg.MaxObjectBytes:
 		fr.storable, fr.reason = false, "too-large"

@@ -56,6 +56,7 @@ func (c *Cache) get(ctx context.Context, key string, persist bool, now time.Time
 			if o, soft := c.check("", o, now); o != nil {
 				c.promote(o)
 				c.l1.Set(key, o)
+				c.queueVariants(key, o)
 				return o, tierL2, soft
 			}
 		}
@@ -65,6 +66,7 @@ func (c *Cache) get(ctx context.Context, key string, persist bool, now time.Time
 			if o, soft := c.check("", o, now); o != nil {
 				c.promote(o)
 				c.l1.Set(key, o)
+				c.queueVariants(key, o)
 				if c.l2 != nil {
 					c.l2.putAsync(key, o, o.usableUntil().Sub(c.now()))
 				}

@@ -26,6 +26,8 @@ type stats struct {
 	tiers                                            [numTiers]tierStats
 	evictions, coalesced, stale, originFetch, purges atomic.Int64
 	hitForMiss                                       atomic.Int64
+	variantsDropped                                  atomic.Int64
+	saved                                            savedBytes
 }
 
 // TierStats are the counters of one tier.
@@ -130,6 +132,14 @@ func (c *Cache) registerMetrics(reg prometheus.Registerer) error {
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "edge_cache_purge_index", Help: "Latest applied purge index."},
 			func() float64 { return float64(c.purges.latest.Load()) }),
 	)
+	for _, e := range encodingNames {
+		cs = append(cs, prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name:        "edge_compress_saved_bytes_total",
+			Help:        "Body bytes not sent because a stored compressed form (gzip, br, zstd) was sent instead of the identity body.",
+			ConstLabels: prometheus.Labels{"encoding": e.String()},
+		}, func() float64 { return float64(c.stats.saved[e].Load()) }))
+	}
+	cs = append(cs, counter("variants_dropped_total", "Objects left without br/zstd forms because the variant queue was full.", &c.stats.variantsDropped, nil))
 	for _, col := range cs {
 		if err := reg.Register(col); err != nil {
 			return err

@@ -16,6 +16,8 @@ import (
 	"unsafe"
 
 	"github.com/klauspost/compress/gzip"
+
+	"github.com/edgeproxy/edge/proxy/compress"
 )
 
 // object is one stored response (or a Vary marker). Objects are immutable
@@ -43,10 +45,15 @@ type object struct {
 	hitForMiss bool
 	markReason string
 
-	status   int
-	header   http.Header // stored end-to-end headers: no framing, encoding, Age or cookies
-	body     []byte
-	gzipped  bool   // body is gzip; clients without gzip get it decompressed
+	status  int
+	header  http.Header // stored end-to-end headers: no framing, encoding, Age or cookies
+	body    []byte
+	gzipped bool // body is gzip; clients without gzip get it decompressed
+	// br and zst are the br and zstd forms (docs/cache.md, "Encodings"):
+	// the origin's own body as received, or derived in the background
+	// from the identity body. L1 only: nil in an object from L2/L3 until
+	// it is derived again.
+	br, zst  []byte
 	identLen int64  // length of the identity body
 	ident    []byte // identity body kept next to a small gzip body (see keepIdentity); not encoded
 
@@ -59,8 +66,10 @@ type object struct {
 
 	// Derived by finish, not encoded.
 	hdrIdent, hdrGzip http.Header // full response headers per content-coding
+	hdrBr, hdrZstd    http.Header
+	have              compress.Set // the codings stored besides identity
 	etag              string
-	etagGzip          string
+	etagCoded         string // the ETag of every compressed form: weak
 	lastModified      time.Time
 	weight            uint32
 }
@@ -200,20 +209,59 @@ func (o *object) finish() {
 	if bodyAllowed(o.status) {
 		o.hdrIdent["Content-Length"] = []string{strconv.FormatInt(o.identLen, 10)}
 	}
-	if !o.gzipped {
+	o.have, o.hdrGzip, o.hdrBr, o.hdrZstd = 0, nil, nil, nil
+	if o.gzipped {
+		o.have = o.have.Add(compress.Gzip)
+	}
+	if o.br != nil {
+		o.have = o.have.Add(compress.Brotli)
+	}
+	if o.zst != nil {
+		o.have = o.have.Add(compress.Zstd)
+	}
+	if o.have == 0 {
 		return
 	}
 	o.hdrIdent["Vary"] = addVary(o.header["Vary"])
-	o.hdrGzip = o.hdrIdent.Clone()
-	o.hdrGzip["Content-Encoding"] = []string{"gzip"}
-	o.hdrGzip["Content-Length"] = []string{strconv.Itoa(len(o.body))}
-	o.etagGzip = o.etag
+	o.etagCoded = o.etag
 	if o.etag != "" && !strings.HasPrefix(o.etag, "W/") {
-		// The gzip representation is not byte-identical to the one the
-		// origin tagged, so its validator is weak (as nginx does).
-		o.etagGzip = "W/" + o.etag
-		o.hdrGzip["Etag"] = []string{o.etagGzip}
+		// A compressed representation is not byte-identical to the one
+		// the origin tagged, so its validator is weak (as nginx does for
+		// gzip); all codings share it, so a conditional request matches
+		// whichever the client holds.
+		o.etagCoded = "W/" + o.etag
 	}
+	coded := func(coding string, body []byte) http.Header {
+		h := o.hdrIdent.Clone()
+		h["Content-Encoding"] = []string{coding}
+		h["Content-Length"] = []string{strconv.Itoa(len(body))}
+		if o.etagCoded != o.etag {
+			h["Etag"] = []string{o.etagCoded}
+		}
+		return h
+	}
+	if o.gzipped {
+		o.hdrGzip = coded("gzip", o.body)
+	}
+	if o.br != nil {
+		o.hdrBr = coded("br", o.br)
+	}
+	if o.zst != nil {
+		o.hdrZstd = coded("zstd", o.zst)
+	}
+}
+
+// coded returns the serving header, ETag and body of o in coding e.
+func (o *object) coded(e compress.Encoding) (http.Header, string, []byte) {
+	switch e {
+	case compress.Gzip:
+		return o.hdrGzip, o.etagCoded, o.body
+	case compress.Brotli:
+		return o.hdrBr, o.etagCoded, o.br
+	case compress.Zstd:
+		return o.hdrZstd, o.etagCoded, o.zst
+	}
+	return o.hdrIdent, o.etag, nil
 }
 
 // Memory accounting. --cache-size (MaxBytes) bounds what L1 takes on the
@@ -244,12 +292,13 @@ var objectSize = int(unsafe.Sizeof(object{})) + allocSlack
 // stored header (strings counted once) and the serving header maps that
 // share its strings. The key's bytes are added by the L1 weigher.
 func (o *object) weigh() {
-	n := objectSize + entryOverhead + cap(o.body) + cap(o.ident) +
+	n := objectSize + entryOverhead + cap(o.body) + cap(o.ident) + cap(o.br) + cap(o.zst) +
 		len(o.tenant) + len(o.host) + len(o.pathQuery) + len(o.varyVals) + len(o.markReason) + 3*allocSlack
 	n += 16*cap(o.tags) + 16*cap(o.vary) // their strings are the host's, tenant's and header values'
-	n += headerBytes(o.header, true) + headerBytes(o.hdrIdent, false) + headerBytes(o.hdrGzip, false)
-	if o.etagGzip != o.etag {
-		n += len(o.etagGzip) + allocSlack
+	n += headerBytes(o.header, true) + headerBytes(o.hdrIdent, false) + headerBytes(o.hdrGzip, false) +
+		headerBytes(o.hdrBr, false) + headerBytes(o.hdrZstd, false)
+	if o.etagCoded != o.etag {
+		n += len(o.etagCoded) + allocSlack
 	}
 	o.weight = uint32(min(n, 1<<31))
 }

@@ -71,8 +71,27 @@ func (q *request) build(f *fetched, body []byte, fr freshness) (*object, error) 
 		o.varyVals = varyValues(q.r, o.vary)
 	}
 	var ident []byte // the identity body, when at hand
-	switch {
-	case strings.EqualFold(h.Get("Content-Encoding"), "gzip"):
+	switch ce := h.Get("Content-Encoding"); {
+	case strings.EqualFold(ce, "br"), strings.EqualFold(ce, "zstd"):
+		// Stored as received for clients that accept it; decoded once
+		// for the gzip and identity forms the others get.
+		dec, err := c.codecs.decode(ce, body, c.cfg.MaxObjectBytes)
+		if err != nil {
+			return nil, fmt.Errorf("origin %s body: %w", ce, err)
+		}
+		if strings.EqualFold(ce, "br") {
+			o.br = body
+		} else {
+			o.zst = body
+		}
+		o.body, o.identLen = dec, int64(len(dec))
+		if compressible(h, len(dec)) {
+			if z, err := c.gz.compress(dec); err == nil && len(z) < len(dec)*9/10 {
+				o.body, o.gzipped = z, true
+				ident = dec
+			}
+		}
+	case strings.EqualFold(ce, "gzip"):
 		n, err := c.gz.gzipLen(body)
 		if err != nil {
 			return nil, fmt.Errorf("origin gzip body: %w", err)
@@ -108,6 +127,7 @@ func (q *request) store(o *object) {
 		c.put(base, m, persist)
 	}
 	c.put(key, o, persist)
+	c.queueVariants(key, o)
 }
 
 func (c *Cache) put(key string, o *object, persist bool) {

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/edgeproxy/edge/proxy/compress"
 )
 
 // hitStatus and friends are shared, never-modified header values, so a hit
@@ -47,39 +49,6 @@ func ageValue(d time.Duration) []string {
 		return smallAges[s]
 	}
 	return []string{strconv.FormatInt(max(s, 0), 10)}
-}
-
-// acceptsGzip reports whether the Accept-Encoding of r admits gzip
-// (RFC 9110 section 12.5.3; "*" counts, q=0 excludes).
-func acceptsGzip(r *http.Request) bool {
-	ae := r.Header["Accept-Encoding"]
-	ok := false
-	for _, line := range ae {
-		for line != "" {
-			var part string
-			part, line, _ = strings.Cut(line, ",")
-			coding, params, _ := strings.Cut(part, ";")
-			coding = strings.TrimSpace(coding)
-			if !strings.EqualFold(coding, "gzip") && !strings.EqualFold(coding, "x-gzip") && coding != "*" {
-				continue
-			}
-			q := 1.0
-			for p := range strings.SplitSeq(params, ";") {
-				k, v, _ := strings.Cut(strings.TrimSpace(p), "=")
-				if strings.EqualFold(k, "q") {
-					if f, err := strconv.ParseFloat(v, 64); err == nil {
-						q = f
-					}
-				}
-			}
-			if coding == "*" {
-				ok = ok || q > 0
-				continue
-			}
-			return q > 0
-		}
-	}
-	return ok
 }
 
 // headerValue is h.Get(key) for a key already in canonical form: it
@@ -130,7 +99,8 @@ func notModified(r *http.Request, o *object, etag string, now time.Time) bool {
 
 // serveObject writes a stored object: 304 for a matching conditional
 // request, a byte range for a Range request, otherwise the whole body in
-// gzip (as stored) or identity.
+// the best stored coding the client accepts (compress.Best: q-values,
+// then br, zstd, gzip), or identity.
 func (q *request) serveObject(o *object, res Result) (Result, error) {
 	return q.serveObjectAt(o, res, q.c.now())
 }
@@ -140,11 +110,11 @@ func (q *request) serveObject(o *object, res Result) (Result, error) {
 func (q *request) serveObjectAt(o *object, res Result, now time.Time) (Result, error) {
 	c, w, r := q.c, q.w, q.r
 	h := w.Header()
-	gz := o.gzipped && acceptsGzip(r)
-	src, etag := o.hdrIdent, o.etag
-	if gz {
-		src, etag = o.hdrGzip, o.etagGzip
+	enc := compress.Identity
+	if o.have != 0 {
+		enc = compress.Best(r.Header["Accept-Encoding"], o.have)
 	}
+	src, etag, coded := o.coded(enc)
 	if headerValue(r.Header, "Range") != "" && o.status == http.StatusOK {
 		return q.serveRange(o, res)
 	}
@@ -171,7 +141,11 @@ func (q *request) serveObjectAt(o *object, res Result, now time.Time) (Result, e
 		return res, nil
 	}
 	switch {
-	case gz || !o.gzipped:
+	case enc != compress.Identity:
+		_, _ = w.Write(coded)
+		c.stats.saved[enc].Add(o.identLen - int64(len(coded)))
+		return res, nil
+	case !o.gzipped:
 		_, _ = w.Write(o.body)
 		return res, nil
 	case o.ident != nil:
