@@ -427,4 +427,3 @@ func BenchmarkSnapshot1M(b *testing.B) {
 		}
 	}
 }
-
