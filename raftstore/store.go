@@ -80,7 +80,7 @@ type Store struct {
 	fsm       *fsm
 	bolt      *raftboltdb.BoltStore
 	logs      raft.LogStore // the cached log raft uses (WaitApplied reads it)
-	transport *raft.NetworkTransport
+	transport *guardedTransport
 	stream    *streamLayer
 	logger    *slog.Logger
 
@@ -164,12 +164,12 @@ func Open(cfg Config) (*Store, error) {
 		adv = ln.Addr().String()
 	}
 	stream := newStreamLayer(ln, adv, cfg.PeerTLS, cfg.Logger)
-	transport := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+	transport := &guardedTransport{NetworkTransport: raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream:  stream,
 		MaxPool: 4,
 		Timeout: 5 * time.Second,
 		Logger:  hl,
-	})
+	})}
 
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(cfg.ID)
@@ -453,6 +453,7 @@ func (s *Store) noneForFSM(from, to uint64) bool {
 // the node does that first when shutting down gracefully.
 func (s *Store) Close() error {
 	err := s.raft.Shutdown().Error()
+	s.transport.stopHeartbeats() // before the log store closes under one
 	s.obsOnce.Do(func() {
 		s.raft.DeregisterObserver(s.leaderObs)
 		close(s.leaderObsCh) // raft sends no more once deregistered

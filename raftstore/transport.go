@@ -141,3 +141,42 @@ func (s *streamLayer) Dial(address raft.ServerAddress, timeout time.Duration) (n
 	}
 	return c, nil
 }
+
+// guardedTransport is raft's NetworkTransport with one change: Close
+// waits for heartbeats being handled. raft handles a heartbeat on the
+// transport's connection goroutine, not its own, so raft.Shutdown does not
+// wait for one already past its shutdown check; closing the log store
+// under it made raft panic ("failed to save current term: database not
+// open"). After stopHeartbeats, a heartbeat is refused instead.
+type guardedTransport struct {
+	*raft.NetworkTransport
+	mu      sync.RWMutex
+	stopped bool
+}
+
+var errShuttingDown = errors.New("raftstore: shutting down")
+
+// SetHeartbeatHandler wraps raft's handler with the guard.
+func (g *guardedTransport) SetHeartbeatHandler(cb func(rpc raft.RPC)) {
+	if cb == nil {
+		g.NetworkTransport.SetHeartbeatHandler(nil)
+		return
+	}
+	g.NetworkTransport.SetHeartbeatHandler(func(rpc raft.RPC) {
+		g.mu.RLock()
+		defer g.mu.RUnlock()
+		if g.stopped {
+			rpc.Respond(nil, errShuttingDown)
+			return
+		}
+		cb(rpc)
+	})
+}
+
+// stopHeartbeats returns once no heartbeat is being handled, and refuses
+// every later one.
+func (g *guardedTransport) stopHeartbeats() {
+	g.mu.Lock()
+	g.stopped = true
+	g.mu.Unlock()
+}
